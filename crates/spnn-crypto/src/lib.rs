@@ -1,0 +1,29 @@
+//! # spnn-crypto
+//!
+//! The cryptographic core of spnn: math only, no I/O. Protocol steps in `spnn-burn` combine
+//! these pure functions with message exchanges over `spnn-net` channels.
+//!
+//! - [`fixed`]: fixed-point encoding of reals into Z_2^64, its range and error bounds.
+//! - [`ring`]: [`RingMatrix`], row-major matrices over Z_2^64 with a blocked, parallel product.
+//! - [`share`]: additive secret sharing among `n ≥ 2` parties, with seed-derived shares.
+//! - [`beaver`]: the dealer's Beaver triples and truncation pairs, the share-side algebra of a
+//!   secure product, and two ways to truncate.
+//! - [`paillier`]: Paillier with DJN fixed-base encryption, CRT decryption and packing.
+//! - [`rng`]: ChaCha20 from OS entropy for everything secret.
+//!
+//! Everything that can receive data from another party or a file returns [`CryptoError`]
+//! instead of panicking.
+
+pub mod beaver;
+pub mod error;
+pub mod fixed;
+pub mod paillier;
+pub mod ring;
+pub mod rng;
+pub mod share;
+
+pub use error::{CryptoError, Result};
+pub use fixed::FixedPoint;
+pub use ring::RingMatrix;
+pub use rng::{SecretSeed, SecureRng};
+pub use share::Share;

@@ -1,0 +1,541 @@
+//! Packing several signed values into one Paillier plaintext.
+//!
+//! With slot width `s`, values `v_0 … v_{t−1}` (each `|v_i| < 2^{s−1}`) become the single signed
+//! plaintext `m = Σ v_i · 2^{s·i}`. The map is linear, so adding packed ciphertexts adds slot by
+//! slot and multiplying by a scalar multiplies every slot — as long as no slot leaves
+//! `(−2^{s−1}, 2^{s−1})`. Decoding reads slots from the lowest up, each as a signed `s`-bit
+//! number, carrying the borrow of a negative slot into the next.
+//!
+//! A layout has `t = ⌊(bits(n) − 2) / s⌋` slots, which keeps `|m| < n/2`.
+//!
+//! **Overflow guard.** A [`PackedCiphertext`] carries `bound_bits`: every slot is known to hold
+//! `|v| < 2^{bound_bits}`. Each operation updates the bound (addition: `max + 1`; scalar
+//! multiplication by `k`: `+ bits(|k|)`; a plaintext–ciphertext product with inner dimension `d`:
+//! `+ 63 + ⌈log2 d⌉`; a statistical mask of `σ` bits: `+ σ + 1`) and returns
+//! [`CryptoError::SlotOverflow`] before computing anything whose bound reaches `s − 1`.
+
+use rand::RngCore;
+use rayon::prelude::*;
+use rug::Integer;
+use rug::integer::Order;
+
+use super::ciphertext::Ciphertext;
+use super::keys::{KeyId, PublicKey, SecretKey};
+use crate::error::{CryptoError, Result};
+use crate::ring::RingMatrix;
+
+/// A slot layout for one key: `slots` values of `slot_bits` bits per plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packing {
+    slot_bits: u32,
+    slots: usize,
+    key: KeyId,
+}
+
+impl Packing {
+    /// The densest layout of `slot_bits`-bit slots for `pk`.
+    pub fn new(pk: &PublicKey, slot_bits: u32) -> Result<Self> {
+        let usable = pk.bits().saturating_sub(2);
+        if slot_bits < 2 || slot_bits > usable {
+            return Err(CryptoError::InvalidPacking(format!(
+                "{slot_bits}-bit slots in a {}-bit key",
+                pk.bits()
+            )));
+        }
+        Ok(Self {
+            slot_bits,
+            slots: (usable / slot_bits) as usize,
+            key: pk.id(),
+        })
+    }
+
+    /// Slot width in bits.
+    pub fn slot_bits(&self) -> u32 {
+        self.slot_bits
+    }
+
+    /// Values per plaintext.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn check_bound(&self, bound_bits: u32) -> Result<u32> {
+        if bound_bits >= self.slot_bits {
+            return Err(CryptoError::SlotOverflow {
+                needed_bits: bound_bits + 1,
+                slot_bits: self.slot_bits,
+            });
+        }
+        Ok(bound_bits)
+    }
+
+    fn pack(&self, values: &[Integer]) -> Result<(Integer, u32)> {
+        if values.is_empty() || values.len() > self.slots {
+            return Err(CryptoError::InvalidPacking(format!(
+                "{} values for {} slots",
+                values.len(),
+                self.slots
+            )));
+        }
+        let bound = self.check_bound(bits_of(values))?;
+        let mut m = Integer::new();
+        for v in values.iter().rev() {
+            m <<= self.slot_bits;
+            m += v;
+        }
+        Ok((m, bound))
+    }
+
+    fn unpack(&self, mut m: Integer, count: usize) -> Vec<Integer> {
+        let modulus = Integer::from(1) << self.slot_bits;
+        let half = Integer::from(1) << (self.slot_bits - 1);
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut slot = m.clone().keep_bits(self.slot_bits);
+            if slot >= half {
+                slot -= &modulus;
+            }
+            m -= &slot;
+            m >>= self.slot_bits;
+            out.push(slot);
+        }
+        out
+    }
+}
+
+/// Bit length of the largest magnitude in `values`.
+fn bits_of(values: &[Integer]) -> u32 {
+    values
+        .iter()
+        .map(|v| v.significant_bits())
+        .max()
+        .unwrap_or(0)
+}
+
+/// A ciphertext of packed values, with the bound that guards its slots.
+#[derive(Clone, Debug)]
+pub struct PackedCiphertext {
+    ct: Ciphertext,
+    count: usize,
+    bound_bits: u32,
+    packing: Packing,
+}
+
+impl PackedCiphertext {
+    /// The underlying ciphertext.
+    pub fn ciphertext(&self) -> &Ciphertext {
+        &self.ct
+    }
+
+    /// Number of occupied slots.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Every slot holds `|v| < 2^bound_bits`.
+    pub fn bound_bits(&self) -> u32 {
+        self.bound_bits
+    }
+
+    /// The layout.
+    pub fn packing(&self) -> &Packing {
+        &self.packing
+    }
+
+    /// Re-attaches layout metadata to a ciphertext received from a peer. The bound must be the
+    /// one the sender's protocol step guarantees; it is checked against the layout.
+    pub fn from_parts(
+        ct: Ciphertext,
+        count: usize,
+        bound_bits: u32,
+        packing: Packing,
+    ) -> Result<Self> {
+        if ct.key_id() != packing.key {
+            return Err(CryptoError::KeyMismatch {
+                expected: packing.key,
+                found: ct.key_id(),
+            });
+        }
+        if count == 0 || count > packing.slots {
+            return Err(CryptoError::InvalidPacking(format!(
+                "{count} values for {} slots",
+                packing.slots
+            )));
+        }
+        packing.check_bound(bound_bits)?;
+        Ok(Self {
+            ct,
+            count,
+            bound_bits,
+            packing,
+        })
+    }
+}
+
+/// A row-major matrix of packed ciphertexts (each cell packs a short vector).
+#[derive(Clone, Debug)]
+pub struct PackedMatrix {
+    rows: usize,
+    cols: usize,
+    cells: Vec<PackedCiphertext>,
+}
+
+impl PackedMatrix {
+    /// Wraps `rows × cols` cells, row-major.
+    pub fn new(rows: usize, cols: usize, cells: Vec<PackedCiphertext>) -> Result<Self> {
+        if rows.checked_mul(cols) != Some(cells.len()) {
+            return Err(CryptoError::BadLength {
+                rows,
+                cols,
+                len: cells.len(),
+            });
+        }
+        Ok(Self { rows, cols, cells })
+    }
+
+    /// (rows, cols).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The cells, row-major.
+    pub fn cells(&self) -> &[PackedCiphertext] {
+        &self.cells
+    }
+
+    /// Consumes the matrix, returning its cells.
+    pub fn into_cells(self) -> Vec<PackedCiphertext> {
+        self.cells
+    }
+}
+
+impl PublicKey {
+    fn check_packing(&self, packing: &Packing) -> Result<()> {
+        if packing.key != self.id {
+            return Err(CryptoError::KeyMismatch {
+                expected: self.id,
+                found: packing.key,
+            });
+        }
+        Ok(())
+    }
+
+    /// Encrypts up to `packing.slots()` signed values in one ciphertext.
+    pub fn encrypt_packed(
+        &self,
+        packing: &Packing,
+        values: &[Integer],
+        rng: &mut impl RngCore,
+    ) -> Result<PackedCiphertext> {
+        self.check_packing(packing)?;
+        let (m, bound_bits) = packing.pack(values)?;
+        Ok(PackedCiphertext {
+            ct: self.encrypt(&m, rng)?,
+            count: values.len(),
+            bound_bits,
+            packing: *packing,
+        })
+    }
+
+    fn same_layout(&self, a: &PackedCiphertext, b: &PackedCiphertext) -> Result<()> {
+        self.check_packing(&a.packing)?;
+        if a.packing != b.packing {
+            return Err(CryptoError::InvalidPacking(
+                "operands use different layouts".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Slot-wise sum.
+    pub fn add_packed(
+        &self,
+        a: &PackedCiphertext,
+        b: &PackedCiphertext,
+    ) -> Result<PackedCiphertext> {
+        self.same_layout(a, b)?;
+        let bound_bits = a.packing.check_bound(a.bound_bits.max(b.bound_bits) + 1)?;
+        Ok(PackedCiphertext {
+            ct: self.add(&a.ct, &b.ct)?,
+            count: a.count.max(b.count),
+            bound_bits,
+            packing: a.packing,
+        })
+    }
+
+    /// Every slot multiplied by the signed scalar `k`.
+    pub fn mul_scalar_packed(&self, a: &PackedCiphertext, k: &Integer) -> Result<PackedCiphertext> {
+        self.check_packing(&a.packing)?;
+        let bound_bits = a.packing.check_bound(a.bound_bits + k.significant_bits())?;
+        Ok(PackedCiphertext {
+            ct: self.mul_scalar(&a.ct, k)?,
+            count: a.count,
+            bound_bits,
+            packing: a.packing,
+        })
+    }
+
+    /// Adds a uniform mask `r_i ∈ [0, 2^{bound + σ})` to every occupied slot and returns the
+    /// masks. For `|v| < 2^{bound}`, `v + r` is within statistical distance `2^{−σ}` of uniform:
+    /// the masked values hide `v` with `σ` bits of statistical security.
+    pub fn mask_packed(
+        &self,
+        a: &PackedCiphertext,
+        statistical_bits: u32,
+        rng: &mut impl RngCore,
+    ) -> Result<(PackedCiphertext, Vec<Integer>)> {
+        self.check_packing(&a.packing)?;
+        let mask_bits = a.bound_bits + statistical_bits;
+        let bound_bits = a.packing.check_bound(mask_bits + 1)?;
+        let masks: Vec<Integer> = (0..a.count)
+            .map(|_| {
+                let mut bytes = vec![0u8; mask_bits.div_ceil(8) as usize];
+                rng.fill_bytes(&mut bytes);
+                Integer::from_digits(&bytes, Order::Lsf).keep_bits(mask_bits)
+            })
+            .collect();
+        let (m, _) = a.packing.pack(&masks)?;
+        Ok((
+            PackedCiphertext {
+                ct: self.add_plain(&a.ct, &m)?,
+                count: a.count,
+                bound_bits,
+                packing: a.packing,
+            },
+            masks,
+        ))
+    }
+
+    /// The product of a plaintext matrix `P` (`a × d`, entries read as signed `i64`) with a
+    /// matrix `C` (`d × b`) of packed ciphertexts: cell `(i, j)` is `Σ_k P[i,k] ⊗ C[k,j]`,
+    /// slot by slot. Parallel over output cells.
+    pub fn plain_matmul_packed(&self, p: &RingMatrix, c: &PackedMatrix) -> Result<PackedMatrix> {
+        let (a, d) = p.shape();
+        if d != c.rows {
+            return Err(CryptoError::ShapeMismatch {
+                op: "plain_matmul_packed",
+                left: (a, d),
+                right: c.shape(),
+            });
+        }
+        let Some(first) = c.cells.first() else {
+            return PackedMatrix::new(a, c.cols, Vec::new());
+        };
+        let packing = first.packing;
+        self.check_packing(&packing)?;
+        for cell in &c.cells {
+            self.check(&cell.ct)?;
+            if cell.packing != packing {
+                return Err(CryptoError::InvalidPacking(
+                    "cells use different layouts".into(),
+                ));
+            }
+        }
+        let in_bound = c.cells.iter().map(|x| x.bound_bits).max().unwrap_or(0);
+        let bound_bits =
+            packing.check_bound(in_bound + 63 + (d.max(1) as u64).next_power_of_two().ilog2())?;
+        // Inverses for negative entries, computed once per input cell.
+        let inverses: Vec<Integer> =
+            c.cells
+                .par_iter()
+                .map(|x| {
+                    x.ct.c.clone().invert(&self.n_squared).map_err(|_| {
+                        CryptoError::InvalidCiphertext("not invertible modulo n²".into())
+                    })
+                })
+                .collect::<Result<_>>()?;
+        let cells = (0..a * c.cols)
+            .into_par_iter()
+            .map(|idx| {
+                let (i, j) = (idx / c.cols, idx % c.cols);
+                let mut acc = Integer::from(1);
+                let mut count = 0;
+                for k in 0..d {
+                    let s = p.as_slice()[i * d + k] as i64;
+                    let cell = &c.cells[k * c.cols + j];
+                    count = count.max(cell.count);
+                    if s == 0 {
+                        continue;
+                    }
+                    let base = if s < 0 {
+                        &inverses[k * c.cols + j]
+                    } else {
+                        &cell.ct.c
+                    };
+                    let e = Integer::from(s.unsigned_abs());
+                    acc *= Integer::from(
+                        base.pow_mod_ref(&e, &self.n_squared)
+                            .expect("exponent is positive"),
+                    );
+                    acc %= &self.n_squared;
+                }
+                PackedCiphertext {
+                    ct: self.wrap_element(acc),
+                    count,
+                    bound_bits,
+                    packing,
+                }
+            })
+            .collect();
+        PackedMatrix::new(a, c.cols, cells)
+    }
+
+    pub(super) fn wrap_element(&self, c: Integer) -> Ciphertext {
+        Ciphertext { c, key: self.id }
+    }
+}
+
+impl SecretKey {
+    /// Decrypts the occupied slots as signed integers.
+    pub fn decrypt_packed(&self, a: &PackedCiphertext) -> Result<Vec<Integer>> {
+        if a.packing.key != self.id {
+            return Err(CryptoError::KeyMismatch {
+                expected: self.id,
+                found: a.packing.key,
+            });
+        }
+        Ok(a.packing.unpack(self.decrypt_signed(&a.ct)?, a.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paillier::Keypair;
+    use crate::rng::SecureRng;
+    use proptest::prelude::*;
+
+    fn keypair() -> &'static Keypair {
+        static KP: std::sync::OnceLock<Keypair> = std::sync::OnceLock::new();
+        KP.get_or_init(|| {
+            Keypair::generate_insecure_for_tests(
+                1024,
+                &mut SecureRng::insecure_from_seed_for_tests(42),
+            )
+            .unwrap()
+        })
+    }
+
+    fn ints(v: &[i64]) -> Vec<Integer> {
+        v.iter().map(|&x| Integer::from(x)).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn pack_round_trip_and_slotwise_linearity(values in proptest::collection::vec(any::<i64>(), 1..7), k in -1000i64..1000, seed: u64) {
+            let kp = keypair();
+            let packing = Packing::new(&kp.public, 140).unwrap();
+            prop_assert_eq!(packing.slots(), 7);
+            let mut rng = SecureRng::insecure_from_seed_for_tests(seed);
+            let a = kp.public.encrypt_packed(&packing, &ints(&values), &mut rng).unwrap();
+            prop_assert_eq!(kp.secret.decrypt_packed(&a).unwrap(), ints(&values));
+            let sum = kp.public.add_packed(&a, &a).unwrap();
+            let scaled = kp.public.mul_scalar_packed(&sum, &Integer::from(k)).unwrap();
+            let expected: Vec<Integer> = values.iter().map(|&v| Integer::from(v) * 2 * k).collect();
+            prop_assert_eq!(kp.secret.decrypt_packed(&scaled).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn masking_returns_masks_that_unmask_exactly() {
+        let kp = keypair();
+        let packing = Packing::new(&kp.public, 140).unwrap();
+        let mut rng = SecureRng::insecure_from_seed_for_tests(3);
+        let values = ints(&[-5, 7, i64::MIN, i64::MAX]);
+        let a = kp
+            .public
+            .encrypt_packed(&packing, &values, &mut rng)
+            .unwrap();
+        let (masked, masks) = kp.public.mask_packed(&a, 40, &mut rng).unwrap();
+        assert_eq!(masked.bound_bits(), 64 + 40 + 1);
+        let opened = kp.secret.decrypt_packed(&masked).unwrap();
+        for ((o, m), v) in opened.iter().zip(&masks).zip(&values) {
+            assert_eq!(o.clone() - m, *v);
+            assert!(m.significant_bits() <= 104);
+        }
+    }
+
+    #[test]
+    fn overflowing_slots_are_refused_before_computing() {
+        let kp = keypair();
+        let packing = Packing::new(&kp.public, 80).unwrap();
+        let mut rng = SecureRng::insecure_from_seed_for_tests(4);
+        let big = Integer::from(1) << 79;
+        assert!(matches!(
+            kp.public.encrypt_packed(&packing, &[big], &mut rng),
+            Err(CryptoError::SlotOverflow { .. })
+        ));
+        let a = kp
+            .public
+            .encrypt_packed(&packing, &ints(&[i64::MAX]), &mut rng)
+            .unwrap();
+        assert!(matches!(
+            kp.public.mul_scalar_packed(&a, &Integer::from(i64::MAX)),
+            Err(CryptoError::SlotOverflow {
+                needed_bits: 127,
+                slot_bits: 80
+            })
+        ));
+        assert!(kp.public.mask_packed(&a, 40, &mut rng).is_err());
+        assert!(
+            kp.public
+                .encrypt_packed(&packing, &ints(&[1; 13]), &mut rng)
+                .is_err(),
+            "too many values"
+        );
+        assert!(Packing::new(&kp.public, 2000).is_err());
+    }
+
+    #[test]
+    fn plaintext_times_packed_matrix_matches_integer_product() {
+        let kp = keypair();
+        let packing = Packing::new(&kp.public, 200).unwrap();
+        let mut rng = SecureRng::insecure_from_seed_for_tests(5);
+        // C is d × b cells, each packing `t` values: C[k][j] = (x[k][j][0..t]).
+        let (a, d, b, t) = (3, 4, 2, 3);
+        let x: Vec<Vec<i64>> = (0..d * b)
+            .map(|_| {
+                (0..t)
+                    .map(|_| rand::RngCore::next_u64(&mut rng) as i64)
+                    .collect()
+            })
+            .collect();
+        let p = RingMatrix::random(a, d, &mut rng);
+        let cells = x
+            .iter()
+            .map(|v| {
+                kp.public
+                    .encrypt_packed(&packing, &ints(v), &mut rng)
+                    .unwrap()
+            })
+            .collect();
+        let c = PackedMatrix::new(d, b, cells).unwrap();
+        let out = kp.public.plain_matmul_packed(&p, &c).unwrap();
+        assert_eq!(out.shape(), (a, b));
+        for i in 0..a {
+            for j in 0..b {
+                let got = kp.secret.decrypt_packed(&out.cells()[i * b + j]).unwrap();
+                for s in 0..t {
+                    let want: Integer = (0..d)
+                        .map(|k| Integer::from(p.as_slice()[i * d + k] as i64) * x[k * b + j][s])
+                        .sum();
+                    assert_eq!(got[s], want, "cell ({i},{j}) slot {s}");
+                }
+            }
+        }
+        let narrow = Packing::new(&kp.public, 120).unwrap();
+        // 60-bit values times 64-bit entries summed over 4 terms need 60 + 63 + 2 bits: too many.
+        let cells = vec![
+            kp.public
+                .encrypt_packed(&narrow, &[Integer::from(1) << 59], &mut rng)
+                .unwrap();
+            d
+        ];
+        let c = PackedMatrix::new(d, 1, cells).unwrap();
+        assert!(matches!(
+            kp.public.plain_matmul_packed(&p, &c),
+            Err(CryptoError::SlotOverflow { .. })
+        ));
+    }
+}
