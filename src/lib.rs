@@ -7,10 +7,13 @@
 //!
 //! - [`crypto`] (`spnn-crypto`): fixed point in Z_2^64, ring matrices, additive secret sharing,
 //!   Beaver triples, truncation and Paillier.
+//! - [`net`] (`spnn-net`): parties, roles, bounded codecs and frames, in-memory and mutual-TLS
+//!   transports, meters.
 //!
 //! Start with the guide in `book/` and the examples in `examples/`.
 
 pub use spnn_crypto as crypto;
+pub use spnn_net as net;
 
 /// The names most programs need.
 pub mod prelude {

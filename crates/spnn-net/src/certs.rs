@@ -1,0 +1,318 @@
+//! Certificates for a deployment: one CA and one certificate per party.
+//!
+//! Each party's certificate names the party's role (`server`, `holder-0`, `dealer`, …) as its
+//! DNS subject alternative name and is valid for both TLS server and client authentication,
+//! because every party both accepts and dials connections. Peers verify each other against the
+//! deployment's CA and check that the certificate names the party they expect, so a certificate
+//! from another deployment, or one party's certificate used by another, is refused.
+//!
+//! [`DeploymentCerts::write_to`] stores `ca.pem` and `<name>.pem` world-readable and every
+//! private key (`ca.key`, `<name>.key`) readable by its owner only.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{NetError, Result};
+
+/// Validity of generated certificates.
+const VALIDITY_DAYS: i64 = 3650;
+
+/// One party's certificate and private key, PEM-encoded.
+#[derive(Clone)]
+pub struct PartyCredentials {
+    /// The party's name (its certificate's DNS name).
+    pub name: String,
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM. Secret.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for PartyCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartyCredentials({}, key <redacted>)", self.name)
+    }
+}
+
+/// A deployment's CA and party credentials.
+#[derive(Clone, Debug)]
+pub struct DeploymentCerts {
+    /// The CA certificate, PEM: every party trusts it.
+    pub ca_cert_pem: String,
+    /// The CA's private key, PEM (kept to add parties later). Secret.
+    pub ca_key_pem: String,
+    /// One entry per party.
+    pub parties: Vec<PartyCredentials>,
+}
+
+fn cert_err(e: impl std::fmt::Display) -> NetError {
+    NetError::Certificate(e.to_string())
+}
+
+fn validity(params: &mut CertificateParams) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(VALIDITY_DAYS);
+}
+
+impl DeploymentCerts {
+    /// A fresh CA named `deployment` and a certificate for each of `names`.
+    pub fn generate(deployment: &str, names: &[String]) -> Result<Self> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("spnn CA {deployment}"));
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut ca_params);
+        let ca_key = KeyPair::generate().map_err(cert_err)?;
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(cert_err)?;
+        let ca_key_pem = ca_key.serialize_pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let parties = names
+            .iter()
+            .map(|name| {
+                let mut p = CertificateParams::new(vec![name.clone()]).map_err(cert_err)?;
+                p.distinguished_name.push(DnType::CommonName, name.clone());
+                p.use_authority_key_identifier_extension = true;
+                p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+                p.extended_key_usages = vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ];
+                validity(&mut p);
+                let key = KeyPair::generate().map_err(cert_err)?;
+                let cert = p.signed_by(&key, &issuer).map_err(cert_err)?;
+                Ok(PartyCredentials {
+                    name: name.clone(),
+                    cert_pem: cert.pem(),
+                    key_pem: key.serialize_pem(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            ca_cert_pem: ca_cert.pem(),
+            ca_key_pem,
+            parties,
+        })
+    }
+
+    /// The credentials of `name`.
+    pub fn party(&self, name: &str) -> Result<&PartyCredentials> {
+        self.parties
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| NetError::Certificate(format!("no credentials for {name}")))
+    }
+
+    /// Writes `ca.pem`, `ca.key` and `<name>.pem`, `<name>.key` for every party into `dir`
+    /// (created if missing). Keys get mode 0600.
+    pub fn write_to(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        write_public(&dir.join("ca.pem"), &self.ca_cert_pem)?;
+        write_secret(&dir.join("ca.key"), &self.ca_key_pem)?;
+        for p in &self.parties {
+            write_public(&dir.join(format!("{}.pem", p.name)), &p.cert_pem)?;
+            write_secret(&dir.join(format!("{}.key", p.name)), &p.key_pem)?;
+        }
+        Ok(())
+    }
+
+    /// This party's [`Identity`] in the deployment.
+    pub fn identity(&self, name: &str) -> Result<Identity> {
+        Identity::from_pem(&self.ca_cert_pem, self.party(name)?)
+    }
+}
+
+fn write_public(path: &Path, contents: &str) -> Result<()> {
+    std::fs::write(path, contents).map_err(|e| NetError::Io(format!("{}: {e}", path.display())))
+}
+
+/// Writes a secret file readable by its owner only (created with mode 0600, never wider).
+pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| NetError::Io(format!("{}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// A party's TLS identity: the deployment CA, its certificate chain and private key.
+pub struct Identity {
+    name: String,
+    ca: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({}, key <redacted>)", self.name)
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            ca: self.ca.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl Identity {
+    /// Parses PEM credentials.
+    pub fn from_pem(ca_pem: &str, party: &PartyCredentials) -> Result<Self> {
+        let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+            .map_err(|e| NetError::Certificate(format!("CA certificate: {e}")))?;
+        let chain = CertificateDer::pem_slice_iter(party.cert_pem.as_bytes())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| NetError::Certificate(format!("certificate of {}: {e}", party.name)))?;
+        if chain.is_empty() {
+            return Err(NetError::Certificate(format!(
+                "no certificate for {}",
+                party.name
+            )));
+        }
+        let key = PrivateKeyDer::from_pem_slice(party.key_pem.as_bytes())
+            .map_err(|e| NetError::Certificate(format!("private key of {}: {e}", party.name)))?;
+        Ok(Self {
+            name: party.name.clone(),
+            ca,
+            chain,
+            key,
+        })
+    }
+
+    /// Loads `ca.pem`, `<name>.pem` and `<name>.key` from `dir`.
+    pub fn load(dir: &Path, name: &str) -> Result<Self> {
+        let read = |file: String| {
+            let path = dir.join(&file);
+            std::fs::read_to_string(&path)
+                .map_err(|e| NetError::Io(format!("{}: {e}", path.display())))
+        };
+        let ca = read("ca.pem".into())?;
+        let party = PartyCredentials {
+            name: name.into(),
+            cert_pem: read(format!("{name}.pem"))?,
+            key_pem: read(format!("{name}.key"))?,
+        };
+        Self::from_pem(&ca, &party)
+    }
+
+    /// The party name this identity is for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn roots(&self) -> Result<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).map_err(cert_err)?;
+        Ok(roots)
+    }
+
+    /// TLS 1.3 server configuration that requires a client certificate from the CA.
+    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let provider = provider();
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider.clone())
+                .build()
+                .map_err(cert_err)?;
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(cert_err)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(cert_err)?;
+        Ok(Arc::new(cfg))
+    }
+
+    /// TLS 1.3 client configuration that trusts only the CA and presents this identity.
+    pub(crate) fn client_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+        let cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(cert_err)?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(cert_err)?;
+        Ok(Arc::new(cfg))
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Checks that a (chain-verified) end-entity certificate names `name`.
+pub(crate) fn certificate_names(cert: &CertificateDer<'_>, name: &str) -> Result<()> {
+    let ee = webpki::EndEntityCert::try_from(cert).map_err(cert_err)?;
+    let server_name = ServerName::try_from(name.to_string()).map_err(cert_err)?;
+    ee.verify_is_valid_for_subject_name(&server_name)
+        .map_err(|_| NetError::Certificate(format!("the peer's certificate is not for {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_credentials_load_and_name_their_party() {
+        let names = vec!["server".to_string(), "holder-0".to_string()];
+        let d = DeploymentCerts::generate("test", &names).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        d.write_to(dir.path()).unwrap();
+        let id = Identity::load(dir.path(), "holder-0").unwrap();
+        assert_eq!(id.name(), "holder-0");
+        id.server_config().unwrap();
+        id.client_config().unwrap();
+        certificate_names(&id.chain[0], "holder-0").unwrap();
+        assert!(certificate_names(&id.chain[0], "server").is_err());
+        assert!(!format!("{id:?}").contains("PRIVATE"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("holder-0.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(Identity::load(dir.path(), "dealer").is_err());
+        let garbage = PartyCredentials {
+            name: "x".into(),
+            cert_pem: "not pem".into(),
+            key_pem: "not pem".into(),
+        };
+        assert!(Identity::from_pem(&d.ca_cert_pem, &garbage).is_err());
+    }
+}

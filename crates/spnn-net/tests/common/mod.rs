@@ -1,0 +1,75 @@
+//! Helpers shared by the network integration tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use spnn_crypto::{RingMatrix, SecureRng};
+use spnn_net::certs::DeploymentCerts;
+use spnn_net::transport::tls::{TlsConfig, TlsTransport};
+use spnn_net::{Network, NetworkConfig, PartyId, Role, Roster};
+
+/// A roster of `n` parties: the server and `n − 1` holders.
+pub fn roster(n: usize) -> Roster {
+    Roster::spnn((n - 1) as u16, false).unwrap()
+}
+
+pub fn names(roster: &Roster) -> Vec<String> {
+    roster.ids().map(|p| roster.name(p).unwrap()).collect()
+}
+
+/// The matrix `from` sends to `to`: derived from both ids so the receiver can recompute it.
+pub fn payload(from: PartyId, to: PartyId, rows: usize, cols: usize) -> RingMatrix {
+    let seed = (from.0 as u64) << 16 | to.0 as u64;
+    RingMatrix::random(
+        rows,
+        cols,
+        &mut SecureRng::insecure_from_seed_for_tests(seed),
+    )
+}
+
+/// Every party sends a matrix to every other, then receives and checks one from each.
+pub fn all_to_all(net: &Network, rows: usize, cols: usize) {
+    let me = net.me();
+    let peers: Vec<PartyId> = net.roster().ids().filter(|p| *p != me).collect();
+    for &p in &peers {
+        net.send(p, &payload(me, p, rows, cols)).unwrap();
+    }
+    for &p in &peers {
+        let got: RingMatrix = net.recv(p).unwrap();
+        assert_eq!(got, payload(p, me, rows, cols), "{me} from {p}");
+    }
+}
+
+/// TLS networks for every party of `roster`, established in threads on loopback.
+pub fn tls_mesh(roster: &Roster, certs: &DeploymentCerts, config: NetworkConfig) -> Vec<Network> {
+    let listeners: Vec<_> = roster
+        .ids()
+        .map(|_| spnn_net::transport::tls::loopback_listener().unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.1).collect();
+    let handles: Vec<_> = roster
+        .ids()
+        .zip(listeners)
+        .map(|(me, (listener, _))| {
+            let mut cfg = TlsConfig::new(
+                me,
+                roster.clone(),
+                addrs.clone(),
+                certs.identity(&roster.name(me).unwrap()).unwrap(),
+            );
+            cfg.connect_timeout = Duration::from_secs(20);
+            cfg.max_frame = config.max_frame;
+            let roster = roster.clone();
+            std::thread::spawn(move || {
+                let t = TlsTransport::establish_with_listener(cfg, listener).unwrap();
+                Network::new(me, roster, config, t).unwrap()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+pub fn server() -> Role {
+    Role::Server
+}
