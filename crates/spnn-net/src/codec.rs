@@ -186,6 +186,62 @@ impl Codec for f32 {
     }
 }
 
+impl Codec for f64 {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    /// Refuses NaN and infinities.
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let v = f64::from_le_bytes(r.array("f64")?);
+        if !v.is_finite() {
+            return Err(CodecError::Invalid {
+                what: "f64",
+                reason: format!("non-finite value {v}"),
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// Longest string accepted on the wire.
+pub const MAX_STRING: u64 = 4096;
+
+impl Codec for String {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.len() as u64).encode(out);
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let n = r.length("string", MAX_STRING, 1)?;
+        String::from_utf8(r.take("string", n)?.to_vec()).map_err(|e| CodecError::Invalid {
+            what: "string",
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl<T: Codec> Codec for Option<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                v.encode(out);
+            }
+        }
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        match r.u8("option tag")? {
+            0 => Ok(None),
+            1 => Ok(Some(T::read(r)?)),
+            t => Err(CodecError::Invalid {
+                what: "option",
+                reason: format!("tag {t}"),
+            }),
+        }
+    }
+}
+
 impl<T: Codec> Codec for Vec<T> {
     fn encode(&self, out: &mut Vec<u8>) {
         (self.len() as u64).encode(out);
@@ -436,6 +492,7 @@ mod tests {
             round_trip(&Blob(blob));
             round_trip(&(flag, x, ids));
             round_trip(&vec![(1u8, 2u16), (3, 4)]);
+            round_trip(&(Some(x as f64 * 0.5), Option::<u8>::None, format!("s{x}")));
         }
 
         #[test]

@@ -1,0 +1,459 @@
+//! Every message of the SPNN protocols, with its wire encoding.
+//!
+//! Each message type has its own kind code, so a party refuses a message that does not belong
+//! to the protocol step it is in, and the transcript audit can tell messages apart. Codes
+//! `0x01xx` belong to this crate.
+
+use spnn_crypto::{RingMatrix, SecretSeed};
+use spnn_net::codec::{Codec, Message, Reader};
+use spnn_net::{CodecError, FloatMatrix};
+
+use crate::config::{DealerMode, GradientScale, LabelMode, Randomness, SpnnConfig};
+
+/// Version of the SPNN protocol spoken by this build (checked at set-up).
+pub const SPNN_PROTOCOL_VERSION: u16 = 1;
+
+macro_rules! newtype_message {
+    ($($(#[$doc:meta])* $name:ident($inner:ty) = $kind:expr, $desc:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $name(pub $inner);
+
+        impl Codec for $name {
+            fn encode(&self, out: &mut Vec<u8>) {
+                self.0.encode(out)
+            }
+            fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+                <$inner>::read(r).map(Self)
+            }
+        }
+
+        impl Message for $name {
+            const KIND: u16 = $kind;
+            const NAME: &'static str = $desc;
+        }
+    )*};
+}
+
+newtype_message! {
+    /// Correlated randomness from the dealer for holder 0, in full (holders ≥ 1 get a seed).
+    DealerBundle(Vec<RingMatrix>) = 0x0110, "dealer bundle";
+    /// The seed from which a holder ≥ 1 derives its dealer bundle.
+    DealerSeed(SecretSeed) = 0x0111, "dealer seed";
+    /// A holder's contributions to values opened between holders (`E_i`, `F_i`, masks).
+    /// Holder to holder only; the server never receives one.
+    Opening(Vec<RingMatrix>) = 0x0112, "opening";
+    /// A holder's additive share of the first-layer output `Z`, at scale `2^{2f}`, to the server.
+    ZShare(RingMatrix) = 0x0113, "Z share";
+    /// Holder 0's additive share of the scaled boundary gradient `c·G`, from the server.
+    GradShare(RingMatrix) = 0x0114, "gradient share";
+    /// The seed from which a holder ≥ 1 derives its share of `c·G`.
+    GradSeed(SecretSeed) = 0x0115, "gradient seed";
+    /// A seed shared by two holders for zero-communication sharing (set-up, holder to holder).
+    PairSeed(SecretSeed) = 0x0116, "pair seed";
+    /// Top activations from the server to the label holder.
+    Activations(FloatMatrix) = 0x0117, "activations";
+    /// The gradient of the loss with respect to the activations, from the label holder.
+    HeadGradient(FloatMatrix) = 0x0118, "head gradient";
+    /// A holder's masked bottom-model output (pairwise masks cancel in the sum), to the server.
+    MaskedOutput(RingMatrix) = 0x0119, "masked output";
+    /// The boundary gradient in the clear, to a holder's bottom model (bottom-model mode only).
+    BottomGradient(FloatMatrix) = 0x011a, "bottom gradient";
+    /// A holder's weight share revealed to the server: **insecure**, tests only.
+    RevealedShare(RingMatrix) = 0x01f0, "revealed share";
+}
+
+/// What the server asks the other parties to do next. The server drives every step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Compute the first-layer output for `ids`; keep state for a backward if `train`.
+    Forward {
+        /// Protocol step (one per forward).
+        step: u64,
+        /// The batch: sample ids every holder has.
+        ids: Vec<u64>,
+        /// Whether a backward may follow.
+        train: bool,
+    },
+    /// Compute the weight-gradient shares of the last training forward.
+    Backward {
+        /// The step of that forward.
+        step: u64,
+        /// The public factor `c` the server multiplied `G` by.
+        scale: f64,
+    },
+    /// Apply the accumulated gradient with learning rate `lr`.
+    Update {
+        /// Update counter.
+        step: u64,
+        /// Learning rate of this update.
+        lr: f64,
+    },
+    /// Label holder: report the metrics accumulated since the last report.
+    Evaluate,
+    /// Save this party's state under `tag` in its checkpoint directory.
+    Save {
+        /// Checkpoint name.
+        tag: String,
+    },
+    /// Send the weight share to the server. **Insecure**: honoured only by holders started
+    /// with `allow_insecure_reveal`, for tests.
+    RevealSharesForTests,
+    /// End the session.
+    Shutdown,
+}
+
+impl Codec for Command {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Command::Forward { step, ids, train } => {
+                out.push(1);
+                step.encode(out);
+                ids.encode(out);
+                train.encode(out);
+            }
+            Command::Backward { step, scale } => {
+                out.push(2);
+                step.encode(out);
+                scale.encode(out);
+            }
+            Command::Update { step, lr } => {
+                out.push(3);
+                step.encode(out);
+                lr.encode(out);
+            }
+            Command::Evaluate => out.push(4),
+            Command::Save { tag } => {
+                out.push(5);
+                tag.encode(out);
+            }
+            Command::RevealSharesForTests => out.push(6),
+            Command::Shutdown => out.push(7),
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(match r.u8("command tag")? {
+            1 => Command::Forward {
+                step: u64::read(r)?,
+                ids: Vec::read(r)?,
+                train: bool::read(r)?,
+            },
+            2 => Command::Backward {
+                step: u64::read(r)?,
+                scale: f64::read(r)?,
+            },
+            3 => Command::Update {
+                step: u64::read(r)?,
+                lr: f64::read(r)?,
+            },
+            4 => Command::Evaluate,
+            5 => Command::Save {
+                tag: String::read(r)?,
+            },
+            6 => Command::RevealSharesForTests,
+            7 => Command::Shutdown,
+            t => {
+                return Err(CodecError::Invalid {
+                    what: "command",
+                    reason: format!("tag {t}"),
+                });
+            }
+        })
+    }
+}
+
+impl Message for Command {
+    const KIND: u16 = 0x0101;
+    const NAME: &'static str = "command";
+}
+
+/// A holder's introduction to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// [`SPNN_PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The holder's index.
+    pub holder: u16,
+    /// Number of feature columns it owns.
+    pub width: u32,
+    /// Whether it holds the labels.
+    pub has_labels: bool,
+}
+
+impl Codec for Hello {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.version.encode(out);
+        self.holder.encode(out);
+        self.width.encode(out);
+        self.has_labels.encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(Self {
+            version: u16::read(r)?,
+            holder: u16::read(r)?,
+            width: u32::read(r)?,
+            has_labels: bool::read(r)?,
+        })
+    }
+}
+
+impl Message for Hello {
+    const KIND: u16 = 0x0102;
+    const NAME: &'static str = "hello";
+}
+
+/// What kind of first layer a session runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// `PrivateLinear`: secret-shared weights `W` (d × `width`).
+    PrivateLinear,
+    /// `SecureAggregation` of holders' own bottom models, each producing `width` outputs.
+    BottomModels,
+}
+
+/// The session parameters, from the server to every party after the hellos.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setup {
+    /// Feature widths of all holders, in holder order.
+    pub widths: Vec<u32>,
+    /// Output width of the first layer.
+    pub output: u32,
+    /// The layer kind.
+    pub kind: LayerKind,
+    /// The protocol configuration.
+    pub config: SpnnConfig,
+    /// Resume from this checkpoint tag instead of initialising.
+    pub resume: Option<String>,
+}
+
+impl Codec for Setup {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.widths.encode(out);
+        self.output.encode(out);
+        out.push(match self.kind {
+            LayerKind::PrivateLinear => 0,
+            LayerKind::BottomModels => 1,
+        });
+        let c = &self.config;
+        c.frac_bits.encode(out);
+        match c.gradient_scale {
+            GradientScale::BatchSize => out.push(0),
+            GradientScale::Fixed(v) => {
+                out.push(1);
+                v.encode(out);
+            }
+        }
+        c.momentum.encode(out);
+        out.push(match c.dealer {
+            DealerMode::Server => 0,
+            DealerMode::Separate => 1,
+        });
+        match c.labels {
+            LabelMode::Server => out.push(0),
+            LabelMode::Holder(h) => {
+                out.push(1);
+                h.encode(out);
+            }
+        }
+        match c.randomness {
+            Randomness::OsEntropy => out.push(0),
+            Randomness::InsecureSeededForTests(s) => {
+                out.push(1);
+                s.encode(out);
+            }
+        }
+        self.resume.encode(out);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        let bad = |what: &'static str, t: u8| CodecError::Invalid {
+            what,
+            reason: format!("tag {t}"),
+        };
+        let widths = Vec::read(r)?;
+        let output = u32::read(r)?;
+        let kind = match r.u8("layer kind")? {
+            0 => LayerKind::PrivateLinear,
+            1 => LayerKind::BottomModels,
+            t => return Err(bad("layer kind", t)),
+        };
+        let frac_bits = u32::read(r)?;
+        let gradient_scale = match r.u8("gradient scale")? {
+            0 => GradientScale::BatchSize,
+            1 => GradientScale::Fixed(f32::read(r)?),
+            t => return Err(bad("gradient scale", t)),
+        };
+        let momentum = f64::read(r)?;
+        let dealer = match r.u8("dealer mode")? {
+            0 => DealerMode::Server,
+            1 => DealerMode::Separate,
+            t => return Err(bad("dealer mode", t)),
+        };
+        let labels = match r.u8("label mode")? {
+            0 => LabelMode::Server,
+            1 => LabelMode::Holder(u16::read(r)?),
+            t => return Err(bad("label mode", t)),
+        };
+        let randomness = match r.u8("randomness")? {
+            0 => Randomness::OsEntropy,
+            1 => Randomness::InsecureSeededForTests(u64::read(r)?),
+            t => return Err(bad("randomness", t)),
+        };
+        Ok(Self {
+            widths,
+            output,
+            kind,
+            config: SpnnConfig {
+                frac_bits,
+                gradient_scale,
+                momentum,
+                dealer,
+                labels,
+                randomness,
+            },
+            resume: Option::read(r)?,
+        })
+    }
+}
+
+impl Message for Setup {
+    const KIND: u16 = 0x0103;
+    const NAME: &'static str = "setup";
+}
+
+/// A label holder's report on one batch: the loss, for progress display.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeadReport {
+    /// Mean loss of the batch.
+    pub loss: f64,
+}
+
+impl Codec for HeadReport {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.loss.encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(Self {
+            loss: f64::read(r)?,
+        })
+    }
+}
+
+impl Message for HeadReport {
+    const KIND: u16 = 0x0120;
+    const NAME: &'static str = "head report";
+}
+
+/// A label holder's evaluation metrics since its last report.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metrics {
+    /// Area under the ROC curve (binary tasks).
+    pub auc: f64,
+    /// Mean loss.
+    pub loss: f64,
+    /// Samples evaluated.
+    pub count: u64,
+}
+
+impl Codec for Metrics {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.auc.encode(out);
+        self.loss.encode(out);
+        self.count.encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(Self {
+            auc: f64::read(r)?,
+            loss: f64::read(r)?,
+            count: u64::read(r)?,
+        })
+    }
+}
+
+impl Message for Metrics {
+    const KIND: u16 = 0x0121;
+    const NAME: &'static str = "metrics";
+}
+
+/// An acknowledgement: the party finished the command (used where the server must not run
+/// ahead, such as saving).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack;
+
+impl Codec for Ack {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+    fn read(_r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(Ack)
+    }
+}
+
+impl Message for Ack {
+    const KIND: u16 = 0x0122;
+    const NAME: &'static str = "ack";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spnn_net::codec::{decode_exact, encode_to_vec};
+
+    fn round_trip<T: Codec + PartialEq + std::fmt::Debug>(v: T) {
+        let bytes = encode_to_vec(&v);
+        assert_eq!(decode_exact::<T>(&bytes).unwrap(), v);
+        for cut in 0..bytes.len() {
+            assert!(decode_exact::<T>(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        round_trip(Command::Forward {
+            step: 3,
+            ids: vec![1, 5, 9],
+            train: true,
+        });
+        round_trip(Command::Backward {
+            step: 3,
+            scale: 64.0,
+        });
+        round_trip(Command::Update { step: 1, lr: 0.05 });
+        round_trip(Command::Evaluate);
+        round_trip(Command::Save {
+            tag: "epoch-3".into(),
+        });
+        round_trip(Command::RevealSharesForTests);
+        round_trip(Command::Shutdown);
+        round_trip(Hello {
+            version: 1,
+            holder: 2,
+            width: 15,
+            has_labels: true,
+        });
+        for config in [
+            SpnnConfig::default(),
+            SpnnConfig::default()
+                .with_momentum(0.9)
+                .with_labels(LabelMode::Holder(1))
+                .with_dealer(DealerMode::Separate)
+                .with_randomness(Randomness::InsecureSeededForTests(7))
+                .with_gradient_scale(GradientScale::Fixed(1.0)),
+        ] {
+            round_trip(Setup {
+                widths: vec![15, 15],
+                output: 64,
+                kind: LayerKind::PrivateLinear,
+                config,
+                resume: Some("x".into()),
+            });
+        }
+        round_trip(HeadReport { loss: 0.5 });
+        round_trip(Metrics {
+            auc: 0.99,
+            loss: 0.1,
+            count: 114,
+        });
+        round_trip(Opening(vec![RingMatrix::zeros(2, 3)]));
+        assert!(decode_exact::<Command>(&[9]).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! [`PrivateLinear`]: a linear first layer whose weights are secret-shared among data holders.
+
+use std::sync::Arc;
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::SpnnError;
+use crate::ops::{PrivateCall, PrivateOps};
+use crate::protocol::server::ServerSession;
+
+/// Configuration of a [`PrivateLinear`] layer.
+#[derive(Config, Debug)]
+pub struct PrivateLinearConfig {
+    /// Output width `h`; must equal the session's.
+    pub d_output: usize,
+    /// Whether the layer adds a (plaintext, server-side) bias. Default: true.
+    #[config(default = true)]
+    pub bias: bool,
+}
+
+/// `O = X·W + b` where the rows of `X` are the features of a batch of samples split by columns
+/// among the data holders, and `W` (`d × h`) exists only as additive shares at the holders.
+///
+/// - **Input**: a batch of sample ids (every holder has those samples).
+/// - **Output**: `[batch, h]` on the layer's device: the server learns `Z = X·W`.
+/// - **Weights**: `W` is initialised by the holders jointly (variance `1/(3d)`, as Burn's
+///   `Linear`), never held by anyone, and updated by [`PrivateLinear::apply_update`] — call it
+///   from `TrainStep::optimize` (or after `loss.backward()` in a custom loop) with the step's
+///   learning rate. The bias `b` (`[h]`, Kaiming-uniform like `Linear`) is an ordinary
+///   parameter of the server, trained by its Burn optimiser.
+/// - **Backward**: `loss.backward()` reaches the layer through a custom Burn operation and runs
+///   the secure backward protocol; the holders accumulate `∇W` as shares.
+#[derive(Module, Debug)]
+pub struct PrivateLinear {
+    /// One trainable element whose only role is to make the private operation tracked by
+    /// autodiff. Its gradient is always zero.
+    pub anchor: Param<Tensor<1>>,
+    /// The plaintext bias, `[d_output]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    session: ServerSession,
+    d_input: usize,
+    d_output: usize,
+}
+
+impl PrivateLinearConfig {
+    /// Builds the layer on `device` for an established session.
+    pub fn init(
+        &self,
+        session: &ServerSession,
+        device: &Device,
+    ) -> crate::error::Result<PrivateLinear> {
+        let (d, h) = (session.input_width(), session.output_width());
+        if self.d_output != h {
+            return Err(SpnnError::Config(format!(
+                "PrivateLinear with {} outputs on a session of width {h}",
+                self.d_output
+            )));
+        }
+        let anchor = Param::from_tensor(Tensor::<1>::zeros([1], device));
+        let bias = self.bias.then(|| {
+            Initializer::KaimingUniform {
+                gain: 1.0 / 3f64.sqrt(),
+                fan_out_only: false,
+            }
+            .init_with([h], Some(d), Some(h), device)
+        });
+        Ok(PrivateLinear {
+            anchor,
+            bias,
+            session: session.clone(),
+            d_input: d,
+            d_output: h,
+        })
+    }
+}
+
+impl PrivateLinear {
+    /// `[ids.len(), h]`: the first-layer output of the batch. Panics with the protocol error if
+    /// the session fails; [`Self::try_forward`] returns it instead.
+    pub fn forward(&self, ids: &[u64]) -> Tensor<2> {
+        self.try_forward(ids)
+            .unwrap_or_else(|e| panic!("PrivateLinear forward failed: {e}"))
+    }
+
+    /// [`Self::forward`], returning protocol errors.
+    pub fn try_forward(&self, ids: &[u64]) -> crate::error::Result<Tensor<2>> {
+        let call = PrivateCall {
+            session: self.session.clone(),
+            ids: Arc::new(ids.to_vec()),
+            width: self.d_output,
+        };
+        let z = Tensor::<2>::from_dispatch(
+            <burn::backend::Dispatch as PrivateOps>::private_first_layer(
+                self.anchor.val().into_dispatch(),
+                call,
+            ),
+        );
+        self.session.check()?;
+        Ok(match &self.bias {
+            Some(b) => z + b.val().unsqueeze(),
+            None => z,
+        })
+    }
+
+    /// Applies the accumulated secure gradient to the weight shares with learning rate `lr`.
+    /// Call once per optimiser step, before or after `optim.step` for the Burn layers.
+    pub fn apply_update(&self, lr: f64) -> crate::error::Result<()> {
+        self.session.check()?;
+        self.session.update(lr)
+    }
+
+    /// The session this layer runs on.
+    pub fn session(&self) -> &ServerSession {
+        &self.session
+    }
+
+    /// Input width `d`.
+    pub fn d_input(&self) -> usize {
+        self.d_input
+    }
+
+    /// Output width `h`.
+    pub fn d_output(&self) -> usize {
+        self.d_output
+    }
+}

@@ -1,0 +1,664 @@
+//! A data holder's side of SPNN-SS.
+//!
+//! The holder keeps its features and its additive share `⟨W⟩_i` of the first-layer weights. It
+//! never sees another holder's features, `W`, or the boundary gradient `G` in the clear.
+//!
+//! **Set-up.** `Hello` to the server, `Setup` back; a pair seed with every other holder; the
+//! initial weight share (each holder draws a random part `R_i` with variance `1/(3dk)` and
+//! shares it with the pair seeds, so `W = Σ R_i ~ Linear's default initialisation` and nobody
+//! holds `W`).
+//!
+//! **Forward** (`Command::Forward`):
+//! 1. *receive triple*: `⟨U⟩, ⟨V⟩, ⟨UV⟩` (and `⟨V'⟩, ⟨UᵀV'⟩` for training) from the dealer;
+//! 2. *share features*: `⟨X⟩_i` from the pair seeds, no messages;
+//! 3. *open E, F*: send `E_i = ⟨X⟩_i − ⟨U⟩_i`, `F_i = ⟨W⟩_i − ⟨V⟩_i` to every other holder;
+//! 4. *Z share*: `⟨Z⟩_i = E·⟨V⟩_i + ⟨U⟩_i·F + ⟨UV⟩_i (+ E·F)` at scale `2^{2f}`, to the server
+//!    (**SecureAggregation forward**: the server adds the shares and learns `Z` only);
+//! 5. *head* (label holder only): activations in, loss gradient out.
+//!
+//! **Backward** (`Command::Backward`):
+//! 1. *receive gradient share* `⟨cG⟩_i` from the server (**SecureAggregation backward**);
+//! 2. *open F'*: `F'_i = ⟨cG⟩_i − ⟨V'⟩_i` to every other holder;
+//! 3. *weight gradient*: `⟨Xᵀ·cG⟩_i = Eᵀ·⟨V'⟩_i + ⟨U⟩_iᵀ·F' + ⟨UᵀV'⟩_i (+ Eᵀ·F')`, then `×1/c`
+//!    with truncation, added to the pending gradient.
+//!
+//! **Update** (`Command::Update`): `v ← μ·v + g`, `⟨W⟩ ← ⟨W⟩ − η·v` on shares (momentum `μ`
+//! and learning rate `η` are public).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use burn::module::{Module, Param, ParamId};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use rand::Rng;
+use spnn_crypto::beaver::{
+    TripleShare, TruncationPairShare, beaver_product, truncate_two_party, truncation_finish,
+    truncation_mask,
+};
+use spnn_crypto::{FixedPoint, RingMatrix, SecretSeed, Share};
+use spnn_data::Table;
+use spnn_net::codec::{Blob, Codec, Reader};
+use spnn_net::{Network, PartyId, Role};
+
+use super::scale::PublicScale;
+use super::{backward_shifts, bundle, forward_shapes, needs_pairs, pair_prg, update_shifts};
+use crate::checkpoint;
+use crate::config::{DealerMode, LabelMode, SpnnConfig};
+use crate::error::{Result, SpnnError, protocol};
+use crate::head::LabelHead;
+use crate::messages::*;
+
+/// How a holder runs, besides its data.
+#[derive(Default)]
+pub struct HolderOptions {
+    /// Where `Command::Save` writes and a resumed session reads this holder's state.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Answer `Command::RevealSharesForTests` by sending the weight share to the server.
+    /// **Insecure**: only for tests that reconstruct `W`.
+    pub allow_insecure_reveal: bool,
+    /// The labels and the loss head, for the label holder.
+    pub labels: Option<HolderLabels>,
+}
+
+/// The label holder's labels and head.
+pub struct HolderLabels {
+    /// A table whose labels are looked up by sample id.
+    pub table: Table,
+    /// Computes the loss.
+    pub head: Box<dyn LabelHead>,
+}
+
+/// What a holder reports when its session ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HolderSummary {
+    /// Forward steps served.
+    pub forwards: u64,
+    /// Updates applied.
+    pub updates: u64,
+}
+
+struct Saved {
+    step: u64,
+    ids: Vec<u64>,
+    e: RingMatrix,
+    u: RingMatrix,
+    v2: RingMatrix,
+    w2: RingMatrix,
+}
+
+/// A running holder.
+struct Holder {
+    net: Network,
+    me: usize,
+    holders: Vec<PartyId>,
+    server: PartyId,
+    dealer: PartyId,
+    widths: Vec<usize>,
+    d: usize,
+    h: usize,
+    fp: FixedPoint,
+    config: SpnnConfig,
+    features: Table,
+    seeds: Vec<Option<SecretSeed>>,
+    w: Share,
+    velocity: Share,
+    pending: Share,
+    saved: Option<Saved>,
+    pairs: VecDeque<(RingMatrix, RingMatrix)>,
+    labels: Option<HolderLabels>,
+    options_dir: Option<PathBuf>,
+    allow_reveal: bool,
+    forwards: u64,
+    updates: u64,
+}
+
+/// Runs holder `net.role()` of an SPNN-SS session until the server ends it.
+///
+/// `features` holds this holder's columns (already preprocessed) for every sample id the
+/// server may ask for.
+pub fn run_holder(net: Network, features: Table, options: HolderOptions) -> Result<HolderSummary> {
+    let Role::Holder(index) = net.role() else {
+        return Err(SpnnError::Config(format!("{} is not a holder", net.me())));
+    };
+    let roster = net.roster().clone();
+    let server = roster.id_of(Role::Server)?;
+    net.send(
+        server,
+        &Hello {
+            version: SPNN_PROTOCOL_VERSION,
+            holder: index,
+            width: features.cols() as u32,
+            has_labels: options.labels.is_some(),
+        },
+    )?;
+    let setup: Setup = net.recv(server)?;
+    let fp = setup.config.validate()?;
+    let widths: Vec<usize> = setup.widths.iter().map(|&w| w as usize).collect();
+    let me = index as usize;
+    if widths.get(me) != Some(&features.cols()) || setup.kind != LayerKind::PrivateLinear {
+        return Err(protocol(
+            server,
+            "set-up does not match this holder's width or layer kind",
+        ));
+    }
+    let is_label_holder = setup.config.labels == LabelMode::Holder(index);
+    if is_label_holder != options.labels.is_some() {
+        return Err(SpnnError::Config(format!(
+            "holder {index}: the session {} labels here, but this holder was started {} labels",
+            if is_label_holder {
+                "expects"
+            } else {
+                "does not expect"
+            },
+            if options.labels.is_some() {
+                "with"
+            } else {
+                "without"
+            }
+        )));
+    }
+    let dealer = match setup.config.dealer {
+        DealerMode::Server => server,
+        DealerMode::Separate => roster.id_of(Role::Dealer)?,
+    };
+    let holders = roster.holders();
+    let (d, h) = (widths.iter().sum::<usize>(), setup.output as usize);
+    let zero = Share::new(me, holders.len(), fp.frac_bits(), RingMatrix::zeros(d, h))?;
+    let mut holder = Holder {
+        net,
+        me,
+        holders,
+        server,
+        dealer,
+        widths,
+        d,
+        h,
+        fp,
+        config: setup.config,
+        features,
+        seeds: Vec::new(),
+        w: zero.clone(),
+        velocity: zero.clone(),
+        pending: zero,
+        saved: None,
+        pairs: VecDeque::new(),
+        labels: options.labels,
+        options_dir: options.checkpoint_dir,
+        allow_reveal: options.allow_insecure_reveal,
+        forwards: 0,
+        updates: 0,
+    };
+    holder.exchange_pair_seeds()?;
+    match &setup.resume {
+        Some(tag) => holder.load(tag)?,
+        None => holder.init_weights()?,
+    }
+    holder.serve()
+}
+
+impl Holder {
+    fn k(&self) -> usize {
+        self.holders.len()
+    }
+
+    fn party(&self) -> PartyId {
+        self.net.me()
+    }
+
+    fn others(&self) -> impl Iterator<Item = (usize, PartyId)> + '_ {
+        self.holders
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(move |(i, _)| *i != self.me)
+    }
+
+    /// Set-up: holder `i` draws the seed it shares with every holder `j > i`.
+    fn exchange_pair_seeds(&mut self) -> Result<()> {
+        let mut seeds: Vec<Option<SecretSeed>> = vec![None; self.k()];
+        for (j, seed) in seeds.iter_mut().enumerate().skip(self.me + 1) {
+            let s = self
+                .config
+                .randomness
+                .rng(self.party(), 0, &format!("pair-seed-{j}"))
+                .secret_seed();
+            self.net.send(self.holders[j], &PairSeed(s.clone()))?;
+            *seed = Some(s);
+        }
+        for (j, seed) in seeds.iter_mut().enumerate().take(self.me) {
+            let PairSeed(s) = self.net.recv(self.holders[j])?;
+            *seed = Some(s);
+        }
+        self.seeds = seeds;
+        Ok(())
+    }
+
+    fn seed(&self, j: usize) -> &SecretSeed {
+        self.seeds[j]
+            .as_ref()
+            .expect("seeds exist for every other holder")
+    }
+
+    /// This holder's share of a value `owner` contributes, derived from the pair seeds: the
+    /// owner keeps `value − Σ_j PRG_j`, every other holder `j` holds `PRG_j`.
+    fn share_contribution(
+        &self,
+        owner: usize,
+        value: Option<RingMatrix>,
+        purpose: &str,
+        step: u64,
+        shape: (usize, usize),
+    ) -> Result<RingMatrix> {
+        if owner == self.me {
+            let mut own = value.expect("the owner supplies the value");
+            for (j, _) in self.others() {
+                own.sub_assign(&pair_prg(self.seed(j), purpose, self.me, step, shape))?;
+            }
+            Ok(own)
+        } else {
+            Ok(pair_prg(self.seed(owner), purpose, owner, step, shape))
+        }
+    }
+
+    /// The initial weight share: `W = Σ_i R_i` with `R_i ~ U(−a, a)`, `a = 1/√(dk)`, so `W` has
+    /// the variance `1/(3d)` of Burn's default `Linear` initialisation.
+    fn init_weights(&mut self) -> Result<()> {
+        let (d, h, k) = (self.d, self.h, self.k());
+        let a = 1.0 / ((d * k) as f64).sqrt();
+        let mut rng = self.config.randomness.rng(self.party(), 0, "w-init");
+        let r: Vec<f32> = (0..d * h).map(|_| rng.random_range(-a..a) as f32).collect();
+        let mut w = RingMatrix::zeros(d, h);
+        for owner in 0..k {
+            let value = (owner == self.me)
+                .then(|| self.fp.encode_matrix(d, h, &r))
+                .transpose()?;
+            w.add_assign(&self.share_contribution(owner, value, "w-init", 0, (d, h))?)?;
+        }
+        self.w = self.w.with_value(w);
+        Ok(())
+    }
+
+    fn serve(mut self) -> Result<HolderSummary> {
+        loop {
+            let cmd: Command = self.net.recv(self.server)?;
+            match cmd {
+                Command::Forward { step, ids, train } => self.forward(step, ids, train)?,
+                Command::Backward { step, scale } => self.backward(step, scale)?,
+                Command::Update { step, lr } => self.update(step, lr)?,
+                Command::Evaluate => {
+                    let labels = self.labels.as_mut().ok_or_else(|| {
+                        protocol(self.server, "Evaluate sent to a holder without labels")
+                    })?;
+                    self.net.send(self.server, &labels.head.take_metrics())?;
+                }
+                Command::Save { tag } => {
+                    self.save(&tag)?;
+                    self.net.send(self.server, &Ack)?;
+                }
+                Command::RevealSharesForTests => {
+                    if !self.allow_reveal {
+                        return Err(protocol(
+                            self.server,
+                            "asked to reveal the weight share; this holder does not allow it",
+                        ));
+                    }
+                    self.net
+                        .send(self.server, &RevealedShare(self.w.value().clone()))?;
+                }
+                Command::Shutdown => {
+                    return Ok(HolderSummary {
+                        forwards: self.forwards,
+                        updates: self.updates,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Receives a dealer bundle of `shapes`: in full for holder 0, as a seed for the others.
+    fn receive_bundle(&self, shapes: &[(usize, usize)]) -> Result<Vec<RingMatrix>> {
+        if self.me == 0 {
+            let DealerBundle(mats) = self.net.recv(self.dealer)?;
+            let got: Vec<_> = mats.iter().map(RingMatrix::shape).collect();
+            if got != shapes {
+                return Err(protocol(
+                    self.dealer,
+                    format!("bundle of shapes {got:?}, expected {shapes:?}"),
+                ));
+            }
+            Ok(mats)
+        } else {
+            let DealerSeed(seed) = self.net.recv(self.dealer)?;
+            Ok(bundle::derive(&seed, shapes))
+        }
+    }
+
+    /// Sends this holder's contributions to every other holder and returns the opened sums.
+    fn open(&self, parts: Vec<RingMatrix>) -> Result<Vec<RingMatrix>> {
+        let msg = Opening(parts);
+        for (_, p) in self.others() {
+            self.net.send(p, &msg)?;
+        }
+        let Opening(mut sums) = msg;
+        for (_, p) in self.others() {
+            let Opening(theirs) = self.net.recv(p)?;
+            if theirs.len() != sums.len() {
+                return Err(protocol(
+                    p,
+                    format!("{} opened values, expected {}", theirs.len(), sums.len()),
+                ));
+            }
+            for (s, t) in sums.iter_mut().zip(&theirs) {
+                s.add_assign(t).map_err(|e| protocol(p, e.to_string()))?;
+            }
+        }
+        Ok(sums)
+    }
+
+    fn share(&self, value: RingMatrix, frac_bits: u32) -> Result<Share> {
+        Ok(Share::new(self.me, self.k(), frac_bits, value)?)
+    }
+
+    fn forward(&mut self, step: u64, ids: Vec<u64>, train: bool) -> Result<()> {
+        let (b, d, h, f) = (ids.len(), self.d, self.h, self.fp.frac_bits());
+        // 1. receive triple
+        let mut mats = self
+            .receive_bundle(&forward_shapes(b, d, h, train))?
+            .into_iter();
+        let (u, v, uv) = (
+            mats.next().expect("shape list"),
+            mats.next().expect("shape list"),
+            mats.next().expect("shape list"),
+        );
+        // 2. share features (no messages)
+        let own = self
+            .fp
+            .encode_matrix(b, self.widths[self.me], &self.features.gather(&ids)?)?;
+        let mut own = Some(own);
+        let blocks = (0..self.k())
+            .map(|blk| {
+                let value = if blk == self.me { own.take() } else { None };
+                self.share_contribution(blk, value, "x", step, (b, self.widths[blk]))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let x = RingMatrix::hstack(&blocks.iter().collect::<Vec<_>>())?;
+        // 3. open E, F
+        let opened = self.open(vec![x.sub(&u)?, self.w.value().sub(&v)?])?;
+        let (e, fm) = (&opened[0], &opened[1]);
+        // 4. Z share, to the server
+        let triple = TripleShare {
+            u: self.share(u, f)?,
+            v: self.share(v, f)?,
+            w: self.share(uv, 2 * f)?,
+        };
+        let z = beaver_product(e, fm, &triple)?;
+        self.net.send(self.server, &ZShare(z.into_value()))?;
+        self.forwards += 1;
+        self.saved = if train {
+            Some(Saved {
+                step,
+                ids: ids.clone(),
+                e: opened[0].clone(),
+                u: triple.u.into_value(),
+                v2: mats.next().expect("training bundle"),
+                w2: mats.next().expect("training bundle"),
+            })
+        } else {
+            None
+        };
+        // 5. head
+        if let Some(labels) = self.labels.as_mut() {
+            let Activations(act) = self.net.recv(self.server)?;
+            let y = labels.table.gather_labels(&ids)?;
+            let loss = if train {
+                let (loss, grad) = labels.head.train_batch(&act, &y)?;
+                self.net.send(self.server, &HeadGradient(grad))?;
+                loss
+            } else {
+                labels.head.eval_batch(&act, &y)?
+            };
+            self.net.send(self.server, &HeadReport { loss })?;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, z: &Share, shift: u32) -> Result<Share> {
+        if self.k() == 2 {
+            return Ok(truncate_two_party(z, shift)?);
+        }
+        let (r, rs) = self
+            .pairs
+            .pop_front()
+            .ok_or_else(|| protocol(self.dealer, "ran out of truncation pairs"))?;
+        let pair = TruncationPairShare {
+            r: self.share(r, z.frac_bits())?,
+            r_shifted: self.share(rs, z.frac_bits() - shift)?,
+            shift,
+        };
+        let c = self.open(vec![truncation_mask(z, &pair)?])?;
+        Ok(truncation_finish(&c[0], &pair)?)
+    }
+
+    /// `a · c` for a public `c`, returned at scale `2^f` (see [`super::scale`]).
+    fn mul_public(&mut self, a: Share, c: f64) -> Result<Share> {
+        let f = self.fp.frac_bits();
+        let c = PublicScale::of(c)?;
+        let mut a = a;
+        if a.frac_bits() > f {
+            a = self.truncate(&a, a.frac_bits() - f)?;
+        }
+        let a = a.with_value_and_scale(a.value().scalar_mul(c.m), f + c.shift);
+        if c.shift > 0 {
+            self.truncate(&a, c.shift)
+        } else {
+            Ok(a)
+        }
+    }
+
+    fn receive_pairs(&mut self, shifts: &[u32]) -> Result<()> {
+        if !needs_pairs(self.k(), LayerKind::PrivateLinear) || shifts.is_empty() {
+            return Ok(());
+        }
+        let shapes = vec![(self.d, self.h); 2 * shifts.len()];
+        let mut mats = self.receive_bundle(&shapes)?.into_iter();
+        while let (Some(r), Some(rs)) = (mats.next(), mats.next()) {
+            self.pairs.push_back((r, rs));
+        }
+        Ok(())
+    }
+
+    fn backward(&mut self, step: u64, scale: f64) -> Result<()> {
+        let saved = self
+            .saved
+            .take()
+            .filter(|s| s.step == step)
+            .ok_or_else(|| {
+                protocol(
+                    self.server,
+                    format!("backward of step {step} without its training forward"),
+                )
+            })?;
+        let (b, h, f) = (saved.ids.len(), self.h, self.fp.frac_bits());
+        // 1. receive gradient share
+        let g = if self.me == 0 {
+            let GradShare(g) = self.net.recv(self.server)?;
+            if g.shape() != (b, h) {
+                return Err(protocol(
+                    self.server,
+                    format!(
+                        "gradient share of shape {:?}, expected {:?}",
+                        g.shape(),
+                        (b, h)
+                    ),
+                ));
+            }
+            g
+        } else {
+            let GradSeed(seed) = self.net.recv(self.server)?;
+            bundle::derive(&seed, &[(b, h)]).remove(0)
+        };
+        self.receive_pairs(&backward_shifts(&self.config, scale)?)?;
+        // 2. open F'
+        let fprime = self.open(vec![g.sub(&saved.v2)?])?.remove(0);
+        // 3. weight gradient: the triple (Uᵀ, V', UᵀV') reuses the opened E = X − U.
+        let triple = TripleShare {
+            u: self.share(saved.u.transpose(), f)?,
+            v: self.share(saved.v2, f)?,
+            w: self.share(saved.w2, 2 * f)?,
+        };
+        let s = beaver_product(&saved.e.transpose(), &fprime, &triple)?;
+        let grad = self.mul_public(s, 1.0 / scale)?;
+        self.pending = self.pending.add(&grad)?;
+        Ok(())
+    }
+
+    fn update(&mut self, _step: u64, lr: f64) -> Result<()> {
+        self.receive_pairs(&update_shifts(&self.config, lr)?)?;
+        let zero = self.w.with_value(RingMatrix::zeros(self.d, self.h));
+        let g = std::mem::replace(&mut self.pending, zero);
+        let delta = if self.config.momentum > 0.0 {
+            let decayed = self.mul_public(self.velocity.clone(), self.config.momentum)?;
+            self.velocity = decayed.add(&g)?;
+            self.mul_public(self.velocity.clone(), lr)?
+        } else {
+            self.mul_public(g, lr)?
+        };
+        self.w = self.w.sub(&delta)?;
+        if let Some(labels) = self.labels.as_mut() {
+            labels.head.update(lr)?;
+        }
+        self.updates += 1;
+        Ok(())
+    }
+
+    fn checkpoint_path(&self, tag: &str) -> Result<PathBuf> {
+        let dir = self.options_dir.as_ref().ok_or_else(|| {
+            SpnnError::Config(format!("holder {} has no checkpoint directory", self.me))
+        })?;
+        if tag.is_empty()
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(protocol(
+                self.server,
+                format!("invalid checkpoint tag {tag:?}"),
+            ));
+        }
+        Ok(dir.join(format!("holder-{}-{tag}.ckpt", self.me)))
+    }
+
+    fn save(&self, tag: &str) -> Result<()> {
+        let path = self.checkpoint_path(tag)?;
+        let record = ShareRecord::from_shares(&[
+            self.w.value(),
+            self.velocity.value(),
+            self.pending.value(),
+        ]);
+        let bytes = record
+            .into_record()
+            .into_bytes()
+            .map_err(|e| SpnnError::Persistence {
+                path: path.display().to_string(),
+                reason: format!("{e:?}"),
+            })?;
+        let mut payload = Vec::new();
+        (self.me as u64, self.forwards, self.updates).encode(&mut payload);
+        Blob(bytes.to_vec()).encode(&mut payload);
+        checkpoint::write_atomic(&path, &payload)
+    }
+
+    fn load(&mut self, tag: &str) -> Result<()> {
+        let path = self.checkpoint_path(tag)?;
+        let payload = checkpoint::read_verified(&path)?;
+        let bad = |reason: String| SpnnError::Persistence {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut r = Reader::new(&payload);
+        let (me, forwards, updates) =
+            <(u64, u64, u64)>::read(&mut r).map_err(|e| bad(e.to_string()))?;
+        let Blob(record) = Blob::read(&mut r).map_err(|e| bad(e.to_string()))?;
+        r.finish().map_err(|e| bad(e.to_string()))?;
+        if me != self.me as u64 {
+            return Err(bad(format!(
+                "checkpoint of holder {me}, this is holder {}",
+                self.me
+            )));
+        }
+        let shares = ShareRecord::load(&record, 3, (self.d, self.h)).map_err(bad)?;
+        let mut it = shares.into_iter();
+        self.w = self.w.with_value(it.next().expect("three shares"));
+        self.velocity = self.velocity.with_value(it.next().expect("three shares"));
+        self.pending = self.pending.with_value(it.next().expect("three shares"));
+        self.forwards = forwards;
+        self.updates = updates;
+        Ok(())
+    }
+}
+
+/// Shares stored as a Burn record: `I64` parameters (bit-identical to the `u64` ring elements),
+/// never touched by an optimiser.
+#[derive(Module, Debug)]
+struct ShareRecord {
+    shares: Vec<Param<Tensor<2, Int>>>,
+}
+
+impl ShareRecord {
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    fn from_shares(shares: &[&RingMatrix]) -> Self {
+        let device = Self::device();
+        let shares = shares
+            .iter()
+            .map(|m| {
+                let data = TensorData::new(
+                    m.as_slice().iter().map(|&x| x as i64).collect::<Vec<i64>>(),
+                    [m.rows(), m.cols()],
+                );
+                Param::initialized(
+                    ParamId::new(),
+                    Tensor::<2, Int>::from_data(data, (&device, DType::I64)),
+                )
+            })
+            .collect();
+        Self { shares }
+    }
+
+    fn load(
+        bytes: &[u8],
+        count: usize,
+        shape: (usize, usize),
+    ) -> std::result::Result<Vec<RingMatrix>, String> {
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+            bytes.to_vec(),
+        ))
+        .map_err(|e| format!("{e:?}"))?;
+        let empty = Self::from_shares(&vec![&RingMatrix::zeros(shape.0, shape.1); count]);
+        let loaded = empty
+            .try_load_record(record)
+            .map_err(|e| format!("{e:?}"))?;
+        loaded
+            .shares
+            .into_iter()
+            .map(|p| {
+                let data = p.val().try_into_data().map_err(|e| format!("{e:?}"))?;
+                let dims = data.shape().clone();
+                let values: Vec<i64> = data
+                    .try_into_vec_as::<i64>()
+                    .map_err(|e| format!("{e:?}"))?;
+                if values.len() != shape.0 * shape.1 {
+                    return Err(format!("share of {dims:?} elements, expected {shape:?}"));
+                }
+                RingMatrix::from_vec(
+                    shape.0,
+                    shape.1,
+                    values.into_iter().map(|x| x as u64).collect(),
+                )
+                .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,451 @@
+//! The server's side of an SPNN session: it drives every step, deals by default, and learns the
+//! aggregated first-layer output `Z = X·W` per batch and nothing about the holders' data beyond
+//! it.
+//!
+//! [`ServerSession`] is a cheap handle (`Arc`): Burn modules keep a clone, and clones drive the
+//! same session. Protocol calls serialise on an internal lock.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use spnn_crypto::{FixedPoint, RingMatrix, fixed::decode_at};
+use spnn_net::{FloatMatrix, MeterSnapshot, Network, PartyId, Role};
+
+use super::bundle;
+use super::dealer::DealerEngine;
+use crate::config::{DealerMode, GradientScale, LabelMode, SpnnConfig};
+use crate::error::{Result, SpnnError, protocol};
+use crate::messages::*;
+
+/// What the server asks of a session at set-up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSpec {
+    /// Output width `h` of the private first layer.
+    pub output: usize,
+    /// The protocol configuration, sent to every party.
+    pub config: SpnnConfig,
+    /// Resume every party from this checkpoint tag instead of initialising.
+    pub resume: Option<String>,
+}
+
+impl SessionSpec {
+    /// A fresh session with output width `output` and the default configuration.
+    pub fn new(output: usize) -> Self {
+        Self {
+            output,
+            config: SpnnConfig::default(),
+            resume: None,
+        }
+    }
+
+    /// The same with another configuration.
+    pub fn with_config(mut self, config: SpnnConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The same, resuming from checkpoint `tag`.
+    pub fn resuming(mut self, tag: impl Into<String>) -> Self {
+        self.resume = Some(tag.into());
+        self
+    }
+}
+
+/// What the server may inspect after a step: only values it legitimately learns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerView {
+    /// The last aggregated first-layer output `Z` (B × h, row-major).
+    pub z: Vec<f32>,
+    /// The last boundary gradient `G = ∂L/∂Z` (B × h, row-major).
+    pub g: Vec<f32>,
+    /// The label holder's last reported batch loss (label-holder mode).
+    pub head_loss: Option<f64>,
+}
+
+struct State {
+    net: Network,
+    holders: Vec<PartyId>,
+    separate_dealer: Option<PartyId>,
+    label_holder: Option<PartyId>,
+    dealer: DealerEngine,
+    widths: Vec<usize>,
+    h: usize,
+    fp: FixedPoint,
+    config: SpnnConfig,
+    step: u64,
+    updates: u64,
+    awaiting_backward: Option<(u64, usize)>,
+    error: Option<SpnnError>,
+    view: ServerView,
+}
+
+/// The server's handle on an SPNN session.
+#[derive(Clone)]
+pub struct ServerSession {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        write!(
+            f,
+            "ServerSession({} holders, {}→{})",
+            s.holders.len(),
+            s.widths.iter().sum::<usize>(),
+            s.h
+        )
+    }
+}
+
+impl ServerSession {
+    /// Runs the set-up with every holder (and the dealer): receives their hellos, checks them,
+    /// and sends the session parameters.
+    pub fn establish(net: Network, spec: SessionSpec) -> Result<Self> {
+        Self::establish_kind(net, spec, LayerKind::PrivateLinear)
+    }
+
+    pub(crate) fn establish_kind(net: Network, spec: SessionSpec, kind: LayerKind) -> Result<Self> {
+        if net.role() != Role::Server {
+            return Err(SpnnError::Config(format!("{} is not the server", net.me())));
+        }
+        let fp = spec.config.validate()?;
+        if spec.output == 0 {
+            return Err(SpnnError::Config(
+                "the private layer needs at least one output".into(),
+            ));
+        }
+        let roster = net.roster().clone();
+        let holders = roster.holders();
+        if holders.len() < 2 {
+            return Err(SpnnError::Config(format!(
+                "{} holders; SPNN needs at least 2",
+                holders.len()
+            )));
+        }
+        let separate_dealer = match spec.config.dealer {
+            DealerMode::Server => None,
+            DealerMode::Separate => Some(roster.id_of(Role::Dealer)?),
+        };
+        let label_holder =
+            match spec.config.labels {
+                LabelMode::Server => None,
+                LabelMode::Holder(i) => Some(*holders.get(i as usize).ok_or_else(|| {
+                    SpnnError::Config(format!("label holder {i} does not exist"))
+                })?),
+            };
+        let mut widths = Vec::with_capacity(holders.len());
+        for (i, &p) in holders.iter().enumerate() {
+            let hello: Hello = net.recv(p)?;
+            if hello.version != SPNN_PROTOCOL_VERSION {
+                return Err(protocol(
+                    p,
+                    format!(
+                        "speaks SPNN protocol {}, the server {}",
+                        hello.version, SPNN_PROTOCOL_VERSION
+                    ),
+                ));
+            }
+            if hello.holder as usize != i || hello.width == 0 {
+                return Err(protocol(
+                    p,
+                    format!(
+                        "introduced itself as holder {} with {} columns",
+                        hello.holder, hello.width
+                    ),
+                ));
+            }
+            if hello.has_labels != (label_holder == Some(p)) {
+                return Err(protocol(
+                    p,
+                    "disagrees with the server about who holds the labels",
+                ));
+            }
+            widths.push(hello.width as usize);
+        }
+        let setup = Setup {
+            widths: widths.iter().map(|&w| w as u32).collect(),
+            output: spec.output as u32,
+            kind,
+            config: spec.config,
+            resume: spec.resume.clone(),
+        };
+        net.broadcast(&holders, &setup)?;
+        if let Some(d) = separate_dealer {
+            net.send(d, &setup)?;
+        }
+        let dealer = DealerEngine {
+            me: net.me(),
+            holders: holders.clone(),
+            d: widths.iter().sum(),
+            h: spec.output,
+            config: spec.config,
+            kind,
+        };
+        Ok(Self {
+            state: Arc::new(Mutex::new(State {
+                net,
+                holders,
+                separate_dealer,
+                label_holder,
+                dealer,
+                widths,
+                h: spec.output,
+                fp,
+                config: spec.config,
+                step: 0,
+                updates: 0,
+                awaiting_backward: None,
+                error: None,
+                view: ServerView::default(),
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the protocol state half-updated in a way a later call
+        // could misread: every step checks its preconditions.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Input width `d = Σ d_i` of the private layer.
+    pub fn input_width(&self) -> usize {
+        self.lock().widths.iter().sum()
+    }
+
+    /// Output width `h` of the private layer.
+    pub fn output_width(&self) -> usize {
+        self.lock().h
+    }
+
+    /// Number of data holders.
+    pub fn holders(&self) -> usize {
+        self.lock().holders.len()
+    }
+
+    /// The protocol configuration.
+    pub fn config(&self) -> SpnnConfig {
+        self.lock().config
+    }
+
+    /// The server's traffic so far.
+    pub fn meters(&self) -> MeterSnapshot {
+        self.lock().net.meters()
+    }
+
+    /// What the server has legitimately seen at the last step (for tests and audits).
+    pub fn view(&self) -> ServerView {
+        self.lock().view.clone()
+    }
+
+    /// Stores an error raised inside a Burn op (which cannot return one) for [`Self::check`].
+    pub(crate) fn record_error(&self, e: SpnnError) {
+        let mut s = self.lock();
+        if s.error.is_none() {
+            s.error = Some(e);
+        }
+    }
+
+    /// Returns (and clears) the first error raised inside a Burn op since the last check.
+    pub fn check(&self) -> Result<()> {
+        match self.lock().error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn command_all(s: &State, cmd: &Command) -> Result<()> {
+        s.net.broadcast(&s.holders, cmd)?;
+        if let Some(d) = s.separate_dealer {
+            s.net.send(d, cmd)?;
+        }
+        Ok(())
+    }
+
+    /// The first-layer output `Z` (ids.len() × h, row-major) for a batch of sample ids.
+    /// With `train`, a [`Self::backward`] may follow.
+    pub fn forward(&self, ids: &[u64], train: bool) -> Result<Vec<f32>> {
+        let mut s = self.lock();
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        if ids.is_empty() {
+            return Err(SpnnError::Config("empty batch".into()));
+        }
+        let step = s.step;
+        s.step += 1;
+        let cmd = Command::Forward {
+            step,
+            ids: ids.to_vec(),
+            train,
+        };
+        Self::command_all(&s, &cmd)?;
+        if s.separate_dealer.is_none() {
+            s.dealer.handle(&s.net, &cmd)?;
+        }
+        let (b, h) = (ids.len(), s.h);
+        let mut z = RingMatrix::zeros(b, h);
+        for &p in &s.holders {
+            let ZShare(share) = s.net.recv(p)?;
+            if share.shape() != (b, h) {
+                return Err(protocol(
+                    p,
+                    format!(
+                        "Z share of shape {:?}, expected {:?}",
+                        share.shape(),
+                        (b, h)
+                    ),
+                ));
+            }
+            z.add_assign(&share)?;
+        }
+        let scale = 2 * s.fp.frac_bits();
+        let out: Vec<f32> = z
+            .as_slice()
+            .iter()
+            .map(|&v| decode_at(v, scale) as f32)
+            .collect();
+        s.awaiting_backward = train.then_some((step, b));
+        s.view.z = out.clone();
+        Ok(out)
+    }
+
+    /// Sends the boundary gradient `G = ∂L/∂Z` (B × h, row-major) back as random additive
+    /// shares, scaled by the public factor of [`GradientScale`].
+    pub fn backward(&self, grad: &[f32]) -> Result<()> {
+        let mut s = self.lock();
+        let (step, b) = s
+            .awaiting_backward
+            .take()
+            .ok_or_else(|| SpnnError::Config("backward without a training forward".into()))?;
+        if grad.len() != b * s.h {
+            return Err(SpnnError::Config(format!(
+                "gradient of {} values for a {b}x{} output",
+                grad.len(),
+                s.h
+            )));
+        }
+        if grad.iter().any(|g| !g.is_finite()) {
+            return Err(SpnnError::NonFinite("boundary gradient"));
+        }
+        s.view.g = grad.to_vec();
+        let scale = match s.config.gradient_scale {
+            GradientScale::BatchSize => b as f64,
+            GradientScale::Fixed(c) => c as f64,
+        };
+        let scaled: Vec<f32> = grad.iter().map(|&g| (g as f64 * scale) as f32).collect();
+        let g = s.fp.encode_matrix(b, s.h, &scaled)?;
+        let cmd = Command::Backward { step, scale };
+        Self::command_all(&s, &cmd)?;
+        let mut rng = s.config.randomness.rng(s.net.me(), step, "gradient-share");
+        let (explicit, seeds) = bundle::deal(vec![g], s.holders.len(), &mut rng)?;
+        s.net.send(
+            s.holders[0],
+            &GradShare(explicit.into_iter().next().expect("one matrix")),
+        )?;
+        for (seed, &p) in seeds.into_iter().zip(&s.holders[1..]) {
+            s.net.send(p, &GradSeed(seed))?;
+        }
+        if s.separate_dealer.is_none() {
+            s.dealer.handle(&s.net, &cmd)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the gradients accumulated since the last update to the weight shares, with
+    /// learning rate `lr` (and the configured momentum). Call it from `TrainStep::optimize`.
+    pub fn update(&self, lr: f64) -> Result<()> {
+        let mut s = self.lock();
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        let step = s.updates;
+        s.updates += 1;
+        let cmd = Command::Update { step, lr };
+        Self::command_all(&s, &cmd)?;
+        if s.separate_dealer.is_none() {
+            s.dealer.handle(&s.net, &cmd)?;
+        }
+        Ok(())
+    }
+
+    /// Label-holder mode: sends the top activations to the label holder and returns the
+    /// gradient with respect to them (for training) and the batch loss it reports.
+    pub fn head(
+        &self,
+        activations: FloatMatrix,
+        train: bool,
+    ) -> Result<(Option<FloatMatrix>, f64)> {
+        let mut s = self.lock();
+        let lh = s.label_holder.ok_or_else(|| {
+            SpnnError::Config("the labels are at the server in this session".into())
+        })?;
+        let (rows, cols) = (activations.rows, activations.cols);
+        s.net.send(lh, &Activations(activations))?;
+        let grad = if train {
+            let HeadGradient(g) = s.net.recv(lh)?;
+            if (g.rows, g.cols) != (rows, cols) {
+                return Err(protocol(lh, "head gradient of the wrong shape"));
+            }
+            Some(g)
+        } else {
+            None
+        };
+        let HeadReport { loss } = s.net.recv(lh)?;
+        s.view.head_loss = Some(loss);
+        Ok((grad, loss))
+    }
+
+    /// Label-holder mode: the metrics the label holder accumulated over evaluation batches.
+    pub fn label_holder_metrics(&self) -> Result<Metrics> {
+        let s = self.lock();
+        let lh = s.label_holder.ok_or_else(|| {
+            SpnnError::Config("the labels are at the server in this session".into())
+        })?;
+        s.net.send(lh, &Command::Evaluate)?;
+        Ok(s.net.recv(lh)?)
+    }
+
+    /// Asks every party to save its state under `tag` and waits until all have.
+    pub fn save(&self, tag: &str) -> Result<()> {
+        let s = self.lock();
+        let cmd = Command::Save { tag: tag.into() };
+        Self::command_all(&s, &cmd)?;
+        for &p in s.holders.iter().chain(s.separate_dealer.iter()) {
+            let Ack = s.net.recv(p)?;
+        }
+        Ok(())
+    }
+
+    /// The session counters `(forward steps, updates)`, for the server's own checkpoint.
+    pub fn counters(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.step, s.updates)
+    }
+
+    /// Restores the counters after resuming from a checkpoint.
+    pub fn set_counters(&self, (step, updates): (u64, u64)) {
+        let mut s = self.lock();
+        s.step = step;
+        s.updates = updates;
+    }
+
+    /// Reconstructs `W` (d × h, row-major) from the holders' shares. **Insecure**: every holder
+    /// must have been started with `allow_insecure_reveal`. For tests only.
+    pub fn reveal_weights_insecure_for_tests(&self) -> Result<Vec<f32>> {
+        let s = self.lock();
+        s.net
+            .broadcast(&s.holders, &Command::RevealSharesForTests)?;
+        let mut w = RingMatrix::zeros(s.widths.iter().sum(), s.h);
+        for &p in &s.holders {
+            let RevealedShare(share) = s.net.recv(p)?;
+            w.add_assign(&share)?;
+        }
+        Ok(s.fp.decode_matrix(&w))
+    }
+
+    /// Ends the session for every party.
+    pub fn shutdown(&self) -> Result<()> {
+        let s = self.lock();
+        Self::command_all(&s, &Command::Shutdown)
+    }
+}

@@ -1,0 +1,220 @@
+//! Models and helpers shared by the SPNN integration tests: an SPNN MLP and the plaintext Burn
+//! MLP of the same architecture, on the embedded breast-cancer data.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use burn::module::{Module, Param};
+use burn::nn::loss::BinaryCrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use spnn_burn::metrics::roc_auc;
+use spnn_burn::simulation::{self, HolderSpec, Simulation};
+use spnn_burn::tensor::{matrix, to_vec};
+use spnn_burn::{PrivateLinear, PrivateLinearConfig, SessionSpec, SpnnConfig};
+use spnn_data::{Table, VerticalPartition, embedded::breast_cancer};
+use spnn_net::NetworkConfig;
+
+pub const HIDDEN: [usize; 2] = [64, 32];
+
+/// `ids → PrivateLinear(d, 64) → ReLU → Linear(64, 32) → ReLU → Linear(32, 1)`.
+#[derive(Module, Debug)]
+pub struct SpnnMlp {
+    pub first: PrivateLinear,
+    pub hidden: Linear,
+    pub out: Linear,
+}
+
+impl SpnnMlp {
+    pub fn forward(&self, ids: &[u64]) -> Tensor<2> {
+        let x = relu(self.first.forward(ids));
+        self.out.forward(relu(self.hidden.forward(x)))
+    }
+}
+
+/// The same architecture in plaintext Burn.
+#[derive(Module, Debug)]
+pub struct PlainMlp {
+    pub first: Linear,
+    pub hidden: Linear,
+    pub out: Linear,
+}
+
+impl PlainMlp {
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.out
+            .forward(relu(self.hidden.forward(relu(self.first.forward(x)))))
+    }
+}
+
+pub fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+/// The breast-cancer data split 80/20 and partitioned evenly among `k` holders, each holder
+/// standardising its own columns on the training rows.
+pub struct Data {
+    pub table: Table,
+    pub train: Vec<u64>,
+    pub test: Vec<u64>,
+    pub holders: Vec<Table>,
+}
+
+impl Data {
+    pub fn new(k: usize) -> Self {
+        let table = breast_cancer();
+        let (train, test) = table.split_ids(0.2, 42);
+        let partition = VerticalPartition::even(table.columns(), k).unwrap();
+        let holders = partition.standardized_tables(&table, &train).unwrap();
+        Self {
+            table,
+            train,
+            test,
+            holders,
+        }
+    }
+
+    /// The full standardised feature rows of `ids` (holders' blocks side by side): what a
+    /// centralised plaintext trainer would see.
+    pub fn plain_features(&self, ids: &[u64]) -> Vec<f32> {
+        let blocks: Vec<Vec<f32>> = self
+            .holders
+            .iter()
+            .map(|t| t.gather(ids).unwrap())
+            .collect();
+        let mut out = Vec::new();
+        for r in 0..ids.len() {
+            for (t, b) in self.holders.iter().zip(&blocks) {
+                out.extend_from_slice(&b[r * t.cols()..(r + 1) * t.cols()]);
+            }
+        }
+        out
+    }
+
+    pub fn d(&self) -> usize {
+        self.holders.iter().map(Table::cols).sum()
+    }
+
+    pub fn labels(&self, ids: &[u64]) -> Vec<f32> {
+        self.table.gather_labels(ids).unwrap()
+    }
+
+    pub fn batches(&self, epoch: usize, batch: usize) -> Vec<Vec<u64>> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut ids = self.train.clone();
+        ids.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+            1000 + epoch as u64,
+        ));
+        ids.chunks(batch).map(<[u64]>::to_vec).collect()
+    }
+}
+
+pub fn start(data: &Data, config: SpnnConfig, reveal: bool) -> Simulation {
+    let holders = data
+        .holders
+        .iter()
+        .map(|t| HolderSpec {
+            allow_insecure_reveal: reveal,
+            ..HolderSpec::new(t.clone())
+        })
+        .collect();
+    simulation::start(
+        holders,
+        SessionSpec::new(HIDDEN[0]).with_config(config),
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
+    )
+    .unwrap()
+}
+
+pub fn spnn_model(sim: &Simulation, device: &Device) -> SpnnMlp {
+    SpnnMlp {
+        first: PrivateLinearConfig::new(HIDDEN[0])
+            .init(sim.session(), device)
+            .unwrap(),
+        hidden: LinearConfig::new(HIDDEN[0], HIDDEN[1]).init(device),
+        out: LinearConfig::new(HIDDEN[1], 1).init(device),
+    }
+}
+
+/// The plaintext twin of `m`: the first layer's weight is the reconstructed `W`, everything
+/// else is a copy of `m`'s parameters.
+pub fn plain_twin(m: &SpnnMlp, w: Vec<f32>, d: usize, device: &Device) -> PlainMlp {
+    let first = Linear {
+        weight: Param::from_tensor(matrix(w, d, HIDDEN[0], device)),
+        bias: m.first.bias.clone(),
+    };
+    PlainMlp {
+        first,
+        hidden: m.hidden.clone(),
+        out: m.out.clone(),
+    }
+}
+
+pub fn targets(y: &[f32], device: &Device) -> Tensor<2, Int> {
+    let ints: Vec<i64> = y.iter().map(|&v| i64::from(v > 0.5)).collect();
+    Tensor::from_data(TensorData::new(ints, [y.len(), 1]), device)
+}
+
+pub fn bce(logits: Tensor<2>, y: &[f32], device: &Device) -> Tensor<1> {
+    BinaryCrossEntropyLossConfig::new()
+        .with_logits(true)
+        .init(device)
+        .forward(logits, targets(y, device))
+}
+
+/// One SGD step of the SPNN model (labels at the server); returns the updated model and loss.
+pub fn spnn_step(
+    m: SpnnMlp,
+    optim: &mut burn::optim::ModuleOptimizer,
+    ids: &[u64],
+    y: &[f32],
+    lr: f64,
+    device: &Device,
+) -> (SpnnMlp, f32) {
+    let loss = bce(m.forward(ids), y, device);
+    let value = to_vec(loss.clone()).unwrap()[0];
+    let grads = GradientsParams::from_grads(loss.backward(), &m);
+    m.first.apply_update(lr).unwrap();
+    (optim.step(lr, m, grads), value)
+}
+
+/// One SGD step of the plaintext model.
+pub fn plain_step(
+    m: PlainMlp,
+    optim: &mut burn::optim::ModuleOptimizer,
+    x: Vec<f32>,
+    y: &[f32],
+    lr: f64,
+    device: &Device,
+) -> (PlainMlp, f32) {
+    let d = x.len() / y.len();
+    let loss = bce(m.forward(matrix(x, y.len(), d, device)), y, device);
+    let value = to_vec(loss.clone()).unwrap()[0];
+    let grads = GradientsParams::from_grads(loss.backward(), &m);
+    (optim.step(lr, m, grads), value)
+}
+
+pub fn sgd() -> burn::optim::ModuleOptimizer {
+    SgdConfig::new().init()
+}
+
+pub fn spnn_auc(m: &SpnnMlp, data: &Data) -> f64 {
+    let valid = m.clone().valid();
+    let scores = to_vec(sigmoid(valid.forward(&data.test))).unwrap();
+    roc_auc(&scores, &data.labels(&data.test))
+}
+
+pub fn plain_auc(m: &PlainMlp, data: &Data, device: &Device) -> f64 {
+    let valid = m.clone().valid();
+    let x = matrix(
+        data.plain_features(&data.test),
+        data.test.len(),
+        data.d(),
+        &device.clone().inner(),
+    );
+    let scores = to_vec(sigmoid(valid.forward(x))).unwrap();
+    roc_auc(&scores, &data.labels(&data.test))
+}

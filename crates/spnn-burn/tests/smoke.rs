@@ -1,0 +1,32 @@
+//! Smoke test: SPNN-SS trains on breast cancer in simulation.
+
+mod common;
+
+use common::*;
+use spnn_burn::SpnnConfig;
+
+#[test]
+fn spnn_ss_learns_breast_cancer() {
+    let data = Data::new(2);
+    let device = device();
+    let sim = start(&data, SpnnConfig::default(), false);
+    let mut model = spnn_model(&sim, &device);
+    let mut optim = sgd();
+    let mut losses = vec![];
+    for epoch in 0..3 {
+        let mut sum = 0.0;
+        let batches = data.batches(epoch, 64);
+        for ids in &batches {
+            let (m, loss) = spnn_step(model, &mut optim, ids, &data.labels(ids), 0.1, &device);
+            model = m;
+            sum += loss;
+        }
+        losses.push(sum / batches.len() as f32);
+    }
+    let auc = spnn_auc(&model, &data);
+    println!("losses {losses:?}, auc {auc}");
+    assert!(losses[2] < losses[0], "{losses:?}");
+    assert!(auc > 0.95, "auc {auc}");
+    drop(model);
+    sim.finish().unwrap();
+}

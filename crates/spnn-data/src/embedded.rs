@@ -1,0 +1,129 @@
+//! Data compiled into the binary, so the default example needs no files.
+
+use crate::error::{DataError, Result};
+use crate::table::Table;
+
+const BREAST_CANCER_CSV: &str = include_str!("../data/breast_cancer.csv");
+
+/// The 30 feature names of the breast-cancer data, in file order.
+pub const BREAST_CANCER_COLUMNS: [&str; 30] = [
+    "mean_radius",
+    "mean_texture",
+    "mean_perimeter",
+    "mean_area",
+    "mean_smoothness",
+    "mean_compactness",
+    "mean_concavity",
+    "mean_concave_points",
+    "mean_symmetry",
+    "mean_fractal_dimension",
+    "radius_error",
+    "texture_error",
+    "perimeter_error",
+    "area_error",
+    "smoothness_error",
+    "compactness_error",
+    "concavity_error",
+    "concave_points_error",
+    "symmetry_error",
+    "fractal_dimension_error",
+    "worst_radius",
+    "worst_texture",
+    "worst_perimeter",
+    "worst_area",
+    "worst_smoothness",
+    "worst_compactness",
+    "worst_concavity",
+    "worst_concave_points",
+    "worst_symmetry",
+    "worst_fractal_dimension",
+];
+
+/// Breast Cancer Wisconsin (Diagnostic): 569 samples × 30 features, label 1 = benign (357),
+/// 0 = malignant (212). Sample ids are `0..569` in file order. Source and licence:
+/// `crates/spnn-data/data/README.md`.
+pub fn breast_cancer() -> Table {
+    parse_breast_cancer(BREAST_CANCER_CSV).expect("the embedded file is checked by the tests")
+}
+
+fn parse_breast_cancer(text: &str) -> Result<Table> {
+    let file = "breast_cancer.csv";
+    let mut lines = text.lines().enumerate();
+    let (_, header) = lines.next().ok_or_else(|| DataError::Parse {
+        file: file.into(),
+        line: 1,
+        reason: "empty file".into(),
+    })?;
+    let n: usize = header
+        .split(',')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| DataError::Parse {
+            file: file.into(),
+            line: 1,
+            reason: "header does not start with the sample count".into(),
+        })?;
+    let mut data = Vec::with_capacity(n * 30);
+    let mut labels = Vec::with_capacity(n);
+    for (i, line) in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        let err = |reason: String| DataError::Parse {
+            file: file.into(),
+            line: i + 1,
+            reason,
+        };
+        if fields.len() != 31 {
+            return Err(err(format!("{} fields, expected 31", fields.len())));
+        }
+        for f in &fields[..30] {
+            data.push(
+                f.trim()
+                    .parse::<f32>()
+                    .map_err(|e| err(format!("{f:?}: {e}")))?,
+            );
+        }
+        labels.push(
+            fields[30]
+                .trim()
+                .parse::<f32>()
+                .map_err(|e| err(format!("label: {e}")))?,
+        );
+    }
+    if labels.len() != n {
+        return Err(DataError::Invalid(format!(
+            "{file}: header says {n} rows, found {}",
+            labels.len()
+        )));
+    }
+    Table::new(
+        (0..n as u64).collect(),
+        BREAST_CANCER_COLUMNS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        data,
+        Some(labels),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breast_cancer_has_the_published_shape_and_balance() {
+        let t = breast_cancer();
+        assert_eq!((t.rows(), t.cols()), (569, 30));
+        let labels = t.labels().unwrap();
+        assert_eq!(labels.iter().filter(|&&y| y == 1.0).count(), 357);
+        assert_eq!(labels.iter().filter(|&&y| y == 0.0).count(), 212);
+        assert_eq!(&t.features(0).unwrap()[..4], &[17.99, 10.38, 122.8, 1001.0]);
+    }
+
+    #[test]
+    fn malformed_lines_name_the_line() {
+        let bad = "2,30,a,b\n".to_string() + &"1,".repeat(30) + "0\n1,2\n";
+        let e = parse_breast_cancer(&bad).unwrap_err().to_string();
+        assert!(e.contains("breast_cancer.csv:3"), "{e}");
+    }
+}

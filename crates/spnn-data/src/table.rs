@@ -1,0 +1,214 @@
+//! [`Table`]: samples with ids, named feature columns and optional labels.
+
+use std::collections::HashMap;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{DataError, Result};
+
+/// A dense table: one row per sample id, `f32` features in named columns, optional labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    ids: Vec<u64>,
+    columns: Vec<String>,
+    data: Vec<f32>,
+    labels: Option<Vec<f32>>,
+    index: HashMap<u64, usize>,
+}
+
+impl Table {
+    /// Builds a table; checks shapes, duplicate ids and column names, and non-finite values.
+    pub fn new(
+        ids: Vec<u64>,
+        columns: Vec<String>,
+        data: Vec<f32>,
+        labels: Option<Vec<f32>>,
+    ) -> Result<Self> {
+        if ids.len() * columns.len() != data.len() {
+            return Err(DataError::Invalid(format!(
+                "{} ids x {} columns but {} values",
+                ids.len(),
+                columns.len(),
+                data.len()
+            )));
+        }
+        if let Some(l) = &labels
+            && l.len() != ids.len()
+        {
+            return Err(DataError::Invalid(format!(
+                "{} labels for {} ids",
+                l.len(),
+                ids.len()
+            )));
+        }
+        let mut index = HashMap::with_capacity(ids.len());
+        for (row, &id) in ids.iter().enumerate() {
+            if index.insert(id, row).is_some() {
+                return Err(DataError::Invalid(format!("duplicate sample id {id}")));
+            }
+        }
+        for (i, c) in columns.iter().enumerate() {
+            if columns[..i].contains(c) {
+                return Err(DataError::Invalid(format!("duplicate column {c:?}")));
+            }
+        }
+        if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::Invalid(format!(
+                "non-finite value in row {} column {:?}",
+                pos / columns.len().max(1),
+                columns[pos % columns.len().max(1)]
+            )));
+        }
+        Ok(Self {
+            ids,
+            columns,
+            data,
+            labels,
+            index,
+        })
+    }
+
+    /// Sample ids, in row order.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    /// Column names.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Number of feature columns.
+    pub fn cols(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// The features, row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The labels, if this table has them.
+    pub fn labels(&self) -> Option<&[f32]> {
+        self.labels.as_deref()
+    }
+
+    /// The row of sample `id`.
+    pub fn row_of(&self, id: u64) -> Result<usize> {
+        self.index.get(&id).copied().ok_or(DataError::UnknownId(id))
+    }
+
+    /// The features of sample `id`.
+    pub fn features(&self, id: u64) -> Result<&[f32]> {
+        let r = self.row_of(id)?;
+        Ok(&self.data[r * self.cols()..(r + 1) * self.cols()])
+    }
+
+    /// Features of `ids`, row-major (`ids.len() × cols`).
+    pub fn gather(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(ids.len() * self.cols());
+        for &id in ids {
+            out.extend_from_slice(self.features(id)?);
+        }
+        Ok(out)
+    }
+
+    /// Labels of `ids`.
+    pub fn gather_labels(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        let labels = self
+            .labels
+            .as_ref()
+            .ok_or_else(|| DataError::Invalid("this table has no labels".into()))?;
+        ids.iter().map(|&id| Ok(labels[self.row_of(id)?])).collect()
+    }
+
+    /// The table restricted to `names`, in that order; labels dropped unless `keep_labels`.
+    pub fn select_columns(&self, names: &[String], keep_labels: bool) -> Result<Table> {
+        let idx: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                self.columns
+                    .iter()
+                    .position(|c| c == n)
+                    .ok_or_else(|| DataError::UnknownColumn(n.clone()))
+            })
+            .collect::<Result<_>>()?;
+        let data = (0..self.rows())
+            .flat_map(|r| idx.iter().map(move |&c| (r, c)))
+            .map(|(r, c)| self.data[r * self.cols() + c])
+            .collect();
+        Table::new(
+            self.ids.clone(),
+            names.to_vec(),
+            data,
+            if keep_labels {
+                self.labels.clone()
+            } else {
+                None
+            },
+        )
+    }
+
+    /// Deterministic train/test split of the ids: a ChaCha8 shuffle by `seed`, the last
+    /// `⌈test_fraction · n⌉` ids form the test set.
+    pub fn split_ids(&self, test_fraction: f64, seed: u64) -> (Vec<u64>, Vec<u64>) {
+        let mut ids = self.ids.clone();
+        ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let test = ((ids.len() as f64) * test_fraction.clamp(0.0, 1.0)).ceil() as usize;
+        let train = ids.split_off(ids.len() - test);
+        (ids, train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Table {
+        Table::new(
+            vec![10, 11, 12],
+            vec!["a".into(), "b".into()],
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            Some(vec![0.0, 1.0, 0.0]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn gather_and_select() {
+        let t = small();
+        assert_eq!(t.gather(&[12, 10]).unwrap(), vec![5.0, 6.0, 1.0, 2.0]);
+        assert_eq!(t.gather_labels(&[11]).unwrap(), vec![1.0]);
+        assert_eq!(t.gather(&[99]).unwrap_err(), DataError::UnknownId(99));
+        let b = t.select_columns(&["b".into()], false).unwrap();
+        assert_eq!(b.data(), &[2.0, 4.0, 6.0]);
+        assert!(b.labels().is_none());
+        assert!(t.select_columns(&["z".into()], false).is_err());
+    }
+
+    #[test]
+    fn invalid_tables_are_refused() {
+        assert!(Table::new(vec![1, 1], vec!["a".into()], vec![0.0, 0.0], None).is_err());
+        assert!(Table::new(vec![1], vec!["a".into()], vec![f32::NAN], None).is_err());
+        assert!(Table::new(vec![1], vec!["a".into(), "a".into()], vec![0.0, 0.0], None).is_err());
+        assert!(Table::new(vec![1], vec!["a".into()], vec![0.0], Some(vec![])).is_err());
+    }
+
+    #[test]
+    fn split_is_a_deterministic_partition() {
+        let t = Table::new((0..100).collect(), vec!["a".into()], vec![0.0; 100], None).unwrap();
+        let (tr, te) = t.split_ids(0.2, 5);
+        assert_eq!((tr.len(), te.len()), (80, 20));
+        assert_eq!(t.split_ids(0.2, 5), (tr.clone(), te.clone()));
+        let mut all: Vec<u64> = tr.into_iter().chain(te).collect();
+        all.sort();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+    }
+}
