@@ -135,3 +135,83 @@ mod tests {
         assert_eq!(leftovers.len(), 1);
     }
 }
+
+/// The server's checkpoint: its Burn model and optimiser as burnpack records, and the session
+/// counters, in one verified file `<dir>/server-<tag>.ckpt`.
+pub mod server {
+    use std::path::{Path, PathBuf};
+
+    use burn::module::Module;
+    use burn::optim::ModuleOptimizer;
+    use burn::store::ModuleRecord;
+    use burn::tensor::Bytes;
+    use spnn_net::codec::{Blob, Codec, Reader};
+
+    use super::{read_verified, write_atomic};
+    use crate::error::{Result, SpnnError};
+    use crate::protocol::server::ServerSession;
+
+    fn path(dir: &Path, tag: &str) -> PathBuf {
+        dir.join(format!("server-{tag}.ckpt"))
+    }
+
+    fn record_err(path: &Path, e: impl std::fmt::Debug) -> SpnnError {
+        SpnnError::Persistence {
+            path: path.display().to_string(),
+            reason: format!("{e:?}"),
+        }
+    }
+
+    /// Saves every party's state under `tag`: the holders their shares (through the
+    /// session), the server its model, optimiser and counters into `dir`.
+    pub fn save<M: Module>(
+        model: &M,
+        optim: &ModuleOptimizer,
+        session: &ServerSession,
+        dir: &Path,
+        tag: &str,
+    ) -> Result<()> {
+        session.save(tag)?;
+        let path = path(dir, tag);
+        let model_bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| record_err(&path, e))?;
+        let optim_bytes = optim.into_bytes().map_err(|e| record_err(&path, e))?;
+        let mut payload = Vec::new();
+        session.counters().encode(&mut payload);
+        Blob(model_bytes.to_vec()).encode(&mut payload);
+        Blob(optim_bytes.to_vec()).encode(&mut payload);
+        write_atomic(&path, &payload)
+    }
+
+    /// Loads the server's part of checkpoint `tag` into a freshly built `model` and `optim`
+    /// on a session started with `SessionSpec::resuming(tag)`.
+    pub fn load<M: Module>(
+        model: M,
+        optim: ModuleOptimizer,
+        session: &ServerSession,
+        dir: &Path,
+        tag: &str,
+    ) -> Result<(M, ModuleOptimizer)> {
+        let path = path(dir, tag);
+        let payload = read_verified(&path)?;
+        let bad = |e: spnn_net::CodecError| record_err(&path, e);
+        let mut r = Reader::new(&payload);
+        let counters = <(u64, u64)>::read(&mut r).map_err(bad)?;
+        let Blob(model_bytes) = Blob::read(&mut r).map_err(bad)?;
+        let Blob(optim_bytes) = Blob::read(&mut r).map_err(bad)?;
+        r.finish().map_err(bad)?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
+            .map_err(|e| record_err(&path, e))?;
+        let model = model
+            .try_load_record(record)
+            .map_err(|e| record_err(&path, e))?;
+        let optim = optim
+            .from_bytes(Bytes::from_bytes_vec(optim_bytes))
+            .map_err(|e| record_err(&path, e))?;
+        session.set_counters(counters);
+        Ok((model, optim))
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod head;
 pub mod messages;
@@ -19,6 +20,7 @@ pub mod private_linear;
 pub mod protocol;
 pub mod simulation;
 pub mod tensor;
+pub mod train;
 
 pub use config::{DealerMode, GradientScale, LabelMode, Randomness, SpnnConfig};
 pub use error::{Result, SpnnError};

@@ -25,5 +25,5 @@ pub mod transport;
 pub use codec::{Blob, Codec, FloatMatrix, IdList, Message, Reader};
 pub use error::{CodecError, NetError, Result};
 pub use meter::{MeterSnapshot, Traffic};
-pub use network::{Network, NetworkConfig};
+pub use network::{Network, NetworkConfig, Received};
 pub use party::{PartyId, Role, Roster};

@@ -30,6 +30,8 @@ pub struct NetworkConfig {
     pub timeout: Duration,
     /// Largest frame sent or accepted.
     pub max_frame: usize,
+    /// Keep a copy of every frame received, for transcript audits in tests. Off by default.
+    pub record_transcript: bool,
 }
 
 impl NetworkConfig {
@@ -39,6 +41,7 @@ impl NetworkConfig {
             session,
             timeout: Duration::from_secs(60),
             max_frame: DEFAULT_MAX_FRAME,
+            record_transcript: false,
         }
     }
 
@@ -48,11 +51,28 @@ impl NetworkConfig {
         self
     }
 
+    /// The same, recording every received frame ([`Network::transcript`]).
+    pub fn with_transcript(mut self) -> Self {
+        self.record_transcript = true;
+        self
+    }
+
     /// The same with another maximum frame size.
     pub fn with_max_frame(mut self, max_frame: usize) -> Self {
         self.max_frame = max_frame;
         self
     }
+}
+
+/// One received message, as recorded for audits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The sender.
+    pub from: PartyId,
+    /// The message kind.
+    pub kind: u16,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -69,6 +89,7 @@ struct Inner {
     transport: Box<dyn Transport>,
     steps: Mutex<Steps>,
     meters: Meters,
+    transcript: Mutex<Vec<Received>>,
 }
 
 /// One party's handle on its session's network.
@@ -97,6 +118,7 @@ impl Network {
                     recv: vec![0; n],
                 }),
                 meters: Meters::new(n),
+                transcript: Mutex::new(Vec::new()),
                 roster,
             }),
         })
@@ -221,6 +243,17 @@ impl Network {
         self.inner
             .meters
             .received(from, (frame.len() + LENGTH_PREFIX) as u64);
+        if self.inner.config.record_transcript {
+            self.inner
+                .transcript
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Received {
+                    from,
+                    kind: h.kind,
+                    payload: payload.to_vec(),
+                });
+        }
         Ok(msg)
     }
 
@@ -232,6 +265,15 @@ impl Network {
     /// Receives one `M` from each party in `from`, in order.
     pub fn gather<M: Message>(&self, from: &[PartyId]) -> Result<Vec<M>> {
         from.iter().map(|p| self.recv(*p)).collect()
+    }
+
+    /// Every message received so far, if the session records transcripts.
+    pub fn transcript(&self) -> Vec<Received> {
+        self.inner
+            .transcript
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// This party's traffic so far.

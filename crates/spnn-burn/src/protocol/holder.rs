@@ -662,3 +662,26 @@ impl ShareRecord {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spnn_crypto::SecureRng;
+
+    #[test]
+    fn share_records_round_trip_bit_exactly() {
+        let mut rng = SecureRng::insecure_from_seed_for_tests(3);
+        let mats: Vec<RingMatrix> = (0..3).map(|_| RingMatrix::random(5, 7, &mut rng)).collect();
+        let bytes = ShareRecord::from_shares(&mats.iter().collect::<Vec<_>>())
+            .into_record()
+            .into_bytes()
+            .unwrap();
+        let back = ShareRecord::load(&bytes, 3, (5, 7)).unwrap();
+        assert_eq!(back, mats);
+        assert!(
+            ShareRecord::load(&bytes, 3, (7, 5)).is_err(),
+            "wrong shape must be refused"
+        );
+        assert!(ShareRecord::load(&bytes[..bytes.len() / 2], 3, (5, 7)).is_err());
+    }
+}

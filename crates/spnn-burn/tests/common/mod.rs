@@ -13,7 +13,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
-use spnn_burn::{PrivateLinear, PrivateLinearConfig, SessionSpec, SpnnConfig};
+use spnn_burn::{
+    BinaryCrossEntropyHead, HolderLabels, LabelMode, PrivateLinear, PrivateLinearConfig,
+    SessionSpec, SpnnConfig,
+};
 use spnn_data::{Table, VerticalPartition, embedded::breast_cancer};
 use spnn_net::NetworkConfig;
 
@@ -113,20 +116,57 @@ impl Data {
 }
 
 pub fn start(data: &Data, config: SpnnConfig, reveal: bool) -> Simulation {
+    start_with(
+        data,
+        config,
+        reveal,
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
+    )
+}
+
+pub fn start_with(data: &Data, config: SpnnConfig, reveal: bool, net: NetworkConfig) -> Simulation {
     let holders = data
         .holders
         .iter()
-        .map(|t| HolderSpec {
+        .enumerate()
+        .map(|(i, t)| HolderSpec {
             allow_insecure_reveal: reveal,
+            labels: (config.labels == LabelMode::Holder(i as u16)).then(|| HolderLabels {
+                table: data.table.clone(),
+                head: Box::new(BinaryCrossEntropyHead::new(Device::flex())),
+            }),
             ..HolderSpec::new(t.clone())
         })
         .collect();
     simulation::start(
         holders,
         SessionSpec::new(HIDDEN[0]).with_config(config),
-        NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
+        net,
     )
     .unwrap()
+}
+
+/// One step with labels at a holder: the server never sees a label.
+pub fn spnn_step_label_holder(
+    m: SpnnMlp,
+    optim: &mut burn::optim::ModuleOptimizer,
+    ids: &[u64],
+    lr: f64,
+) -> (SpnnMlp, f32) {
+    let session = m.first.session().clone();
+    let (grads, loss) =
+        spnn_burn::train::backward_from_label_holder(&session, m.forward(ids)).unwrap();
+    let grads = GradientsParams::from_grads(grads, &m);
+    m.first.apply_update(lr).unwrap();
+    (optim.step(lr, m, grads), loss as f32)
+}
+
+/// Test AUC computed by the label holder (the server sees only the metric).
+pub fn label_holder_auc(m: &SpnnMlp, data: &Data) -> f64 {
+    let valid = m.clone().valid();
+    let session = m.first.session().clone();
+    spnn_burn::train::evaluate_at_label_holder(&session, valid.forward(&data.test)).unwrap();
+    session.label_holder_metrics().unwrap().auc
 }
 
 pub fn spnn_model(sim: &Simulation, device: &Device) -> SpnnMlp {

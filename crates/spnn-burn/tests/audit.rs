@@ -1,0 +1,323 @@
+//! What each party sees: transcript audits, and traffic against the documented formula.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use spnn_burn::cost::{StepShape, inference_step, training_step};
+use spnn_burn::messages::{GradShare, Opening, ZShare};
+use spnn_burn::{DealerMode, LabelMode, SpnnConfig};
+use spnn_crypto::FixedPoint;
+use spnn_net::codec::{Message, decode_exact};
+use spnn_net::{NetworkConfig, PartyId};
+
+fn audited(k: usize, config: SpnnConfig) -> (Data, spnn_burn::simulation::Simulation) {
+    let data = Data::new(k);
+    let net = NetworkConfig::new(3)
+        .with_timeout(Duration::from_secs(60))
+        .with_transcript();
+    let sim = start_with(&data, config, false, net);
+    (data, sim)
+}
+
+fn train_steps(
+    sim: &spnn_burn::simulation::Simulation,
+    data: &Data,
+    config: SpnnConfig,
+    steps: usize,
+) -> Vec<Vec<f32>> {
+    let device = device();
+    let mut model = spnn_model(sim, &device);
+    let mut optim = sgd();
+    let mut grads = vec![];
+    for ids in data.batches(0, 64).iter().take(steps) {
+        model = match config.labels {
+            LabelMode::Server => {
+                spnn_step(model, &mut optim, ids, &data.labels(ids), 0.1, &device).0
+            }
+            LabelMode::Holder(_) => spnn_step_label_holder(model, &mut optim, ids, 0.1).0,
+        };
+        grads.push(sim.session().view().g);
+    }
+    grads
+}
+
+/// The 8-byte fixed-point encodings and 4-byte f32 encodings of every feature value of a
+/// holder (values that are not tiny, so they are distinctive).
+fn fingerprints(table: &spnn_data::Table) -> (HashSet<[u8; 8]>, HashSet<[u8; 4]>) {
+    let fp = FixedPoint::default();
+    let mut fixed = HashSet::new();
+    let mut floats = HashSet::new();
+    for &v in table.data() {
+        if v.abs() > 0.01 {
+            fixed.insert(fp.encode(v as f64).unwrap().to_le_bytes());
+            floats.insert(v.to_le_bytes());
+        }
+    }
+    (fixed, floats)
+}
+
+fn check_transcripts(k: usize, config: SpnnConfig) {
+    let (data, sim) = audited(k, config);
+    let grads = train_steps(&sim, &data, config, 4);
+    let nets: Vec<_> = sim.networks().to_vec();
+    // Ending the session waits for every party, so every transcript is complete.
+    sim.finish().unwrap();
+    let holders: Vec<PartyId> = (1..=k as u16).map(PartyId).collect();
+    let label_holder = match config.labels {
+        LabelMode::Holder(i) => Some(PartyId(i + 1)),
+        LabelMode::Server => None,
+    };
+
+    // The server receives nothing but hellos, Z shares, and — from the label holder — head
+    // gradients and reports; never an opening (E, F, F', truncation masks).
+    let allowed_at_server: HashSet<u16> = [
+        spnn_burn::messages::Hello::KIND,
+        ZShare::KIND,
+        spnn_burn::messages::HeadGradient::KIND,
+        spnn_burn::messages::HeadReport::KIND,
+        spnn_burn::messages::Metrics::KIND,
+    ]
+    .into();
+    let server_log = nets[0].transcript();
+    assert!(!server_log.is_empty());
+    for r in &server_log {
+        assert!(
+            allowed_at_server.contains(&r.kind),
+            "server received kind {:#06x} from {}",
+            r.kind,
+            r.from
+        );
+        assert_ne!(r.kind, Opening::KIND);
+        if r.kind != ZShare::KIND && r.kind != spnn_burn::messages::Hello::KIND {
+            assert_eq!(
+                Some(r.from),
+                label_holder,
+                "only the label holder reports to the server"
+            );
+        }
+    }
+    // Openings travel only between holders.
+    for (p, net) in nets.iter().enumerate() {
+        for r in net.transcript().iter().filter(|r| r.kind == Opening::KIND) {
+            assert!(
+                holders.contains(&PartyId(p as u16)) && holders.contains(&r.from),
+                "opening at {p} from {}",
+                r.from
+            );
+        }
+    }
+    // No holder receives G in the clear: holder 0's share of c·G differs from c·G in (almost)
+    // every entry, and other holders receive only seeds.
+    let fp = FixedPoint::default();
+    let h0 = &nets[1].transcript();
+    let shares: Vec<_> = h0.iter().filter(|r| r.kind == GradShare::KIND).collect();
+    assert_eq!(shares.len(), grads.len());
+    for (r, g) in shares.iter().zip(&grads) {
+        let GradShare(m) = decode_exact(&r.payload).unwrap();
+        let c = (g.len() / HIDDEN[0]) as f64;
+        let clear: Vec<u64> = g
+            .iter()
+            .map(|&v| fp.encode(v as f64 * c).unwrap())
+            .collect();
+        let equal = m
+            .as_slice()
+            .iter()
+            .zip(&clear)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(
+            equal <= 1,
+            "{equal} entries of the gradient share equal c·G"
+        );
+    }
+    for net in &nets[2..=k] {
+        assert!(net.transcript().iter().all(|r| r.kind != GradShare::KIND));
+    }
+    // Feature values never appear in another party's transcript, neither fixed-point encoded
+    // nor as raw f32.
+    for (owner, table) in data.holders.iter().enumerate() {
+        let (fixed, floats) = fingerprints(table);
+        assert!(fixed.len() > 1000);
+        // The detector detects: a matrix of this holder's encoded rows is flagged.
+        let leak = FixedPoint::default()
+            .encode_matrix(2, table.cols(), &table.data()[..2 * table.cols()])
+            .unwrap();
+        assert!(
+            leak.as_slice()
+                .iter()
+                .any(|v| fixed.contains(&v.to_le_bytes()))
+        );
+        for (p, net) in nets.iter().enumerate() {
+            if p == owner + 1 {
+                continue;
+            }
+            for r in net.transcript() {
+                for m in ring_matrices(&r) {
+                    let hit = m
+                        .as_slice()
+                        .iter()
+                        .any(|v| fixed.contains(&v.to_le_bytes()));
+                    assert!(
+                        !hit,
+                        "a fixed-point feature of holder {owner} reached party {p} (kind {:#06x})",
+                        r.kind
+                    );
+                }
+                if let Some(f) = float_matrix(&r) {
+                    let hit = f.data.iter().any(|v| floats.contains(&v.to_le_bytes()));
+                    assert!(
+                        !hit,
+                        "a raw feature of holder {owner} reached party {p} (kind {:#06x})",
+                        r.kind
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The ring matrices a message carries (the message types that carry matrix data).
+fn ring_matrices(r: &spnn_net::Received) -> Vec<spnn_crypto::RingMatrix> {
+    use spnn_burn::messages::*;
+    match r.kind {
+        k if k == Opening::KIND => decode_exact::<Opening>(&r.payload).unwrap().0,
+        k if k == DealerBundle::KIND => decode_exact::<DealerBundle>(&r.payload).unwrap().0,
+        k if k == ZShare::KIND => vec![decode_exact::<ZShare>(&r.payload).unwrap().0],
+        k if k == GradShare::KIND => vec![decode_exact::<GradShare>(&r.payload).unwrap().0],
+        k if k == MaskedOutput::KIND => vec![decode_exact::<MaskedOutput>(&r.payload).unwrap().0],
+        // Control messages (commands with sample ids, hellos, set-up, seeds, reports) carry
+        // no matrix data.
+        _ => vec![],
+    }
+}
+
+/// The float matrix a message carries, if any.
+fn float_matrix(r: &spnn_net::Received) -> Option<spnn_net::FloatMatrix> {
+    use spnn_burn::messages::*;
+    match r.kind {
+        k if k == Activations::KIND => Some(decode_exact::<Activations>(&r.payload).unwrap().0),
+        k if k == HeadGradient::KIND => Some(decode_exact::<HeadGradient>(&r.payload).unwrap().0),
+        k if k == BottomGradient::KIND => {
+            Some(decode_exact::<BottomGradient>(&r.payload).unwrap().0)
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn transcripts_two_holders_labels_at_server() {
+    check_transcripts(2, SpnnConfig::default());
+}
+
+#[test]
+fn transcripts_three_holders_labels_at_holder_separate_dealer() {
+    check_transcripts(
+        3,
+        SpnnConfig::default()
+            .with_labels(LabelMode::Holder(1))
+            .with_dealer(DealerMode::Separate),
+    );
+}
+
+fn check_traffic(k: usize, momentum: f64) {
+    let config = SpnnConfig::default().with_momentum(momentum);
+    let (data, sim) = audited(k, config);
+    let device = device();
+    let mut model = spnn_model(&sim, &device);
+    let mut optim = sgd();
+    let batches = data.batches(0, 64);
+    let snap = |sim: &spnn_burn::simulation::Simulation| {
+        sim.networks()
+            .iter()
+            .map(|n| n.meters())
+            .collect::<Vec<_>>()
+    };
+    // Holders run in their own threads: an inference forward, whose Z shares the server waits
+    // for, is the point where every holder has processed everything before it. Measure from
+    // one such point to the next: training steps 2..=4 plus one inference step.
+    let sync = |model: &SpnnMlp| model.first.session().forward(&batches[7], false).unwrap();
+    model = spnn_step(
+        model,
+        &mut optim,
+        &batches[0],
+        &data.labels(&batches[0]),
+        0.1,
+        &device,
+    )
+    .0;
+    sync(&model);
+    let before = snap(&sim);
+    for ids in &batches[1..4] {
+        model = spnn_step(model, &mut optim, ids, &data.labels(ids), 0.1, &device).0;
+    }
+    sync(&model);
+    let after = snap(&sim);
+    let shape = |batch| StepShape {
+        holders: k,
+        batch,
+        d: data.d(),
+        h: HIDDEN[0],
+        momentum: momentum > 0.0,
+    };
+    let (cost, inf) = (
+        training_step(shape(64)),
+        inference_step(shape(batches[7].len())),
+    );
+    let delta: Vec<_> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.since(b).total)
+        .collect();
+    assert_eq!(
+        delta[0].bytes_sent,
+        3 * cost.server_sent + inf.server_sent,
+        "server sent"
+    );
+    assert_eq!(
+        delta[0].bytes_received,
+        3 * cost.server_received + inf.server_received,
+        "server received"
+    );
+    assert_eq!(
+        delta[0].rounds,
+        3 * cost.server_rounds + inf.server_rounds,
+        "server rounds"
+    );
+    assert_eq!(
+        delta[1].bytes_received,
+        3 * cost.holder0_received + inf.holder0_received,
+        "holder 0 received"
+    );
+    for d in &delta[1..=k] {
+        assert_eq!(
+            d.bytes_sent,
+            3 * cost.holder_sent + inf.holder_sent,
+            "holder sent"
+        );
+        assert_eq!(
+            d.rounds,
+            3 * cost.holder_rounds + inf.holder_rounds,
+            "holder rounds"
+        );
+    }
+    for d in &delta[2..=k] {
+        assert_eq!(
+            d.bytes_received,
+            3 * cost.holder_received + inf.holder_received,
+            "holder i ≥ 1 received"
+        );
+    }
+    println!("k = {k}, momentum {momentum}: {cost:?}");
+    drop(model);
+    sim.finish().unwrap();
+}
+
+#[test]
+fn traffic_matches_the_documented_formula() {
+    check_traffic(2, 0.0);
+    check_traffic(3, 0.0);
+    check_traffic(4, 0.9);
+}

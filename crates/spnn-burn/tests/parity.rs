@@ -1,0 +1,104 @@
+//! End to end: SPNN-SS training reaches the test AUC of plaintext Burn training of the same
+//! architecture, from the same initial weights, on the same batches, within 0.005.
+
+mod common;
+
+use burn::optim::SgdConfig;
+use burn::optim::momentum::MomentumConfig;
+use common::*;
+use spnn_burn::{DealerMode, LabelMode, SpnnConfig};
+
+const EPOCHS: usize = 10;
+const LR: f64 = 0.1;
+
+fn optimizer(momentum: f64) -> burn::optim::ModuleOptimizer {
+    if momentum > 0.0 {
+        // spnn's secure momentum is v ← μv + g (no dampening), W ← W − ηv.
+        SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0),
+            ))
+            .init()
+    } else {
+        sgd()
+    }
+}
+
+fn parity(k: usize, config: SpnnConfig) {
+    let data = Data::new(k);
+    let device = device();
+    let sim = start(&data, config, true);
+    let mut spnn = spnn_model(&sim, &device);
+    let w0 = sim.session().reveal_weights_insecure_for_tests().unwrap();
+    let mut plain = plain_twin(&spnn, w0, data.d(), &device);
+    let (mut o1, mut o2) = (optimizer(config.momentum), optimizer(config.momentum));
+    let mut max_z_diff = 0f32;
+    for epoch in 0..EPOCHS {
+        for ids in data.batches(epoch, 64) {
+            let y = data.labels(&ids);
+            spnn = match config.labels {
+                LabelMode::Server => spnn_step(spnn, &mut o1, &ids, &y, LR, &device).0,
+                LabelMode::Holder(_) => spnn_step_label_holder(spnn, &mut o1, &ids, LR).0,
+            };
+            // The plaintext first-layer output before its update, for the divergence report.
+            let x =
+                spnn_burn::tensor::matrix(data.plain_features(&ids), ids.len(), data.d(), &device);
+            let z_plain = spnn_burn::tensor::to_vec(
+                plain.first.forward(x.clone())
+                    - plain.first.bias.as_ref().unwrap().val().unsqueeze(),
+            )
+            .unwrap();
+            let z_spnn = sim.session().view().z;
+            max_z_diff = z_plain
+                .iter()
+                .zip(&z_spnn)
+                .fold(max_z_diff, |m, (a, b)| m.max((a - b).abs()));
+            plain = plain_step(plain, &mut o2, data.plain_features(&ids), &y, LR, &device).0;
+        }
+    }
+    let auc_plain = plain_auc(&plain, &data, &device);
+    let auc_spnn = match config.labels {
+        LabelMode::Server => spnn_auc(&spnn, &data),
+        LabelMode::Holder(_) => label_holder_auc(&spnn, &data),
+    };
+    println!(
+        "k = {k} {config:?}: AUC spnn {auc_spnn:.5} plain {auc_plain:.5}; max |ΔZ| over training {max_z_diff:.2e}"
+    );
+    assert!(
+        auc_plain > 0.95,
+        "the plaintext baseline itself must learn: {auc_plain}"
+    );
+    assert!(
+        (auc_spnn - auc_plain).abs() <= 0.005,
+        "AUC {auc_spnn} vs plaintext {auc_plain}"
+    );
+    drop(spnn);
+    sim.finish().unwrap();
+}
+
+#[test]
+fn two_holders_labels_at_server() {
+    parity(2, SpnnConfig::default());
+}
+
+#[test]
+fn three_holders_separate_dealer_with_momentum() {
+    parity(
+        3,
+        SpnnConfig::default()
+            .with_dealer(DealerMode::Separate)
+            .with_momentum(0.9),
+    );
+}
+
+#[test]
+fn two_holders_labels_at_a_holder() {
+    parity(2, SpnnConfig::default().with_labels(LabelMode::Holder(0)));
+}
+
+#[test]
+fn three_holders_labels_at_a_holder() {
+    parity(3, SpnnConfig::default().with_labels(LabelMode::Holder(2)));
+}

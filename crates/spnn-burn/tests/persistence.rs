@@ -1,0 +1,197 @@
+//! Every party saves and loads its state; a resumed run continues exactly.
+
+mod common;
+
+use std::time::Duration;
+
+use burn::module::Module;
+use burn::optim::SgdConfig;
+use burn::optim::momentum::MomentumConfig;
+use common::*;
+use spnn_burn::checkpoint::server as server_ckpt;
+use spnn_burn::simulation::{self, HolderSpec, Simulation};
+use spnn_burn::{Randomness, SessionSpec, SpnnConfig};
+use spnn_net::NetworkConfig;
+
+fn config() -> SpnnConfig {
+    // Reproducible randomness: the continuation after a resume draws exactly what the
+    // uninterrupted run draws. Insecure, for tests only.
+    SpnnConfig::default()
+        .with_momentum(0.5)
+        .with_randomness(Randomness::InsecureSeededForTests(77))
+}
+
+fn optimizer() -> burn::optim::ModuleOptimizer {
+    SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new().with_momentum(0.5).with_dampening(0.0),
+        ))
+        .init()
+}
+
+fn start_at(data: &Data, dir: &std::path::Path, resume: Option<&str>) -> Simulation {
+    let holders = data
+        .holders
+        .iter()
+        .map(|t| HolderSpec {
+            checkpoint_dir: Some(dir.to_path_buf()),
+            allow_insecure_reveal: true,
+            ..HolderSpec::new(t.clone())
+        })
+        .collect();
+    let mut spec = SessionSpec::new(HIDDEN[0]).with_config(config());
+    if let Some(tag) = resume {
+        spec = spec.resuming(tag);
+    }
+    simulation::start(
+        holders,
+        spec,
+        NetworkConfig::new(5).with_timeout(Duration::from_secs(30)),
+    )
+    .unwrap()
+}
+
+fn train(
+    mut m: SpnnMlp,
+    optim: &mut burn::optim::ModuleOptimizer,
+    data: &Data,
+    batches: &[Vec<u64>],
+) -> SpnnMlp {
+    let device = device();
+    for ids in batches {
+        m = spnn_step(m, optim, ids, &data.labels(ids), 0.1, &device).0;
+    }
+    m
+}
+
+fn params(m: &SpnnMlp) -> Vec<f32> {
+    let mut out = vec![];
+    for p in [m.hidden.weight.val(), m.out.weight.val()] {
+        out.extend(spnn_burn::tensor::to_vec(p).unwrap());
+    }
+    out
+}
+
+#[test]
+fn a_resumed_run_continues_exactly() {
+    let data = Data::new(2);
+    let device = device();
+    let batches = data.batches(0, 64);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Uninterrupted: 6 steps. Both runs start from the same server layers (a record of the
+    // first model; Burn's global RNG is shared with tests running in parallel).
+    let sim = start_at(&data, dir.path(), None);
+    let mut optim = optimizer();
+    let first = spnn_model(&sim, &device);
+    let initial = first.clone().into_record();
+    let m = train(first, &mut optim, &data, &batches[..6]);
+    let (w_full, p_full) = (
+        sim.session().reveal_weights_insecure_for_tests().unwrap(),
+        params(&m),
+    );
+    drop(m);
+    sim.finish().unwrap();
+
+    // Interrupted after 3 steps, saved, everything dropped, resumed for 3 more.
+    let sim = start_at(&data, dir.path(), None);
+    let mut optim = optimizer();
+    let m = train(
+        spnn_model(&sim, &device).load_record(initial),
+        &mut optim,
+        &data,
+        &batches[..3],
+    );
+    server_ckpt::save(&m, &optim, sim.session(), dir.path(), "step-3").unwrap();
+    drop(m);
+    sim.finish().unwrap();
+
+    let sim = start_at(&data, dir.path(), Some("step-3"));
+    let fresh = spnn_model(&sim, &device);
+    let (m, mut optim) =
+        server_ckpt::load(fresh, optimizer(), sim.session(), dir.path(), "step-3").unwrap();
+    let m = train(m, &mut optim, &data, &batches[3..6]);
+    let (w_resumed, p_resumed) = (
+        sim.session().reveal_weights_insecure_for_tests().unwrap(),
+        params(&m),
+    );
+    drop(m);
+    sim.finish().unwrap();
+
+    let differ = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count()
+    };
+    assert_eq!(w_full.len(), w_resumed.len());
+    assert_eq!(
+        differ(&w_full, &w_resumed),
+        0,
+        "weight entries differ after resuming"
+    );
+    assert_eq!(
+        differ(&p_full, &p_resumed),
+        0,
+        "server parameters differ after resuming"
+    );
+}
+
+#[test]
+fn corrupted_checkpoints_are_refused() {
+    let data = Data::new(2);
+    let device = device();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_at(&data, dir.path(), None);
+    let optim = optimizer();
+    let m = spnn_model(&sim, &device);
+    server_ckpt::save(&m, &optim, sim.session(), dir.path(), "t").unwrap();
+    sim.finish().unwrap();
+
+    // Flip one byte of holder 1's checkpoint: its resume must fail with a checksum error.
+    let path = dir.path().join("holder-1-t.ckpt");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let holders = data
+        .holders
+        .iter()
+        .map(|t| HolderSpec {
+            checkpoint_dir: Some(dir.path().to_path_buf()),
+            ..HolderSpec::new(t.clone())
+        })
+        .collect();
+    let sim = simulation::start(
+        holders,
+        SessionSpec::new(HIDDEN[0])
+            .with_config(config())
+            .resuming("t"),
+        NetworkConfig::new(5).with_timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let err = sim.finish().unwrap_err().to_string();
+    assert!(err.contains("checksum"), "{err}");
+
+    // The server's own file, truncated, is refused too.
+    let server_file = dir.path().join("server-t.ckpt");
+    let bytes = std::fs::read(&server_file).unwrap();
+    std::fs::write(&server_file, &bytes[..bytes.len() - 10]).unwrap();
+    let err = spnn_burn::checkpoint::read_verified(&server_file)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("truncated"), "{err}");
+    drop(m);
+}
+
+#[test]
+fn records_hold_the_server_layers() {
+    let data = Data::new(2);
+    let device = device();
+    let sim = start_at(&data, tempfile::tempdir().unwrap().path(), None);
+    let m = spnn_model(&sim, &device);
+    // anchor, bias, hidden weight + bias, out weight + bias: the shares are not in the server's record.
+    assert_eq!(m.clone().into_record().len(), 6);
+    drop(m);
+    sim.finish().unwrap();
+}
