@@ -5,9 +5,12 @@
 //! - [`PrivateLinear`]: `O = X·W + b` with `X` split by columns among data holders and `W`
 //!   secret-shared among them (SPNN-SS). A Burn model uses it like `burn::nn::Linear`, with a
 //!   batch of sample ids as input.
+//! - [`SecureAggregation`]: the server learns only the sum of the holders' contributions —
+//!   `PrivateLinear`'s output shares, or the outputs of the holders' own Burn bottom models.
 //! - [`ServerSession`], [`run_holder`], [`run_dealer`]: the parties.
 //! - [`simulation`]: every party in one process over in-memory channels.
 
+pub mod bottom;
 pub mod checkpoint;
 pub mod config;
 pub mod cost;
@@ -22,10 +25,15 @@ pub mod simulation;
 pub mod tensor;
 pub mod train;
 
+pub use bottom::BottomModel;
 pub use config::{DealerMode, GradientScale, LabelMode, Randomness, SpnnConfig};
 pub use error::{Result, SpnnError};
 pub use head::{BinaryCrossEntropyHead, LabelHead};
-pub use private_linear::{PrivateLinear, PrivateLinearConfig};
+pub use private_linear::{
+    PrivateLinear, PrivateLinearConfig, SecureAggregation, SecureAggregationConfig,
+};
 pub use protocol::dealer::run_dealer;
-pub use protocol::holder::{HolderLabels, HolderOptions, HolderSummary, run_holder};
+pub use protocol::holder::{
+    HolderLabels, HolderOptions, HolderSummary, run_bottom_holder, run_holder,
+};
 pub use protocol::server::{ServerSession, ServerView, SessionSpec};

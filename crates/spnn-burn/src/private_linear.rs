@@ -1,4 +1,4 @@
-//! [`PrivateLinear`]: a linear first layer whose weights are secret-shared among data holders.
+//! [`SecureAggregation`] and [`PrivateLinear`]: the Burn modules of a private first layer.
 
 use std::sync::Arc;
 
@@ -8,8 +8,100 @@ use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::SpnnError;
+use crate::messages::LayerKind;
 use crate::ops::{PrivateCall, PrivateOps};
 use crate::protocol::server::ServerSession;
+
+/// Configuration of a [`SecureAggregation`] module.
+#[derive(Config, Debug)]
+pub struct SecureAggregationConfig {
+    /// Output width `h`; must equal the session's.
+    pub d_output: usize,
+}
+
+/// The server learns only the sum of the holders' contributions for a batch of sample ids:
+/// `[batch, h]`.
+///
+/// - In an SPNN-SS session the contributions are the holders' shares `⟨X·W⟩_i` of the private
+///   first layer (use it through [`PrivateLinear`]); backward returns `G` to them as random
+///   additive shares.
+/// - In a bottom-model session the contributions are the outputs of the holders' own Burn
+///   models, masked with pairwise masks that cancel in the sum; backward returns `G` to every
+///   holder for its local backward (`run_bottom_holder`).
+///
+/// `loss.backward()` reaches the protocol through a custom Burn operation; the module's one
+/// parameter, `anchor`, exists only to make that operation tracked and always gets a zero
+/// gradient. [`SecureAggregation::apply_update`] applies the holders' update with the step's
+/// learning rate.
+#[derive(Module, Debug)]
+pub struct SecureAggregation {
+    /// One trainable element that makes the private operation tracked by autodiff.
+    pub anchor: Param<Tensor<1>>,
+    #[module(skip)]
+    session: ServerSession,
+    d_output: usize,
+}
+
+impl SecureAggregationConfig {
+    /// Builds the module on `device` for an established session.
+    pub fn init(
+        &self,
+        session: &ServerSession,
+        device: &Device,
+    ) -> crate::error::Result<SecureAggregation> {
+        let h = session.output_width();
+        if self.d_output != h {
+            return Err(SpnnError::Config(format!(
+                "aggregation of {} outputs on a session of width {h}",
+                self.d_output
+            )));
+        }
+        Ok(SecureAggregation {
+            anchor: Param::from_tensor(Tensor::<1>::zeros([1], device)),
+            session: session.clone(),
+            d_output: h,
+        })
+    }
+}
+
+impl SecureAggregation {
+    /// `[ids.len(), h]`: the aggregated output. Panics with the protocol error if the session
+    /// fails; [`Self::try_forward`] returns it instead.
+    pub fn forward(&self, ids: &[u64]) -> Tensor<2> {
+        self.try_forward(ids)
+            .unwrap_or_else(|e| panic!("secure aggregation failed: {e}"))
+    }
+
+    /// [`Self::forward`], returning protocol errors.
+    pub fn try_forward(&self, ids: &[u64]) -> crate::error::Result<Tensor<2>> {
+        let call = PrivateCall {
+            session: self.session.clone(),
+            ids: Arc::new(ids.to_vec()),
+            width: self.d_output,
+        };
+        let z = Tensor::<2>::from_dispatch(
+            <burn::backend::Dispatch as PrivateOps>::private_first_layer(
+                self.anchor.val().into_dispatch(),
+                call,
+            ),
+        );
+        self.session.check()?;
+        Ok(z)
+    }
+
+    /// Applies the holders' accumulated gradients with learning rate `lr` (secure SGD on the
+    /// weight shares, or each holder's own optimiser for bottom models). Call it once per
+    /// optimiser step: from `TrainStep::optimize`, or after `loss.backward()` in a custom loop.
+    pub fn apply_update(&self, lr: f64) -> crate::error::Result<()> {
+        self.session.check()?;
+        self.session.update(lr)
+    }
+
+    /// The session this module runs on.
+    pub fn session(&self) -> &ServerSession {
+        &self.session
+    }
+}
 
 /// Configuration of a [`PrivateLinear`] layer.
 #[derive(Config, Debug)]
@@ -31,36 +123,31 @@ pub struct PrivateLinearConfig {
 ///   from `TrainStep::optimize` (or after `loss.backward()` in a custom loop) with the step's
 ///   learning rate. The bias `b` (`[h]`, Kaiming-uniform like `Linear`) is an ordinary
 ///   parameter of the server, trained by its Burn optimiser.
-/// - **Backward**: `loss.backward()` reaches the layer through a custom Burn operation and runs
-///   the secure backward protocol; the holders accumulate `∇W` as shares.
+/// - **Backward**: `loss.backward()` reaches the layer through [`SecureAggregation`]'s custom
+///   operation and runs the secure backward protocol; the holders accumulate `∇W` as shares.
 #[derive(Module, Debug)]
 pub struct PrivateLinear {
-    /// One trainable element whose only role is to make the private operation tracked by
-    /// autodiff. Its gradient is always zero.
-    pub anchor: Param<Tensor<1>>,
+    /// The aggregation of the holders' output shares.
+    pub aggregation: SecureAggregation,
     /// The plaintext bias, `[d_output]`.
     pub bias: Option<Param<Tensor<1>>>,
-    #[module(skip)]
-    session: ServerSession,
     d_input: usize,
-    d_output: usize,
 }
 
 impl PrivateLinearConfig {
-    /// Builds the layer on `device` for an established session.
+    /// Builds the layer on `device` for an established SPNN-SS session.
     pub fn init(
         &self,
         session: &ServerSession,
         device: &Device,
     ) -> crate::error::Result<PrivateLinear> {
-        let (d, h) = (session.input_width(), session.output_width());
-        if self.d_output != h {
-            return Err(SpnnError::Config(format!(
-                "PrivateLinear with {} outputs on a session of width {h}",
-                self.d_output
-            )));
+        if session.kind() != LayerKind::PrivateLinear {
+            return Err(SpnnError::Config(
+                "PrivateLinear needs an SPNN-SS session, not a bottom-model one".into(),
+            ));
         }
-        let anchor = Param::from_tensor(Tensor::<1>::zeros([1], device));
+        let aggregation = SecureAggregationConfig::new(self.d_output).init(session, device)?;
+        let (d, h) = (session.input_width(), self.d_output);
         let bias = self.bias.then(|| {
             Initializer::KaimingUniform {
                 gain: 1.0 / 3f64.sqrt(),
@@ -69,11 +156,9 @@ impl PrivateLinearConfig {
             .init_with([h], Some(d), Some(h), device)
         });
         Ok(PrivateLinear {
-            anchor,
+            aggregation,
             bias,
-            session: session.clone(),
             d_input: d,
-            d_output: h,
         })
     }
 }
@@ -88,18 +173,7 @@ impl PrivateLinear {
 
     /// [`Self::forward`], returning protocol errors.
     pub fn try_forward(&self, ids: &[u64]) -> crate::error::Result<Tensor<2>> {
-        let call = PrivateCall {
-            session: self.session.clone(),
-            ids: Arc::new(ids.to_vec()),
-            width: self.d_output,
-        };
-        let z = Tensor::<2>::from_dispatch(
-            <burn::backend::Dispatch as PrivateOps>::private_first_layer(
-                self.anchor.val().into_dispatch(),
-                call,
-            ),
-        );
-        self.session.check()?;
+        let z = self.aggregation.try_forward(ids)?;
         Ok(match &self.bias {
             Some(b) => z + b.val().unsqueeze(),
             None => z,
@@ -109,13 +183,12 @@ impl PrivateLinear {
     /// Applies the accumulated secure gradient to the weight shares with learning rate `lr`.
     /// Call once per optimiser step, before or after `optim.step` for the Burn layers.
     pub fn apply_update(&self, lr: f64) -> crate::error::Result<()> {
-        self.session.check()?;
-        self.session.update(lr)
+        self.aggregation.apply_update(lr)
     }
 
     /// The session this layer runs on.
     pub fn session(&self) -> &ServerSession {
-        &self.session
+        self.aggregation.session()
     }
 
     /// Input width `d`.
@@ -125,6 +198,6 @@ impl PrivateLinear {
 
     /// Output width `h`.
     pub fn d_output(&self) -> usize {
-        self.d_output
+        self.aggregation.d_output
     }
 }

@@ -10,11 +10,20 @@ use std::thread::JoinHandle;
 use spnn_data::Table;
 use spnn_net::{Network, NetworkConfig, Roster};
 
+use crate::bottom::BottomModel;
 use crate::config::DealerMode;
 use crate::error::{Result, SpnnError};
 use crate::protocol::dealer::run_dealer;
-use crate::protocol::holder::{HolderLabels, HolderOptions, HolderSummary, run_holder};
+use crate::protocol::holder::{
+    HolderLabels, HolderOptions, HolderSummary, run_bottom_holder, run_holder,
+};
 use crate::protocol::server::{ServerSession, SessionSpec};
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+
+/// Runs a holder with its own bottom model (built by [`HolderSpec::with_bottom_model`]).
+type BottomLauncher =
+    Box<dyn FnOnce(Network, Table, HolderOptions) -> Result<HolderSummary> + Send>;
 
 /// One simulated holder.
 pub struct HolderSpec {
@@ -26,6 +35,9 @@ pub struct HolderSpec {
     pub checkpoint_dir: Option<PathBuf>,
     /// Allow the test-only reconstruction of `W`.
     pub allow_insecure_reveal: bool,
+    /// Bottom-model mode: the holder's own model. All holders of a simulation have one, or
+    /// none does.
+    pub bottom: Option<BottomLauncher>,
 }
 
 impl HolderSpec {
@@ -36,7 +48,22 @@ impl HolderSpec {
             labels: None,
             checkpoint_dir: None,
             allow_insecure_reveal: false,
+            bottom: None,
         }
+    }
+
+    /// The same holder running its own Burn bottom `model`, trained by `optim` on the autodiff
+    /// `device`.
+    pub fn with_bottom_model<M: BottomModel>(
+        mut self,
+        model: M,
+        optim: ModuleOptimizer,
+        device: Device,
+    ) -> Self {
+        self.bottom = Some(Box::new(move |net, features, options| {
+            run_bottom_holder(net, features, model, optim, device, options)
+        }));
+        self
     }
 }
 
@@ -56,6 +83,12 @@ pub fn start(
     network: NetworkConfig,
 ) -> Result<Simulation> {
     let separate = spec.config.dealer == DealerMode::Separate;
+    let bottoms = holders.iter().filter(|h| h.bottom.is_some()).count();
+    if bottoms != 0 && bottoms != holders.len() {
+        return Err(SpnnError::Config(
+            "either every holder has a bottom model or none has".into(),
+        ));
+    }
     let roster = Roster::spnn(holders.len() as u16, separate)?;
     let networks = Network::in_memory(&roster, network);
     let handles = holders
@@ -65,15 +98,15 @@ pub fn start(
             std::thread::Builder::new()
                 .name(format!("spnn-holder-{}", net.me().0 - 1))
                 .spawn(move || {
-                    run_holder(
-                        net,
-                        h.features,
-                        HolderOptions {
-                            checkpoint_dir: h.checkpoint_dir,
-                            allow_insecure_reveal: h.allow_insecure_reveal,
-                            labels: h.labels,
-                        },
-                    )
+                    let options = HolderOptions {
+                        checkpoint_dir: h.checkpoint_dir,
+                        allow_insecure_reveal: h.allow_insecure_reveal,
+                        labels: h.labels,
+                    };
+                    match h.bottom {
+                        Some(launch) => launch(net, h.features, options),
+                        None => run_holder(net, h.features, options),
+                    }
                 })
                 .map_err(|e| SpnnError::Config(format!("cannot start a holder thread: {e}")))
         })
@@ -89,7 +122,11 @@ pub fn start(
     } else {
         None
     };
-    let session = ServerSession::establish(networks[0].clone(), spec)?;
+    let session = if bottoms > 0 {
+        ServerSession::establish_bottom_models(networks[0].clone(), spec)?
+    } else {
+        ServerSession::establish(networks[0].clone(), spec)?
+    };
     Ok(Simulation {
         session,
         networks,

@@ -42,6 +42,7 @@ use spnn_net::{Network, PartyId, Role};
 
 use super::scale::PublicScale;
 use super::{backward_shifts, bundle, forward_shapes, needs_pairs, pair_prg, update_shifts};
+use crate::bottom::{BottomModel, BottomRunner, Runner};
 use crate::checkpoint;
 use crate::config::{DealerMode, LabelMode, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
@@ -104,12 +105,16 @@ struct Holder {
     velocity: Share,
     pending: Share,
     saved: Option<Saved>,
+    /// Bottom-model mode: the step of the training forward awaiting its backward.
+    saved_step: Option<u64>,
     pairs: VecDeque<(RingMatrix, RingMatrix)>,
     labels: Option<HolderLabels>,
     options_dir: Option<PathBuf>,
     allow_reveal: bool,
     forwards: u64,
     updates: u64,
+    /// Bottom-model mode: the holder's own Burn model. `None` in SPNN-SS mode.
+    bottom: Option<Box<dyn BottomRunner>>,
 }
 
 /// Runs holder `net.role()` of an SPNN-SS session until the server ends it.
@@ -117,6 +122,39 @@ struct Holder {
 /// `features` holds this holder's columns (already preprocessed) for every sample id the
 /// server may ask for.
 pub fn run_holder(net: Network, features: Table, options: HolderOptions) -> Result<HolderSummary> {
+    start(net, features, options, None)
+}
+
+/// Runs holder `net.role()` of a bottom-model session ([`crate::SecureAggregation`]): its own
+/// Burn `model` (on the autodiff `device`) maps its features to the shared output width and
+/// is trained by `optim` with the gradient the server returns.
+pub fn run_bottom_holder<M: BottomModel>(
+    net: Network,
+    features: Table,
+    model: M,
+    optim: burn::optim::ModuleOptimizer,
+    device: Device,
+    options: HolderOptions,
+) -> Result<HolderSummary> {
+    start(
+        net,
+        features,
+        options,
+        Some(Box::new(Runner::new(model, optim, device))),
+    )
+}
+
+fn start(
+    net: Network,
+    features: Table,
+    options: HolderOptions,
+    bottom: Option<Box<dyn BottomRunner>>,
+) -> Result<HolderSummary> {
+    let kind = if bottom.is_some() {
+        LayerKind::BottomModels
+    } else {
+        LayerKind::PrivateLinear
+    };
     let Role::Holder(index) = net.role() else {
         return Err(SpnnError::Config(format!("{} is not a holder", net.me())));
     };
@@ -135,7 +173,7 @@ pub fn run_holder(net: Network, features: Table, options: HolderOptions) -> Resu
     let fp = setup.config.validate()?;
     let widths: Vec<usize> = setup.widths.iter().map(|&w| w as usize).collect();
     let me = index as usize;
-    if widths.get(me) != Some(&features.cols()) || setup.kind != LayerKind::PrivateLinear {
+    if widths.get(me) != Some(&features.cols()) || setup.kind != kind {
         return Err(protocol(
             server,
             "set-up does not match this holder's width or layer kind",
@@ -181,17 +219,20 @@ pub fn run_holder(net: Network, features: Table, options: HolderOptions) -> Resu
         velocity: zero.clone(),
         pending: zero,
         saved: None,
+        saved_step: None,
         pairs: VecDeque::new(),
         labels: options.labels,
         options_dir: options.checkpoint_dir,
         allow_reveal: options.allow_insecure_reveal,
         forwards: 0,
         updates: 0,
+        bottom,
     };
     holder.exchange_pair_seeds()?;
     match &setup.resume {
         Some(tag) => holder.load(tag)?,
-        None => holder.init_weights()?,
+        None if holder.bottom.is_none() => holder.init_weights()?,
+        None => {}
     }
     holder.serve()
 }
@@ -296,7 +337,7 @@ impl Holder {
                     self.net.send(self.server, &Ack)?;
                 }
                 Command::RevealSharesForTests => {
-                    if !self.allow_reveal {
+                    if !self.allow_reveal || self.bottom.is_some() {
                         return Err(protocol(
                             self.server,
                             "asked to reveal the weight share; this holder does not allow it",
@@ -359,7 +400,64 @@ impl Holder {
         Ok(Share::new(self.me, self.k(), frac_bits, value)?)
     }
 
+    /// The pairwise mask of bottom-model mode: `Σ_{j>i} PRG(s_ij) − Σ_{j<i} PRG(s_ji)`; the
+    /// masks of all holders add up to zero.
+    fn pairwise_mask(&self, step: u64, shape: (usize, usize)) -> Result<RingMatrix> {
+        let mut mask = RingMatrix::zeros(shape.0, shape.1);
+        for (j, _) in self.others() {
+            let prg = pair_prg(self.seed(j), "mask", self.me.min(j), step, shape);
+            if self.me < j {
+                mask.add_assign(&prg)?;
+            } else {
+                mask.sub_assign(&prg)?;
+            }
+        }
+        Ok(mask)
+    }
+
+    /// Bottom-model forward: the holder's own model, masked output to the server.
+    fn forward_bottom(&mut self, step: u64, ids: &[u64], train: bool) -> Result<()> {
+        let (b, h) = (ids.len(), self.h);
+        let x = self.features.gather(ids)?;
+        let runner = self.bottom.as_mut().expect("bottom mode");
+        let out = runner.forward(x, b, self.widths[self.me], train)?;
+        if out.len() != b * h {
+            return Err(SpnnError::Config(format!(
+                "the bottom model produced {} values for a {b}x{h} output",
+                out.len()
+            )));
+        }
+        let mut masked = self.fp.encode_matrix(b, h, &out)?;
+        masked.add_assign(&self.pairwise_mask(step, (b, h))?)?;
+        self.net.send(self.server, &MaskedOutput(masked))?;
+        Ok(())
+    }
+
+    /// The label holder's part of a forward: activations in, loss (and gradient) out.
+    fn head(&mut self, ids: &[u64], train: bool) -> Result<()> {
+        let Some(labels) = self.labels.as_mut() else {
+            return Ok(());
+        };
+        let Activations(act) = self.net.recv(self.server)?;
+        let y = labels.table.gather_labels(ids)?;
+        let loss = if train {
+            let (loss, grad) = labels.head.train_batch(&act, &y)?;
+            self.net.send(self.server, &HeadGradient(grad))?;
+            loss
+        } else {
+            labels.head.eval_batch(&act, &y)?
+        };
+        self.net.send(self.server, &HeadReport { loss })?;
+        Ok(())
+    }
+
     fn forward(&mut self, step: u64, ids: Vec<u64>, train: bool) -> Result<()> {
+        if self.bottom.is_some() {
+            self.forward_bottom(step, &ids, train)?;
+            self.forwards += 1;
+            self.saved_step = train.then_some(step);
+            return self.head(&ids, train);
+        }
         let (b, d, h, f) = (ids.len(), self.d, self.h, self.fp.frac_bits());
         // 1. receive triple
         let mut mats = self
@@ -407,19 +505,7 @@ impl Holder {
             None
         };
         // 5. head
-        if let Some(labels) = self.labels.as_mut() {
-            let Activations(act) = self.net.recv(self.server)?;
-            let y = labels.table.gather_labels(&ids)?;
-            let loss = if train {
-                let (loss, grad) = labels.head.train_batch(&act, &y)?;
-                self.net.send(self.server, &HeadGradient(grad))?;
-                loss
-            } else {
-                labels.head.eval_batch(&act, &y)?
-            };
-            self.net.send(self.server, &HeadReport { loss })?;
-        }
-        Ok(())
+        self.head(&ids, train)
     }
 
     fn truncate(&mut self, z: &Share, shift: u32) -> Result<Share> {
@@ -468,6 +554,16 @@ impl Holder {
     }
 
     fn backward(&mut self, step: u64, scale: f64) -> Result<()> {
+        if let Some(runner) = self.bottom.as_mut() {
+            if self.saved_step.take() != Some(step) {
+                return Err(protocol(
+                    self.server,
+                    format!("backward of step {step} without its training forward"),
+                ));
+            }
+            let BottomGradient(g) = self.net.recv(self.server)?;
+            return runner.backward(g);
+        }
         let saved = self
             .saved
             .take()
@@ -513,6 +609,14 @@ impl Holder {
     }
 
     fn update(&mut self, _step: u64, lr: f64) -> Result<()> {
+        if let Some(runner) = self.bottom.as_mut() {
+            runner.update(lr)?;
+            if let Some(labels) = self.labels.as_mut() {
+                labels.head.update(lr)?;
+            }
+            self.updates += 1;
+            return Ok(());
+        }
         self.receive_pairs(&update_shifts(&self.config, lr)?)?;
         let zero = self.w.with_value(RingMatrix::zeros(self.d, self.h));
         let g = std::mem::replace(&mut self.pending, zero);
@@ -550,6 +654,13 @@ impl Holder {
 
     fn save(&self, tag: &str) -> Result<()> {
         let path = self.checkpoint_path(tag)?;
+        if let Some(runner) = &self.bottom {
+            let (model, optim) = runner.to_bytes()?;
+            let mut payload = Vec::new();
+            (self.me as u64, self.forwards, self.updates).encode(&mut payload);
+            (Blob(model), Blob(optim)).encode(&mut payload);
+            return checkpoint::write_atomic(&path, &payload);
+        }
         let record = ShareRecord::from_shares(&[
             self.w.value(),
             self.velocity.value(),
@@ -578,21 +689,27 @@ impl Holder {
         let mut r = Reader::new(&payload);
         let (me, forwards, updates) =
             <(u64, u64, u64)>::read(&mut r).map_err(|e| bad(e.to_string()))?;
-        let Blob(record) = Blob::read(&mut r).map_err(|e| bad(e.to_string()))?;
-        r.finish().map_err(|e| bad(e.to_string()))?;
         if me != self.me as u64 {
             return Err(bad(format!(
                 "checkpoint of holder {me}, this is holder {}",
                 self.me
             )));
         }
+        self.forwards = forwards;
+        self.updates = updates;
+        if let Some(runner) = self.bottom.as_mut() {
+            let (Blob(model), Blob(optim)) =
+                <(Blob, Blob)>::read(&mut r).map_err(|e| bad(e.to_string()))?;
+            r.finish().map_err(|e| bad(e.to_string()))?;
+            return runner.load_bytes(model, optim);
+        }
+        let Blob(record) = Blob::read(&mut r).map_err(|e| bad(e.to_string()))?;
+        r.finish().map_err(|e| bad(e.to_string()))?;
         let shares = ShareRecord::load(&record, 3, (self.d, self.h)).map_err(bad)?;
         let mut it = shares.into_iter();
         self.w = self.w.with_value(it.next().expect("three shares"));
         self.velocity = self.velocity.with_value(it.next().expect("three shares"));
         self.pending = self.pending.with_value(it.next().expect("three shares"));
-        self.forwards = forwards;
-        self.updates = updates;
         Ok(())
     }
 }

@@ -98,13 +98,24 @@ impl std::fmt::Debug for ServerSession {
 }
 
 impl ServerSession {
-    /// Runs the set-up with every holder (and the dealer): receives their hellos, checks them,
-    /// and sends the session parameters.
+    /// Runs the set-up of an SPNN-SS session ([`crate::PrivateLinear`]) with every holder (and
+    /// the dealer): receives their hellos, checks them, and sends the session parameters.
     pub fn establish(net: Network, spec: SessionSpec) -> Result<Self> {
         Self::establish_kind(net, spec, LayerKind::PrivateLinear)
     }
 
-    pub(crate) fn establish_kind(net: Network, spec: SessionSpec, kind: LayerKind) -> Result<Self> {
+    /// Runs the set-up of a bottom-model session ([`crate::SecureAggregation`] of the holders'
+    /// own models, each with `spec.output` outputs).
+    pub fn establish_bottom_models(net: Network, spec: SessionSpec) -> Result<Self> {
+        Self::establish_kind(net, spec, LayerKind::BottomModels)
+    }
+
+    /// The layer kind of this session.
+    pub fn kind(&self) -> LayerKind {
+        self.lock().dealer.kind
+    }
+
+    fn establish_kind(net: Network, spec: SessionSpec, kind: LayerKind) -> Result<Self> {
         if net.role() != Role::Server {
             return Err(SpnnError::Config(format!("{} is not the server", net.me())));
         }
@@ -283,14 +294,19 @@ impl ServerSession {
             s.dealer.handle(&s.net, &cmd)?;
         }
         let (b, h) = (ids.len(), s.h);
+        let bottom = s.dealer.kind == LayerKind::BottomModels;
         let mut z = RingMatrix::zeros(b, h);
         for &p in &s.holders {
-            let ZShare(share) = s.net.recv(p)?;
+            let share = if bottom {
+                s.net.recv::<MaskedOutput>(p)?.0
+            } else {
+                s.net.recv::<ZShare>(p)?.0
+            };
             if share.shape() != (b, h) {
                 return Err(protocol(
                     p,
                     format!(
-                        "Z share of shape {:?}, expected {:?}",
+                        "output share of shape {:?}, expected {:?}",
                         share.shape(),
                         (b, h)
                     ),
@@ -298,7 +314,12 @@ impl ServerSession {
             }
             z.add_assign(&share)?;
         }
-        let scale = 2 * s.fp.frac_bits();
+        // SPNN-SS shares are products at scale 2^{2f}; masked bottom outputs are at 2^f.
+        let scale = if bottom {
+            s.fp.frac_bits()
+        } else {
+            2 * s.fp.frac_bits()
+        };
         let out: Vec<f32> = z
             .as_slice()
             .iter()
@@ -328,6 +349,16 @@ impl ServerSession {
             return Err(SpnnError::NonFinite("boundary gradient"));
         }
         s.view.g = grad.to_vec();
+        if s.dealer.kind == LayerKind::BottomModels {
+            // Bottom models: every holder gets G itself for its local backward.
+            Self::command_all(&s, &Command::Backward { step, scale: 1.0 })?;
+            let g = FloatMatrix::new(b, s.h, grad.to_vec())
+                .map_err(|_| SpnnError::NonFinite("boundary gradient"))?;
+            for &p in &s.holders {
+                s.net.send(p, &BottomGradient(g.clone()))?;
+            }
+            return Ok(());
+        }
         let scale = match s.config.gradient_scale {
             GradientScale::BatchSize => b as f64,
             GradientScale::Fixed(c) => c as f64,
