@@ -183,11 +183,13 @@ impl Network {
                 max: self.inner.config.max_frame as u64,
             });
         }
-        let bytes = (frame.len() + LENGTH_PREFIX) as u64;
+        // Counted before the hand-over, so a peer that already holds the message never sees
+        // this party's meters lag behind it.
+        self.inner
+            .meters
+            .sent(to, (frame.len() + LENGTH_PREFIX) as u64);
         self.inner.transport.send(to, frame)?;
         steps.send[to.0 as usize] += 1;
-        drop(steps);
-        self.inner.meters.sent(to, bytes);
         Ok(())
     }
 
