@@ -8,37 +8,13 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use spnn_crypto::{RingMatrix, SecureRng};
 use spnn_net::certs::DeploymentCerts;
-use spnn_net::transport::tls::{TlsConfig, TlsTransport, loopback_listener};
+use spnn_net::transport::tls::loopback_mesh;
 use spnn_net::{IdList, Network, NetworkConfig, PartyId, Roster};
 
 fn tls_pair(roster: &Roster, config: NetworkConfig) -> Vec<Network> {
     let names: Vec<String> = roster.ids().map(|p| roster.name(p).unwrap()).collect();
     let certs = DeploymentCerts::generate("bench", &names).unwrap();
-    let listeners: Vec<_> = roster.ids().map(|_| loopback_listener().unwrap()).collect();
-    let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
-    let handles: Vec<_> = roster
-        .ids()
-        .zip(listeners)
-        .map(|(me, (l, _))| {
-            let cfg = TlsConfig::new(
-                me,
-                roster.clone(),
-                addrs.clone(),
-                certs.identity(&names[me.0 as usize]).unwrap(),
-            );
-            let roster = roster.clone();
-            std::thread::spawn(move || {
-                Network::new(
-                    me,
-                    roster,
-                    config,
-                    TlsTransport::establish_with_listener(cfg, l).unwrap(),
-                )
-                .unwrap()
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+    loopback_mesh(roster, &certs, config).unwrap()
 }
 
 /// Party 1 answers every message of type `M` with a one-id acknowledgement until party 0 leaves.

@@ -12,7 +12,9 @@
 //!
 //! Start with the guide in `book/` and the examples in `examples/`.
 
+pub use spnn_burn as burn;
 pub use spnn_crypto as crypto;
+pub use spnn_data as data;
 pub use spnn_net as net;
 
 /// The names most programs need.

@@ -75,22 +75,42 @@ pub struct Simulation {
     dealer: Option<JoinHandle<Result<()>>>,
 }
 
-/// Starts the holders (and a separate dealer if the configuration asks for one) and establishes
-/// the server's session.
+/// Starts the holders (and a separate dealer if the configuration asks for one) over in-memory
+/// channels and establishes the server's session.
 pub fn start(
     holders: Vec<HolderSpec>,
     spec: SessionSpec,
     network: NetworkConfig,
 ) -> Result<Simulation> {
     let separate = spec.config.dealer == DealerMode::Separate;
+    let roster = Roster::spnn(holders.len() as u16, separate)?;
+    start_on(Network::in_memory(&roster, network), holders, spec)
+}
+
+/// The same over networks built elsewhere — for instance a mutual-TLS mesh on loopback
+/// (`spnn_net::transport::tls::loopback_mesh`): party 0 is the server, parties `1..=k` the
+/// holders, then the dealer if the configuration has a separate one.
+pub fn start_on(
+    networks: Vec<Network>,
+    holders: Vec<HolderSpec>,
+    spec: SessionSpec,
+) -> Result<Simulation> {
+    let separate = spec.config.dealer == DealerMode::Separate;
+    let expected = Roster::spnn(holders.len() as u16, separate)?;
+    if networks.len() != expected.len() || networks.first().map(|n| n.roster()) != Some(&expected) {
+        return Err(SpnnError::Config(format!(
+            "{} networks do not match {} holders{}",
+            networks.len(),
+            holders.len(),
+            if separate { " and a dealer" } else { "" }
+        )));
+    }
     let bottoms = holders.iter().filter(|h| h.bottom.is_some()).count();
     if bottoms != 0 && bottoms != holders.len() {
         return Err(SpnnError::Config(
             "either every holder has a bottom model or none has".into(),
         ));
     }
-    let roster = Roster::spnn(holders.len() as u16, separate)?;
-    let networks = Network::in_memory(&roster, network);
     let handles = holders
         .into_iter()
         .zip(networks[1..].iter().cloned())

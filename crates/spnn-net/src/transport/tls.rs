@@ -432,3 +432,39 @@ pub fn loopback_listener() -> Result<(std::net::TcpListener, SocketAddr)> {
     let addr = l.local_addr()?;
     Ok((l, addr))
 }
+
+/// Every party of `roster` on this machine: binds loopback listeners, establishes the mutual-TLS
+/// mesh in one thread per party and returns the networks, by party id. For tests, benchmarks
+/// and single-machine demonstrations of the real transport.
+pub fn loopback_mesh(
+    roster: &Roster,
+    certs: &crate::certs::DeploymentCerts,
+    config: crate::NetworkConfig,
+) -> Result<Vec<crate::Network>> {
+    let listeners = roster
+        .ids()
+        .map(|_| loopback_listener())
+        .collect::<Result<Vec<_>>>()?;
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.1).collect();
+    let handles: Vec<_> = roster
+        .ids()
+        .zip(listeners)
+        .map(|(me, (listener, _))| {
+            let identity = certs.identity(&roster.name(me)?)?;
+            let mut cfg = TlsConfig::new(me, roster.clone(), addrs.clone(), identity);
+            cfg.max_frame = config.max_frame;
+            let roster = roster.clone();
+            Ok(std::thread::spawn(move || {
+                let t = TlsTransport::establish_with_listener(cfg, listener)?;
+                crate::Network::new(me, roster, config, t)
+            }))
+        })
+        .collect::<Result<_>>()?;
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .map_err(|_| NetError::Config("a mesh thread panicked".into()))?
+        })
+        .collect()
+}

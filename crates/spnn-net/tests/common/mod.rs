@@ -1,13 +1,9 @@
 //! Helpers shared by the network integration tests.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use spnn_crypto::{RingMatrix, SecureRng};
 use spnn_net::certs::DeploymentCerts;
-use spnn_net::transport::tls::{TlsConfig, TlsTransport};
-use spnn_net::{Network, NetworkConfig, PartyId, Role, Roster};
+use spnn_net::{Network, NetworkConfig, PartyId, Roster};
 
 /// A roster of `n` parties: the server and `n − 1` holders.
 pub fn roster(n: usize) -> Roster {
@@ -43,33 +39,5 @@ pub fn all_to_all(net: &Network, rows: usize, cols: usize) {
 
 /// TLS networks for every party of `roster`, established in threads on loopback.
 pub fn tls_mesh(roster: &Roster, certs: &DeploymentCerts, config: NetworkConfig) -> Vec<Network> {
-    let listeners: Vec<_> = roster
-        .ids()
-        .map(|_| spnn_net::transport::tls::loopback_listener().unwrap())
-        .collect();
-    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.1).collect();
-    let handles: Vec<_> = roster
-        .ids()
-        .zip(listeners)
-        .map(|(me, (listener, _))| {
-            let mut cfg = TlsConfig::new(
-                me,
-                roster.clone(),
-                addrs.clone(),
-                certs.identity(&roster.name(me).unwrap()).unwrap(),
-            );
-            cfg.connect_timeout = Duration::from_secs(20);
-            cfg.max_frame = config.max_frame;
-            let roster = roster.clone();
-            std::thread::spawn(move || {
-                let t = TlsTransport::establish_with_listener(cfg, listener).unwrap();
-                Network::new(me, roster, config, t).unwrap()
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
-}
-
-pub fn server() -> Role {
-    Role::Server
+    spnn_net::transport::tls::loopback_mesh(roster, certs, config).unwrap()
 }

@@ -1,0 +1,202 @@
+//! A user-defined Burn model with `PrivateLinear` first, trained with burn-train's `Learner`.
+//!
+//! `cargo run --example custom_model`
+//!
+//! Two simulated data holders own 15 + 15 columns of the breast-cancer data; the server's model
+//! is an ordinary `#[derive(Module)]` struct whose first layer is private. The Learner drives
+//! training: `TrainStep::step` runs forward and `loss.backward()` (which reaches the holders),
+//! and `TrainStep::optimize` applies the secure update next to Burn's optimiser step, so the
+//! learning-rate schedule and gradient accumulation cover the private weights too.
+
+use std::time::Duration;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::InMemDataset;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::{
+    ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
+};
+use spnn::burn::simulation::{self, HolderSpec};
+use spnn::burn::{PrivateLinear, PrivateLinearConfig, SessionSpec};
+use spnn::data::{VerticalPartition, embedded::breast_cancer};
+use spnn::net::NetworkConfig;
+
+// ANCHOR: model
+/// The server's model: a private first layer, then ordinary Burn layers.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    first: PrivateLinear,
+    hidden: Linear,
+    out: Linear,
+}
+
+impl Classifier {
+    /// Class logits `[batch, 2]` for a batch of sample ids.
+    pub fn forward(&self, ids: &[u64]) -> Tensor<2> {
+        let x = relu(self.first.forward(ids));
+        self.out.forward(relu(self.hidden.forward(x)))
+    }
+
+    fn output(&self, batch: IdBatch) -> ClassificationOutput {
+        let logits = self.forward(&batch.ids);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), batch.targets.clone());
+        ClassificationOutput::new(loss, logits, batch.targets)
+    }
+}
+
+impl TrainStep for Classifier {
+    type Input = IdBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: IdBatch) -> TrainOutput<ClassificationOutput> {
+        let item = self.output(batch);
+        // The backward pass runs the secure backward protocol on the holders.
+        TrainOutput::new(self, item.loss.backward(), item)
+    }
+
+    fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        // The private weights first (secret-shared SGD at the holders), then Burn's layers.
+        self.first
+            .apply_update(lr.base())
+            .unwrap_or_else(|e| panic!("secure update failed: {e}"));
+        optim.step(lr, self, grads)
+    }
+}
+
+impl InferenceStep for Classifier {
+    type Input = IdBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: IdBatch) -> ClassificationOutput {
+        self.output(batch)
+    }
+}
+// ANCHOR_END: model
+
+// ANCHOR: data
+/// A sample: its id (every holder has its features) and, at the server, its label.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    id: u64,
+    label: i64,
+}
+
+/// A batch of sample ids and their labels.
+#[derive(Clone, Debug)]
+pub struct IdBatch {
+    ids: Vec<u64>,
+    targets: Tensor<1, Int>,
+}
+
+struct IdBatcher;
+
+impl Batcher<Sample, IdBatch> for IdBatcher {
+    fn batch(&self, items: Vec<Sample>, device: &Device) -> IdBatch {
+        let labels: Vec<i64> = items.iter().map(|s| s.label).collect();
+        IdBatch {
+            ids: items.iter().map(|s| s.id).collect(),
+            targets: Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device),
+        }
+    }
+}
+// ANCHOR_END: data
+
+/// Trains for `epochs` with gradient accumulation over `accumulation` batches; returns the
+/// test accuracy of the trained model (in percent) and the number of secure updates holder 0
+/// applied.
+pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (f64, u64) {
+    // ANCHOR: parties
+    let table = breast_cancer();
+    let (train, test) = table.split_ids(0.2, 42);
+    let partition = VerticalPartition::even(table.columns(), 2).expect("30 columns split in two");
+    let holders = partition
+        .standardized_tables(&table, &train)
+        .expect("embedded data")
+        .into_iter()
+        .map(HolderSpec::new)
+        .collect();
+    let sim = simulation::start(
+        holders,
+        SessionSpec::new(32),
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
+    )
+    .expect("in-process parties");
+    // ANCHOR_END: parties
+
+    // ANCHOR: learner
+    let device = Device::flex().autodiff();
+    let model = Classifier {
+        first: PrivateLinearConfig::new(32)
+            .init(sim.session(), &device)
+            .expect("session width"),
+        hidden: LinearConfig::new(32, 16).init(&device),
+        out: LinearConfig::new(16, 2).init(&device),
+    };
+    let samples = |ids: &[u64]| -> Vec<Sample> {
+        let labels = table.gather_labels(ids).expect("known ids");
+        ids.iter()
+            .zip(labels)
+            .map(|(&id, y)| Sample {
+                id,
+                label: y as i64,
+            })
+            .collect()
+    };
+    let train_loader = DataLoaderBuilder::new(IdBatcher)
+        .batch_size(32)
+        .shuffle(7)
+        .build(InMemDataset::new(samples(&train)));
+    let valid_loader = DataLoaderBuilder::new(IdBatcher)
+        .batch_size(128)
+        .build(InMemDataset::new(samples(&test)));
+    let learner = Learner::new(model, SgdConfig::new().init(), 0.1);
+    let result = SupervisedTraining::new(artifacts, train_loader, valid_loader)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .grads_accumulation(accumulation)
+        .num_epochs(epochs)
+        .launch(learner);
+    // ANCHOR_END: learner
+
+    let model = result.model;
+    let valid = model.clone().valid();
+    let logits = valid.forward(&test);
+    let predicted = logits.argmax(1).flatten::<1>(0, 1);
+    let labels: Vec<i64> = table
+        .gather_labels(&test)
+        .expect("known ids")
+        .iter()
+        .map(|&y| y as i64)
+        .collect();
+    let truth =
+        Tensor::<1, Int>::from_data(TensorData::new(labels, [test.len()]), &predicted.device());
+    let correct = predicted.equal(truth).int().sum().into_scalar::<i64>();
+    drop(model);
+    drop(valid);
+    let summaries = sim.finish().expect("every party ends cleanly");
+    (
+        100.0 * correct as f64 / test.len() as f64,
+        summaries[0].updates,
+    )
+}
+
+#[allow(dead_code)]
+fn main() {
+    let artifacts = std::env::temp_dir().join("spnn-custom-model");
+    let (accuracy, _) = run(8, 2, &artifacts);
+    println!("test accuracy of the private model: {accuracy:.1}%");
+}
