@@ -12,6 +12,8 @@
 //!
 //! Start with the guide in `book/` and the examples in `examples/`.
 
+pub mod bench;
+
 pub use spnn_burn as burn;
 pub use spnn_crypto as crypto;
 pub use spnn_data as data;

@@ -21,7 +21,7 @@ const KC: usize = 128;
 /// Output rows per rayon task.
 const ROW_BLOCK: usize = 8;
 /// Below this many multiply-adds the product runs on the calling thread.
-const PARALLEL_THRESHOLD: usize = 1 << 16;
+const PARALLEL_THRESHOLD: usize = 1 << 20;
 
 /// A row-major matrix over Z_2^64.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,13 @@ impl RingMatrix {
 
     /// A matrix of independent uniform ring elements.
     pub fn random(rows: usize, cols: usize, rng: &mut impl RngCore) -> Self {
-        let data = (0..rows * cols).map(|_| rng.next_u64()).collect();
+        // One bulk fill is markedly faster than a call per element.
+        let mut bytes = vec![0u8; rows * cols * 8];
+        rng.fill_bytes(&mut bytes);
+        let data = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("chunks of 8")))
+            .collect();
         Self { rows, cols, data }
     }
 
@@ -305,9 +311,58 @@ impl RingMatrix {
     }
 }
 
+/// `c += a · b` for a block of output rows, with the widest SIMD the CPU offers.
+///
+/// The kernel is written once ([`matmul_block_portable`]) and compiled three times: for the
+/// baseline target, with AVX2, and with AVX-512 (whose `vpmullq` multiplies eight 64-bit lanes
+/// at once — about 4× the scalar rate here). The choice is made once, at run time.
+fn matmul_block(a: &[u64], c: &mut [u64], b: &[u64], k: usize, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static LEVEL: OnceLock<u8> = OnceLock::new();
+        let level = *LEVEL.get_or_init(|| {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                2
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                1
+            } else {
+                0
+            }
+        });
+        // SAFETY: the `target_feature` functions below are only called after the CPU was
+        // detected, at run time, to support every feature they are compiled with. That is the
+        // whole obligation of calling them; their bodies are the same safe code as the portable
+        // kernel. `unsafe` is needed because the 2024 edition makes such calls unsafe.
+        #[allow(unsafe_code)]
+        match level {
+            2 => return unsafe { matmul_block_avx512(a, c, b, k, n) },
+            1 => return unsafe { matmul_block_avx2(a, c, b, k, n) },
+            _ => {}
+        }
+    }
+    matmul_block_portable(a, c, b, k, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+fn matmul_block_avx512(a: &[u64], c: &mut [u64], b: &[u64], k: usize, n: usize) {
+    matmul_block_portable(a, c, b, k, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn matmul_block_avx2(a: &[u64], c: &mut [u64], b: &[u64], k: usize, n: usize) {
+    matmul_block_portable(a, c, b, k, n)
+}
+
 /// `c += a · b` for a block of output rows `c` (row-major, `n` columns), the matching rows of
 /// `a` (row-major, `k` columns; only the first `c.len() / n` rows are used) and all of `b`.
-fn matmul_block(a: &[u64], c: &mut [u64], b: &[u64], k: usize, n: usize) {
+#[inline(always)]
+fn matmul_block_portable(a: &[u64], c: &mut [u64], b: &[u64], k: usize, n: usize) {
     let rows = c.len() / n;
     for k0 in (0..k).step_by(KC) {
         let k1 = (k0 + KC).min(k);

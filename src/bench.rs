@@ -1,0 +1,444 @@
+//! The breast-cancer benchmark of SPNN-SS against its baselines, in one run on the same data,
+//! model and batches: plaintext Burn, plain split learning (holders send their first-layer
+//! activations in the clear), SPNN-SS over in-memory channels and SPNN-SS over mutual TLS on
+//! loopback. Used by `cargo bench --bench spnn_ss`.
+
+use std::time::{Duration, Instant};
+
+use burn::module::{Module, Param};
+use burn::nn::loss::BinaryCrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use spnn_burn::metrics::roc_auc;
+use spnn_burn::simulation::{self, HolderSpec};
+use spnn_burn::tensor::{matrix, to_vec};
+use spnn_burn::{PrivateLinear, PrivateLinearConfig, SessionSpec, SpnnConfig};
+use spnn_data::{Table, VerticalPartition};
+use spnn_net::certs::DeploymentCerts;
+use spnn_net::transport::tls::loopback_mesh;
+use spnn_net::{FloatMatrix, MeterSnapshot, Network, NetworkConfig, PartyId, Roster};
+
+/// The benchmark's settings.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Hidden widths after the first layer's input: `d → widths[0] → widths[1] → 1`.
+    pub widths: [usize; 2],
+    /// Batch size.
+    pub batch: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Learning rate (SGD).
+    pub lr: f64,
+    /// Data holders.
+    pub holders: usize,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            widths: [64, 32],
+            batch: 64,
+            epochs: 10,
+            lr: 0.1,
+            holders: 2,
+        }
+    }
+}
+
+/// One row of the result table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The system.
+    pub system: String,
+    /// Mean wall-clock seconds per epoch.
+    pub seconds_per_epoch: f64,
+    /// Test AUC after the last epoch.
+    pub auc: f64,
+    /// Bytes sent by all parties per epoch (0 for centralised training).
+    pub bytes_per_epoch: u64,
+    /// Largest number of rounds of any party per epoch.
+    pub rounds_per_epoch: u64,
+}
+
+/// The data of a run: holders' standardised tables, labels, splits.
+pub struct Data {
+    table: Table,
+    holders: Vec<Table>,
+    train: Vec<u64>,
+    test: Vec<u64>,
+}
+
+impl Data {
+    /// Splits `table` 80/20 and partitions its columns evenly among `holders`.
+    pub fn new(table: Table, holders: usize) -> spnn_data::Result<Self> {
+        let (train, test) = table.split_ids(0.2, 42);
+        let holder_tables = VerticalPartition::even(table.columns(), holders)?
+            .standardized_tables(&table, &train)?;
+        Ok(Self {
+            table,
+            holders: holder_tables,
+            train,
+            test,
+        })
+    }
+
+    fn d(&self) -> usize {
+        self.holders.iter().map(Table::cols).sum()
+    }
+
+    fn features(&self, ids: &[u64]) -> Vec<f32> {
+        let blocks: Vec<Vec<f32>> = self
+            .holders
+            .iter()
+            .map(|t| t.gather(ids).expect("known ids"))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len() * self.d());
+        for r in 0..ids.len() {
+            for (t, b) in self.holders.iter().zip(&blocks) {
+                out.extend_from_slice(&b[r * t.cols()..(r + 1) * t.cols()]);
+            }
+        }
+        out
+    }
+
+    fn labels(&self, ids: &[u64]) -> Vec<f32> {
+        self.table.gather_labels(ids).expect("labelled table")
+    }
+
+    fn batches(&self, epoch: usize, batch: usize) -> Vec<Vec<u64>> {
+        let mut ids = self.train.clone();
+        ids.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(epoch as u64));
+        ids.chunks(batch).map(<[u64]>::to_vec).collect()
+    }
+}
+
+/// The layers after the first one, shared by every system.
+#[derive(Module, Debug)]
+struct Head {
+    hidden: Linear,
+    out: Linear,
+}
+
+impl Head {
+    fn forward(&self, z: Tensor<2>) -> Tensor<2> {
+        self.out.forward(relu(self.hidden.forward(relu(z))))
+    }
+}
+
+fn bce(logits: Tensor<2>, y: &[f32], device: &Device) -> Tensor<1> {
+    let ints: Vec<i64> = y.iter().map(|&v| i64::from(v > 0.5)).collect();
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(ints, [y.len(), 1]), device);
+    BinaryCrossEntropyLossConfig::new()
+        .with_logits(true)
+        .init(device)
+        .forward(logits, targets)
+}
+
+/// The autodiff device, with Burn's initialisation seeded so every system starts its server
+/// layers from the same weights.
+fn device() -> Device {
+    let device = Device::flex().autodiff();
+    device.seed(42);
+    device
+}
+
+/// Sums sent bytes and the largest round count over every party's meters.
+fn traffic(meters: &[MeterSnapshot]) -> (u64, u64) {
+    let bytes = meters.iter().map(|m| m.total.bytes_sent).sum();
+    let rounds = meters.iter().map(|m| m.total.rounds).max().unwrap_or(0);
+    (bytes, rounds)
+}
+
+fn timed_epochs(setup: &Setup, mut epoch: impl FnMut(usize)) -> f64 {
+    let start = Instant::now();
+    for e in 0..setup.epochs {
+        epoch(e);
+    }
+    start.elapsed().as_secs_f64() / setup.epochs as f64
+}
+
+/// Centralised plaintext Burn training of the same MLP.
+pub fn plaintext(data: &Data, setup: &Setup) -> Row {
+    let device = device();
+    let mut model = (
+        LinearConfig::new(data.d(), setup.widths[0]).init(&device),
+        Head {
+            hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
+            out: LinearConfig::new(setup.widths[1], 1).init(&device),
+        },
+    );
+    let mut optim = SgdConfig::new().init();
+    let secs = timed_epochs(setup, |e| {
+        for ids in data.batches(e, setup.batch) {
+            let x = matrix(data.features(&ids), ids.len(), data.d(), &device);
+            let loss = bce(
+                model.1.forward(model.0.forward(x)),
+                &data.labels(&ids),
+                &device,
+            );
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(setup.lr, model.clone(), grads);
+        }
+    });
+    let x = matrix(
+        data.features(&data.test),
+        data.test.len(),
+        data.d(),
+        &device.clone().inner(),
+    );
+    let valid = model.clone().valid();
+    let scores = to_vec(sigmoid(valid.1.forward(valid.0.forward(x)))).expect("scores");
+    Row {
+        system: "plaintext Burn (centralised)".into(),
+        seconds_per_epoch: secs,
+        auc: roc_auc(&scores, &data.labels(&data.test)),
+        bytes_per_epoch: 0,
+        rounds_per_epoch: 0,
+    }
+}
+
+/// Plain split learning: holder `j` keeps `W_j` and sends `X_j·W_j` in the clear; the server
+/// adds them and returns `G` to every holder. No cryptography; the traffic baseline.
+pub fn split_learning(data: &Data, setup: &Setup) -> Row {
+    let k = data.holders.len();
+    let roster = Roster::spnn(k as u16, false).expect("k ≥ 2");
+    let nets = Network::in_memory(
+        &roster,
+        NetworkConfig::new(3).with_timeout(Duration::from_secs(600)),
+    );
+    let h = setup.widths[0];
+    let (lr, batch) = (setup.lr, setup.batch);
+    // Holders: own bottom weights, plaintext messages.
+    let handles: Vec<_> = data
+        .holders
+        .iter()
+        .cloned()
+        .zip(nets[1..].iter().cloned())
+        .map(|(table, net)| {
+            std::thread::spawn(move || -> spnn_net::Result<()> {
+                let device = device();
+                let mut w = LinearConfig::new(table.cols(), h)
+                    .with_bias(false)
+                    .init(&device);
+                let mut optim = SgdConfig::new().init();
+                loop {
+                    let spnn_net::IdList(ids) = net.recv(PartyId(0))?;
+                    if ids.is_empty() {
+                        return Ok(());
+                    }
+                    let train = ids[0] != u64::MAX;
+                    let ids: Vec<u64> = ids.into_iter().filter(|&i| i != u64::MAX).collect();
+                    let x = matrix(
+                        table.gather(&ids).expect("ids"),
+                        ids.len(),
+                        table.cols(),
+                        &device,
+                    );
+                    let out = w.forward(x);
+                    let values = to_vec(out.clone()).expect("finite");
+                    net.send(
+                        PartyId(0),
+                        &FloatMatrix::new(ids.len(), h, values).expect("finite"),
+                    )?;
+                    if train {
+                        let g: FloatMatrix = net.recv(PartyId(0))?;
+                        let upstream = matrix(g.data, ids.len(), h, &device);
+                        let grads =
+                            GradientsParams::from_grads((out * upstream).sum().backward(), &w);
+                        w = optim.step(lr, w, grads);
+                    }
+                }
+            })
+        })
+        .collect();
+    let server = nets[0].clone();
+    let holders: Vec<PartyId> = (1..=k as u16).map(PartyId).collect();
+    let device = device();
+    let bias: Param<Tensor<1>> = Param::from_tensor(Tensor::zeros([h], &device));
+    let mut model = (
+        bias,
+        Head {
+            hidden: LinearConfig::new(h, setup.widths[1]).init(&device),
+            out: LinearConfig::new(setup.widths[1], 1).init(&device),
+        },
+    );
+    let mut optim: ModuleOptimizer = SgdConfig::new().init();
+    let forward = |ids: &[u64], train: bool, device: &Device| -> Tensor<2> {
+        let mut msg = ids.to_vec();
+        if !train {
+            msg.insert(0, u64::MAX);
+        }
+        server
+            .broadcast(&holders, &spnn_net::IdList(msg))
+            .expect("holders alive");
+        let parts: Vec<FloatMatrix> = server.gather(&holders).expect("holders alive");
+        let mut sum = vec![0f32; ids.len() * h];
+        for p in parts {
+            sum.iter_mut().zip(p.data).for_each(|(s, v)| *s += v);
+        }
+        let z = matrix(sum, ids.len(), h, device);
+        if train { z.require_grad() } else { z }
+    };
+    let secs = timed_epochs(setup, |e| {
+        for ids in data.batches(e, batch) {
+            let z = forward(&ids, true, &device);
+            let loss = bce(
+                model.1.forward(z.clone() + model.0.val().unsqueeze()),
+                &data.labels(&ids),
+                &device,
+            );
+            let grads = loss.backward();
+            let g = z.grad(&grads).expect("leaf gradient");
+            let g = FloatMatrix::new(ids.len(), h, to_vec(g).expect("finite")).expect("finite");
+            server.broadcast(&holders, &g).expect("holders alive");
+            let gp = GradientsParams::from_grads(grads, &model);
+            model = optim.step(lr, model.clone(), gp);
+        }
+    });
+    let meters: Vec<MeterSnapshot> = nets.iter().map(Network::meters).collect();
+    let z = forward(&data.test, false, &device.clone().inner());
+    let valid = model.clone().valid();
+    let scores = to_vec(sigmoid(valid.1.forward(z + valid.0.val().unsqueeze()))).expect("scores");
+    server
+        .broadcast(&holders, &spnn_net::IdList(vec![]))
+        .expect("holders alive");
+    for h in handles {
+        h.join().expect("holder thread").expect("holder ran");
+    }
+    let (bytes, rounds) = traffic(&meters);
+    Row {
+        system: "plain split learning (no crypto)".into(),
+        seconds_per_epoch: secs,
+        auc: roc_auc(&scores, &data.labels(&data.test)),
+        bytes_per_epoch: bytes / setup.epochs as u64,
+        rounds_per_epoch: rounds / setup.epochs as u64,
+    }
+}
+
+/// The SPNN model: `PrivateLinear` then the shared head.
+#[derive(Module, Debug)]
+struct SpnnModel {
+    first: PrivateLinear,
+    head: Head,
+}
+
+/// SPNN-SS on networks built by `networks` (in-memory or TLS).
+pub fn spnn_ss(data: &Data, setup: &Setup, label: &str, networks: Vec<Network>) -> Row {
+    let holders = data.holders.iter().cloned().map(HolderSpec::new).collect();
+    let sim = simulation::start_on(
+        networks,
+        holders,
+        SessionSpec::new(setup.widths[0]).with_config(SpnnConfig::default()),
+    )
+    .expect("parties start");
+    let device = device();
+    let mut model = SpnnModel {
+        first: PrivateLinearConfig::new(setup.widths[0])
+            .init(sim.session(), &device)
+            .expect("width"),
+        head: Head {
+            hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
+            out: LinearConfig::new(setup.widths[1], 1).init(&device),
+        },
+    };
+    let mut optim = SgdConfig::new().init();
+    // Holders run in their own threads: a one-sample inference forward, whose output shares the
+    // server waits for, marks a point where every party has processed everything before it.
+    // Both snapshots follow one; its own cost is subtracted below.
+    let sync = |m: &SpnnModel| {
+        m.first
+            .session()
+            .forward(&data.test[..1], false)
+            .expect("sync forward")
+    };
+    sync(&model);
+    let before: Vec<MeterSnapshot> = sim.networks().iter().map(Network::meters).collect();
+    let secs = timed_epochs(setup, |e| {
+        for ids in data.batches(e, setup.batch) {
+            let loss = bce(
+                model.head.forward(model.first.forward(&ids)),
+                &data.labels(&ids),
+                &device,
+            );
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model.first.apply_update(setup.lr).expect("secure update");
+            model = optim.step(setup.lr, model.clone(), grads);
+        }
+    });
+    sync(&model);
+    let after: Vec<MeterSnapshot> = sim.networks().iter().map(Network::meters).collect();
+    let valid = model.clone().valid();
+    let scores =
+        to_vec(sigmoid(valid.head.forward(valid.first.forward(&data.test)))).expect("scores");
+    drop((model, valid));
+    sim.finish().expect("parties end cleanly");
+    let delta: Vec<MeterSnapshot> = after.iter().zip(&before).map(|(a, b)| a.since(b)).collect();
+    let (bytes, rounds) = traffic(&delta);
+    let sync_cost = spnn_burn::cost::inference_step(spnn_burn::cost::StepShape {
+        holders: data.holders.len(),
+        batch: 1,
+        d: data.d(),
+        h: setup.widths[0],
+        momentum: false,
+    });
+    let bytes = bytes - sync_cost.server_sent - data.holders.len() as u64 * sync_cost.holder_sent;
+    let rounds = rounds - sync_cost.holder_rounds;
+    Row {
+        system: label.into(),
+        seconds_per_epoch: secs,
+        auc: roc_auc(&scores, &data.labels(&data.test)),
+        bytes_per_epoch: bytes / setup.epochs as u64,
+        rounds_per_epoch: rounds / setup.epochs as u64,
+    }
+}
+
+/// All four systems on `data`.
+pub fn run(data: &Data, setup: &Setup) -> Vec<Row> {
+    let roster = Roster::spnn(setup.holders as u16, false).expect("k ≥ 2");
+    let config = NetworkConfig::new(21).with_timeout(Duration::from_secs(600));
+    let names: Vec<String> = roster
+        .ids()
+        .map(|p| roster.name(p).expect("roster"))
+        .collect();
+    let certs = DeploymentCerts::generate("bench", &names).expect("certificates");
+    vec![
+        plaintext(data, setup),
+        split_learning(data, setup),
+        spnn_ss(
+            data,
+            setup,
+            "SPNN-SS, in-memory",
+            Network::in_memory(&roster, config),
+        ),
+        spnn_ss(
+            data,
+            setup,
+            "SPNN-SS, mutual TLS on loopback",
+            loopback_mesh(&roster, &certs, config).expect("TLS mesh"),
+        ),
+    ]
+}
+
+/// The rows as a markdown table, with the ratio to plaintext time.
+pub fn markdown(rows: &[Row]) -> String {
+    let base = rows.first().map_or(1.0, |r| r.seconds_per_epoch);
+    let mut out = String::from(
+        "| system | s / epoch | × plaintext | test AUC | bytes / epoch | rounds / epoch |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out += &format!(
+            "| {} | {:.4} | {:.1} | {:.4} | {} | {} |\n",
+            r.system,
+            r.seconds_per_epoch,
+            r.seconds_per_epoch / base,
+            r.auc,
+            r.bytes_per_epoch,
+            r.rounds_per_epoch
+        );
+    }
+    out
+}
