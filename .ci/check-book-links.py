@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Fails if a relative link in book/src points to a missing file or heading, or an
+{{#include}} points to a missing file or anchor."""
+import re, sys, pathlib
+
+root = pathlib.Path(__file__).resolve().parent.parent / "book" / "src"
+bad = []
+
+def slug(heading):
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+headings = {}
+for md in root.rglob("*.md"):
+    headings[md.resolve()] = {slug(h) for h in re.findall(r"^#+ (.+)$", md.read_text(), re.M)}
+
+for md in root.rglob("*.md"):
+    text = md.read_text()
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"^[a-z]+://", target) or target.startswith("mailto:"):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (md.parent / path).resolve() if path else md.resolve()
+        if not dest.exists():
+            bad.append(f"{md.relative_to(root)}: link to missing {target}")
+        elif anchor and dest.suffix == ".md" and anchor not in headings.get(dest, set()):
+            bad.append(f"{md.relative_to(root)}: link to missing heading {target}")
+    for inc in re.findall(r"\{\{#include ([^}]+)\}\}", text):
+        path, _, anchor = inc.strip().partition(":")
+        dest = (md.parent / path).resolve()
+        if not dest.exists():
+            bad.append(f"{md.relative_to(root)}: include of missing {path}")
+        elif anchor and f"ANCHOR: {anchor}" not in dest.read_text():
+            bad.append(f"{md.relative_to(root)}: include of missing anchor {inc}")
+
+if bad:
+    print("\n".join(bad))
+    sys.exit(1)
+print(f"book links ok ({len(headings)} pages)")
