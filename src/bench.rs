@@ -66,7 +66,7 @@ pub struct Row {
 
 /// The data of a run: holders' standardised tables, labels, splits.
 pub struct Data {
-    table: Table,
+    labels: Table,
     holders: Vec<Table>,
     train: Vec<u64>,
     test: Vec<u64>,
@@ -79,11 +79,21 @@ impl Data {
         let holder_tables = VerticalPartition::even(table.columns(), holders)?
             .standardized_tables(&table, &train)?;
         Ok(Self {
-            table,
+            labels: table,
             holders: holder_tables,
             train,
             test,
         })
+    }
+
+    /// A packaged data set (`spnn_data::packaged`), already partitioned and encoded.
+    pub fn from_partitioned(p: spnn_data::packaged::Partitioned) -> Self {
+        Self {
+            labels: p.labels,
+            holders: p.holders,
+            train: p.train,
+            test: p.test,
+        }
     }
 
     fn d(&self) -> usize {
@@ -106,7 +116,7 @@ impl Data {
     }
 
     fn labels(&self, ids: &[u64]) -> Vec<f32> {
-        self.table.gather_labels(ids).expect("labelled table")
+        self.labels.gather_labels(ids).expect("labelled table")
     }
 
     fn batches(&self, epoch: usize, batch: usize) -> Vec<Vec<u64>> {
@@ -153,6 +163,14 @@ fn traffic(meters: &[MeterSnapshot]) -> (u64, u64) {
     (bytes, rounds)
 }
 
+/// Sigmoid scores of the test ids, evaluated in chunks (a whole large test set is far beyond a
+/// frame).
+fn scores(ids: &[u64], logits: impl Fn(&[u64]) -> Tensor<2>) -> Vec<f32> {
+    ids.chunks(4096)
+        .flat_map(|c| to_vec(sigmoid(logits(c))).expect("finite scores"))
+        .collect()
+}
+
 fn timed_epochs(setup: &Setup, mut epoch: impl FnMut(usize)) -> f64 {
     let start = Instant::now();
     for e in 0..setup.epochs {
@@ -184,14 +202,16 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
             model = optim.step(setup.lr, model.clone(), grads);
         }
     });
-    let x = matrix(
-        data.features(&data.test),
-        data.test.len(),
-        data.d(),
-        &device.clone().inner(),
-    );
     let valid = model.clone().valid();
-    let scores = to_vec(sigmoid(valid.1.forward(valid.0.forward(x)))).expect("scores");
+    let scores = scores(&data.test, |ids| {
+        let x = matrix(
+            data.features(ids),
+            ids.len(),
+            data.d(),
+            &device.clone().inner(),
+        );
+        valid.1.forward(valid.0.forward(x))
+    });
     Row {
         system: "plaintext Burn (centralised)".into(),
         seconds_per_epoch: secs,
@@ -300,9 +320,11 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
         }
     });
     let meters: Vec<MeterSnapshot> = nets.iter().map(Network::meters).collect();
-    let z = forward(&data.test, false, &device.clone().inner());
     let valid = model.clone().valid();
-    let scores = to_vec(sigmoid(valid.1.forward(z + valid.0.val().unsqueeze()))).expect("scores");
+    let scores = scores(&data.test, |ids| {
+        let z = forward(ids, false, &device.clone().inner());
+        valid.1.forward(z + valid.0.val().unsqueeze())
+    });
     server
         .broadcast(&holders, &spnn_net::IdList(vec![]))
         .expect("holders alive");
@@ -372,8 +394,9 @@ pub fn spnn_ss(data: &Data, setup: &Setup, label: &str, networks: Vec<Network>) 
     sync(&model);
     let after: Vec<MeterSnapshot> = sim.networks().iter().map(Network::meters).collect();
     let valid = model.clone().valid();
-    let scores =
-        to_vec(sigmoid(valid.head.forward(valid.first.forward(&data.test)))).expect("scores");
+    let scores = scores(&data.test, |ids| {
+        valid.head.forward(valid.first.forward(ids))
+    });
     drop((model, valid));
     sim.finish().expect("parties end cleanly");
     let delta: Vec<MeterSnapshot> = after.iter().zip(&before).map(|(a, b)| a.since(b)).collect();

@@ -4,7 +4,9 @@
 //! party ([`run_dealer`]). Either way it sends material to holders only and never receives a
 //! value derived from data: the openings `E`, `F` travel between holders.
 
-use spnn_crypto::RingMatrix;
+use std::thread::JoinHandle;
+
+use spnn_crypto::{RingMatrix, SecretSeed};
 use spnn_net::{Network, PartyId, Role};
 
 use super::{backward_shifts, bundle, needs_pairs, update_shifts};
@@ -14,7 +16,7 @@ use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
 
 /// The dealer's knowledge: shapes and configuration, no data.
 #[derive(Clone, Debug)]
-pub(crate) struct DealerEngine {
+pub(crate) struct DealerParams {
     pub(crate) me: PartyId,
     pub(crate) holders: Vec<PartyId>,
     pub(crate) d: usize,
@@ -23,37 +25,38 @@ pub(crate) struct DealerEngine {
     pub(crate) kind: LayerKind,
 }
 
-impl DealerEngine {
-    fn send_bundle(
-        &self,
-        net: &Network,
-        values: Vec<RingMatrix>,
-        step: u64,
-        purpose: &str,
-    ) -> Result<()> {
+/// One dealt bundle: holder 0's matrices in full, the seeds of holders `1..k`.
+type Dealt = (Vec<RingMatrix>, Vec<SecretSeed>);
+
+/// A triple being prepared in the background for the step `key` will describe.
+#[derive(Debug)]
+struct Prefetch {
+    key: (u64, usize, bool),
+    handle: JoinHandle<Result<Dealt>>,
+}
+
+/// The dealer: its parameters and, after each forward, the next step's triple being prepared
+/// on another thread. Triples depend only on shapes and the step, never on data, so the dealer
+/// can work while the holders and the server do — the dealer's random generation and its two
+/// products then leave the critical path.
+#[derive(Debug)]
+pub(crate) struct DealerEngine {
+    pub(crate) params: DealerParams,
+    prefetch: Option<Prefetch>,
+}
+
+impl DealerParams {
+    fn deal(&self, values: Vec<RingMatrix>, step: u64, purpose: &str) -> Result<Dealt> {
         let mut rng = self
             .config
             .randomness
             .rng(self.me, step, &format!("deal-{purpose}"));
-        let (explicit, seeds) = bundle::deal(values, self.holders.len(), &mut rng)?;
-        net.send(self.holders[0], &DealerBundle(explicit))?;
-        for (seed, holder) in seeds.into_iter().zip(&self.holders[1..]) {
-            net.send(*holder, &DealerSeed(seed))?;
-        }
-        Ok(())
+        bundle::deal(values, self.holders.len(), &mut rng)
     }
 
-    /// The triple of one forward of `batch` samples (and its backward, when `train`).
-    pub(crate) fn forward(
-        &self,
-        net: &Network,
-        step: u64,
-        batch: usize,
-        train: bool,
-    ) -> Result<()> {
-        if self.kind != LayerKind::PrivateLinear {
-            return Ok(());
-        }
+    /// The triple of one forward of `batch` samples (and its backward, when `train`):
+    /// `U` (B×d), `V` (d×h), `U·V`, and for training `V'` (B×h), `Uᵀ·V'`.
+    fn triple(&self, step: u64, batch: usize, train: bool) -> Result<Dealt> {
         let mut rng = self.config.randomness.rng(self.me, step, "triple");
         let u = RingMatrix::random(batch, self.d, &mut rng);
         let v = RingMatrix::random(self.d, self.h, &mut rng);
@@ -64,7 +67,58 @@ impl DealerEngine {
             let w2 = values[0].transpose().matmul(&v2)?;
             values.extend([v2, w2]);
         }
-        self.send_bundle(net, values, step, "forward")
+        self.deal(values, step, "forward")
+    }
+
+    fn send(&self, net: &Network, (explicit, seeds): Dealt) -> Result<()> {
+        net.send(self.holders[0], &DealerBundle(explicit))?;
+        for (seed, holder) in seeds.into_iter().zip(&self.holders[1..]) {
+            net.send(*holder, &DealerSeed(seed))?;
+        }
+        Ok(())
+    }
+}
+
+impl DealerEngine {
+    pub(crate) fn new(params: DealerParams) -> Self {
+        Self {
+            params,
+            prefetch: None,
+        }
+    }
+
+    /// Sends the triple of one forward, then starts preparing the next step's (same shape).
+    pub(crate) fn forward(
+        &mut self,
+        net: &Network,
+        step: u64,
+        batch: usize,
+        train: bool,
+    ) -> Result<()> {
+        if self.params.kind != LayerKind::PrivateLinear {
+            return Ok(());
+        }
+        let key = (step, batch, train);
+        let dealt = match self.prefetch.take() {
+            Some(p) if p.key == key => p.handle.join().map_err(|_| {
+                SpnnError::Config("the dealer's background thread panicked".into())
+            })??,
+            stale => {
+                // A prepared triple for another shape is discarded (after its thread ends).
+                if let Some(p) = stale {
+                    let _ = p.handle.join();
+                }
+                self.params.triple(step, batch, train)?
+            }
+        };
+        self.params.send(net, dealt)?;
+        let params = self.params.clone();
+        let next = step + 1;
+        self.prefetch = Some(Prefetch {
+            key: (next, batch, train),
+            handle: std::thread::spawn(move || params.triple(next, batch, train)),
+        });
+        Ok(())
     }
 
     /// Truncation pairs `(r, r ≫ shift)` of the `d × h` weight shape, one per shift, when the
@@ -76,34 +130,36 @@ impl DealerEngine {
         purpose: &str,
         shifts: &[u32],
     ) -> Result<()> {
-        if !needs_pairs(self.holders.len(), self.kind) || shifts.is_empty() {
+        let p = &self.params;
+        if !needs_pairs(p.holders.len(), p.kind) || shifts.is_empty() {
             return Ok(());
         }
-        let mut rng = self.config.randomness.rng(self.me, step, purpose);
+        let mut rng = p.config.randomness.rng(p.me, step, purpose);
         let mut values = Vec::with_capacity(2 * shifts.len());
         for &shift in shifts {
-            let r = RingMatrix::random(self.d, self.h, &mut rng);
+            let r = RingMatrix::random(p.d, p.h, &mut rng);
             let rs = r.map(|x| ((x as i64) >> shift) as u64);
             values.extend([r, rs]);
         }
-        self.send_bundle(net, values, step, purpose)
+        let dealt = self.params.deal(values, step, purpose)?;
+        self.params.send(net, dealt)
     }
 
     /// Handles one command as the dealer.
-    pub(crate) fn handle(&self, net: &Network, cmd: &Command) -> Result<()> {
+    pub(crate) fn handle(&mut self, net: &Network, cmd: &Command) -> Result<()> {
         match cmd {
             Command::Forward { step, ids, train } => self.forward(net, *step, ids.len(), *train),
             Command::Backward { step, scale } => self.pairs(
                 net,
                 *step,
                 "backward-pairs",
-                &backward_shifts(&self.config, *scale)?,
+                &backward_shifts(&self.params.config, *scale)?,
             ),
             Command::Update { step, lr } => self.pairs(
                 net,
                 *step,
                 "update-pairs",
-                &update_shifts(&self.config, *lr)?,
+                &update_shifts(&self.params.config, *lr)?,
             ),
             _ => Ok(()),
         }
@@ -118,14 +174,14 @@ pub fn run_dealer(net: Network) -> Result<()> {
     let server = net.roster().id_of(Role::Server)?;
     let setup: Setup = net.recv(server)?;
     setup.config.validate()?;
-    let engine = DealerEngine {
+    let mut engine = DealerEngine::new(DealerParams {
         me: net.me(),
         holders: net.roster().holders(),
         d: setup.widths.iter().map(|&w| w as usize).sum(),
         h: setup.output as usize,
         config: setup.config,
         kind: setup.kind,
-    };
+    });
     loop {
         let cmd: Command = net.recv(server)?;
         match cmd {

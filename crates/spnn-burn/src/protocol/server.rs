@@ -11,7 +11,7 @@ use spnn_crypto::{FixedPoint, RingMatrix, fixed::decode_at};
 use spnn_net::{FloatMatrix, MeterSnapshot, Network, PartyId, Role};
 
 use super::bundle;
-use super::dealer::DealerEngine;
+use super::dealer::{DealerEngine, DealerParams};
 use crate::config::{DealerMode, GradientScale, LabelMode, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::*;
@@ -112,7 +112,7 @@ impl ServerSession {
 
     /// The layer kind of this session.
     pub fn kind(&self) -> LayerKind {
-        self.lock().dealer.kind
+        self.lock().dealer.params.kind
     }
 
     fn establish_kind(net: Network, spec: SessionSpec, kind: LayerKind) -> Result<Self> {
@@ -184,14 +184,14 @@ impl ServerSession {
         if let Some(d) = separate_dealer {
             net.send(d, &setup)?;
         }
-        let dealer = DealerEngine {
+        let dealer = DealerEngine::new(DealerParams {
             me: net.me(),
             holders: holders.clone(),
             d: widths.iter().sum(),
             h: spec.output,
             config: spec.config,
             kind,
-        };
+        });
         Ok(Self {
             state: Arc::new(Mutex::new(State {
                 net,
@@ -291,10 +291,11 @@ impl ServerSession {
         };
         Self::command_all(&s, &cmd)?;
         if s.separate_dealer.is_none() {
-            s.dealer.handle(&s.net, &cmd)?;
+            let st = &mut *s;
+            st.dealer.handle(&st.net, &cmd)?;
         }
         let (b, h) = (ids.len(), s.h);
-        let bottom = s.dealer.kind == LayerKind::BottomModels;
+        let bottom = s.dealer.params.kind == LayerKind::BottomModels;
         let mut z = RingMatrix::zeros(b, h);
         for &p in &s.holders {
             let share = if bottom {
@@ -349,7 +350,7 @@ impl ServerSession {
             return Err(SpnnError::NonFinite("boundary gradient"));
         }
         s.view.g = grad.to_vec();
-        if s.dealer.kind == LayerKind::BottomModels {
+        if s.dealer.params.kind == LayerKind::BottomModels {
             // Bottom models: every holder gets G itself for its local backward.
             Self::command_all(&s, &Command::Backward { step, scale: 1.0 })?;
             let g = FloatMatrix::new(b, s.h, grad.to_vec())
@@ -377,7 +378,8 @@ impl ServerSession {
             s.net.send(p, &GradSeed(seed))?;
         }
         if s.separate_dealer.is_none() {
-            s.dealer.handle(&s.net, &cmd)?;
+            let st = &mut *s;
+            st.dealer.handle(&st.net, &cmd)?;
         }
         Ok(())
     }
@@ -394,7 +396,8 @@ impl ServerSession {
         let cmd = Command::Update { step, lr };
         Self::command_all(&s, &cmd)?;
         if s.separate_dealer.is_none() {
-            s.dealer.handle(&s.net, &cmd)?;
+            let st = &mut *s;
+            st.dealer.handle(&st.net, &cmd)?;
         }
         Ok(())
     }
