@@ -15,6 +15,7 @@
 pub mod bench;
 
 pub use spnn_burn as burn;
+pub use spnn_cli as cli;
 pub use spnn_crypto as crypto;
 pub use spnn_data as data;
 pub use spnn_net as net;

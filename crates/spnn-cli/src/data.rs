@@ -1,0 +1,65 @@
+//! Each party's table, from the deployment file. Every party computes the same public split
+//! (sample ids sorted, shuffled by `training.split_seed`) and fits its preprocessing on its own
+//! training rows only.
+
+use spnn_data::csv::{CsvOptions, FeatureEncoder, binary_labels, read_csv};
+use spnn_data::embedded::breast_cancer;
+use spnn_data::{Standardizer, Table};
+
+use crate::config::{Data, Deployment};
+
+/// The embedded breast-cancer data, usable as `path = "embedded:breast_cancer"`.
+pub const EMBEDDED_BREAST_CANCER: &str = "embedded:breast_cancer";
+
+/// The train/test split of `ids`, the same at every party: sorted, then shuffled by `seed`.
+pub fn split(
+    ids: &[u64],
+    test_fraction: f64,
+    seed: u64,
+) -> spnn_data::Result<(Vec<u64>, Vec<u64>)> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    let probe = Table::new(sorted, vec![], vec![], None)?;
+    Ok(probe.split_ids(test_fraction, seed))
+}
+
+fn options(d: &Data) -> CsvOptions {
+    CsvOptions {
+        header: d.header,
+        names: d.names.clone(),
+        id_column: d.id_column.clone(),
+        ..Default::default()
+    }
+}
+
+/// A holder's preprocessed features: its columns of every sample.
+pub fn holder_table(dep: &Deployment, data: &Data) -> spnn_data::Result<Table> {
+    let t = &dep.training;
+    if data.path == EMBEDDED_BREAST_CANCER {
+        let all = breast_cancer();
+        let own = all.select_columns(&data.columns, false)?;
+        let (train, _) = split(own.ids(), t.test_fraction, t.split_seed)?;
+        return Standardizer::fit(&own, &train)?.transform(&own);
+    }
+    let opts = options(data);
+    let raw = read_csv(&dep.resolve(data.path.as_ref()), &opts, &data.columns)?;
+    let (train, _) = split(&raw.ids, t.test_fraction, t.split_seed)?;
+    FeatureEncoder::fit(&raw, &data.columns, &data.categorical, &train, &opts)?.transform(&raw)
+}
+
+/// The server's sample ids and labels (a table without feature columns).
+pub fn server_labels(dep: &Deployment) -> spnn_data::Result<Table> {
+    let l = &dep.labels;
+    if l.data.path == EMBEDDED_BREAST_CANCER {
+        let all = breast_cancer();
+        let labels = all.labels().expect("labelled").to_vec();
+        return Table::new(all.ids().to_vec(), vec![], vec![], Some(labels));
+    }
+    let raw = read_csv(
+        &dep.resolve(l.data.path.as_ref()),
+        &options(&l.data),
+        std::slice::from_ref(&l.column),
+    )?;
+    let y = binary_labels(&raw, &l.column, &l.positive)?;
+    Table::new(raw.ids, vec![], vec![], Some(y))
+}

@@ -1,0 +1,214 @@
+//! `spnn`: certificates and keys for a deployment, and running its parties.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spnn_cli::config::Deployment;
+use spnn_cli::party::{self, Outcome};
+use spnn_cli::server::{self, ServerOptions};
+use spnn_cli::{CliError, Result};
+use spnn_crypto::SecureRng;
+use spnn_crypto::paillier::{KeySize, Keypair};
+use spnn_net::Roster;
+use spnn_net::certs::{DeploymentCerts, write_secret};
+
+/// Privacy-preserving training of one network by several data holders (SPNN on Burn).
+#[derive(Parser, Debug)]
+#[command(name = "spnn", version)]
+struct Cli {
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Creates a CA and one certificate per party of a deployment.
+    Certs {
+        /// Directory to write ca.pem, ca.key and <party>.pem / <party>.key into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of data holders.
+        #[arg(long, default_value_t = 2)]
+        holders: u16,
+        /// Also a certificate for a separate dealer.
+        #[arg(long)]
+        dealer: bool,
+        /// A name for the deployment (in the CA's subject).
+        #[arg(long, default_value = "spnn")]
+        deployment: String,
+    },
+    /// Generates a Paillier key pair (public key JSON, secret key JSON with mode 0600).
+    Keygen {
+        /// Directory to write <name>.paillier.pub.json and <name>.paillier.key.json into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The party the key belongs to.
+        #[arg(long)]
+        name: String,
+        /// Modulus size: 2048 or 3072.
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+    },
+    /// Runs one party of a deployment.
+    Run {
+        /// The deployment file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Which party: server, holder-<i> or dealer.
+        #[arg(long)]
+        party: String,
+    },
+    /// Runs every party of a deployment in this process (no network).
+    Simulate {
+        /// The deployment file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The server's side of prediction: loads checkpoint TAG on every party and writes id,score
+    /// for every sample id it knows. The other parties run `spnn run` as usual.
+    Predict {
+        /// The deployment file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The checkpoint to load (default: the final model).
+        #[arg(long, default_value = "final")]
+        tag: String,
+        /// Output CSV.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.quiet {
+        "warn"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn print_summary(s: &server::Summary) {
+    println!(
+        "done: {} epochs (resumed from epoch {}), test AUC {:.4}, last train loss {:.4}, {:.1}s, server traffic {:.1} MB\nmodel fingerprint {}",
+        s.epochs_run,
+        s.resumed_from_epoch,
+        s.test_auc,
+        s.train_loss,
+        s.seconds,
+        s.server_bytes as f64 / 1e6,
+        s.fingerprint
+    );
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let progress = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match &cli.command {
+        Command::Certs {
+            out,
+            holders,
+            dealer,
+            deployment,
+        } => {
+            let roster = Roster::spnn(*holders, *dealer)?;
+            let names: Vec<String> = roster
+                .ids()
+                .map(|p| roster.name(p).expect("roster"))
+                .collect();
+            DeploymentCerts::generate(deployment, &names)?.write_to(out)?;
+            println!(
+                "certificates for {} written to {}",
+                names.join(", "),
+                out.display()
+            );
+        }
+        Command::Keygen { out, name, bits } => {
+            let size = match bits {
+                2048 => KeySize::Bits2048,
+                3072 => KeySize::Bits3072,
+                b => return Err(CliError::Usage(format!("--bits {b}: use 2048 or 3072"))),
+            };
+            let kp = Keypair::generate(size, &mut SecureRng::from_os_entropy());
+            std::fs::create_dir_all(out)
+                .map_err(|e| CliError::Io(format!("{}: {e}", out.display())))?;
+            let public = out.join(format!("{name}.paillier.pub.json"));
+            let secret = out.join(format!("{name}.paillier.key.json"));
+            let pub_json = serde_json::to_string_pretty(&kp.public.to_data()).expect("plain data");
+            std::fs::write(&public, pub_json)
+                .map_err(|e| CliError::Io(format!("{}: {e}", public.display())))?;
+            write_secret(
+                &secret,
+                &serde_json::to_string_pretty(&kp.secret.to_data()).expect("plain data"),
+            )?;
+            println!(
+                "Paillier-{bits} key {} written to {} (secret key mode 0600)",
+                kp.public.id(),
+                out.display()
+            );
+        }
+        Command::Run { config, party } => {
+            let dep = Deployment::load(config)?;
+            match party::run(&dep, party, ServerOptions { progress })? {
+                Outcome::Server(s) => print_summary(&s),
+                Outcome::Holder { forwards, updates } => {
+                    println!("{party} done: {forwards} forward steps, {updates} updates")
+                }
+                Outcome::Dealer => println!("dealer done"),
+            }
+        }
+        Command::Simulate { config } => {
+            let dep = Deployment::load(config)?;
+            print_summary(&party::simulate(&dep, ServerOptions { progress })?);
+        }
+        Command::Predict { config, tag, out } => {
+            let dep = Deployment::load(config)?;
+            let net = party::connect(&dep, "server")?;
+            let n = server::predict(&dep, net, tag, out)?;
+            println!("{n} predictions written to {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spnn: error: {e}");
+            if let CliError::Net(_) | CliError::Spnn(_) = e
+                && let Some(config) = match &cli.command {
+                    Command::Run { config, .. } | Command::Predict { config, .. } => Some(config),
+                    _ => None,
+                }
+                && let Ok(dep) = Deployment::load(config)
+            {
+                let roster = dep.roster();
+                let legend: Vec<String> = roster
+                    .ids()
+                    .map(|p| format!("{p} = {}", roster.name(p).expect("roster")))
+                    .collect();
+                eprintln!("spnn: parties: {}", legend.join(", "));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Running one party of a deployment over mutual TLS, or every party in one process.
+
+use std::time::Duration;
+
+use spnn_burn::{HolderOptions, run_dealer, run_holder};
+use spnn_net::certs::Identity;
+use spnn_net::transport::tls::{TlsConfig, TlsTransport};
+use spnn_net::{Network, NetworkConfig, Role, Roster};
+
+use crate::config::Deployment;
+use crate::data::holder_table;
+use crate::error::{CliError, Result};
+use crate::server::{self, ServerOptions, Summary};
+
+/// What a party did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The server's training summary.
+    Server(Summary),
+    /// A holder served this many forwards and updates.
+    Holder {
+        /// Forward steps.
+        forwards: u64,
+        /// Updates.
+        updates: u64,
+    },
+    /// The dealer finished.
+    Dealer,
+}
+
+fn network_config(dep: &Deployment) -> NetworkConfig {
+    NetworkConfig::new(dep.session.id).with_timeout(Duration::from_secs(dep.session.timeout_secs))
+}
+
+fn role(roster: &Roster, party: &str) -> Result<(spnn_net::PartyId, Role)> {
+    let role =
+        Role::from_name(party).map_err(|_| CliError::Usage(format!("unknown party {party:?}")))?;
+    let id = roster
+        .id_of(role)
+        .map_err(|_| CliError::Usage(format!("{party} is not a party of this deployment")))?;
+    Ok((id, role))
+}
+
+/// Connects `party` to every other party of the deployment over mutual TLS.
+pub fn connect(dep: &Deployment, party: &str) -> Result<Network> {
+    let roster = dep.roster();
+    let (me, _) = role(&roster, party)?;
+    let identity = Identity::load(&dep.resolve(&dep.certs.dir), party)?;
+    let mut cfg = TlsConfig::new(me, roster.clone(), dep.addresses(), identity);
+    cfg.connect_timeout = Duration::from_secs(dep.session.connect_timeout_secs);
+    tracing::info!(
+        "{party} ({me}) listening on {}, connecting to its peers",
+        dep.addresses()[me.0 as usize]
+    );
+    let transport = TlsTransport::establish(cfg)?;
+    tracing::info!("{party}: all peers connected");
+    Ok(Network::new(me, roster, network_config(dep), transport)?)
+}
+
+/// Runs `party` on `net` until the session ends.
+pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) -> Result<Outcome> {
+    let (_, role) = role(&net.roster().clone(), party)?;
+    match role {
+        Role::Server => Ok(Outcome::Server(server::train(dep, net, opts)?)),
+        Role::Holder(_) => {
+            let data = dep.parties[party]
+                .data
+                .as_ref()
+                .expect("validated: holders have data");
+            let table = holder_table(dep, data)?;
+            tracing::info!(
+                "{party}: {} samples, {} features",
+                table.rows(),
+                table.cols()
+            );
+            let summary = run_holder(
+                net,
+                table,
+                HolderOptions {
+                    checkpoint_dir: dep.checkpoint_dir(party),
+                    ..Default::default()
+                },
+            )?;
+            Ok(Outcome::Holder {
+                forwards: summary.forwards,
+                updates: summary.updates,
+            })
+        }
+        Role::Dealer => {
+            run_dealer(net)?;
+            Ok(Outcome::Dealer)
+        }
+    }
+}
+
+/// Runs `party` of the deployment as its own process would.
+pub fn run(dep: &Deployment, party: &str, opts: ServerOptions) -> Result<Outcome> {
+    run_on(dep, party, connect(dep, party)?, opts)
+}
+
+/// Runs every party in this process over in-memory channels; returns the server's summary.
+/// With the same `session.insecure_seed`, the result is bit for bit that of a deployment.
+pub fn simulate(dep: &Deployment, opts: ServerOptions) -> Result<Summary> {
+    let roster = dep.roster();
+    let nets = Network::in_memory(&roster, network_config(dep));
+    let others: Vec<_> = nets[1..]
+        .iter()
+        .cloned()
+        .map(|net| {
+            let dep = dep.clone();
+            let name = roster.name(net.me()).expect("roster");
+            std::thread::spawn(move || run_on(&dep, &name, net, ServerOptions::default()))
+        })
+        .collect();
+    let result = server::train(dep, nets[0].clone(), opts);
+    drop(nets);
+    for h in others {
+        h.join()
+            .map_err(|_| CliError::Usage("a party thread panicked".into()))??;
+    }
+    result
+}

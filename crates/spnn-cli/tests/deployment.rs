@@ -1,0 +1,371 @@
+//! The `spnn` command end to end: real processes over mutual TLS on distinct loopback addresses,
+//! against the in-process simulation; faults, resumption, corrupted checkpoints, bad configs,
+//! wrong certificates.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+const SPNN: &str = env!("CARGO_BIN_EXE_spnn");
+
+/// Distinct loopback hosts and ports per test, so tests can run in parallel.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+fn ports(n: usize) -> Vec<u16> {
+    let base = 20000 + (std::process::id() % 20000) as u16;
+    (0..n)
+        .map(|_| base + NEXT_PORT.fetch_add(1, Ordering::SeqCst))
+        .collect()
+}
+
+struct Deployment {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn columns(range: std::ops::Range<usize>) -> String {
+    spnn_data::embedded::BREAST_CANCER_COLUMNS[range]
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A breast-cancer deployment: server, two holders, optional separate dealer; every party on its
+/// own loopback address (127.0.0.2, .3, …).
+fn deployment(epochs: usize, dealer: bool, extra_training: &str) -> Deployment {
+    let dir = tempfile::tempdir().unwrap();
+    let n = if dealer { 4 } else { 3 };
+    let p = ports(n);
+    let certs = dir.path().join("certs");
+    let mut args = vec!["certs", "--out", certs.to_str().unwrap(), "--holders", "2"];
+    if dealer {
+        args.push("--dealer");
+    }
+    let out = Command::new(SPNN).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut text = format!(
+        r#"
+[session]
+id = 99
+timeout_secs = 5
+connect_timeout_secs = 30
+insecure_seed = 7
+
+[protocol]
+dealer = "{dealer_mode}"
+momentum = 0.5
+
+[training]
+epochs = {epochs}
+batch_size = 64
+learning_rate = 0.1
+checkpoint_dir = "checkpoints"
+{extra_training}
+
+[model]
+hidden = [16, 8]
+
+[certs]
+dir = "certs"
+
+[labels]
+path = "embedded:breast_cancer"
+column = "label"
+positive = "1"
+
+[parties.server]
+address = "127.0.0.2:{p0}"
+
+[parties.holder-0]
+address = "127.0.0.3:{p1}"
+data = {{ path = "embedded:breast_cancer", columns = [{c0}] }}
+
+[parties.holder-1]
+address = "127.0.0.4:{p2}"
+data = {{ path = "embedded:breast_cancer", columns = [{c1}] }}
+"#,
+        dealer_mode = if dealer { "separate" } else { "server" },
+        p0 = p[0],
+        p1 = p[1],
+        p2 = p[2],
+        c0 = columns(0..15),
+        c1 = columns(15..30),
+    );
+    if dealer {
+        text += &format!("\n[parties.dealer]\naddress = \"127.0.0.5:{}\"\n", p[3]);
+    }
+    let config = dir.path().join("deployment.toml");
+    std::fs::write(&config, text).unwrap();
+    Deployment { dir, config }
+}
+
+fn parties(dealer: bool) -> Vec<&'static str> {
+    let mut v = vec!["server", "holder-0", "holder-1"];
+    if dealer {
+        v.push("dealer");
+    }
+    v
+}
+
+fn spawn(config: &Path, party: &str) -> Child {
+    Command::new(SPNN)
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--party",
+            party,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn fingerprint(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("model fingerprint "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no fingerprint in {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .to_string()
+}
+
+fn simulate(config: &Path) -> Output {
+    Command::new(SPNN)
+        .args(["simulate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+fn run_all(d: &Deployment, dealer: bool) -> Vec<Output> {
+    let children: Vec<Child> = parties(dealer)
+        .into_iter()
+        .map(|p| spawn(&d.config, p))
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+#[test]
+fn four_processes_on_separate_addresses_equal_the_simulation_bit_for_bit() {
+    let d = deployment(3, true, "");
+    let outs = run_all(&d, true);
+    for (o, p) in outs.iter().zip(parties(true)) {
+        assert!(
+            o.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let distributed = fingerprint(&outs[0]);
+    // The same deployment in one process, from scratch.
+    std::fs::remove_dir_all(d.dir.path().join("checkpoints")).unwrap();
+    let sim = simulate(&d.config);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert_eq!(fingerprint(&sim), distributed);
+}
+
+#[test]
+fn a_killed_holder_is_detected_and_a_restart_resumes_to_the_same_model() {
+    let epochs = 150;
+    let d = deployment(epochs, false, "checkpoint_every = 1");
+    // The uninterrupted reference, in a copy of the deployment.
+    let reference = deployment(epochs, false, "checkpoint_every = 1");
+    std::fs::copy(&d.config, &reference.config).unwrap();
+    let expected = fingerprint(&simulate(&reference.config));
+
+    let mut children: Vec<Child> = parties(false)
+        .into_iter()
+        .map(|p| spawn(&d.config, p))
+        .collect();
+    // Wait until a few checkpoints exist, then kill holder-1 mid-training.
+    let stderr = children[0].stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut server_log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        server_log += &line;
+        server_log.push('\n');
+        if line.contains("checkpoint epoch-3 saved") {
+            break;
+        }
+    }
+    children[2].kill().unwrap();
+    let killed_at = Instant::now();
+    children[2].wait().unwrap();
+    server_log.extend(lines.map(|l| l.unwrap() + "\n"));
+    let server = children.remove(0).wait_with_output().unwrap();
+    let holder0 = children.remove(0).wait_with_output().unwrap();
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(15),
+        "detection took {:?}",
+        killed_at.elapsed()
+    );
+    assert!(!server.status.success() && !holder0.status.success());
+    // Each survivor names the peer it lost (holder-1 itself, or a survivor that already left
+    // because of it) and prints the legend of party ids; at least one names holder-1.
+    let h0 = String::from_utf8_lossy(&holder0.stderr);
+    for log in [server_log.as_str(), &*h0] {
+        assert!(
+            log.contains("lost connection to party") && log.contains("party 2 = holder-1"),
+            "{log}"
+        );
+    }
+    assert!(
+        server_log.contains("lost connection to party 2")
+            || h0.contains("lost connection to party 2")
+    );
+
+    // Restart everyone: training resumes from the last checkpoint and ends where the
+    // uninterrupted run ends.
+    let outs = run_all(&d, false);
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&outs[0].stdout);
+    assert!(
+        !stdout.contains("resumed from epoch 0)"),
+        "the restart did not resume: {stdout}"
+    );
+    assert_eq!(fingerprint(&outs[0]), expected);
+}
+
+#[test]
+fn a_corrupted_checkpoint_is_refused() {
+    let d = deployment(2, false, "");
+    assert!(simulate(&d.config).status.success());
+    let file = d
+        .dir
+        .path()
+        .join("checkpoints/holder-0/holder-0-epoch-2.ckpt");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    // Ask for more epochs so the run resumes from epoch 2.
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("epochs = 2", "epochs = 3");
+    std::fs::write(&d.config, text).unwrap();
+    let out = simulate(&d.config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("checksum"), "{err}");
+}
+
+#[test]
+fn bad_config_fields_are_named() {
+    let d = deployment(1, false, "");
+    let base = std::fs::read_to_string(&d.config).unwrap();
+    for (edit, field) in [
+        (
+            base.replace("batch_size = 64", "batch_size = 0"),
+            "training.batch_size",
+        ),
+        (
+            base.replace("learning_rate = 0.1", "learning_rate = -1.0"),
+            "training.learning_rate",
+        ),
+        (
+            base.replace("hidden = [16, 8]", "hidden = []"),
+            "model.hidden",
+        ),
+        (base.replace("momentum = 0.5", "momentum = 1.5"), "protocol"),
+        (
+            base.replace("[parties.holder-1]", "[parties.holder-7]"),
+            "parties.holder-7",
+        ),
+        (
+            base.replace("epochs = 1", "epochs = 1\nbatchsize = 3"),
+            "batchsize",
+        ),
+        (
+            base.replace("127.0.0.4", "127.0.0.3").replace(
+                &format!(":{}\"\ndata", ports_of(&base)[2]),
+                &format!(":{}\"\ndata", ports_of(&base)[1]),
+            ),
+            "address",
+        ),
+    ] {
+        std::fs::write(&d.config, edit).unwrap();
+        let out = simulate(&d.config);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{field}: accepted");
+        assert!(err.contains(field), "{field} not named in: {err}");
+    }
+}
+
+fn ports_of(config: &str) -> Vec<String> {
+    config
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("address = \"")?
+                .split(':')
+                .nth(1)?
+                .strip_suffix('"')
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[test]
+fn a_party_with_a_foreign_certificate_is_refused() {
+    let d = deployment(1, false, "");
+    let foreign = d.dir.path().join("foreign");
+    let out = Command::new(SPNN)
+        .args([
+            "certs",
+            "--out",
+            foreign.to_str().unwrap(),
+            "--holders",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("dir = \"certs\"", "dir = \"foreign\"");
+    let foreign_config = d.dir.path().join("foreign.toml");
+    std::fs::write(&foreign_config, text).unwrap();
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("connect_timeout_secs = 30", "connect_timeout_secs = 4");
+    std::fs::write(&d.config, text).unwrap();
+    let server = spawn(&d.config, "server");
+    let h0 = spawn(&d.config, "holder-0");
+    let h1 = spawn(&foreign_config, "holder-1");
+    let (server, h0, h1) = (
+        server.wait_with_output().unwrap(),
+        h0.wait_with_output().unwrap(),
+        h1.wait_with_output().unwrap(),
+    );
+    assert!(!server.status.success() && !h1.status.success());
+    let _ = h0;
+    let s = String::from_utf8_lossy(&server.stderr);
+    assert!(
+        s.contains("holder-1") && s.contains("did not connect"),
+        "{s}"
+    );
+    let e = String::from_utf8_lossy(&h1.stderr);
+    assert!(e.contains("could not connect"), "{e}");
+}
