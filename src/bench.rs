@@ -62,6 +62,8 @@ pub struct Row {
     pub bytes_per_epoch: u64,
     /// Largest number of rounds of any party per epoch.
     pub rounds_per_epoch: u64,
+    /// SPNN-HE: Paillier encryptions and decryptions per batch, summed over the holders.
+    pub paillier_per_batch: Option<(f64, f64)>,
 }
 
 /// The data of a run: holders' standardised tables, labels, splits.
@@ -84,6 +86,36 @@ impl Data {
             train,
             test,
         })
+    }
+
+    /// `rows × cols` standard-normal features split evenly among `holders`, labels from a fixed
+    /// random linear rule with noise (about half positive). For scaling measurements.
+    pub fn synthetic(
+        rows: usize,
+        cols: usize,
+        holders: usize,
+        seed: u64,
+    ) -> spnn_data::Result<Self> {
+        use rand::Rng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || -> f32 {
+            // Box–Muller from two uniforms.
+            let (u, v): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random_range(0.0..1.0));
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        };
+        let w: Vec<f32> = (0..cols).map(|_| normal()).collect();
+        let data: Vec<f32> = (0..rows * cols).map(|_| normal()).collect();
+        let labels = (0..rows)
+            .map(|r| {
+                let s: f32 = (0..cols).map(|c| data[r * cols + c] * w[c]).sum::<f32>() + normal();
+                f32::from(u8::from(s > 0.0))
+            })
+            .collect();
+        let names = (0..cols).map(|c| format!("x{c}")).collect();
+        Self::new(
+            Table::new((0..rows as u64).collect(), names, data, Some(labels))?,
+            holders,
+        )
     }
 
     /// A packaged data set (`spnn_data::packaged`), already partitioned and encoded.
@@ -218,6 +250,7 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
         auc: roc_auc(&scores, &data.labels(&data.test)),
         bytes_per_epoch: 0,
         rounds_per_epoch: 0,
+        paillier_per_batch: None,
     }
 }
 
@@ -338,6 +371,7 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
         auc: roc_auc(&scores, &data.labels(&data.test)),
         bytes_per_epoch: bytes / setup.epochs as u64,
         rounds_per_epoch: rounds / setup.epochs as u64,
+        paillier_per_batch: None,
     }
 }
 
@@ -348,13 +382,19 @@ struct SpnnModel {
     head: Head,
 }
 
-/// SPNN-SS on networks built by `networks` (in-memory or TLS).
-pub fn spnn_ss(data: &Data, setup: &Setup, label: &str, networks: Vec<Network>) -> Row {
+/// SPNN-SS (or, with `config`, SPNN-HE) on networks built by `networks` (in-memory or TLS).
+pub fn spnn(
+    data: &Data,
+    setup: &Setup,
+    label: &str,
+    config: SpnnConfig,
+    networks: Vec<Network>,
+) -> Row {
     let holders = data.holders.iter().cloned().map(HolderSpec::new).collect();
     let sim = simulation::start_on(
         networks,
         holders,
-        SessionSpec::new(setup.widths[0]).with_config(SpnnConfig::default()),
+        SessionSpec::new(setup.widths[0]).with_config(config),
     )
     .expect("parties start");
     let device = device();
@@ -398,7 +438,14 @@ pub fn spnn_ss(data: &Data, setup: &Setup, label: &str, networks: Vec<Network>) 
         valid.head.forward(valid.first.forward(ids))
     });
     drop((model, valid));
-    sim.finish().expect("parties end cleanly");
+    let summaries = sim.finish().expect("parties end cleanly");
+    let batches = (setup.epochs * data.train.len().div_ceil(setup.batch)) as f64;
+    let paillier_per_batch = (config.protocol == spnn_burn::Protocol::Paillier).then(|| {
+        let enc: u64 = summaries.iter().map(|s| s.he.encryptions).sum();
+        let dec: u64 = summaries.iter().map(|s| s.he.decryptions).sum();
+        // The counts include the two synchronisation forwards of one sample each.
+        (enc as f64 / batches, dec as f64 / batches)
+    });
     let delta: Vec<MeterSnapshot> = after.iter().zip(&before).map(|(a, b)| a.since(b)).collect();
     let (bytes, rounds) = traffic(&delta);
     let sync_cost = spnn_burn::cost::inference_step(spnn_burn::cost::StepShape {
@@ -416,6 +463,7 @@ pub fn spnn_ss(data: &Data, setup: &Setup, label: &str, networks: Vec<Network>) 
         auc: roc_auc(&scores, &data.labels(&data.test)),
         bytes_per_epoch: bytes / setup.epochs as u64,
         rounds_per_epoch: rounds / setup.epochs as u64,
+        paillier_per_batch,
     }
 }
 
@@ -431,30 +479,49 @@ pub fn run(data: &Data, setup: &Setup) -> Vec<Row> {
     vec![
         plaintext(data, setup),
         split_learning(data, setup),
-        spnn_ss(
+        spnn(
             data,
             setup,
             "SPNN-SS, in-memory",
+            SpnnConfig::default(),
             Network::in_memory(&roster, config),
         ),
-        spnn_ss(
+        spnn(
             data,
             setup,
             "SPNN-SS, mutual TLS on loopback",
+            SpnnConfig::default(),
             loopback_mesh(&roster, &certs, config).expect("TLS mesh"),
         ),
     ]
+}
+
+/// SPNN-HE (Paillier-2048, in-memory) on `data`: the row to add to [`run`]'s.
+pub fn spnn_he(data: &Data, setup: &Setup) -> Row {
+    let roster = Roster::spnn(setup.holders as u16, false).expect("k ≥ 2");
+    let config = NetworkConfig::new(22).with_timeout(Duration::from_secs(3600));
+    let he = SpnnConfig::default().with_protocol(spnn_burn::Protocol::Paillier);
+    spnn(
+        data,
+        setup,
+        "SPNN-HE (Paillier-2048), in-memory",
+        he,
+        Network::in_memory(&roster, config),
+    )
 }
 
 /// The rows as a markdown table, with the ratio to plaintext time.
 pub fn markdown(rows: &[Row]) -> String {
     let base = rows.first().map_or(1.0, |r| r.seconds_per_epoch);
     let mut out = String::from(
-        "| system | s / epoch | × plaintext | test AUC | bytes / epoch | rounds / epoch |\n|---|---|---|---|---|---|\n",
+        "| system | s / epoch | × first row | test AUC | bytes / epoch | rounds / epoch | Paillier enc / dec per batch |\n|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
+        let he = r
+            .paillier_per_batch
+            .map_or("—".to_string(), |(e, d)| format!("{e:.0} / {d:.0}"));
         out += &format!(
-            "| {} | {:.4} | {:.1} | {:.4} | {} | {} |\n",
+            "| {} | {:.4} | {:.1} | {:.4} | {} | {} | {he} |\n",
             r.system,
             r.seconds_per_epoch,
             r.seconds_per_epoch / base,

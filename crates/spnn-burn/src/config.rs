@@ -30,6 +30,16 @@ pub enum DealerMode {
     Separate,
 }
 
+/// How the holders compute the private first layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// SPNN-SS: Beaver triples from a dealer (the server or a separate party). The default.
+    #[default]
+    SecretSharing,
+    /// SPNN-HE: cross terms between holders with Paillier; no dealer. Two holders.
+    Paillier,
+}
+
 /// Where the labels are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LabelMode {
@@ -85,6 +95,11 @@ pub struct SpnnConfig {
     pub labels: LabelMode,
     /// Where randomness comes from (default [`Randomness::OsEntropy`]).
     pub randomness: Randomness,
+    /// Secret sharing with a dealer, or Paillier (default [`Protocol::SecretSharing`]).
+    pub protocol: Protocol,
+    /// Paillier modulus size every holder must use (default 2048). Below 2048 is insecure and
+    /// accepted only for tests.
+    pub he_key_bits: u32,
 }
 
 impl Default for SpnnConfig {
@@ -96,6 +111,8 @@ impl Default for SpnnConfig {
             dealer: DealerMode::Server,
             labels: LabelMode::Server,
             randomness: Randomness::OsEntropy,
+            protocol: Protocol::SecretSharing,
+            he_key_bits: spnn_crypto::paillier::MIN_SECURE_BITS,
         }
     }
 }
@@ -114,6 +131,17 @@ impl SpnnConfig {
         {
             return Err(SpnnError::Config(format!(
                 "gradient scale {c} must be positive"
+            )));
+        }
+        if self.protocol == Protocol::Paillier && self.dealer == DealerMode::Separate {
+            return Err(SpnnError::Config(
+                "SPNN-HE needs no dealer: use DealerMode::Server".into(),
+            ));
+        }
+        if self.he_key_bits < 256 || !self.he_key_bits.is_multiple_of(2) {
+            return Err(SpnnError::Config(format!(
+                "Paillier keys of {} bits",
+                self.he_key_bits
             )));
         }
         FixedPoint::new(self.frac_bits).map_err(SpnnError::from)
@@ -146,6 +174,18 @@ impl SpnnConfig {
     /// The same with another gradient scale.
     pub fn with_gradient_scale(mut self, scale: GradientScale) -> Self {
         self.gradient_scale = scale;
+        self
+    }
+
+    /// The same with another protocol.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The same with Paillier keys of `bits` bits. **Insecure** below 2048: tests only.
+    pub fn with_he_key_bits(mut self, bits: u32) -> Self {
+        self.he_key_bits = bits;
         self
     }
 

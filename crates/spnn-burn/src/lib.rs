@@ -26,7 +26,7 @@ pub mod tensor;
 pub mod train;
 
 pub use bottom::BottomModel;
-pub use config::{DealerMode, GradientScale, LabelMode, Randomness, SpnnConfig};
+pub use config::{DealerMode, GradientScale, LabelMode, Protocol, Randomness, SpnnConfig};
 pub use error::{Result, SpnnError};
 pub use head::{BinaryCrossEntropyHead, LabelHead};
 pub use private_linear::{

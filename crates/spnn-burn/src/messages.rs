@@ -8,7 +8,7 @@ use spnn_crypto::{RingMatrix, SecretSeed};
 use spnn_net::codec::{Codec, Message, Reader};
 use spnn_net::{CodecError, FloatMatrix};
 
-use crate::config::{DealerMode, GradientScale, LabelMode, Randomness, SpnnConfig};
+use crate::config::{DealerMode, GradientScale, LabelMode, Protocol, Randomness, SpnnConfig};
 
 /// Version of the SPNN protocol spoken by this build (checked at set-up).
 pub const SPNN_PROTOCOL_VERSION: u16 = 1;
@@ -263,6 +263,11 @@ impl Codec for Setup {
                 s.encode(out);
             }
         }
+        out.push(match c.protocol {
+            Protocol::SecretSharing => 0,
+            Protocol::Paillier => 1,
+        });
+        c.he_key_bits.encode(out);
         self.resume.encode(out);
     }
 
@@ -300,6 +305,12 @@ impl Codec for Setup {
             1 => Randomness::InsecureSeededForTests(u64::read(r)?),
             t => return Err(bad("randomness", t)),
         };
+        let protocol = match r.u8("protocol")? {
+            0 => Protocol::SecretSharing,
+            1 => Protocol::Paillier,
+            t => return Err(bad("protocol", t)),
+        };
+        let he_key_bits = u32::read(r)?;
         Ok(Self {
             widths,
             output,
@@ -311,6 +322,8 @@ impl Codec for Setup {
                 dealer,
                 labels,
                 randomness,
+                protocol,
+                he_key_bits,
             },
             resume: Option::read(r)?,
         })
@@ -437,7 +450,9 @@ mod tests {
                 .with_labels(LabelMode::Holder(1))
                 .with_dealer(DealerMode::Separate)
                 .with_randomness(Randomness::InsecureSeededForTests(7))
-                .with_gradient_scale(GradientScale::Fixed(1.0)),
+                .with_gradient_scale(GradientScale::Fixed(1.0))
+                .with_protocol(Protocol::Paillier)
+                .with_he_key_bits(512),
         ] {
             round_trip(Setup {
                 widths: vec![15, 15],

@@ -122,6 +122,7 @@ pub fn start_on(
                         checkpoint_dir: h.checkpoint_dir,
                         allow_insecure_reveal: h.allow_insecure_reveal,
                         labels: h.labels,
+                        paillier: None,
                     };
                     match h.bottom {
                         Some(launch) => launch(net, h.features, options),

@@ -59,7 +59,7 @@ fn fingerprints(table: &spnn_data::Table) -> (HashSet<[u8; 8]>, HashSet<[u8; 4]>
     (fixed, floats)
 }
 
-fn check_transcripts(k: usize, config: SpnnConfig) {
+fn check_transcripts(k: usize, config: SpnnConfig) -> Vec<spnn_net::Network> {
     let (data, sim) = audited(k, config);
     let grads = train_steps(&sim, &data, config, 4);
     let nets: Vec<_> = sim.networks().to_vec();
@@ -177,6 +177,7 @@ fn check_transcripts(k: usize, config: SpnnConfig) {
             }
         }
     }
+    nets
 }
 
 /// The ring matrices a message carries (the message types that carry matrix data).
@@ -210,6 +211,48 @@ fn float_matrix(r: &spnn_net::Received) -> Option<spnn_net::FloatMatrix> {
 #[test]
 fn transcripts_two_holders_labels_at_server() {
     check_transcripts(2, SpnnConfig::default());
+}
+
+#[test]
+fn transcripts_spnn_he() {
+    use spnn_burn::protocol::he::{EncryptedShare, MaskedProduct, PaillierKey};
+    let config = SpnnConfig::default()
+        .with_protocol(spnn_burn::Protocol::Paillier)
+        .with_he_key_bits(1024);
+    let nets = check_transcripts(2, config);
+    // Between holders only seeds, public keys, ciphertexts and masked ciphertexts travel.
+    let allowed: HashSet<u16> = [
+        spnn_burn::messages::PairSeed::KIND,
+        PaillierKey::KIND,
+        EncryptedShare::KIND,
+        MaskedProduct::KIND,
+    ]
+    .into();
+    for (p, net) in nets.iter().enumerate().skip(1) {
+        let from_holder: Vec<_> = net
+            .transcript()
+            .into_iter()
+            .filter(|r| r.from != PartyId(0))
+            .collect();
+        assert!(from_holder.iter().any(|r| r.kind == MaskedProduct::KIND));
+        for r in from_holder {
+            assert!(
+                allowed.contains(&r.kind),
+                "holder {p} received kind {:#06x} from {}",
+                r.kind,
+                r.from
+            );
+        }
+        // And nothing from a dealer: the server sends commands and gradient shares only.
+        for r in net
+            .transcript()
+            .into_iter()
+            .filter(|r| r.from == PartyId(0))
+        {
+            assert_ne!(r.kind, spnn_burn::messages::DealerBundle::KIND);
+            assert_ne!(r.kind, spnn_burn::messages::DealerSeed::KIND);
+        }
+    }
 }
 
 #[test]

@@ -6,9 +6,12 @@ mod common;
 use burn::optim::SgdConfig;
 use burn::optim::momentum::MomentumConfig;
 use common::*;
-use spnn_burn::{DealerMode, LabelMode, SpnnConfig};
+use spnn_burn::{DealerMode, LabelMode, Protocol, SpnnConfig};
 
 const EPOCHS: usize = 10;
+/// SPNN-HE costs about a second per step with 2048-bit keys: the CI variant trains fewer epochs
+/// (the benchmark runs the full ten).
+const HE_EPOCHS: usize = 3;
 const LR: f64 = 0.1;
 
 fn optimizer(momentum: f64) -> burn::optim::ModuleOptimizer {
@@ -27,6 +30,11 @@ fn optimizer(momentum: f64) -> burn::optim::ModuleOptimizer {
 }
 
 fn parity(k: usize, config: SpnnConfig) {
+    let epochs = if config.protocol == Protocol::Paillier {
+        HE_EPOCHS
+    } else {
+        EPOCHS
+    };
     let data = Data::new(k);
     let device = device();
     let sim = start(&data, config, true);
@@ -35,7 +43,7 @@ fn parity(k: usize, config: SpnnConfig) {
     let mut plain = plain_twin(&spnn, w0, data.d(), &device);
     let (mut o1, mut o2) = (optimizer(config.momentum), optimizer(config.momentum));
     let mut max_z_diff = 0f32;
-    for epoch in 0..EPOCHS {
+    for epoch in 0..epochs {
         for ids in data.batches(epoch, 64) {
             let y = data.labels(&ids);
             spnn = match config.labels {
@@ -96,6 +104,11 @@ fn three_holders_separate_dealer_with_momentum() {
 #[test]
 fn two_holders_labels_at_a_holder() {
     parity(2, SpnnConfig::default().with_labels(LabelMode::Holder(0)));
+}
+
+#[test]
+fn spnn_he_with_2048_bit_keys() {
+    parity(2, SpnnConfig::default().with_protocol(Protocol::Paillier));
 }
 
 #[test]

@@ -15,7 +15,7 @@
 mod common;
 
 use common::*;
-use spnn_burn::{LabelMode, SpnnConfig};
+use spnn_burn::{LabelMode, Protocol, SpnnConfig};
 
 fn max_abs(v: &[f32]) -> f64 {
     v.iter().fold(0f64, |m, &x| m.max((x as f64).abs()))
@@ -103,6 +103,17 @@ fn two_holders_labels_at_server_track_plaintext_sgd_step_by_step() {
 #[test]
 fn three_holders_with_dealer_pairs_track_plaintext_sgd_step_by_step() {
     lockstep(3, SpnnConfig::default(), 7);
+}
+
+#[test]
+fn spnn_he_tracks_plaintext_sgd_step_by_step() {
+    // Paillier products are exact in the ring, so the SS bounds hold unchanged. Insecure
+    // 1024-bit test keys keep the test fast; the parity test uses 2048 bits.
+    let config = SpnnConfig::default()
+        .with_protocol(Protocol::Paillier)
+        .with_he_key_bits(1024);
+    lockstep(2, config, 3);
+    lockstep(2, config.with_labels(LabelMode::Holder(1)), 2);
 }
 
 #[test]

@@ -50,9 +50,12 @@ fn default_timeout() -> u64 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
-    /// `"ss"` (secret sharing; the only one this build runs).
+    /// `"ss"` (secret sharing with a dealer, default) or `"he"` (Paillier between two holders).
     #[serde(default = "default_kind")]
     pub kind: String,
+    /// Paillier modulus size for `"he"` (default 2048; 3072 for more margin).
+    #[serde(default = "default_he_bits")]
+    pub he_key_bits: u32,
     /// Fixed-point fractional bits (default 16).
     #[serde(default = "default_frac")]
     pub frac_bits: u32,
@@ -70,6 +73,9 @@ fn default_kind() -> String {
 fn default_frac() -> u32 {
     16
 }
+fn default_he_bits() -> u32 {
+    2048
+}
 fn default_dealer() -> String {
     "server".into()
 }
@@ -78,6 +84,7 @@ impl Default for Protocol {
     fn default() -> Self {
         Self {
             kind: default_kind(),
+            he_key_bits: default_he_bits(),
             frac_bits: default_frac(),
             momentum: 0.0,
             dealer: default_dealer(),
@@ -191,6 +198,11 @@ pub struct Party {
     /// The party's features (holders only).
     #[serde(default)]
     pub data: Option<Data>,
+    /// SPNN-HE: the directory holding this holder's key pair from `spnn keygen --name <party>`
+    /// (`<party>.paillier.pub.json`, `<party>.paillier.key.json`). Without it a fresh pair is
+    /// generated when the session starts.
+    #[serde(default)]
+    pub paillier_keys: Option<PathBuf>,
 }
 
 /// The whole deployment file.
@@ -272,10 +284,16 @@ impl Deployment {
                 format!("{:?}: use relu, tanh or sigmoid", self.model.activation),
             ));
         }
-        if self.protocol.kind != "ss" {
+        if !["ss", "he"].contains(&self.protocol.kind.as_str()) {
             return Err(self.error(
                 "protocol.kind",
-                format!("{:?}: this build runs \"ss\"", self.protocol.kind),
+                format!("{:?}: use \"ss\" or \"he\"", self.protocol.kind),
+            ));
+        }
+        if self.protocol.kind == "he" && self.protocol.he_key_bits < 2048 {
+            return Err(self.error(
+                "protocol.he_key_bits",
+                "Paillier keys need at least 2048 bits",
             ));
         }
         if !["server", "separate"].contains(&self.protocol.dealer.as_str()) {
@@ -293,6 +311,12 @@ impl Deployment {
         let k = self.holders();
         if k < 2 {
             return Err(self.error("parties", "needs at least holder-0 and holder-1"));
+        }
+        if self.protocol.kind == "he" && k != 2 {
+            return Err(self.error(
+                "parties",
+                format!("protocol \"he\" runs with two holders, not {k}"),
+            ));
         }
         let separate = self.protocol.dealer == "separate";
         for name in self.parties.keys() {
@@ -380,6 +404,11 @@ impl Deployment {
             });
         if let Some(seed) = self.session.insecure_seed {
             c = c.with_randomness(Randomness::InsecureSeededForTests(seed));
+        }
+        if self.protocol.kind == "he" {
+            c = c
+                .with_protocol(spnn_burn::Protocol::Paillier)
+                .with_he_key_bits(self.protocol.he_key_bits);
         }
         c
     }

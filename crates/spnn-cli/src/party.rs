@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use spnn_burn::{HolderOptions, run_dealer, run_holder};
+use spnn_crypto::paillier::{Keypair, PublicKey, PublicKeyData, SecretKey, SecretKeyData};
 use spnn_net::certs::Identity;
 use spnn_net::transport::tls::{TlsConfig, TlsTransport};
 use spnn_net::{Network, NetworkConfig, Role, Roster};
@@ -73,11 +74,16 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
                 table.rows(),
                 table.cols()
             );
+            let paillier = match &dep.parties[party].paillier_keys {
+                Some(dir) => Some(load_paillier(&dep.resolve(dir), party)?),
+                None => None,
+            };
             let summary = run_holder(
                 net,
                 table,
                 HolderOptions {
                     checkpoint_dir: dep.checkpoint_dir(party),
+                    paillier,
                     ..Default::default()
                 },
             )?;
@@ -91,6 +97,29 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
             Ok(Outcome::Dealer)
         }
     }
+}
+
+/// Loads the key pair `spnn keygen --name <party>` wrote into `dir`.
+pub fn load_paillier(dir: &std::path::Path, party: &str) -> Result<Keypair> {
+    let read = |file: String| -> Result<String> {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path).map_err(|e| CliError::Io(format!("{}: {e}", path.display())))
+    };
+    let bad = |e: serde_json::Error| CliError::Io(format!("{party}'s Paillier key: {e}"));
+    let public: PublicKeyData =
+        serde_json::from_str(&read(format!("{party}.paillier.pub.json"))?).map_err(bad)?;
+    let secret: SecretKeyData =
+        serde_json::from_str(&read(format!("{party}.paillier.key.json"))?).map_err(bad)?;
+    let (public, secret) = (
+        PublicKey::from_data(&public)?,
+        SecretKey::from_data(&secret)?,
+    );
+    if public.id() != secret.id() {
+        return Err(CliError::Io(format!(
+            "{party}'s Paillier public and secret keys do not match"
+        )));
+    }
+    Ok(Keypair { public, secret })
 }
 
 /// Runs `party` of the deployment as its own process would.

@@ -369,3 +369,55 @@ fn a_party_with_a_foreign_certificate_is_refused() {
     let e = String::from_utf8_lossy(&h1.stderr);
     assert!(e.contains("could not connect"), "{e}");
 }
+
+#[test]
+fn spnn_he_with_keys_from_keygen_runs_across_processes_like_the_simulation() {
+    let d = deployment(1, false, "");
+    let keys = d.dir.path().join("keys");
+    for party in ["holder-0", "holder-1"] {
+        let out = Command::new(SPNN)
+            .args(["keygen", "--out", keys.to_str().unwrap(), "--name", party])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(keys.join(format!("{party}.paillier.key.json")))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "secret key readable by others");
+        }
+    }
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("[protocol]", "[protocol]\nkind = \"he\"")
+        .replace(
+            "[parties.holder-0]",
+            "[parties.holder-0]\npaillier_keys = \"keys\"",
+        )
+        .replace(
+            "[parties.holder-1]",
+            "[parties.holder-1]\npaillier_keys = \"keys\"",
+        )
+        .replace("timeout_secs = 5\n", "timeout_secs = 120\n");
+    std::fs::write(&d.config, text).unwrap();
+    let outs = run_all(&d, false);
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let distributed = fingerprint(&outs[0]);
+    std::fs::remove_dir_all(d.dir.path().join("checkpoints")).unwrap();
+    let sim = simulate(&d.config);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert_eq!(fingerprint(&sim), distributed);
+}

@@ -10,7 +10,7 @@ use spnn_crypto::{RingMatrix, SecretSeed};
 use spnn_net::{Network, PartyId, Role};
 
 use super::{backward_shifts, bundle, needs_pairs, update_shifts};
-use crate::config::SpnnConfig;
+use crate::config::{Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
 
@@ -95,7 +95,9 @@ impl DealerEngine {
         batch: usize,
         train: bool,
     ) -> Result<()> {
-        if self.params.kind != LayerKind::PrivateLinear {
+        if self.params.kind != LayerKind::PrivateLinear
+            || self.params.config.protocol == Protocol::Paillier
+        {
             return Ok(());
         }
         let key = (step, batch, train);

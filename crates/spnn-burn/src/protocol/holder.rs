@@ -40,14 +40,17 @@ use spnn_data::Table;
 use spnn_net::codec::{Blob, Codec, Reader};
 use spnn_net::{Network, PartyId, Role};
 
+use super::he::{HeCounters, HeEngine};
 use super::scale::PublicScale;
 use super::{backward_shifts, bundle, forward_shapes, needs_pairs, pair_prg, update_shifts};
 use crate::bottom::{BottomModel, BottomRunner, Runner};
 use crate::checkpoint;
+use crate::config::Protocol;
 use crate::config::{DealerMode, LabelMode, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::head::LabelHead;
 use crate::messages::*;
+use spnn_crypto::paillier::{KeySize, Keypair, MIN_SECURE_BITS};
 
 /// How a holder runs, besides its data.
 #[derive(Default)]
@@ -59,6 +62,9 @@ pub struct HolderOptions {
     pub allow_insecure_reveal: bool,
     /// The labels and the loss head, for the label holder.
     pub labels: Option<HolderLabels>,
+    /// This holder's Paillier key pair for SPNN-HE (made once per deployment, e.g. with
+    /// `spnn keygen`). Without one, an SPNN-HE session generates a fresh pair at set-up.
+    pub paillier: Option<Keypair>,
 }
 
 /// The label holder's labels and head.
@@ -76,6 +82,8 @@ pub struct HolderSummary {
     pub forwards: u64,
     /// Updates applied.
     pub updates: u64,
+    /// Paillier work (SPNN-HE sessions; zero otherwise).
+    pub he: HeCounters,
 }
 
 struct Saved {
@@ -115,6 +123,10 @@ struct Holder {
     updates: u64,
     /// Bottom-model mode: the holder's own Burn model. `None` in SPNN-SS mode.
     bottom: Option<Box<dyn BottomRunner>>,
+    /// SPNN-HE: keys and counters. `None` with a dealer.
+    he: Option<HeEngine>,
+    /// SPNN-HE: the encoded features of the last training forward.
+    he_saved: Option<(u64, RingMatrix)>,
 }
 
 /// Runs holder `net.role()` of an SPNN-SS session until the server ends it.
@@ -227,8 +239,46 @@ fn start(
         forwards: 0,
         updates: 0,
         bottom,
+        he: None,
+        he_saved: None,
     };
     holder.exchange_pair_seeds()?;
+    if holder.config.protocol == Protocol::Paillier {
+        if holder.k() != 2 || holder.bottom.is_some() {
+            return Err(SpnnError::Config(
+                "SPNN-HE runs PrivateLinear with exactly two holders".into(),
+            ));
+        }
+        let keys = match options.paillier {
+            Some(k) => k,
+            None => {
+                let mut rng = holder
+                    .config
+                    .randomness
+                    .rng(holder.party(), 0, "paillier-keygen");
+                let bits = holder.config.he_key_bits;
+                if bits >= MIN_SECURE_BITS {
+                    Keypair::generate(
+                        if bits >= 3072 {
+                            KeySize::Bits3072
+                        } else {
+                            KeySize::Bits2048
+                        },
+                        &mut rng,
+                    )
+                } else {
+                    Keypair::generate_insecure_for_tests(bits, &mut rng)?
+                }
+            }
+        };
+        let peer = holder.holders[1 - holder.me];
+        holder.he = Some(HeEngine::establish(
+            &holder.net,
+            peer,
+            keys,
+            &holder.config,
+        )?);
+    }
     match &setup.resume {
         Some(tag) => holder.load(tag)?,
         None if holder.bottom.is_none() => holder.init_weights()?,
@@ -350,6 +400,7 @@ impl Holder {
                     return Ok(HolderSummary {
                         forwards: self.forwards,
                         updates: self.updates,
+                        he: self.he.as_ref().map(|h| h.counters).unwrap_or_default(),
                     });
                 }
             }
@@ -451,7 +502,86 @@ impl Holder {
         Ok(())
     }
 
+    /// The rows of `W` that belong to holder `j`'s columns.
+    fn block(&self, j: usize) -> (usize, usize) {
+        let start: usize = self.widths[..j].iter().sum();
+        (start, start + self.widths[j])
+    }
+
+    /// SPNN-HE forward: local term plus the two cross terms (module [`super::he`]).
+    fn forward_he(&mut self, step: u64, ids: &[u64], train: bool) -> Result<()> {
+        let (b, h, me) = (ids.len(), self.h, self.me);
+        let other = 1 - me;
+        let x = self
+            .fp
+            .encode_matrix(b, self.widths[me], &self.features.gather(ids)?)?;
+        let (mine, theirs) = (self.block(me), self.block(other));
+        let w = self.w.value();
+        let mut rng = self
+            .config
+            .randomness
+            .rng(self.net.me(), step, "he-forward");
+        let he = self.he.as_mut().expect("HE session");
+        he.send_encrypted(
+            &self.net,
+            &w.slice_rows(theirs.0, theirs.1)?,
+            self.widths[other],
+            &mut rng,
+        )?;
+        let cross_mine = he.multiply_and_mask(&self.net, &x, h, &mut rng)?;
+        let cross_theirs = he.receive_product(&self.net, (b, h), self.widths[other])?;
+        let mut z = x.matmul(&w.slice_rows(mine.0, mine.1)?)?;
+        z.add_assign(&cross_mine)?;
+        z.add_assign(&cross_theirs)?;
+        self.net.send(self.server, &ZShare(z))?;
+        self.forwards += 1;
+        self.he_saved = train.then_some((step, x));
+        self.head(ids, train)
+    }
+
+    /// SPNN-HE backward: `Xᵀ·cG` with the cross terms under Paillier, then `× 1/c`.
+    fn backward_he(&mut self, step: u64, scale: f64, g: RingMatrix) -> Result<()> {
+        let (x_step, x) = self.he_saved.take().ok_or_else(|| {
+            protocol(
+                self.server,
+                format!("backward of step {step} without its training forward"),
+            )
+        })?;
+        if x_step != step {
+            return Err(protocol(
+                self.server,
+                format!("backward of step {step}, the last training forward was {x_step}"),
+            ));
+        }
+        let (b, h, me) = (x.rows(), self.h, self.me);
+        let other = 1 - me;
+        let xt = x.transpose();
+        let mut rng = self
+            .config
+            .randomness
+            .rng(self.net.me(), step, "he-backward");
+        let he = self.he.as_mut().expect("HE session");
+        he.send_encrypted(&self.net, &g, b, &mut rng)?;
+        let cross_mine = he.multiply_and_mask(&self.net, &xt, h, &mut rng)?;
+        let cross_theirs = he.receive_product(&self.net, (self.widths[other], h), b)?;
+        let mut own = xt.matmul(&g)?;
+        own.add_assign(&cross_mine)?;
+        let blocks = if me == 0 {
+            [&own, &cross_theirs]
+        } else {
+            [&cross_theirs, &own]
+        };
+        let grad = RingMatrix::vstack(&blocks)?;
+        let s = self.share(grad, 2 * self.fp.frac_bits())?;
+        let grad = self.mul_public(s, 1.0 / scale)?;
+        self.pending = self.pending.add(&grad)?;
+        Ok(())
+    }
+
     fn forward(&mut self, step: u64, ids: Vec<u64>, train: bool) -> Result<()> {
+        if self.he.is_some() {
+            return self.forward_he(step, &ids, train);
+        }
         if self.bottom.is_some() {
             self.forward_bottom(step, &ids, train)?;
             self.forwards += 1;
@@ -553,7 +683,42 @@ impl Holder {
         Ok(())
     }
 
+    /// The share of `c·G` from the server: in full for holder 0, from a seed for the others.
+    fn receive_gradient(&self, (b, h): (usize, usize)) -> Result<RingMatrix> {
+        if self.me == 0 {
+            let GradShare(g) = self.net.recv(self.server)?;
+            if g.shape() != (b, h) {
+                return Err(protocol(
+                    self.server,
+                    format!(
+                        "gradient share of shape {:?}, expected {:?}",
+                        g.shape(),
+                        (b, h)
+                    ),
+                ));
+            }
+            Ok(g)
+        } else {
+            let GradSeed(seed) = self.net.recv(self.server)?;
+            Ok(bundle::derive(&seed, &[(b, h)]).remove(0))
+        }
+    }
+
     fn backward(&mut self, step: u64, scale: f64) -> Result<()> {
+        if self.he.is_some() {
+            let b = self
+                .he_saved
+                .as_ref()
+                .map(|(_, x)| x.rows())
+                .ok_or_else(|| {
+                    protocol(
+                        self.server,
+                        format!("backward of step {step} without its training forward"),
+                    )
+                })?;
+            let g = self.receive_gradient((b, self.h))?;
+            return self.backward_he(step, scale, g);
+        }
         if let Some(runner) = self.bottom.as_mut() {
             if self.saved_step.take() != Some(step) {
                 return Err(protocol(
@@ -576,23 +741,7 @@ impl Holder {
             })?;
         let (b, h, f) = (saved.ids.len(), self.h, self.fp.frac_bits());
         // 1. receive gradient share
-        let g = if self.me == 0 {
-            let GradShare(g) = self.net.recv(self.server)?;
-            if g.shape() != (b, h) {
-                return Err(protocol(
-                    self.server,
-                    format!(
-                        "gradient share of shape {:?}, expected {:?}",
-                        g.shape(),
-                        (b, h)
-                    ),
-                ));
-            }
-            g
-        } else {
-            let GradSeed(seed) = self.net.recv(self.server)?;
-            bundle::derive(&seed, &[(b, h)]).remove(0)
-        };
+        let g = self.receive_gradient((b, h))?;
         self.receive_pairs(&backward_shifts(&self.config, scale)?)?;
         // 2. open F'
         let fprime = self.open(vec![g.sub(&saved.v2)?])?.remove(0);

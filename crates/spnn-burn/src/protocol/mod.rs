@@ -8,6 +8,7 @@
 
 pub(crate) mod bundle;
 pub mod dealer;
+pub mod he;
 pub mod holder;
 pub mod scale;
 pub mod server;

@@ -133,6 +133,12 @@ impl ServerSession {
                 holders.len()
             )));
         }
+        if spec.config.protocol == crate::config::Protocol::Paillier && holders.len() != 2 {
+            return Err(SpnnError::Config(format!(
+                "SPNN-HE runs with two holders, not {}",
+                holders.len()
+            )));
+        }
         let separate_dealer = match spec.config.dealer {
             DealerMode::Server => None,
             DealerMode::Separate => Some(roster.id_of(Role::Dealer)?),

@@ -25,6 +25,7 @@
 mod ciphertext;
 mod fixed_base;
 mod keys;
+mod matrix;
 mod packing;
 
 pub use ciphertext::Ciphertext;

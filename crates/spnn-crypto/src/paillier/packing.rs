@@ -11,7 +11,7 @@
 //! **Overflow guard.** A [`PackedCiphertext`] carries `bound_bits`: every slot is known to hold
 //! `|v| < 2^{bound_bits}`. Each operation updates the bound (addition: `max + 1`; scalar
 //! multiplication by `k`: `+ bits(|k|)`; a plaintext–ciphertext product with inner dimension `d`:
-//! `+ 63 + ⌈log2 d⌉`; a statistical mask of `σ` bits: `+ σ + 1`) and returns
+//! `+ bits(max |P|) + ⌈log2 d⌉`; a statistical mask of `σ` bits: `+ σ + 1`) and returns
 //! [`CryptoError::SlotOverflow`] before computing anything whose bound reaches `s − 1`.
 
 use rand::RngCore;
@@ -332,8 +332,16 @@ impl PublicKey {
             }
         }
         let in_bound = c.cells.iter().map(|x| x.bound_bits).max().unwrap_or(0);
-        let bound_bits =
-            packing.check_bound(in_bound + 63 + (d.max(1) as u64).next_power_of_two().ilog2())?;
+        // The plaintext entries' actual magnitude bounds the products (fixed-point features use
+        // about 32 of the 64 bits, which buys wider packing than a worst-case 63).
+        let p_bits = p
+            .as_slice()
+            .iter()
+            .map(|&x| 64 - (x as i64).unsigned_abs().leading_zeros())
+            .max()
+            .unwrap_or(0);
+        let bound_bits = packing
+            .check_bound(in_bound + p_bits + (d.max(1) as u64).next_power_of_two().ilog2())?;
         // Inverses for negative entries, computed once per input cell.
         let inverses: Vec<Integer> =
             c.cells

@@ -1,0 +1,463 @@
+//! SPNN-HE: the cross terms between two holders with Paillier instead of a dealer.
+//!
+//! Holder `j` knows its features `X_j` in the clear and a share of every block of `W`. The
+//! product `X·W = Σ_j X_j·W_j` needs, besides local terms, the **cross terms** `X_j·⟨W_j⟩_o`:
+//! holder `j`'s plaintext times holder `o`'s share. For each:
+//!
+//! 1. *encrypt share*: `o` encrypts its share under its own key, row-packed, and sends it to `j`;
+//! 2. *multiply and mask*: `j` computes `X_j ⊗ Enc(⟨W_j⟩_o)` homomorphically, adds a uniform mask
+//!    `R` of `bound + 40` bits to every slot (statistical distance `2^{−40}` from uniform), sends
+//!    the result back and keeps `−R mod 2^64`;
+//! 3. *decrypt*: `o` decrypts and keeps `X_j·⟨W_j⟩_o + R mod 2^64`.
+//!
+//! The two shares add up to the cross term in Z_2^64. The backward pass does the same for
+//! `X_jᵀ·⟨cG⟩_o`. Only ciphertexts under the receiver's peer's key and masked values cross
+//! between holders. Slots are sized from public shapes: `32` bits of features (the fixed-point
+//! range), `64` of a share, `⌈log2 terms⌉` of the sum, `40` of mask and three of sign and carry.
+
+use spnn_crypto::RingMatrix;
+use spnn_crypto::paillier::{Keypair, Packing, PublicKey};
+use spnn_net::codec::{Blob, Codec, Message, Reader};
+use spnn_net::{CodecError, Network, PartyId};
+
+use crate::config::SpnnConfig;
+use crate::error::{Result, SpnnError, protocol};
+
+/// Bits of a fixed-point feature encoding (|x| < 2^31 for any supported scale) plus sign.
+const FEATURE_BITS: u32 = 32;
+/// Bits of a share read as a signed 64-bit integer.
+const SHARE_BITS: u32 = 64;
+/// Statistical security of the masks.
+pub const STATISTICAL_BITS: u32 = 40;
+
+/// Slot width for products with `terms` summands.
+pub fn slot_bits(terms: usize) -> u32 {
+    FEATURE_BITS
+        + SHARE_BITS
+        + (terms.max(2) as u64).next_power_of_two().ilog2()
+        + STATISTICAL_BITS
+        + 3
+}
+
+/// Bits of the largest magnitude a decrypted masked product may have: features × share × terms
+/// plus the mask and its carry — the slot less its sign and spare bit.
+fn masked_bits(terms: usize) -> u32 {
+    slot_bits(terms) - 2
+}
+
+/// Counts of Paillier work, per holder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeCounters {
+    /// Packed ciphertexts encrypted.
+    pub encryptions: u64,
+    /// Packed ciphertexts decrypted.
+    pub decryptions: u64,
+    /// Homomorphic scalar multiplications (exponentiations mod n²).
+    pub products: u64,
+}
+
+/// A row-packed encrypted matrix on the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncryptedMatrix {
+    /// Rows of the plain matrix.
+    pub rows: u32,
+    /// Columns of the plain matrix.
+    pub cols: u32,
+    /// Ciphertexts, `rows × ⌈cols / slots⌉`, row-major.
+    pub cells: Vec<Blob>,
+}
+
+impl Codec for EncryptedMatrix {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.rows.encode(out);
+        self.cols.encode(out);
+        self.cells.encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        Ok(Self {
+            rows: u32::read(r)?,
+            cols: u32::read(r)?,
+            cells: Vec::read(r)?,
+        })
+    }
+}
+
+macro_rules! encrypted_message {
+    ($(#[$doc:meta])* $name:ident = $kind:expr, $desc:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $name(pub EncryptedMatrix);
+        impl Codec for $name {
+            fn encode(&self, out: &mut Vec<u8>) {
+                self.0.encode(out)
+            }
+            fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+                EncryptedMatrix::read(r).map(Self)
+            }
+        }
+        impl Message for $name {
+            const KIND: u16 = $kind;
+            const NAME: &'static str = $desc;
+        }
+    };
+}
+
+encrypted_message!(
+    /// A holder's share, encrypted under its own key, to the other holder.
+    EncryptedShare = 0x0130, "encrypted share"
+);
+encrypted_message!(
+    /// A masked homomorphic product, under the receiver's key, back to it.
+    MaskedProduct = 0x0131, "masked product"
+);
+
+/// A Paillier public key at set-up: `n` and `h_s` in hexadecimal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaillierKey(pub String, pub String);
+
+impl Codec for PaillierKey {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.0.clone(), self.1.clone()).encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        // Hex of a 3072-bit n² fits the string limit; longer is refused by the codec.
+        let (n, h) = <(String, String)>::read(r)?;
+        Ok(Self(n, h))
+    }
+}
+
+impl Message for PaillierKey {
+    const KIND: u16 = 0x0132;
+    const NAME: &'static str = "Paillier public key";
+}
+
+/// A holder's Paillier state: its key pair, the other holder's public key, counters.
+pub(crate) struct HeEngine {
+    keys: Keypair,
+    peer_key: PublicKey,
+    peer: PartyId,
+    pub(crate) counters: HeCounters,
+}
+
+impl HeEngine {
+    /// Set-up: sends this holder's public key to `peer` and validates the one it receives
+    /// (refusing keys under 2048 bits unless the session allows insecure test keys).
+    pub(crate) fn establish(
+        net: &Network,
+        peer: PartyId,
+        keys: Keypair,
+        config: &SpnnConfig,
+    ) -> Result<Self> {
+        let data = keys.public.to_data();
+        net.send(peer, &PaillierKey(data.n, data.h_s))?;
+        let PaillierKey(n, h_s) = net.recv(peer)?;
+        let data = spnn_crypto::paillier::PublicKeyData { n, h_s };
+        let peer_key = if config.he_key_bits >= spnn_crypto::paillier::MIN_SECURE_BITS {
+            PublicKey::from_data(&data)
+        } else {
+            PublicKey::from_data_insecure_for_tests(&data)
+        }
+        .map_err(|e| protocol(peer, format!("its Paillier key: {e}")))?;
+        if peer_key.bits() < config.he_key_bits {
+            return Err(protocol(
+                peer,
+                format!(
+                    "a {}-bit Paillier key; this session requires {}",
+                    peer_key.bits(),
+                    config.he_key_bits
+                ),
+            ));
+        }
+        keys.public.precompute();
+        peer_key.precompute();
+        Ok(Self {
+            keys,
+            peer_key,
+            peer,
+            counters: HeCounters::default(),
+        })
+    }
+
+    fn packing(key: &PublicKey, terms: usize) -> Result<Packing> {
+        Ok(Packing::new(key, slot_bits(terms))?)
+    }
+
+    /// Step 1: encrypts `share` under this holder's key and sends it to the peer.
+    pub(crate) fn send_encrypted(
+        &mut self,
+        net: &Network,
+        share: &RingMatrix,
+        terms: usize,
+        rng: &mut spnn_crypto::SecureRng,
+    ) -> Result<()> {
+        let packing = Self::packing(&self.keys.public, terms)?;
+        let enc = self.keys.public.encrypt_rows(&packing, share, rng)?;
+        self.counters.encryptions += enc.cells().len() as u64;
+        let cells = self
+            .keys
+            .public
+            .packed_matrix_to_bytes(&enc)?
+            .into_iter()
+            .map(Blob)
+            .collect();
+        net.send(
+            self.peer,
+            &EncryptedShare(EncryptedMatrix {
+                rows: share.rows() as u32,
+                cols: share.cols() as u32,
+                cells,
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Step 2: receives the peer's encrypted share (`plain.cols() × cols`), multiplies it by
+    /// `plain` (this holder's features, or their transpose), masks the product and sends it
+    /// back. Returns this holder's share of the product, `−mask` (`plain.rows() × cols`).
+    pub(crate) fn multiply_and_mask(
+        &mut self,
+        net: &Network,
+        plain: &RingMatrix,
+        cols: usize,
+        rng: &mut spnn_crypto::SecureRng,
+    ) -> Result<RingMatrix> {
+        let EncryptedShare(m) = net.recv(self.peer)?;
+        let shape = (plain.cols(), cols);
+        if (m.rows as usize, m.cols as usize) != shape {
+            return Err(protocol(
+                self.peer,
+                format!(
+                    "encrypted share of shape {}x{}, expected {shape:?}",
+                    m.rows, m.cols
+                ),
+            ));
+        }
+        let packing = Self::packing(&self.peer_key, plain.cols())?;
+        let blobs: Vec<Vec<u8>> = m.cells.into_iter().map(|b| b.0).collect();
+        let enc = self
+            .peer_key
+            .packed_matrix_from_bytes(
+                (shape.0, cols.div_ceil(packing.slots())),
+                &blobs,
+                &packing,
+                cols,
+                SHARE_BITS,
+            )
+            .map_err(|e| protocol(self.peer, format!("encrypted share: {e}")))?;
+        let product = self.peer_key.plain_matmul_packed(plain, &enc)?;
+        self.counters.products += (product.cells().len() * plain.cols()) as u64;
+        let (masked, share) = self
+            .peer_key
+            .mask_rows(&product, cols, STATISTICAL_BITS, rng)?;
+        let cells = self
+            .peer_key
+            .packed_matrix_to_bytes(&masked)?
+            .into_iter()
+            .map(Blob)
+            .collect();
+        net.send(
+            self.peer,
+            &MaskedProduct(EncryptedMatrix {
+                rows: plain.rows() as u32,
+                cols: cols as u32,
+                cells,
+            }),
+        )?;
+        Ok(share)
+    }
+
+    /// Step 3: receives the masked product (`rows × cols`, `terms` summands per slot) under this
+    /// holder's key and decrypts it into this holder's share.
+    pub(crate) fn receive_product(
+        &mut self,
+        net: &Network,
+        (rows, cols): (usize, usize),
+        terms: usize,
+    ) -> Result<RingMatrix> {
+        let MaskedProduct(m) = net.recv(self.peer)?;
+        if (m.rows as usize, m.cols as usize) != (rows, cols) {
+            return Err(protocol(
+                self.peer,
+                format!(
+                    "masked product of shape {}x{}, expected {rows}x{cols}",
+                    m.rows, m.cols
+                ),
+            ));
+        }
+        let packing = Self::packing(&self.keys.public, terms)?;
+        let blobs: Vec<Vec<u8>> = m.cells.into_iter().map(|b| b.0).collect();
+        let enc = self
+            .keys
+            .public
+            .packed_matrix_from_bytes(
+                (rows, cols.div_ceil(packing.slots())),
+                &blobs,
+                &packing,
+                cols,
+                masked_bits(terms),
+            )
+            .map_err(|e| protocol(self.peer, format!("masked product: {e}")))?;
+        self.counters.decryptions += enc.cells().len() as u64;
+        self.keys
+            .secret
+            .decrypt_rows(&enc, cols, masked_bits(terms))
+            .map_err(|e| SpnnError::Protocol {
+                peer: self.peer,
+                reason: format!("masked product: {e}"),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rug::Integer;
+    use spnn_crypto::SecureRng;
+    use spnn_net::{NetworkConfig, Roster};
+
+    /// Two holders' engines over in-memory channels, with insecure 512-bit test keys.
+    fn pair() -> (Network, Network, HeEngine, HeEngine, Keypair) {
+        let roster = Roster::spnn(2, false).unwrap();
+        let nets = Network::in_memory(
+            &roster,
+            NetworkConfig::new(1).with_timeout(std::time::Duration::from_secs(10)),
+        );
+        let config = SpnnConfig::default().with_he_key_bits(512);
+        let mut rng = SecureRng::insecure_from_seed_for_tests(3);
+        let (ka, kb) = (
+            Keypair::generate_insecure_for_tests(512, &mut rng).unwrap(),
+            Keypair::generate_insecure_for_tests(512, &mut rng).unwrap(),
+        );
+        let kb_copy = kb.clone();
+        let (na, nb) = (nets[1].clone(), nets[2].clone());
+        let hb =
+            std::thread::spawn(move || HeEngine::establish(&nb, PartyId(1), kb, &config).unwrap());
+        let a = HeEngine::establish(&na, PartyId(2), ka, &config).unwrap();
+        (
+            nets[1].clone(),
+            nets[2].clone(),
+            a,
+            hb.join().unwrap(),
+            kb_copy,
+        )
+    }
+
+    fn features(rows: usize, cols: usize) -> RingMatrix {
+        RingMatrix::from_vec(
+            rows,
+            cols,
+            (0..rows * cols)
+                .map(|i| ((i as i64 % 7 - 3) << 16) as u64)
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cross_term_reconstructs_and_the_counters_count() {
+        let (na, nb, mut a, mut b, _) = pair();
+        let w = RingMatrix::random(3, 5, &mut SecureRng::insecure_from_seed_for_tests(1));
+        let x = features(4, 3);
+        b.send_encrypted(&nb, &w, 3, &mut SecureRng::from_os_entropy())
+            .unwrap();
+        let share_a = a
+            .multiply_and_mask(&na, &x, 5, &mut SecureRng::from_os_entropy())
+            .unwrap();
+        let share_b = b.receive_product(&nb, (4, 5), 3).unwrap();
+        assert_eq!(share_a.add(&share_b).unwrap(), x.matmul(&w).unwrap());
+        assert!(
+            b.counters.encryptions > 0 && b.counters.decryptions > 0 && a.counters.products > 0
+        );
+    }
+
+    #[test]
+    fn tampered_foreign_and_overflowing_ciphertexts_are_refused() {
+        let (na, nb, mut a, _b, kb) = pair();
+        let w = RingMatrix::random(3, 5, &mut SecureRng::insecure_from_seed_for_tests(1));
+        // Tampered: a ciphertext byte string that is not in Z*_{n²} (all 0xff: c ≥ n²).
+        let packing = Packing::new(&kb.public, slot_bits(3)).unwrap();
+        let enc = kb
+            .public
+            .encrypt_rows(
+                &packing,
+                &w,
+                &mut SecureRng::insecure_from_seed_for_tests(2),
+            )
+            .unwrap();
+        let mut cells: Vec<Blob> = kb
+            .public
+            .packed_matrix_to_bytes(&enc)
+            .unwrap()
+            .into_iter()
+            .map(Blob)
+            .collect();
+        let last = cells[0].0.len();
+        cells[0].0[16..last].fill(0xff);
+        nb.send(
+            PartyId(1),
+            &EncryptedShare(EncryptedMatrix {
+                rows: 3,
+                cols: 5,
+                cells,
+            }),
+        )
+        .unwrap();
+        let e = a
+            .multiply_and_mask(&na, &features(4, 3), 5, &mut SecureRng::from_os_entropy())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid ciphertext"), "{e}");
+
+        // Foreign key: a share encrypted under a third key.
+        let (na, nb, mut a, _b, _) = pair();
+        let mut rng = SecureRng::insecure_from_seed_for_tests(9);
+        let stranger = Keypair::generate_insecure_for_tests(512, &mut rng).unwrap();
+        let packing = Packing::new(&stranger.public, slot_bits(3)).unwrap();
+        let enc = stranger
+            .public
+            .encrypt_rows(&packing, &w, &mut rng)
+            .unwrap();
+        let cells = stranger
+            .public
+            .packed_matrix_to_bytes(&enc)
+            .unwrap()
+            .into_iter()
+            .map(Blob)
+            .collect();
+        nb.send(
+            PartyId(1),
+            &EncryptedShare(EncryptedMatrix {
+                rows: 3,
+                cols: 5,
+                cells,
+            }),
+        )
+        .unwrap();
+        let e = a
+            .multiply_and_mask(&na, &features(4, 3), 5, &mut SecureRng::from_os_entropy())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key"), "{e}");
+
+        // Overflowing: a "masked product" whose slots hold values beyond the protocol's bound.
+        let (na, nb, _a, mut b, kb) = pair();
+        let packing = Packing::new(&kb.public, slot_bits(3)).unwrap();
+        let huge = vec![Integer::from(1) << (slot_bits(3) - 2); packing.slots().min(5)];
+        let ct = kb.public.encrypt_packed(&packing, &huge, &mut rng).unwrap();
+        let cells = 4 * 5usize.div_ceil(packing.slots());
+        let blobs: Vec<Blob> = (0..cells)
+            .map(|_| Blob(ct.ciphertext().to_bytes(&kb.public).unwrap()))
+            .collect();
+        na.send(
+            PartyId(2),
+            &MaskedProduct(EncryptedMatrix {
+                rows: 4,
+                cols: 5,
+                cells: blobs,
+            }),
+        )
+        .unwrap();
+        let e = b.receive_product(&nb, (4, 5), 3).unwrap_err().to_string();
+        assert!(e.contains("overflow"), "{e}");
+    }
+}
