@@ -8,6 +8,11 @@
 //! - `cargo bench --bench spnn_ss -- --census DATA_DIR` — Census-Income (from
 //!   `scripts/fetch-data.sh DATA_DIR`), batch 256, one epoch, without SPNN-HE (hours).
 //!
+//! - `cargo bench --bench spnn_ss -- --suite OUT_DIR [--census DATA_DIR]` — the whole suite:
+//!   breast cancer (all five systems), Census-Income if given, and SPNN-SS against plain split
+//!   learning while rows, features, first-layer width and holders vary; writes `results.md`,
+//!   `results.json` and `scalability-*.png` into OUT_DIR.
+//!
 //! Prints a markdown table.
 
 use spnn::bench::{Data, Setup, markdown, run, spnn, spnn_he};
@@ -15,6 +20,32 @@ use spnn::bench::{Data, Setup, markdown, run, spnn, spnn_he};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let flag = |f: &str| args.iter().position(|a| a == f);
+    if let Some(i) = flag("--suite") {
+        let out = std::path::PathBuf::from(args.get(i + 1).expect("--suite needs an output directory"));
+        let setup = Setup::default();
+        let data = Data::new(spnn::data::embedded::breast_cancer(), setup.holders).expect("embedded data");
+        let mut breast = run(&data, &setup);
+        breast.push(spnn_he(&data, &setup));
+        let mut tables = vec![("Breast cancer (15 + 15 features, 30-64-32-1, batch 64, 10 epochs)".to_string(), breast)];
+        if let Some(c) = flag("--census") {
+            let dir = args.get(c + 1).expect("--census needs a data directory");
+            let setup = Setup {
+                batch: 256,
+                epochs: 1,
+                lr: 0.05,
+                ..Default::default()
+            };
+            let p = spnn::data::packaged::census::load(std::path::Path::new(dir), setup.holders).expect("census data");
+            tables.push(("Census-Income (two holders, d-64-32-1, batch 256, 1 epoch)".to_string(), run(&Data::from_partitioned(p), &setup)));
+        }
+        let report = spnn::report::Report {
+            tables,
+            scalability: spnn::report::scalability(),
+        };
+        spnn::report::write(&report, &out).expect("writing the report");
+        println!("{}", std::fs::read_to_string(out.join("results.md")).expect("just written"));
+        return;
+    }
     let rows = if let Some(i) = flag("--census") {
         let dir = args.get(i + 1).expect("--census needs a data directory");
         let setup = Setup {

@@ -50,7 +50,7 @@ impl Default for Setup {
 }
 
 /// One row of the result table.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Row {
     /// The system.
     pub system: String,
@@ -64,6 +64,9 @@ pub struct Row {
     pub rounds_per_epoch: u64,
     /// SPNN-HE: Paillier encryptions and decryptions per batch, summed over the holders.
     pub paillier_per_batch: Option<(f64, f64)>,
+    /// Peak resident memory of the process while this system ran (MB; all parties share the
+    /// process in these benchmarks).
+    pub peak_rss_mb: f64,
 }
 
 /// The data of a run: holders' standardised tables, labels, splits.
@@ -213,6 +216,7 @@ fn timed_epochs(setup: &Setup, mut epoch: impl FnMut(usize)) -> f64 {
 
 /// Centralised plaintext Burn training of the same MLP.
 pub fn plaintext(data: &Data, setup: &Setup) -> Row {
+    crate::report::reset_peak_rss();
     let device = device();
     let mut model = (
         LinearConfig::new(data.d(), setup.widths[0]).init(&device),
@@ -251,12 +255,14 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
         bytes_per_epoch: 0,
         rounds_per_epoch: 0,
         paillier_per_batch: None,
+        peak_rss_mb: crate::report::peak_rss_mb(),
     }
 }
 
 /// Plain split learning: holder `j` keeps `W_j` and sends `X_j·W_j` in the clear; the server
 /// adds them and returns `G` to every holder. No cryptography; the traffic baseline.
 pub fn split_learning(data: &Data, setup: &Setup) -> Row {
+    crate::report::reset_peak_rss();
     let k = data.holders.len();
     let roster = Roster::spnn(k as u16, false).expect("k ≥ 2");
     let nets = Network::in_memory(
@@ -372,6 +378,7 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
         bytes_per_epoch: bytes / setup.epochs as u64,
         rounds_per_epoch: rounds / setup.epochs as u64,
         paillier_per_batch: None,
+        peak_rss_mb: crate::report::peak_rss_mb(),
     }
 }
 
@@ -390,6 +397,7 @@ pub fn spnn(
     config: SpnnConfig,
     networks: Vec<Network>,
 ) -> Row {
+    crate::report::reset_peak_rss();
     let holders = data.holders.iter().cloned().map(HolderSpec::new).collect();
     let sim = simulation::start_on(
         networks,
@@ -464,6 +472,7 @@ pub fn spnn(
         bytes_per_epoch: bytes / setup.epochs as u64,
         rounds_per_epoch: rounds / setup.epochs as u64,
         paillier_per_batch,
+        peak_rss_mb: crate::report::peak_rss_mb(),
     }
 }
 
@@ -514,20 +523,21 @@ pub fn spnn_he(data: &Data, setup: &Setup) -> Row {
 pub fn markdown(rows: &[Row]) -> String {
     let base = rows.first().map_or(1.0, |r| r.seconds_per_epoch);
     let mut out = String::from(
-        "| system | s / epoch | × first row | test AUC | bytes / epoch | rounds / epoch | Paillier enc / dec per batch |\n|---|---|---|---|---|---|---|\n",
+        "| system | s / epoch | × first row | test AUC | bytes / epoch | rounds / epoch | Paillier enc / dec per batch | peak MB |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let he = r
             .paillier_per_batch
             .map_or("—".to_string(), |(e, d)| format!("{e:.0} / {d:.0}"));
         out += &format!(
-            "| {} | {:.4} | {:.1} | {:.4} | {} | {} | {he} |\n",
+            "| {} | {:.4} | {:.1} | {:.4} | {} | {} | {he} | {:.0} |\n",
             r.system,
             r.seconds_per_epoch,
             r.seconds_per_epoch / base,
             r.auc,
             r.bytes_per_epoch,
-            r.rounds_per_epoch
+            r.rounds_per_epoch,
+            r.peak_rss_mb
         );
     }
     out

@@ -13,6 +13,7 @@
 //! Start with the guide in `book/` and the examples in `examples/`.
 
 pub mod bench;
+pub mod report;
 
 pub use spnn_burn as burn;
 pub use spnn_cli as cli;
