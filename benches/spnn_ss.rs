@@ -21,12 +21,17 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let flag = |f: &str| args.iter().position(|a| a == f);
     if let Some(i) = flag("--suite") {
-        let out = std::path::PathBuf::from(args.get(i + 1).expect("--suite needs an output directory"));
+        let out =
+            std::path::PathBuf::from(args.get(i + 1).expect("--suite needs an output directory"));
         let setup = Setup::default();
-        let data = Data::new(spnn::data::embedded::breast_cancer(), setup.holders).expect("embedded data");
+        let data =
+            Data::new(spnn::data::embedded::breast_cancer(), setup.holders).expect("embedded data");
         let mut breast = run(&data, &setup);
         breast.push(spnn_he(&data, &setup));
-        let mut tables = vec![("Breast cancer (15 + 15 features, 30-64-32-1, batch 64, 10 epochs)".to_string(), breast)];
+        let mut tables = vec![(
+            "Breast cancer (15 + 15 features, 30-64-32-1, batch 64, 10 epochs)".to_string(),
+            breast,
+        )];
         if let Some(c) = flag("--census") {
             let dir = args.get(c + 1).expect("--census needs a data directory");
             let setup = Setup {
@@ -35,15 +40,22 @@ fn main() {
                 lr: 0.05,
                 ..Default::default()
             };
-            let p = spnn::data::packaged::census::load(std::path::Path::new(dir), setup.holders).expect("census data");
-            tables.push(("Census-Income (two holders, d-64-32-1, batch 256, 1 epoch)".to_string(), run(&Data::from_partitioned(p), &setup)));
+            let p = spnn::data::packaged::census::load(std::path::Path::new(dir), setup.holders)
+                .expect("census data");
+            tables.push((
+                "Census-Income (two holders, d-64-32-1, batch 256, 1 epoch)".to_string(),
+                run(&Data::from_partitioned(p), &setup),
+            ));
         }
         let report = spnn::report::Report {
             tables,
             scalability: spnn::report::scalability(),
         };
         spnn::report::write(&report, &out).expect("writing the report");
-        println!("{}", std::fs::read_to_string(out.join("results.md")).expect("just written"));
+        println!(
+            "{}",
+            std::fs::read_to_string(out.join("results.md")).expect("just written")
+        );
         return;
     }
     let rows = if let Some(i) = flag("--census") {

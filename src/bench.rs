@@ -456,14 +456,18 @@ pub fn spnn(
     });
     let delta: Vec<MeterSnapshot> = after.iter().zip(&before).map(|(a, b)| a.since(b)).collect();
     let (bytes, rounds) = traffic(&delta);
-    let sync_cost = spnn_burn::cost::inference_step(spnn_burn::cost::StepShape {
-        holders: data.holders.len(),
+    let sync_cost = spnn_burn::cost::inference_step(&spnn_burn::cost::StepShape {
+        widths: data.holders.iter().map(Table::cols).collect(),
         batch: 1,
-        d: data.d(),
         h: setup.widths[0],
         momentum: false,
     });
-    let bytes = bytes - sync_cost.server_sent - data.holders.len() as u64 * sync_cost.holder_sent;
+    // (For SPNN-HE the one-sample synchronisation forwards stay in the count: no closed form.)
+    let bytes = if config.protocol == spnn_burn::Protocol::Paillier {
+        bytes
+    } else {
+        bytes - sync_cost.server_sent - sync_cost.holder_sent.iter().sum::<u64>()
+    };
     let rounds = rounds - sync_cost.holder_rounds;
     Row {
         system: label.into(),

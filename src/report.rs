@@ -9,7 +9,7 @@ use serde::Serialize;
 use spnn_burn::SpnnConfig;
 use spnn_net::{Network, NetworkConfig, Roster};
 
-use crate::bench::{Data, Row, Setup, spnn, split_learning};
+use crate::bench::{Data, Row, Setup, split_learning, spnn};
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
 
@@ -72,11 +72,19 @@ pub fn scalability() -> Vec<ScalePoint> {
                 lr: 0.1,
                 holders,
             };
-            let data = Data::synthetic(rows * 5 / 4, features, holders, 11).expect("synthetic data");
+            let data =
+                Data::synthetic(rows * 5 / 4, features, holders, 11).expect("synthetic data");
             let roster = Roster::spnn(holders as u16, false).expect("k ≥ 2");
             let net = NetworkConfig::new(30).with_timeout(std::time::Duration::from_secs(600));
             let split = split_learning(&data, &setup).seconds_per_epoch;
-            let ss = spnn(&data, &setup, "SPNN-SS", SpnnConfig::default(), Network::in_memory(&roster, net)).seconds_per_epoch;
+            let ss = spnn(
+                &data,
+                &setup,
+                "SPNN-SS",
+                SpnnConfig::default(),
+                Network::in_memory(&roster, net),
+            )
+            .seconds_per_epoch;
             points.push(ScalePoint {
                 axis: axis.into(),
                 value: v,
@@ -116,11 +124,19 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
         );
     }
     std::fs::write(dir.join("results.md"), md)?;
-    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(report).expect("plain data"))?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(report).expect("plain data"),
+    )?;
     for axis in ["rows", "features", "width", "holders"] {
-        let pts: Vec<&ScalePoint> = report.scalability.iter().filter(|p| p.axis == axis).collect();
+        let pts: Vec<&ScalePoint> = report
+            .scalability
+            .iter()
+            .filter(|p| p.axis == axis)
+            .collect();
         if !pts.is_empty() {
-            plot(&pts, axis, &dir.join(format!("scalability-{axis}.png"))).map_err(|e| std::io::Error::other(e.to_string()))?;
+            plot(&pts, axis, &dir.join(format!("scalability-{axis}.png")))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
     }
     Ok(())
@@ -131,7 +147,11 @@ fn plot(points: &[&ScalePoint], axis: &str, path: &Path) -> Result<(), Box<dyn s
     let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = points.iter().map(|p| p.value).max().unwrap_or(1) as f64 * 1.05;
-    let y_max = points.iter().map(|p| p.spnn_ss.max(p.split_learning)).fold(0.0, f64::max) * 1.1;
+    let y_max = points
+        .iter()
+        .map(|p| p.spnn_ss.max(p.split_learning))
+        .fold(0.0, f64::max)
+        * 1.1;
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("Time per epoch against {axis}"), ("sans-serif", 22))
         .margin(15)
@@ -153,8 +173,13 @@ fn plot(points: &[&ScalePoint], axis: &str, path: &Path) -> Result<(), Box<dyn s
         chart
             .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(data.into_iter().map(|xy| Circle::new(xy, 4, color.filled())))?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(
+            data.into_iter()
+                .map(|xy| Circle::new(xy, 4, color.filled())),
+        )?;
     }
     chart
         .configure_series_labels()

@@ -26,18 +26,27 @@ fn the_report_writes_markdown_json_and_png_plots() {
         })
         .collect();
     let report = Report {
-        tables: vec![("demo".into(), vec![row("plaintext", 0.01), row("SPNN-SS", 0.05)])],
+        tables: vec![(
+            "demo".into(),
+            vec![row("plaintext", 0.01), row("SPNN-SS", 0.05)],
+        )],
         scalability,
     };
     let dir = tempfile::tempdir().unwrap();
     write(&report, dir.path()).unwrap();
     let md = std::fs::read_to_string(dir.path().join("results.md")).unwrap();
     assert!(md.contains("| SPNN-SS | 0.0500 | 5.0 |"), "{md}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
     assert_eq!(json["scalability"].as_array().unwrap().len(), 12);
     for axis in ["rows", "features", "width", "holders"] {
         let png = std::fs::read(dir.path().join(format!("scalability-{axis}.png"))).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{axis}");
-        assert!(png.len() > 5_000, "{axis}: a {}-byte image has no content", png.len());
+        assert!(
+            png.len() > 5_000,
+            "{axis}: a {}-byte image has no content",
+            png.len()
+        );
     }
 }

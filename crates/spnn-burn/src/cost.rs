@@ -2,8 +2,8 @@
 //!
 //! These are the formulas of the guide's protocol chapter; the tests check them against the
 //! meters of a running session. Every frame costs [`FRAME_OVERHEAD`] bytes (4-byte length
-//! prefix, 19-byte header) on top of its payload; a ring matrix costs `8 + 8·rows·cols` bytes.
-//! The dealer is the server and labels are at the server.
+//! prefix, 19-byte header) on top of its payload; a ring matrix costs `8 + 8·rows·cols` bytes and
+//! a list of them `8` more. The dealer is the server and labels are at the server.
 
 use spnn_net::frame::{HEADER_LEN, LENGTH_PREFIX};
 
@@ -18,21 +18,19 @@ fn frame(payload: u64) -> u64 {
     FRAME_OVERHEAD + payload
 }
 
-fn bundle(mats: &[(usize, usize)]) -> u64 {
+fn list(mats: &[(usize, usize)]) -> u64 {
     8 + mats.iter().map(|&(r, c)| matrix(r, c)).sum::<u64>()
 }
 
 const SEED: u64 = 32;
 
 /// Shape of one training or inference step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepShape {
-    /// Holders `k`.
-    pub holders: usize,
+    /// Feature widths `d_j` of the holders.
+    pub widths: Vec<usize>,
     /// Batch size `B`.
     pub batch: usize,
-    /// Input width `d`.
-    pub d: usize,
     /// Output width `h`.
     pub h: usize,
     /// Momentum in use (two truncations per update instead of one, for `k > 2`).
@@ -40,113 +38,92 @@ pub struct StepShape {
 }
 
 /// Bytes and rounds of one step, per party.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StepCost {
     /// Bytes the server sends.
     pub server_sent: u64,
     /// Bytes the server receives.
     pub server_received: u64,
-    /// Bytes holder 0 sends (every holder sends the same).
-    pub holder_sent: u64,
-    /// Bytes holder 0 receives.
-    pub holder0_received: u64,
-    /// Bytes each holder `i ≥ 1` receives.
-    pub holder_received: u64,
+    /// Bytes each holder sends, by holder.
+    pub holder_sent: Vec<u64>,
+    /// Bytes each holder receives, by holder.
+    pub holder_received: Vec<u64>,
     /// The holders' rounds (bursts of sending) per step.
     pub holder_rounds: u64,
     /// The server's rounds per step in a sequence of steps.
     pub server_rounds: u64,
 }
 
-/// One training step: forward, backward and update.
-pub fn training_step(s: StepShape) -> StepCost {
-    let StepShape {
-        holders: k,
-        batch: b,
-        d,
-        h,
-        momentum,
-    } = s;
-    let k64 = k as u64;
-    let others = k64 - 1;
+fn step(s: &StepShape, train: bool) -> StepCost {
+    let (k, b, h) = (s.widths.len(), s.batch, s.h);
+    let d: usize = s.widths.iter().sum();
+    let others = |m: usize| (0..k).filter(move |&j| j != m);
     let forward_cmd = frame(18 + 8 * b as u64);
     let short_cmd = frame(17);
-    let triple = frame(bundle(&[(b, d), (d, h), (b, h), (b, h), (d, h)]));
-    let seeds = others * frame(SEED);
-    let grad = frame(matrix(b, h));
     let z = frame(matrix(b, h));
-    // Truncation pairs and their openings exist only with more than two holders.
-    let (backward_truncs, update_truncs) = if k > 2 {
-        (2, if momentum { 2 } else { 1 })
-    } else {
-        (0, 0)
+    // The dealer's material: a seed and one explicit list per holder.
+    let material = |m: usize| {
+        let mut mats = vec![(b, h)];
+        if train {
+            mats.extend(others(m).map(|j| (s.widths[j], h)));
+        }
+        frame(SEED) + frame(list(&mats))
     };
-    let pairs = |n: usize| {
-        if n == 0 {
-            0
+    let (backward_truncs, update_truncs) = match (train, k > 2) {
+        (true, true) => (2, if s.momentum { 2 } else { 1 }),
+        _ => (0, 0),
+    };
+    let truncs = backward_truncs + update_truncs;
+    let pairs = |n: usize, m: usize| match (n, m) {
+        (0, _) => 0,
+        (_, 0) => frame(list(&vec![(d, h); 2 * n])),
+        _ => frame(SEED),
+    };
+    let grad = |m: usize| {
+        if m == 0 {
+            frame(matrix(b, h))
         } else {
-            frame(bundle(&vec![(d, h); 2 * n]))
+            frame(SEED)
         }
     };
-    let pair_msgs = |n: usize| if n == 0 { 0 } else { others * frame(SEED) };
-    let open_fwd = frame(8 + matrix(b, d) + matrix(d, h));
-    let open_bwd = frame(8 + matrix(b, h));
-    let open_trunc = frame(8 + matrix(d, h));
-    let holder_sent =
-        z + others * (open_fwd + open_bwd + (backward_truncs + update_truncs) as u64 * open_trunc);
-    let commands = forward_cmd + 2 * short_cmd;
+    // Openings from holder m to holder o.
+    let opening = |m: usize, o: usize| {
+        let mut bytes = frame(list(&[(b, s.widths[m]), (s.widths[o], h)]));
+        if train {
+            bytes += frame(list(&[(b, h)]));
+        }
+        bytes + truncs as u64 * frame(list(&[(d, h)]))
+    };
+    let commands = forward_cmd + if train { 2 * short_cmd } else { 0 };
+    let from_server = |m: usize| {
+        commands
+            + material(m)
+            + if train {
+                grad(m) + pairs(backward_truncs, m) + pairs(update_truncs, m)
+            } else {
+                0
+            }
+    };
     StepCost {
-        server_sent: k64 * commands
-            + triple
-            + seeds
-            + grad
-            + others * frame(SEED)
-            + pairs(backward_truncs)
-            + pair_msgs(backward_truncs)
-            + pairs(update_truncs)
-            + pair_msgs(update_truncs),
-        server_received: k64 * z,
-        holder_sent,
-        holder0_received: commands
-            + triple
-            + grad
-            + pairs(backward_truncs)
-            + pairs(update_truncs)
-            + holder_sent
-            - z,
-        holder_received: commands
-            + 2 * frame(SEED)
-            + if backward_truncs > 0 { frame(SEED) } else { 0 }
-            + if update_truncs > 0 { frame(SEED) } else { 0 }
-            + holder_sent
-            - z,
-        holder_rounds: 3 + (backward_truncs + update_truncs) as u64,
+        server_sent: (0..k).map(from_server).sum(),
+        server_received: k as u64 * z,
+        holder_sent: (0..k)
+            .map(|m| z + others(m).map(|o| opening(m, o)).sum::<u64>())
+            .collect(),
+        holder_received: (0..k)
+            .map(|m| from_server(m) + others(m).map(|o| opening(o, m)).sum::<u64>())
+            .collect(),
+        holder_rounds: if train { 3 } else { 2 } + truncs as u64,
         server_rounds: 1,
     }
 }
 
+/// One training step: forward, backward and update.
+pub fn training_step(s: &StepShape) -> StepCost {
+    step(s, true)
+}
+
 /// One inference step (a forward without backward): the cost of a prediction batch.
-pub fn inference_step(s: StepShape) -> StepCost {
-    let StepShape {
-        holders: k,
-        batch: b,
-        d,
-        h,
-        ..
-    } = s;
-    let (k64, others) = (k as u64, k as u64 - 1);
-    let forward_cmd = frame(18 + 8 * b as u64);
-    let triple = frame(bundle(&[(b, d), (d, h), (b, h)]));
-    let z = frame(matrix(b, h));
-    let open_fwd = frame(8 + matrix(b, d) + matrix(d, h));
-    let holder_sent = z + others * open_fwd;
-    StepCost {
-        server_sent: k64 * forward_cmd + triple + others * frame(SEED),
-        server_received: k64 * z,
-        holder_sent,
-        holder0_received: forward_cmd + triple + holder_sent - z,
-        holder_received: forward_cmd + frame(SEED) + holder_sent - z,
-        holder_rounds: 2,
-        server_rounds: 1,
-    }
+pub fn inference_step(s: &StepShape) -> StepCost {
+    step(s, false)
 }

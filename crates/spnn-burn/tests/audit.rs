@@ -299,15 +299,14 @@ fn check_traffic(k: usize, momentum: f64) {
     sync(&model);
     let after = snap(&sim);
     let shape = |batch| StepShape {
-        holders: k,
+        widths: data.holders.iter().map(|t| t.cols()).collect(),
         batch,
-        d: data.d(),
         h: HIDDEN[0],
         momentum: momentum > 0.0,
     };
     let (cost, inf) = (
-        training_step(shape(64)),
-        inference_step(shape(batches[7].len())),
+        training_step(&shape(64)),
+        inference_step(&shape(batches[7].len())),
     );
     let delta: Vec<_> = after
         .iter()
@@ -329,28 +328,22 @@ fn check_traffic(k: usize, momentum: f64) {
         3 * cost.server_rounds + inf.server_rounds,
         "server rounds"
     );
-    assert_eq!(
-        delta[1].bytes_received,
-        3 * cost.holder0_received + inf.holder0_received,
-        "holder 0 received"
-    );
-    for d in &delta[1..=k] {
+    for m in 0..k {
+        let d = &delta[m + 1];
         assert_eq!(
             d.bytes_sent,
-            3 * cost.holder_sent + inf.holder_sent,
-            "holder sent"
+            3 * cost.holder_sent[m] + inf.holder_sent[m],
+            "holder {m} sent"
+        );
+        assert_eq!(
+            d.bytes_received,
+            3 * cost.holder_received[m] + inf.holder_received[m],
+            "holder {m} received"
         );
         assert_eq!(
             d.rounds,
             3 * cost.holder_rounds + inf.holder_rounds,
-            "holder rounds"
-        );
-    }
-    for d in &delta[2..=k] {
-        assert_eq!(
-            d.bytes_received,
-            3 * cost.holder_received + inf.holder_received,
-            "holder i ≥ 1 received"
+            "holder {m} rounds"
         );
     }
     println!("k = {k}, momentum {momentum}: {cost:?}");

@@ -104,10 +104,17 @@ impl FixedPoint {
 
     /// Encodes a row-major `rows × cols` buffer of `f32`.
     pub fn encode_matrix(&self, rows: usize, cols: usize, values: &[f32]) -> Result<RingMatrix> {
-        let data = values
-            .iter()
-            .map(|&v| self.encode(v as f64))
-            .collect::<Result<Vec<_>>>()?;
+        // The hot path of every batch: scale and range once, then a plain loop; the first value
+        // out of range is reported by `encode`.
+        let (scale, max) = (self.scale(), self.max_abs());
+        let mut data = Vec::with_capacity(values.len());
+        for &v in values {
+            let x = v as f64;
+            if !(x.abs() < max) {
+                return Err(self.encode(x).expect_err("non-finite or out of range"));
+            }
+            data.push(((x * scale).round() as i64) as u64);
+        }
         RingMatrix::from_vec(rows, cols, data)
     }
 

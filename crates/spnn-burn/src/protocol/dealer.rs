@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use spnn_crypto::{RingMatrix, SecretSeed};
 use spnn_net::{Network, PartyId, Role};
 
-use super::{backward_shifts, bundle, needs_pairs, update_shifts};
+use super::{backward_shifts, bundle, needs_pairs, pairwise, update_shifts};
 use crate::config::{Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
@@ -19,6 +19,7 @@ use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
 pub(crate) struct DealerParams {
     pub(crate) me: PartyId,
     pub(crate) holders: Vec<PartyId>,
+    pub(crate) widths: Vec<usize>,
     pub(crate) d: usize,
     pub(crate) h: usize,
     pub(crate) config: SpnnConfig,
@@ -32,7 +33,7 @@ type Dealt = (Vec<RingMatrix>, Vec<SecretSeed>);
 #[derive(Debug)]
 struct Prefetch {
     key: (u64, usize, bool),
-    handle: JoinHandle<Result<Dealt>>,
+    handle: JoinHandle<Result<pairwise::Dealt>>,
 }
 
 /// The dealer: its parameters and, after each forward, the next step's triple being prepared
@@ -54,20 +55,28 @@ impl DealerParams {
         bundle::deal(values, self.holders.len(), &mut rng)
     }
 
-    /// The triple of one forward of `batch` samples (and its backward, when `train`):
-    /// `U` (B×d), `V` (d×h), `U·V`, and for training `V'` (B×h), `Uᵀ·V'`.
-    fn triple(&self, step: u64, batch: usize, train: bool) -> Result<Dealt> {
+    /// The material of one forward of `batch` samples (and its backward, when `train`): the
+    /// one-sided triples of [`super::pairwise`].
+    fn triple(&self, step: u64, batch: usize, train: bool) -> Result<pairwise::Dealt> {
         let mut rng = self.config.randomness.rng(self.me, step, "triple");
-        let u = RingMatrix::random(batch, self.d, &mut rng);
-        let v = RingMatrix::random(self.d, self.h, &mut rng);
-        let uv = u.matmul(&v)?;
-        let mut values = vec![u, v, uv];
-        if train {
-            let v2 = RingMatrix::random(batch, self.h, &mut rng);
-            let w2 = values[0].transpose().matmul(&v2)?;
-            values.extend([v2, w2]);
+        let widths = &self.widths;
+        pairwise::deal(
+            &pairwise::StepShape {
+                widths,
+                batch,
+                h: self.h,
+                train,
+            },
+            &mut rng,
+        )
+    }
+
+    fn send_material(&self, net: &Network, dealt: pairwise::Dealt) -> Result<()> {
+        for ((seed, explicit), &holder) in dealt.into_iter().zip(&self.holders) {
+            net.send(holder, &DealerSeed(seed))?;
+            net.send(holder, &DealerBundle(explicit))?;
         }
-        self.deal(values, step, "forward")
+        Ok(())
     }
 
     fn send(&self, net: &Network, (explicit, seeds): Dealt) -> Result<()> {
@@ -113,7 +122,7 @@ impl DealerEngine {
                 self.params.triple(step, batch, train)?
             }
         };
-        self.params.send(net, dealt)?;
+        self.params.send_material(net, dealt)?;
         let params = self.params.clone();
         let next = step + 1;
         self.prefetch = Some(Prefetch {
@@ -179,6 +188,7 @@ pub fn run_dealer(net: Network) -> Result<()> {
     let mut engine = DealerEngine::new(DealerParams {
         me: net.me(),
         holders: net.roster().holders(),
+        widths: setup.widths.iter().map(|&w| w as usize).collect(),
         d: setup.widths.iter().map(|&w| w as usize).sum(),
         h: setup.output as usize,
         config: setup.config,

@@ -32,8 +32,7 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rand::Rng;
 use spnn_crypto::beaver::{
-    TripleShare, TruncationPairShare, beaver_product, truncate_two_party, truncation_finish,
-    truncation_mask,
+    TruncationPairShare, truncate_two_party, truncation_finish, truncation_mask,
 };
 use spnn_crypto::{FixedPoint, RingMatrix, SecretSeed, Share};
 use spnn_data::Table;
@@ -41,8 +40,9 @@ use spnn_net::codec::{Blob, Codec, Reader};
 use spnn_net::{Network, PartyId, Role};
 
 use super::he::{HeCounters, HeEngine};
+use super::pairwise::{Material, StepShape};
 use super::scale::PublicScale;
-use super::{backward_shifts, bundle, forward_shapes, needs_pairs, pair_prg, update_shifts};
+use super::{backward_shifts, bundle, needs_pairs, pair_prg, update_shifts};
 use crate::bottom::{BottomModel, BottomRunner, Runner};
 use crate::checkpoint;
 use crate::config::Protocol;
@@ -88,11 +88,12 @@ pub struct HolderSummary {
 
 struct Saved {
     step: u64,
-    ids: Vec<u64>,
-    e: RingMatrix,
-    u: RingMatrix,
-    v2: RingMatrix,
-    w2: RingMatrix,
+    /// This holder's encoded features `X_m`.
+    x: RingMatrix,
+    /// The openings `E_o = X_o − U_o` of the other holders, by holder.
+    e: Vec<Option<RingMatrix>>,
+    /// The step's correlated randomness.
+    material: Material,
 }
 
 /// A running holder.
@@ -425,6 +426,44 @@ impl Holder {
         }
     }
 
+    /// Receives this holder's material for one step from the dealer: a seed, then explicit
+    /// shares ([`super::pairwise`]).
+    fn receive_material(&self, shape: &StepShape<'_>) -> Result<Material> {
+        let DealerSeed(seed) = self.net.recv(self.dealer)?;
+        let DealerBundle(explicit) = self.net.recv(self.dealer)?;
+        let expected = shape.explicit(self.me);
+        let got: Vec<_> = explicit.iter().map(RingMatrix::shape).collect();
+        if got != expected {
+            return Err(protocol(
+                self.dealer,
+                format!("explicit material of shapes {got:?}, expected {expected:?}"),
+            ));
+        }
+        Material::assemble(
+            shape,
+            self.me,
+            bundle::derive(&seed, &shape.seeded(self.me)),
+            explicit,
+        )
+    }
+
+    /// Sends each other holder `o` its own openings `parts_for(o)` and returns what every other
+    /// holder sent back, by holder index.
+    fn exchange(
+        &self,
+        parts_for: impl Fn(usize, &Self) -> Result<Vec<RingMatrix>>,
+    ) -> Result<Vec<(usize, Vec<RingMatrix>)>> {
+        for (o, p) in self.others() {
+            self.net.send(p, &Opening(parts_for(o, self)?))?;
+        }
+        self.others()
+            .map(|(o, p)| {
+                let Opening(parts) = self.net.recv(p)?;
+                Ok((o, parts))
+            })
+            .collect()
+    }
+
     /// Sends this holder's contributions to every other holder and returns the opened sums.
     fn open(&self, parts: Vec<RingMatrix>) -> Result<Vec<RingMatrix>> {
         let msg = Opening(parts);
@@ -588,52 +627,54 @@ impl Holder {
             self.saved_step = train.then_some(step);
             return self.head(&ids, train);
         }
-        let (b, d, h, f) = (ids.len(), self.d, self.h, self.fp.frac_bits());
-        // 1. receive triple
-        let mut mats = self
-            .receive_bundle(&forward_shapes(b, d, h, train))?
-            .into_iter();
-        let (u, v, uv) = (
-            mats.next().expect("shape list"),
-            mats.next().expect("shape list"),
-            mats.next().expect("shape list"),
-        );
-        // 2. share features (no messages)
-        let own = self
+        let (b, h, me) = (ids.len(), self.h, self.me);
+        // 1. receive material
+        let shape = StepShape {
+            widths: &self.widths,
+            batch: b,
+            h,
+            train,
+        };
+        let material = self.receive_material(&shape)?;
+        // 2. open E, F: E_m to everyone, F_{o,m} = ⟨W_o⟩_m − V_{o,m} to holder o only
+        let x = self
             .fp
-            .encode_matrix(b, self.widths[self.me], &self.features.gather(&ids)?)?;
-        let mut own = Some(own);
-        let blocks = (0..self.k())
-            .map(|blk| {
-                let value = if blk == self.me { own.take() } else { None };
-                self.share_contribution(blk, value, "x", step, (b, self.widths[blk]))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let x = RingMatrix::hstack(&blocks.iter().collect::<Vec<_>>())?;
-        // 3. open E, F
-        let opened = self.open(vec![x.sub(&u)?, self.w.value().sub(&v)?])?;
-        let (e, fm) = (&opened[0], &opened[1]);
-        // 4. Z share, to the server
-        let triple = TripleShare {
-            u: self.share(u, f)?,
-            v: self.share(v, f)?,
-            w: self.share(uv, 2 * f)?,
-        };
-        let z = beaver_product(e, fm, &triple)?;
-        self.net.send(self.server, &ZShare(z.into_value()))?;
+            .encode_matrix(b, self.widths[me], &self.features.gather(&ids)?)?;
+        let e_m = x.sub(&material.u)?;
+        let received = self.exchange(|o, this| {
+            let (r0, r1) = this.block(o);
+            let f = this
+                .w
+                .value()
+                .slice_rows(r0, r1)?
+                .sub(material.v[o].as_ref().expect("other holder"))?;
+            Ok(vec![e_m.clone(), f])
+        })?;
+        // 3. Z share: X_m·(⟨W_m⟩_m + Σ_o F_{m,o}) + Σ_o E_o·V_{o,m} + dealt product shares
+        let (r0, r1) = self.block(me);
+        let mut w_plus_f = self.w.value().slice_rows(r0, r1)?;
+        let mut z = material.w.clone();
+        let mut e = vec![None; self.k()];
+        for (o, parts) in received {
+            let [e_o, f_mo]: [RingMatrix; 2] = parts
+                .try_into()
+                .map_err(|_| protocol(self.holders[o], "an opening of the wrong length"))?;
+            if e_o.shape() != (b, self.widths[o]) || f_mo.shape() != (self.widths[me], h) {
+                return Err(protocol(self.holders[o], "an opening of the wrong shape"));
+            }
+            w_plus_f.add_assign(&f_mo)?;
+            z.add_assign(&e_o.matmul(material.v[o].as_ref().expect("other holder"))?)?;
+            e[o] = Some(e_o);
+        }
+        z.add_assign(&x.matmul(&w_plus_f)?)?;
+        self.net.send(self.server, &ZShare(z))?;
         self.forwards += 1;
-        self.saved = if train {
-            Some(Saved {
-                step,
-                ids: ids.clone(),
-                e: opened[0].clone(),
-                u: triple.u.into_value(),
-                v2: mats.next().expect("training bundle"),
-                w2: mats.next().expect("training bundle"),
-            })
-        } else {
-            None
-        };
+        self.saved = train.then_some(Saved {
+            step,
+            x,
+            e,
+            material,
+        });
         // 5. head
         self.head(&ids, train)
     }
@@ -739,19 +780,37 @@ impl Holder {
                     format!("backward of step {step} without its training forward"),
                 )
             })?;
-        let (b, h, f) = (saved.ids.len(), self.h, self.fp.frac_bits());
+        let (b, h, me) = (saved.x.rows(), self.h, self.me);
         // 1. receive gradient share
         let g = self.receive_gradient((b, h))?;
         self.receive_pairs(&backward_shifts(&self.config, scale)?)?;
-        // 2. open F'
-        let fprime = self.open(vec![g.sub(&saved.v2)?])?.remove(0);
-        // 3. weight gradient: the triple (Uᵀ, V', UᵀV') reuses the opened E = X − U.
-        let triple = TripleShare {
-            u: self.share(saved.u.transpose(), f)?,
-            v: self.share(saved.v2, f)?,
-            w: self.share(saved.w2, 2 * f)?,
-        };
-        let s = beaver_product(&saved.e.transpose(), &fprime, &triple)?;
+        // 2. open F': ⟨cG⟩_m − V'_{o,m} to holder o
+        let m = &saved.material;
+        let received =
+            self.exchange(|o, _| Ok(vec![g.sub(m.v2[o].as_ref().expect("training material"))?]))?;
+        // 3. weight-gradient shares, block by block (rows of W)
+        let mut g_plus_f = g.clone();
+        let mut blocks: Vec<RingMatrix> = (0..self.k())
+            .map(|j| RingMatrix::zeros(self.widths[j], h))
+            .collect();
+        for (o, parts) in received {
+            let [f_mo]: [RingMatrix; 1] = parts
+                .try_into()
+                .map_err(|_| protocol(self.holders[o], "an opening of the wrong length"))?;
+            if f_mo.shape() != (b, h) {
+                return Err(protocol(self.holders[o], "an opening of the wrong shape"));
+            }
+            g_plus_f.add_assign(&f_mo)?;
+            let e_o = saved.e[o].as_ref().expect("opened in the forward");
+            blocks[o] = e_o
+                .transpose()
+                .matmul(m.v2[o].as_ref().expect("training material"))?;
+            blocks[o].add_assign(m.other_w2[o].as_ref().expect("training material"))?;
+        }
+        blocks[me] = saved.x.transpose().matmul(&g_plus_f)?;
+        blocks[me].add_assign(m.own_w2.as_ref().expect("training material"))?;
+        let grad = RingMatrix::vstack(&blocks.iter().collect::<Vec<_>>())?;
+        let s = self.share(grad, 2 * self.fp.frac_bits())?;
         let grad = self.mul_public(s, 1.0 / scale)?;
         self.pending = self.pending.add(&grad)?;
         Ok(())

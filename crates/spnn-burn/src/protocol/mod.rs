@@ -10,6 +10,7 @@ pub(crate) mod bundle;
 pub mod dealer;
 pub mod he;
 pub mod holder;
+pub(crate) mod pairwise;
 pub mod scale;
 pub mod server;
 
@@ -41,17 +42,6 @@ pub(crate) fn pair_prg(
         shape.1,
         &mut SecureRng::from_secret_seed(&SecretSeed::from_bytes(bytes)),
     )
-}
-
-/// Shapes of the dealer's bundle for one forward of `batch` samples: `U` (B×d), `V` (d×h),
-/// `U·V` (B×h) and, for training, `V'` (B×h) and `Uᵀ·V'` (d×h) for the backward product
-/// `Xᵀ·G`, which reuses the mask `U` (its opening `E = X − U` is already known).
-pub(crate) fn forward_shapes(batch: usize, d: usize, h: usize, train: bool) -> Vec<(usize, usize)> {
-    let mut s = vec![(batch, d), (d, h), (batch, h)];
-    if train {
-        s.extend([(batch, h), (d, h)]);
-    }
-    s
 }
 
 /// Truncation shifts of the backward step (`Xᵀ·cG` at `2f` times `1/c` into `f`).

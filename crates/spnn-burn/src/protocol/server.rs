@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use spnn_crypto::{FixedPoint, RingMatrix, fixed::decode_at};
+use spnn_crypto::{FixedPoint, RingMatrix};
 use spnn_net::{FloatMatrix, MeterSnapshot, Network, PartyId, Role};
 
 use super::bundle;
@@ -193,6 +193,7 @@ impl ServerSession {
         let dealer = DealerEngine::new(DealerParams {
             me: net.me(),
             holders: holders.clone(),
+            widths: widths.clone(),
             d: widths.iter().sum(),
             h: spec.output,
             config: spec.config,
@@ -327,10 +328,11 @@ impl ServerSession {
         } else {
             2 * s.fp.frac_bits()
         };
+        let inv = 1.0 / 2f64.powi(scale as i32);
         let out: Vec<f32> = z
             .as_slice()
             .iter()
-            .map(|&v| decode_at(v, scale) as f32)
+            .map(|&v| ((v as i64) as f64 * inv) as f32)
             .collect();
         s.awaiting_backward = train.then_some((step, b));
         s.view.z = out.clone();
