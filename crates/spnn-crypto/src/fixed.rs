@@ -110,7 +110,7 @@ impl FixedPoint {
         let mut data = Vec::with_capacity(values.len());
         for &v in values {
             let x = v as f64;
-            if !(x.abs() < max) {
+            if !x.is_finite() || x.abs() >= max {
                 return Err(self.encode(x).expect_err("non-finite or out of range"));
             }
             data.push(((x * scale).round() as i64) as u64);
