@@ -159,7 +159,7 @@ pub(crate) fn deal(shape: &StepShape<'_>, rng: &mut spnn_crypto::SecureRng) -> R
         |m: usize, i: usize| &derived[m][1 + others * (1 + usize::from(shape.train)) + pos(m, i)];
     let w2s_at = |m: usize, i: usize| &derived[m][1 + others * 3 + pos(m, i)];
     let mut out = Vec::with_capacity(k);
-    for i in 0..k {
+    for (i, seed) in seeds.iter().enumerate() {
         // Σ_{j≠i} (U_j·V_{j,i} − j's seeded share of it).
         let mut w = RingMatrix::zeros(shape.batch, shape.h);
         let mut w2s = Vec::new();
@@ -175,7 +175,7 @@ pub(crate) fn deal(shape: &StepShape<'_>, rng: &mut spnn_crypto::SecureRng) -> R
         }
         let mut explicit = vec![w];
         explicit.extend(w2s);
-        out.push((seeds[i].clone(), explicit));
+        out.push((seed.clone(), explicit));
     }
     Ok(out)
 }
