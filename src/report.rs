@@ -142,6 +142,9 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A plotted line: its label, colour and value.
+type Series = (&'static str, RGBColor, fn(&ScalePoint) -> f64);
+
 fn plot(points: &[&ScalePoint], axis: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
@@ -164,7 +167,7 @@ fn plot(points: &[&ScalePoint], axis: &str, path: &Path) -> Result<(), Box<dyn s
         .y_desc("seconds per epoch")
         .label_style(("sans-serif", 14))
         .draw()?;
-    let series: [(&str, RGBColor, fn(&ScalePoint) -> f64); 2] = [
+    let series: [Series; 2] = [
         ("SPNN-SS", RED, |p| p.spnn_ss),
         ("plain split learning", BLUE, |p| p.split_learning),
     ];
