@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Creates a CA and one certificate per party of a deployment.
     Certs {
-        /// Directory to write ca.pem, ca.key and <party>.pem / <party>.key into.
+        /// Directory to write `ca.pem`, `ca.key` and `<party>.pem` / `<party>.key` into.
         #[arg(long)]
         out: PathBuf,
         /// Number of data holders.
@@ -46,7 +46,7 @@ enum Command {
     },
     /// Generates a Paillier key pair (public key JSON, secret key JSON with mode 0600).
     Keygen {
-        /// Directory to write <name>.paillier.pub.json and <name>.paillier.key.json into.
+        /// Directory to write `<name>.paillier.pub.json` and `<name>.paillier.key.json` into.
         #[arg(long)]
         out: PathBuf,
         /// The party the key belongs to.

@@ -8,19 +8,20 @@
 //! shares it with the pair seeds, so `W = Σ R_i ~ Linear's default initialisation` and nobody
 //! holds `W`).
 //!
-//! **Forward** (`Command::Forward`):
-//! 1. *receive triple*: `⟨U⟩, ⟨V⟩, ⟨UV⟩` (and `⟨V'⟩, ⟨UᵀV'⟩` for training) from the dealer;
-//! 2. *share features*: `⟨X⟩_i` from the pair seeds, no messages;
-//! 3. *open E, F*: send `E_i = ⟨X⟩_i − ⟨U⟩_i`, `F_i = ⟨W⟩_i − ⟨V⟩_i` to every other holder;
-//! 4. *Z share*: `⟨Z⟩_i = E·⟨V⟩_i + ⟨U⟩_i·F + ⟨UV⟩_i (+ E·F)` at scale `2^{2f}`, to the server
-//!    (**SecureAggregation forward**: the server adds the shares and learns `Z` only);
-//! 5. *head* (label holder only): activations in, loss gradient out.
+//! **Forward** (`Command::Forward`), with the one-sided triples of [`super::pairwise`]:
+//! 1. *receive material*: a seed and explicit product shares from the dealer;
+//! 2. *open E, F*: `E_m = X_m − U_m` to every other holder, `F_{o,m} = ⟨W_o⟩_m − V_{o,m}` to
+//!    holder `o`;
+//! 3. *Z share*: `X_m·(⟨W_m⟩_m + Σ_o F_{m,o}) + Σ_o E_o·V_{o,m} + product shares` at scale
+//!    `2^{2f}`, to the server (**SecureAggregation forward**: the server learns `Z` only);
+//! 4. *head* (label holder only): activations in, loss gradient out.
 //!
 //! **Backward** (`Command::Backward`):
-//! 1. *receive gradient share* `⟨cG⟩_i` from the server (**SecureAggregation backward**);
-//! 2. *open F'*: `F'_i = ⟨cG⟩_i − ⟨V'⟩_i` to every other holder;
-//! 3. *weight gradient*: `⟨Xᵀ·cG⟩_i = Eᵀ·⟨V'⟩_i + ⟨U⟩_iᵀ·F' + ⟨UᵀV'⟩_i (+ Eᵀ·F')`, then `×1/c`
-//!    with truncation, added to the pending gradient.
+//! 1. *receive gradient share* `⟨cG⟩_m` from the server (**SecureAggregation backward**);
+//! 2. *open F'*: `⟨cG⟩_m − V'_{o,m}` to holder `o`;
+//! 3. *weight gradient*: block `m` rows `X_mᵀ·(⟨cG⟩_m + Σ_o F'_{m,o})`, block `o` rows
+//!    `E_oᵀ·V'_{o,m}`, plus product shares; then `×1/c` with truncation, added to the pending
+//!    gradient.
 //!
 //! **Update** (`Command::Update`): `v ← μ·v + g`, `⟨W⟩ ← ⟨W⟩ − η·v` on shares (momentum `μ`
 //! and learning rate `η` are public).

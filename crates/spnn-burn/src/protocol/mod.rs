@@ -10,7 +10,7 @@ pub(crate) mod bundle;
 pub mod dealer;
 pub mod he;
 pub mod holder;
-pub(crate) mod pairwise;
+pub mod pairwise;
 pub mod scale;
 pub mod server;
 
