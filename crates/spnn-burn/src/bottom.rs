@@ -42,7 +42,11 @@ pub(crate) struct Runner<M: BottomModel> {
 impl<M: BottomModel> Runner<M> {
     pub(crate) fn new(model: M, optim: ModuleOptimizer, device: Device) -> Self {
         Self {
-            model: Some(model),
+            // Fresh autodiff leaves: a model cloned from one trained elsewhere in this process
+            // (a plaintext reference, another holder) shares its parameters' graph nodes, and
+            // burn-autodiff 0.22.1 locks a graph and its global locator in opposite orders in
+            // `backward` and in graph merging, so two threads on shared nodes can deadlock.
+            model: Some(model.valid().train()),
             optim: Some(optim),
             device,
             output: None,
