@@ -112,8 +112,25 @@ fn bottom_models_train_like_plaintext_and_the_server_sees_only_the_sum() {
             let y = data.labels(&ids);
             // Before the first update both sides hold identical bottoms: the aggregated output
             // equals the plaintext sum within the fixed-point encoding (each of the two outputs
-            // rounds by at most 2^-17, plus f32 rounding). Later the two trainings drift apart
-            // by the accumulated rounding; the drift is reported.
+            // rounds by at most 2^-17) plus f32 rounding: the two evaluations of a bottom may sum
+            // its `d + 1` terms in different orders (|Δ| ≤ 2(d+1)·2^-24·Σ|terms|), and each side
+            // rounds the sum once. Later the two trainings drift apart by the accumulated
+            // rounding; the drift is reported.
+            let slack = first.then(|| {
+                let magnitudes = plain
+                    .bottoms
+                    .iter()
+                    .zip(blocks(&ids, &device))
+                    .map(|(b, x)| {
+                        let d = x.dims()[1] as f32;
+                        let terms = x.abs().matmul(b.layer.weight.val().abs())
+                            + b.layer.bias.as_ref().unwrap().val().abs().unsqueeze();
+                        terms * (2.0 * (d + 1.0) * 2f32.powi(-24))
+                    })
+                    .reduce(|a, b| a + b)
+                    .unwrap();
+                to_vec(magnitudes).unwrap()
+            });
             let z_plain: Vec<f32> = to_vec(
                 plain
                     .bottoms
@@ -126,14 +143,12 @@ fn bottom_models_train_like_plaintext_and_the_server_sees_only_the_sum() {
             .unwrap();
             let loss = bce(top.out.forward(top.agg.forward(&ids)), &y, &device);
             let z = sim.session().view().z;
-            for (a, b) in z.iter().zip(&z_plain) {
+            for (k, (a, b)) in z.iter().zip(&z_plain).enumerate() {
                 let diff = (a - b).abs();
                 max_diff = max_diff.max(diff);
-                if first {
-                    assert!(
-                        diff <= 2.0 * 2f32.powi(-17) + b.abs() * 2f32.powi(-21),
-                        "{a} vs {b}"
-                    );
+                if let Some(slack) = &slack {
+                    let bound = 2.0 * 2f32.powi(-17) + slack[k] + 2.0 * b.abs() * 2f32.powi(-24);
+                    assert!(diff <= bound, "{a} vs {b} (bound {bound:e})");
                 }
             }
             first = false;
