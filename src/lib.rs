@@ -9,6 +9,12 @@
 //!   Beaver triples, truncation and Paillier.
 //! - [`net`] (`spnn-net`): parties, roles, bounded codecs and frames, in-memory and mutual-TLS
 //!   transports, meters.
+//! - [`data`] (`spnn-data`): tables, vertical partitions, packaged and embedded data sets.
+//! - [`burn`] (`spnn-burn`): `PrivateLinear`, `SecureAggregation`, the SPNN-SS and SPNN-HE
+//!   protocols, simulation, checkpoints.
+//! - [`privynet`] (`spnn-privynet`): PrivyNet's frozen local extractor, channel selection,
+//!   reconstruction attack and topology optimiser.
+//! - [`cli`] (`spnn-cli`): the `spnn` command.
 //!
 //! Start with the guide in `book/` and the examples in `examples/`.
 
@@ -20,6 +26,7 @@ pub use spnn_cli as cli;
 pub use spnn_crypto as crypto;
 pub use spnn_data as data;
 pub use spnn_net as net;
+pub use spnn_privynet as privynet;
 
 /// The names most programs need.
 pub mod prelude {

@@ -194,3 +194,235 @@ fn plot(points: &[&ScalePoint], axis: &str, path: &Path) -> Result<(), Box<dyn s
     root.present()?;
     Ok(())
 }
+
+/// Writes PrivyNet's outputs into `dir`: `results.json` (the characterised grid, the budget and
+/// the optimiser's outcome), `results.md` (the grid as a table), `tradeoff.png` (accuracy
+/// against privacy loss per ℓ, with the budget and the pick) and `reconstructions.png` (the
+/// owner's first test images against the attacker's reconstructions).
+pub fn privynet(
+    grid: &spnn_privynet::experiment::Characterisation,
+    budget: &spnn_privynet::Budget,
+    outcome: &spnn_privynet::optimizer::Outcome,
+    originals: &spnn_privynet::ImageSet,
+    dir: &Path,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::json!({ "grid": grid, "budget": budget, "hierarchical": outcome });
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&json).expect("plain data"),
+    )?;
+    std::fs::write(dir.join("results.md"), privynet_markdown(grid))?;
+    let pick = match &outcome.decision {
+        spnn_privynet::Decision::Chosen(p) => Some(p.topology),
+        spnn_privynet::Decision::NoFeasibleTopology { .. } => None,
+    };
+    let plot_err = |e: Box<dyn std::error::Error>| std::io::Error::other(e.to_string());
+    tradeoff(grid, budget, pick, &dir.join("tradeoff.png")).map_err(plot_err)?;
+    reconstruction_grid(grid, originals, &dir.join("reconstructions.png")).map_err(plot_err)
+}
+
+/// The characterised grid as a markdown table.
+pub fn privynet_markdown(grid: &spnn_privynet::experiment::Characterisation) -> String {
+    let mut md = format!(
+        "Source network accuracy on held-out digits: {:.3}. Mean-image baseline: PSNR {:.2} dB, \
+         SSIM {:.3}.\n\n| ℓ | c | strategy | accuracy | PSNR known | SSIM known | PSNR guessed | \
+         SSIM guessed | MACs / image | parameter bytes |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        grid.source_accuracy, grid.baseline.psnr, grid.baseline.ssim
+    );
+    for c in &grid.cells {
+        md += &format!(
+            "| {} | {} | {:?} | {:.3} | {:.2} | {:.3} | {:.2} | {:.3} | {} | {} |\n",
+            c.topology.layers,
+            c.topology.channels,
+            c.strategy,
+            c.accuracy,
+            c.known.psnr,
+            c.known.ssim,
+            c.unknown.psnr,
+            c.unknown.ssim,
+            c.cost.macs_per_image,
+            c.cost.param_bytes
+        );
+    }
+    md
+}
+
+const LAYER_COLOURS: [RGBColor; 5] = [RED, BLUE, GREEN, MAGENTA, CYAN];
+
+fn tradeoff(
+    grid: &spnn_privynet::experiment::Characterisation,
+    budget: &spnn_privynet::Budget,
+    pick: Option<spnn_privynet::Topology>,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use spnn_privynet::experiment::Strategy;
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let root = BitMapBackend::new(path, (820, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let psnr = |c: &spnn_privynet::experiment::Cell| c.privacy_loss().psnr;
+    let (mut x0, mut x1) = (grid.baseline.psnr, grid.baseline.psnr);
+    for c in &grid.cells {
+        x0 = x0.min(psnr(c));
+        x1 = x1.max(psnr(c));
+    }
+    let pad = (x1 - x0).max(1.0) * 0.08;
+    let y1 = grid.cells.iter().map(|c| c.accuracy).fold(0.0, f64::max);
+    let y0 = grid.cells.iter().map(|c| c.accuracy).fold(1.0, f64::min);
+    let ypad = (y1 - y0).max(0.02) * 0.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "PrivyNet: accuracy against privacy loss",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d((x0 - pad)..(x1 + pad), (y0 - ypad)..(y1 + ypad))?;
+    chart
+        .configure_mesh()
+        .x_desc("attacker's PSNR on private images, dB (higher = more leakage)")
+        .y_desc("cloud accuracy")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let vline = |x: f64| vec![(x, y0 - ypad), (x, y1 + ypad)];
+    chart
+        .draw_series(LineSeries::new(
+            vline(budget.max_psnr),
+            BLACK.stroke_width(1),
+        ))?
+        .label("PSNR budget")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    chart
+        .draw_series(LineSeries::new(
+            vline(grid.baseline.psnr),
+            RGBColor(150, 150, 150),
+        ))?
+        .label("mean-image baseline")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(150, 150, 150)));
+    let mut layers: Vec<usize> = grid.cells.iter().map(|c| c.topology.layers).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    for (i, &l) in layers.iter().enumerate() {
+        let colour = LAYER_COLOURS[i % LAYER_COLOURS.len()];
+        for strategy in [Strategy::Random, Strategy::Ranked] {
+            let cells: Vec<_> = grid
+                .cells
+                .iter()
+                .filter(|c| c.topology.layers == l && c.strategy == strategy)
+                .collect();
+            if cells.is_empty() {
+                continue;
+            }
+            let pts: Vec<(f64, f64)> = cells.iter().map(|c| (psnr(c), c.accuracy)).collect();
+            let style = if strategy == Strategy::Random {
+                colour.stroke_width(2)
+            } else {
+                colour.mix(0.5).stroke_width(1)
+            };
+            chart
+                .draw_series(LineSeries::new(pts.clone(), style))?
+                .label(format!("{l} layer(s), {strategy:?} channels"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart.draw_series(cells.iter().map(|c| {
+                let xy = (psnr(c), c.accuracy);
+                EmptyElement::at(xy)
+                    + Circle::new((0, 0), 4, colour.filled())
+                    + Text::new(
+                        format!("c={}", c.topology.channels),
+                        (6, -14),
+                        ("sans-serif", 12),
+                    )
+            }))?;
+        }
+    }
+    if let Some(t) = pick
+        && let Some(c) = grid
+            .cells
+            .iter()
+            .find(|c| c.topology == t && c.strategy == Strategy::Random)
+    {
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (psnr(c), c.accuracy),
+                9,
+                BLACK.stroke_width(2),
+            )))?
+            .label("optimiser's pick")
+            .legend(|(x, y)| Circle::new((x + 10, y), 5, BLACK.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn reconstruction_grid(
+    grid: &spnn_privynet::experiment::Characterisation,
+    originals: &spnn_privynet::ImageSet,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use spnn_privynet::experiment::{SAMPLE_IMAGES, Strategy};
+    use spnn_privynet::images::{PIXELS, SIDE};
+    const SCALE: usize = 3;
+    const CELL: usize = SIDE * SCALE + 4;
+    const LABEL: usize = 220;
+    let shown = SAMPLE_IMAGES.min(originals.len());
+    // The widest c of each ℓ (random selection): known and guessed channels.
+    let mut rows: Vec<(String, Vec<f32>)> = vec![(
+        "original".into(),
+        originals.pixels()[..shown * PIXELS].to_vec(),
+    )];
+    let mut layers: Vec<usize> = grid.cells.iter().map(|c| c.topology.layers).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    for l in layers {
+        if let Some(r) = grid
+            .reconstructions
+            .iter()
+            .filter(|r| r.topology.layers == l && r.strategy == Strategy::Random)
+            .max_by_key(|r| r.topology.channels)
+        {
+            let c = r.topology.channels;
+            // The embedded font has no ℓ: spell it out.
+            rows.push((format!("layers={l} c={c} known"), r.known.clone()));
+            rows.push((format!("layers={l} c={c} guessed"), r.unknown.clone()));
+        }
+    }
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let size = (
+        (LABEL + shown * CELL) as u32,
+        (rows.len() * CELL + 8) as u32,
+    );
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (r, (label, pixels)) in rows.iter().enumerate() {
+        let top = (r * CELL + 4) as i32;
+        root.draw(&Text::new(
+            label.clone(),
+            (8, top + (CELL / 2) as i32 - 8),
+            ("sans-serif", 15),
+        ))?;
+        for i in 0..shown.min(pixels.len() / PIXELS) {
+            let left = (LABEL + i * CELL) as i32;
+            for (p, &v) in pixels[i * PIXELS..(i + 1) * PIXELS].iter().enumerate() {
+                let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                let (y, x) = ((p / SIDE * SCALE) as i32, (p % SIDE * SCALE) as i32);
+                root.draw(&Rectangle::new(
+                    [
+                        (left + x, top + y),
+                        (left + x + SCALE as i32, top + y + SCALE as i32),
+                    ],
+                    RGBColor(g, g, g).filled(),
+                ))?;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,488 @@
+//! Characterising topologies on real data: for each (ℓ, c) and channel-selection strategy, the
+//! cloud's accuracy, the attacker's reconstruction quality with and without knowledge of the
+//! selected channels, and the local cost.
+//!
+//! Data roles (all Fashion-MNIST images are 28×28 grayscale):
+//!
+//! | role | data |
+//! |---|---|
+//! | pre-training (public) | the 5000-digit MNIST set |
+//! | owner's private training images | the first `owner_train` Fashion-MNIST training images |
+//! | attacker's public images | the next `attacker_public` training images (disjoint) |
+//! | owner's private test images | the first `owner_test` Fashion-MNIST test images |
+//!
+//! The attacker draws from the same distribution as the owner: the strongest attacker the
+//! owner has to plan for.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+
+use crate::attack::{Quality, ReconstructionAttack};
+use crate::cloud::{CloudData, train_cloud};
+use crate::error::{PrivyError, Result};
+use crate::extractor::{ChannelSelection, InputFormat, LocalCost, LocalExtractor, Upload};
+use crate::images::ImageSet;
+use crate::optimizer::{Pick, TableEvaluator, Topology};
+use crate::source::{SourceConfig, Stage, TrainConfig};
+
+/// How the owner picks its `c` channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Strategy {
+    /// Uniformly at random from the owner's secret seed (PrivyNet's choice): the attacker must
+    /// guess which channels it sees.
+    Random,
+    /// The `c` channels with the highest mean activation on public data: a public rule, so the
+    /// attacker knows the channels.
+    Ranked,
+}
+
+/// Sizes and settings of a characterisation.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExperimentConfig {
+    /// Architecture of the source network.
+    pub source: SourceConfig,
+    /// MNIST digits used for pre-training (at most 5000).
+    pub pretrain_images: usize,
+    /// Pre-training settings.
+    pub pretrain: TrainConfig,
+    /// Owner's private training images.
+    pub owner_train: usize,
+    /// Owner's private test images (accuracy and privacy loss are measured on them).
+    pub owner_test: usize,
+    /// Attacker's public images.
+    pub attacker_public: usize,
+    /// Cloud network training.
+    pub cloud: TrainConfig,
+    /// Attack decoder training.
+    pub attack: TrainConfig,
+    /// Candidate ℓ.
+    pub layers: Vec<usize>,
+    /// Candidate c (those above a layer's width are skipped).
+    pub channels: Vec<usize>,
+    /// Strategies to characterise (the optimiser uses [`Strategy::Random`]).
+    pub strategies: Vec<Strategy>,
+    /// Seed of everything random in the experiment (selections included: an experiment must
+    /// be reproducible; a real owner uses [`ChannelSelection::from_os_entropy`]).
+    pub seed: u64,
+}
+
+impl ExperimentConfig {
+    /// The CI-sized setting (a few minutes on two cores).
+    pub fn quick() -> Self {
+        Self {
+            source: SourceConfig::default(),
+            pretrain_images: 2000,
+            pretrain: TrainConfig {
+                epochs: 2,
+                ..TrainConfig::default()
+            },
+            owner_train: 1000,
+            owner_test: 300,
+            attacker_public: 1000,
+            cloud: TrainConfig {
+                epochs: 5,
+                batch: 32,
+                lr: 2e-3,
+                seed: 0,
+            },
+            attack: TrainConfig {
+                epochs: 3,
+                lr: 3e-3,
+                ..TrainConfig::default()
+            },
+            layers: vec![1, 2, 3],
+            channels: vec![1, 4, 16],
+            strategies: vec![Strategy::Random],
+            seed: 1,
+        }
+    }
+
+    /// The full setting documented in the guide.
+    pub fn full() -> Self {
+        Self {
+            pretrain_images: 4500,
+            pretrain: TrainConfig {
+                epochs: 4,
+                ..TrainConfig::default()
+            },
+            owner_train: 10000,
+            owner_test: 2000,
+            attacker_public: 5000,
+            cloud: TrainConfig {
+                epochs: 4,
+                ..TrainConfig::default()
+            },
+            attack: TrainConfig {
+                epochs: 4,
+                lr: 3e-3,
+                ..TrainConfig::default()
+            },
+            layers: vec![1, 2, 3, 4],
+            channels: vec![1, 2, 4, 8, 16, 32],
+            strategies: vec![Strategy::Random, Strategy::Ranked],
+            ..Self::quick()
+        }
+    }
+
+    /// The (ℓ, c) candidates: every listed c up to the width of layer ℓ.
+    pub fn candidates(&self) -> Vec<Topology> {
+        let mut out = Vec::new();
+        for &layers in &self.layers {
+            let Some(&(width, _)) = self.source.stages.get(layers.wrapping_sub(1)) else {
+                continue;
+            };
+            for &channels in &self.channels {
+                if channels >= 1 && channels <= width {
+                    out.push(Topology { layers, channels });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The images an experiment uses, split into their roles.
+#[derive(Clone, Debug)]
+pub struct ExperimentData {
+    /// Public pre-training digits.
+    pub pretrain: ImageSet,
+    /// The remaining digits, to check the source network on.
+    pub pretrain_held_out: ImageSet,
+    /// Owner's private training images.
+    pub owner_train: ImageSet,
+    /// Owner's private test images.
+    pub owner_test: ImageSet,
+    /// Attacker's public images.
+    pub attacker_public: ImageSet,
+}
+
+impl ExperimentData {
+    /// Loads MNIST-5k and Fashion-MNIST from `data_dir` (as `scripts/fetch-data.sh` lays them
+    /// out) and splits them for `config`.
+    pub fn load(data_dir: &Path, config: &ExperimentConfig) -> Result<Self> {
+        let mnist = ImageSet::mnist_5k(data_dir)?;
+        let (train, test) = ImageSet::fashion_mnist(data_dir)?;
+        Self::split(&mnist, &train, &test, config)
+    }
+
+    /// Splits already-loaded sets for `config`.
+    pub fn split(
+        mnist: &ImageSet,
+        train: &ImageSet,
+        test: &ImageSet,
+        config: &ExperimentConfig,
+    ) -> Result<Self> {
+        let need = config.owner_train + config.attacker_public;
+        if mnist.len() < config.pretrain_images
+            || train.len() < need
+            || test.len() < config.owner_test
+        {
+            return Err(PrivyError::Config(format!(
+                "need {} digits, {need} training and {} test images; have {}, {} and {}",
+                config.pretrain_images,
+                config.owner_test,
+                mnist.len(),
+                train.len(),
+                test.len()
+            )));
+        }
+        // The digit file is sorted by class: shuffle before splitting.
+        let digits = mnist.sample(mnist.len(), config.seed);
+        let (pretrain, pretrain_held_out) = digits.split_at(config.pretrain_images);
+        Ok(Self {
+            pretrain,
+            pretrain_held_out,
+            owner_train: train.slice(0..config.owner_train),
+            attacker_public: train.slice(config.owner_train..need),
+            owner_test: test.slice(0..config.owner_test),
+        })
+    }
+}
+
+/// Everything measured about one topology and strategy.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cell {
+    /// (ℓ, c).
+    pub topology: Topology,
+    /// How the channels were picked.
+    pub strategy: Strategy,
+    /// Cloud accuracy on the owner's test images.
+    pub accuracy: f64,
+    /// Reconstruction quality when the attacker knows the selected channels.
+    pub known: Quality,
+    /// Reconstruction quality when it has to guess them (equal to `known` for a public rule).
+    pub unknown: Quality,
+    /// Local cost.
+    pub cost: LocalCost,
+}
+
+impl Cell {
+    /// The privacy loss the owner faces: the unknown-channel attack for a secret random
+    /// selection, the known-channel one for a public rule.
+    pub fn privacy_loss(&self) -> Quality {
+        match self.strategy {
+            Strategy::Random => self.unknown,
+            Strategy::Ranked => self.known,
+        }
+    }
+}
+
+/// Number of the owner's test images whose reconstructions are kept per cell (for the grid).
+pub const SAMPLE_IMAGES: usize = 8;
+
+/// The attacker's reconstructions of the owner's first [`SAMPLE_IMAGES`] test images.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reconstructions {
+    /// (ℓ, c).
+    pub topology: Topology,
+    /// Selection strategy.
+    pub strategy: Strategy,
+    /// Knowing the channels (`PIXELS` per image).
+    pub known: Vec<f32>,
+    /// Guessing them.
+    pub unknown: Vec<f32>,
+}
+
+/// A characterised grid.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Characterisation {
+    /// The source network's accuracy on its own (MNIST) pre-training task, on held-out digits.
+    pub source_accuracy: f64,
+    /// The trivial reconstruction (the attacker's public mean image) scored on the owner's
+    /// test images: any attack worth the name beats it.
+    pub baseline: Quality,
+    /// One cell per (topology, strategy).
+    pub cells: Vec<Cell>,
+    /// Sample reconstructions, one entry per cell.
+    pub reconstructions: Vec<Reconstructions>,
+}
+
+impl Characterisation {
+    /// The cells of `strategy` as optimiser measurements (privacy loss = its PSNR).
+    pub fn table(&self, strategy: Strategy) -> TableEvaluator {
+        TableEvaluator {
+            picks: self
+                .cells
+                .iter()
+                .filter(|c| c.strategy == strategy)
+                .map(|c| Pick {
+                    topology: c.topology,
+                    accuracy: c.accuracy,
+                    psnr: c.privacy_loss().psnr,
+                    cost: c.cost,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A running experiment: the pre-trained stages, the data and the devices.
+pub struct Experiment {
+    stages: Vec<Stage>,
+    data: ExperimentData,
+    config: ExperimentConfig,
+    artifacts: PathBuf,
+    /// Where the frozen extractor runs (no autodiff).
+    local: Device,
+    /// Where the cloud network and the attack decoder train (with autodiff).
+    train: Device,
+}
+
+impl Experiment {
+    /// Sets up an experiment over the `stages` of a pre-trained network. The Learner's logs go
+    /// under `artifacts`.
+    pub fn new(
+        stages: Vec<Stage>,
+        data: ExperimentData,
+        config: ExperimentConfig,
+        artifacts: &Path,
+        local: Device,
+        train: Device,
+    ) -> Self {
+        Self {
+            stages,
+            data,
+            config,
+            artifacts: artifacts.to_path_buf(),
+            local,
+            train,
+        }
+    }
+
+    /// The data.
+    pub fn data(&self) -> &ExperimentData {
+        &self.data
+    }
+
+    fn extractor(&self, layers: usize, selection: &ChannelSelection) -> Result<LocalExtractor> {
+        LocalExtractor::new(
+            &self.stages,
+            layers,
+            selection,
+            InputFormat::UnitGray,
+            &self.local,
+        )
+    }
+
+    fn width(&self, layers: usize) -> Result<usize> {
+        self.stages
+            .get(layers.wrapping_sub(1))
+            .map(|s| s.channels()[1])
+            .ok_or_else(|| PrivyError::Config(format!("no layer {layers}")))
+    }
+
+    /// A seed for one purpose at one topology, derived from the experiment's seed.
+    fn seed(&self, purpose: u8, t: Topology) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&self.config.seed.to_le_bytes());
+        seed[8] = purpose;
+        seed[9..17].copy_from_slice(&(t.layers as u64).to_le_bytes());
+        seed[17..25].copy_from_slice(&(t.channels as u64).to_le_bytes());
+        seed
+    }
+
+    /// The owner's selection for `t` under `strategy`.
+    pub fn owner_selection(&self, t: Topology, strategy: Strategy) -> Result<ChannelSelection> {
+        let width = self.width(t.layers)?;
+        match strategy {
+            Strategy::Random => {
+                ChannelSelection::from_secret_seed(width, t.channels, self.seed(1, t))
+            }
+            Strategy::Ranked => {
+                let all = self.extractor(t.layers, &ChannelSelection::all(width))?;
+                let features = all.extract(&self.data.attacker_public, &self.local);
+                ChannelSelection::ranked(&channel_means(&features), t.channels)
+            }
+        }
+    }
+
+    /// Trains an attack decoder on the attacker's public images through an extractor with the
+    /// owner's `selection` if the attacker knows it, or with every channel if it must guess;
+    /// scores it on the owner's test upload.
+    fn attack(
+        &self,
+        t: Topology,
+        known: Option<&ChannelSelection>,
+        test: &Upload,
+    ) -> Result<(Quality, Vec<f32>)> {
+        let public = &self.data.attacker_public;
+        let attack = match known {
+            Some(selection) => {
+                let features = self
+                    .extractor(t.layers, selection)?
+                    .extract(public, &self.local);
+                ReconstructionAttack::train(public, &features, &self.config.attack, &self.train)?
+            }
+            None => {
+                let all = ChannelSelection::all(self.width(t.layers)?);
+                let features = self.extractor(t.layers, &all)?.extract(public, &self.local);
+                ReconstructionAttack::train_unknown_channels(
+                    public,
+                    &features,
+                    t.channels,
+                    &self.config.attack,
+                    &self.train,
+                )?
+            }
+        };
+        let quality = attack.evaluate(&self.data.owner_test, test, &self.train)?;
+        let shown = SAMPLE_IMAGES.min(test.shape()[0]);
+        let items: Vec<usize> = (0..shown).collect();
+        let sample = Upload::new(
+            [shown, test.shape()[1], test.shape()[2], test.shape()[3]],
+            test.tensor(&items, &self.local)
+                .into_data()
+                .iter::<f32>()
+                .collect(),
+        )?;
+        Ok((quality, attack.reconstruct(&sample, &self.train)))
+    }
+
+    /// Measures one cell: owner uploads, cloud training with the Learner, both attacks.
+    pub fn measure(&self, t: Topology, strategy: Strategy) -> Result<(Cell, Reconstructions)> {
+        let selection = self.owner_selection(t, strategy)?;
+        let extractor = self.extractor(t.layers, &selection)?;
+        let train = extractor.extract(&self.data.owner_train, &self.local);
+        let test = extractor.extract(&self.data.owner_test, &self.local);
+        let artifacts = self
+            .artifacts
+            .join(format!("cloud-l{}-c{}-{strategy:?}", t.layers, t.channels));
+        let (_, accuracy) = train_cloud(
+            &CloudData {
+                train: &train,
+                train_labels: self.data.owner_train.labels(),
+                valid: &test,
+                valid_labels: self.data.owner_test.labels(),
+            },
+            10,
+            &self.config.cloud,
+            &artifacts,
+            &self.train,
+        )?;
+        let (known, known_images) = self.attack(t, Some(&selection), &test)?;
+        let (unknown, unknown_images) = match strategy {
+            Strategy::Ranked => (known, known_images.clone()),
+            Strategy::Random => self.attack(t, None, &test)?,
+        };
+        let cell = Cell {
+            topology: t,
+            strategy,
+            accuracy,
+            known,
+            unknown,
+            cost: extractor.cost(),
+        };
+        let images = Reconstructions {
+            topology: t,
+            strategy,
+            known: known_images,
+            unknown: unknown_images,
+        };
+        Ok((cell, images))
+    }
+
+    /// The mean-image baseline on the owner's test images.
+    pub fn baseline(&self) -> Result<Quality> {
+        Quality::of_constant(
+            &self.data.owner_test,
+            &self.data.attacker_public.mean_image(),
+        )
+    }
+
+    /// Measures every candidate under every strategy, calling `progress` after each cell.
+    pub fn characterise(
+        &self,
+        source_accuracy: f64,
+        mut progress: impl FnMut(&Cell),
+    ) -> Result<Characterisation> {
+        let mut cells = Vec::new();
+        let mut reconstructions = Vec::new();
+        for strategy in &self.config.strategies {
+            for t in self.config.candidates() {
+                let (cell, images) = self.measure(t, *strategy)?;
+                progress(&cell);
+                cells.push(cell);
+                reconstructions.push(images);
+            }
+        }
+        Ok(Characterisation {
+            source_accuracy,
+            baseline: self.baseline()?,
+            cells,
+            reconstructions,
+        })
+    }
+}
+
+/// Mean activation of each channel over every item and position of an upload.
+pub fn channel_means(upload: &Upload) -> Vec<f64> {
+    let [n, c, h, w] = upload.shape();
+    let mut sums = vec![0f64; c];
+    for item in upload.values().chunks(c * h * w) {
+        for (ch, plane) in item.chunks(h * w).enumerate() {
+            sums[ch] += plane.iter().map(|&v| v as f64).sum::<f64>();
+        }
+    }
+    sums.iter().map(|s| s / (n * h * w) as f64).collect()
+}
