@@ -22,7 +22,8 @@ use spnn::privynet::experiment::{
 };
 use spnn::privynet::optimizer::{self, Budget, Decision, Outcome};
 use spnn::privynet::source::{SourceNet, pretrain};
-use spnn::privynet::{ImageSet, Result};
+use spnn::privynet::vgg16::Vgg16Front;
+use spnn::privynet::{ImageSet, InputFormat, Result};
 
 /// What one run produced.
 pub struct Summary {
@@ -40,36 +41,54 @@ pub struct Summary {
 
 // ANCHOR: pipeline
 /// Runs the pipeline for `config` on the data under `data_dir`; writes the results to `out`.
-pub fn run(config: &ExperimentConfig, data_dir: &Path, out: &Path) -> Result<Summary> {
+/// With `vgg16`, the extractor is VGG16's front loaded from that safetensors file instead of
+/// the network pre-trained here.
+pub fn run(
+    config: &ExperimentConfig,
+    data_dir: &Path,
+    vgg16: Option<&Path>,
+    out: &Path,
+) -> Result<Summary> {
     let start = Instant::now();
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let local = Device::flex(); // the owner's extractor: no autodiff, nothing trains it
     let train = Device::flex().autodiff(); // cloud network and attack decoder
 
-    // 1. The public source network, pre-trained once and cached as a Burn record.
+    // 1. The pre-trained network: a VGG-style CNN trained on public digits (cached as a Burn
+    //    record), or the imported VGG16 front.
     let digits = ImageSet::mnist_5k(data_dir)?;
     let (fashion_train, fashion_test) = ImageSet::fashion_mnist(data_dir)?;
     let data = ExperimentData::split(&digits, &fashion_train, &fashion_test, config)?;
-    let weights = out.join("source.bpk");
-    let source = match SourceNet::load(&config.source, &weights, &train) {
-        Ok(net) => net,
-        Err(_) => {
-            let net = pretrain(&config.source, &data.pretrain, &config.pretrain, &train)?;
-            net.save(&weights)?;
-            net
+    let (stages, input, source_accuracy) = match vgg16 {
+        Some(path) => (
+            Vgg16Front::load(path, &train)?.stages,
+            InputFormat::VggBgr,
+            None,
+        ),
+        None => {
+            let weights = out.join("source.bpk");
+            let source = match SourceNet::load(&config.source, &weights, &train) {
+                Ok(net) => net,
+                Err(_) => {
+                    let net = pretrain(&config.source, &data.pretrain, &config.pretrain, &train)?;
+                    net.save(&weights)?;
+                    net
+                }
+            };
+            let accuracy = source.accuracy(&data.pretrain_held_out, &train);
+            println!(
+                "source network: {:.1} % on {} held-out digits",
+                100.0 * accuracy,
+                data.pretrain_held_out.len()
+            );
+            (source.stages, InputFormat::UnitGray, Some(accuracy))
         }
     };
-    let held_out = &data.pretrain_held_out;
-    let source_accuracy = source.accuracy(held_out, &train);
-    println!(
-        "source network: {:.1} % on {} held-out digits",
-        100.0 * source_accuracy,
-        held_out.len()
-    );
 
     // 2. Characterise every (ℓ, c) and strategy: cloud accuracy, attacks, local cost.
     let experiment = Experiment::new(
-        source.stages,
+        stages,
+        input,
         data,
         config.clone(),
         &out.join("learner"),
@@ -101,7 +120,7 @@ pub fn run(config: &ExperimentConfig, data_dir: &Path, out: &Path) -> Result<Sum
     // 3. The optimiser: the budget allows half the PSNR gain of the best attack over the
     //    baseline, and the local cost of two layers at full width.
     let budget = default_budget(&grid);
-    let candidates = config.candidates();
+    let candidates = experiment.candidates();
     let hierarchical =
         optimizer::hierarchical(&candidates, &budget, &mut grid.table(Strategy::Random))?;
     let brute_force =
@@ -186,13 +205,17 @@ fn main() {
     let mut quick = false;
     let mut data: Option<PathBuf> = None;
     let mut out: Option<PathBuf> = None;
+    let mut vgg16: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--out" => out = args.next().map(PathBuf::from),
+            "--vgg16" => vgg16 = args.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: privynet_fashion [--quick] [--out DIR] [DATA_DIR]");
+                println!(
+                    "usage: privynet_fashion [--quick] [--vgg16 FILE.safetensors] [--out DIR] [DATA_DIR]"
+                );
                 return;
             }
             other => data = Some(PathBuf::from(other)),
@@ -207,7 +230,7 @@ fn main() {
         (ExperimentConfig::full(), "full")
     };
     let out = out.unwrap_or_else(|| PathBuf::from(format!("target/privynet-{name}")));
-    if let Err(e) = run(&config, &data, &out) {
+    if let Err(e) = run(&config, &data, vgg16.as_deref(), &out) {
         eprintln!("privynet_fashion: {e}");
         eprintln!(
             "(the data come from scripts/fetch-data.sh {})",

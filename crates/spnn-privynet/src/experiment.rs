@@ -125,11 +125,12 @@ impl ExperimentConfig {
         }
     }
 
-    /// The (ℓ, c) candidates: every listed c up to the width of layer ℓ.
-    pub fn candidates(&self) -> Vec<Topology> {
+    /// The (ℓ, c) candidates for a network whose layers have `widths` output channels: every
+    /// listed c up to the width of layer ℓ.
+    pub fn candidates(&self, widths: &[usize]) -> Vec<Topology> {
         let mut out = Vec::new();
         for &layers in &self.layers {
-            let Some(&(width, _)) = self.source.stages.get(layers.wrapping_sub(1)) else {
+            let Some(&width) = widths.get(layers.wrapping_sub(1)) else {
                 continue;
             };
             for &channels in &self.channels {
@@ -247,8 +248,9 @@ pub struct Reconstructions {
 /// A characterised grid.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Characterisation {
-    /// The source network's accuracy on its own (MNIST) pre-training task, on held-out digits.
-    pub source_accuracy: f64,
+    /// The source network's accuracy on its own (MNIST) pre-training task, on held-out digits
+    /// (`None` for imported weights such as VGG16).
+    pub source_accuracy: Option<f64>,
     /// The trivial reconstruction (the attacker's public mean image) scored on the owner's
     /// test images: any attack worth the name beats it.
     pub baseline: Quality,
@@ -280,6 +282,7 @@ impl Characterisation {
 /// A running experiment: the pre-trained stages, the data and the devices.
 pub struct Experiment {
     stages: Vec<Stage>,
+    input: InputFormat,
     data: ExperimentData,
     config: ExperimentConfig,
     artifacts: PathBuf,
@@ -290,10 +293,11 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    /// Sets up an experiment over the `stages` of a pre-trained network. The Learner's logs go
-    /// under `artifacts`.
+    /// Sets up an experiment over the `stages` of a pre-trained network, fed images as
+    /// `input`. The Learner's logs go under `artifacts`.
     pub fn new(
         stages: Vec<Stage>,
+        input: InputFormat,
         data: ExperimentData,
         config: ExperimentConfig,
         artifacts: &Path,
@@ -302,6 +306,7 @@ impl Experiment {
     ) -> Self {
         Self {
             stages,
+            input,
             data,
             config,
             artifacts: artifacts.to_path_buf(),
@@ -315,14 +320,14 @@ impl Experiment {
         &self.data
     }
 
+    /// The configuration's (ℓ, c) candidates for this network.
+    pub fn candidates(&self) -> Vec<Topology> {
+        let widths: Vec<usize> = self.stages.iter().map(|s| s.channels()[1]).collect();
+        self.config.candidates(&widths)
+    }
+
     fn extractor(&self, layers: usize, selection: &ChannelSelection) -> Result<LocalExtractor> {
-        LocalExtractor::new(
-            &self.stages,
-            layers,
-            selection,
-            InputFormat::UnitGray,
-            &self.local,
-        )
+        LocalExtractor::new(&self.stages, layers, selection, self.input, &self.local)
     }
 
     fn width(&self, layers: usize) -> Result<usize> {
@@ -453,13 +458,13 @@ impl Experiment {
     /// Measures every candidate under every strategy, calling `progress` after each cell.
     pub fn characterise(
         &self,
-        source_accuracy: f64,
+        source_accuracy: Option<f64>,
         mut progress: impl FnMut(&Cell),
     ) -> Result<Characterisation> {
         let mut cells = Vec::new();
         let mut reconstructions = Vec::new();
         for strategy in &self.config.strategies {
-            for t in self.config.candidates() {
+            for t in self.candidates() {
                 let (cell, images) = self.measure(t, *strategy)?;
                 progress(&cell);
                 cells.push(cell);

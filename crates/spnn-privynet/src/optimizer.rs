@@ -281,3 +281,166 @@ impl Evaluator for TableEvaluator {
         Ok(self.find(t)?.accuracy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    use super::*;
+
+    /// A grid over ℓ ∈ 1..=4, c ∈ {1, 2, 4, 8, 16}: cost grows with ℓ and c; PSNR and accuracy
+    /// grow with c (monotone when `monotone`, random otherwise).
+    fn grid(rng: &mut ChaCha20Rng, monotone: bool) -> (Vec<Topology>, TableEvaluator) {
+        let mut picks = Vec::new();
+        for layers in 1..=4usize {
+            let (mut psnr, mut accuracy) =
+                (rng.random_range(8.0..12.0), rng.random_range(0.3..0.6));
+            for channels in [1usize, 2, 4, 8, 16] {
+                if monotone {
+                    psnr += rng.random_range(0.0..3.0);
+                    accuracy += rng.random_range(0.0..0.08);
+                } else {
+                    psnr = rng.random_range(8.0..25.0);
+                    accuracy = rng.random_range(0.1..0.95);
+                }
+                picks.push(Pick {
+                    topology: Topology { layers, channels },
+                    accuracy,
+                    psnr,
+                    cost: LocalCost {
+                        macs_per_image: (layers * layers * 1000 + channels * 100) as u64,
+                        param_bytes: (layers * 400 + channels * 40) as u64,
+                    },
+                });
+            }
+        }
+        let candidates = picks.iter().map(|p| p.topology).collect();
+        (candidates, TableEvaluator { picks })
+    }
+
+    fn random_budget(rng: &mut ChaCha20Rng) -> Budget {
+        Budget {
+            max_psnr: rng.random_range(8.0..30.0),
+            max_macs: rng.random_range(0..20_000),
+            max_param_bytes: rng.random_range(0..3_000),
+        }
+    }
+
+    #[test]
+    fn no_pick_is_ever_outside_the_budgets() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let (mut chosen, mut infeasible) = (0, 0);
+        for _ in 0..500 {
+            let monotone = rng.random_bool(0.5);
+            let (candidates, mut table) = grid(&mut rng, monotone);
+            let budget = random_budget(&mut rng);
+            for outcome in [
+                hierarchical(&candidates, &budget, &mut table).unwrap(),
+                brute_force(&candidates, &budget, &mut table).unwrap(),
+            ] {
+                match outcome.decision {
+                    Decision::Chosen(p) => {
+                        chosen += 1;
+                        let truth = table.find(p.topology).unwrap();
+                        assert_eq!(p, *truth, "a pick reports what was measured");
+                        assert!(p.psnr <= budget.max_psnr, "{p:?} {budget:?}");
+                        assert!(budget.affords(&p.cost), "{p:?} {budget:?}");
+                    }
+                    Decision::NoFeasibleTopology { reason } => {
+                        infeasible += 1;
+                        assert!(!reason.is_empty());
+                    }
+                }
+            }
+        }
+        // Both kinds of answer were exercised.
+        assert!(
+            chosen > 100 && infeasible > 100,
+            "{chosen} chosen, {infeasible} infeasible"
+        );
+    }
+
+    #[test]
+    fn brute_force_finds_nothing_exactly_when_nothing_fits() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        for _ in 0..300 {
+            let (candidates, mut table) = grid(&mut rng, false);
+            let budget = random_budget(&mut rng);
+            let fits = table
+                .picks
+                .iter()
+                .any(|p| p.psnr <= budget.max_psnr && budget.affords(&p.cost));
+            let outcome = brute_force(&candidates, &budget, &mut table).unwrap();
+            assert_eq!(matches!(outcome.decision, Decision::Chosen(_)), fits);
+        }
+    }
+
+    #[test]
+    fn on_monotone_grids_hierarchical_matches_brute_force_with_fewer_evaluations() {
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        let (mut saved, mut compared) = (0, 0);
+        for _ in 0..300 {
+            let (candidates, mut table) = grid(&mut rng, true);
+            let budget = random_budget(&mut rng);
+            let h = hierarchical(&candidates, &budget, &mut table).unwrap();
+            let b = brute_force(&candidates, &budget, &mut table).unwrap();
+            assert_eq!(h.decision, b.decision, "{budget:?}");
+            if matches!(b.decision, Decision::Chosen(_)) {
+                compared += 1;
+                let (he, be) = (
+                    h.privacy_evaluations + h.accuracy_evaluations,
+                    b.privacy_evaluations + b.accuracy_evaluations,
+                );
+                assert!(he <= be, "{he} > {be}");
+                saved += (he < be) as usize;
+            }
+        }
+        assert!(
+            compared > 50 && saved > compared / 2,
+            "{saved} of {compared}"
+        );
+    }
+
+    #[test]
+    fn infeasible_budgets_say_which_budget_rules_everything_out() {
+        let mut rng = ChaCha20Rng::seed_from_u64(14);
+        let (candidates, mut table) = grid(&mut rng, true);
+        let poor = Budget {
+            max_psnr: 100.0,
+            max_macs: 10,
+            max_param_bytes: 10,
+        };
+        let strict = Budget {
+            max_psnr: 1.0,
+            max_macs: u64::MAX,
+            max_param_bytes: u64::MAX,
+        };
+        for search in [
+            hierarchical::<TableEvaluator>,
+            brute_force::<TableEvaluator>,
+        ] {
+            match search(&candidates, &poor, &mut table).unwrap().decision {
+                Decision::NoFeasibleTopology { reason } => {
+                    assert!(reason.contains("resource budget"), "{reason}")
+                }
+                d => panic!("{d:?}"),
+            }
+            let outcome = search(&candidates, &strict, &mut table).unwrap();
+            match outcome.decision {
+                Decision::NoFeasibleTopology { reason } => {
+                    assert!(reason.contains("PSNR"), "{reason}")
+                }
+                d => panic!("{d:?}"),
+            }
+            assert_eq!(
+                outcome.accuracy_evaluations, 0,
+                "no accuracy is worth evaluating"
+            );
+            match search(&[], &strict, &mut table).unwrap().decision {
+                Decision::NoFeasibleTopology { reason } => assert!(reason.contains("no candidate")),
+                d => panic!("{d:?}"),
+            }
+        }
+    }
+}

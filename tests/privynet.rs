@@ -1,0 +1,106 @@
+//! PrivyNet end to end on the real data sets at the quick size (the `privynet_fashion`
+//! example): the attack beats the mean-image baseline, the optimiser stays within its budgets,
+//! and the outputs are written. Needs `SPNN_DATA_DIR` (scripts/fetch-data.sh); passes vacuously
+//! with a message without it.
+
+#[path = "../examples/privynet_fashion.rs"]
+#[allow(dead_code)]
+mod privynet_fashion;
+
+use spnn::privynet::experiment::{ExperimentConfig, Strategy};
+use spnn::privynet::optimizer::{self, Budget, Decision};
+
+#[test]
+fn privynet_quick_run_attacks_better_than_the_mean_image_and_picks_within_budget() {
+    let Some(data) = std::env::var_os("SPNN_DATA_DIR") else {
+        println!("SPNN_DATA_DIR unset: skipping (scripts/fetch-data.sh DIR, then set it)");
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let config = ExperimentConfig::quick();
+    let s = privynet_fashion::run(&config, data.as_ref(), None, out.path()).unwrap();
+    let grid = &s.grid;
+
+    // The source network learned its public task (chance is 0.1).
+    assert!(
+        grid.source_accuracy.unwrap() > 0.5,
+        "{:?}",
+        grid.source_accuracy
+    );
+
+    // At the widest c of every ℓ, the decoder that knows the channels beats the trivial
+    // reconstruction (the public mean image) on both measures.
+    for &l in &config.layers {
+        let widest = grid
+            .cells
+            .iter()
+            .filter(|c| c.topology.layers == l)
+            .max_by_key(|c| c.topology.channels)
+            .unwrap();
+        assert!(
+            widest.known.psnr > grid.baseline.psnr,
+            "{widest:?} vs {:?}",
+            grid.baseline
+        );
+        assert!(
+            widest.known.ssim > grid.baseline.ssim,
+            "{widest:?} vs {:?}",
+            grid.baseline
+        );
+    }
+
+    // Both searches stay within the budget; PrivyNet's hierarchical pick is as accurate as the
+    // brute-force one up to the sampling error of an accuracy measured on n test images
+    // (two standard errors, sqrt(p(1-p)/n)), with fewer trainings.
+    let n = config.owner_test as f64;
+    let (Decision::Chosen(h), Decision::Chosen(b)) =
+        (&s.hierarchical.decision, &s.brute_force.decision)
+    else {
+        panic!(
+            "the default budget admits the baseline-level topologies: {:?}",
+            s.budget
+        );
+    };
+    for p in [h, b] {
+        assert!(
+            p.psnr <= s.budget.max_psnr && s.budget.affords(&p.cost),
+            "{p:?}"
+        );
+    }
+    let se = (b.accuracy * (1.0 - b.accuracy) / n).sqrt();
+    assert!(h.accuracy >= b.accuracy - 2.0 * se, "{h:?} vs {b:?}");
+    assert!(
+        s.hierarchical.privacy_evaluations + s.hierarchical.accuracy_evaluations
+            < s.brute_force.privacy_evaluations + s.brute_force.accuracy_evaluations
+    );
+
+    // A budget below every measured PSNR is a clear "no feasible topology".
+    let strict = Budget {
+        max_psnr: grid
+            .cells
+            .iter()
+            .map(|c| c.unknown.psnr)
+            .fold(f64::MAX, f64::min)
+            - 1.0,
+        ..s.budget
+    };
+    let candidates = config.candidates(&[16, 16, 32, 32]);
+    let none =
+        optimizer::hierarchical(&candidates, &strict, &mut grid.table(Strategy::Random)).unwrap();
+    assert!(
+        matches!(none.decision, Decision::NoFeasibleTopology { .. }),
+        "{none:?}"
+    );
+
+    // The outputs.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["grid"]["cells"].as_array().unwrap().len(),
+        grid.cells.len()
+    );
+    for png in ["tradeoff.png", "reconstructions.png"] {
+        let bytes = std::fs::read(out.path().join(png)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+    }
+}
