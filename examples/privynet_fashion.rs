@@ -23,7 +23,7 @@ use spnn::privynet::experiment::{
 use spnn::privynet::optimizer::{self, Budget, Decision, Outcome};
 use spnn::privynet::source::{SourceNet, pretrain};
 use spnn::privynet::vgg16::Vgg16Front;
-use spnn::privynet::{ImageSet, InputFormat, Result};
+use spnn::privynet::{ChannelSelection, ImageSet, InputFormat, LocalExtractor, Result};
 
 /// What one run produced.
 pub struct Summary {
@@ -157,6 +157,33 @@ pub fn run(
     println!("{:.0} s; results in {}", summary.seconds, out.display());
     Ok(summary)
 }
+
+// ANCHOR: owner
+/// What a real owner runs: the first `layers` stages of a pre-trained network, frozen, with a
+/// fresh secret selection of `channels` channels (ChaCha20 seeded from the OS), over its
+/// private images; returns the bytes to upload. The selection never leaves this function.
+pub fn owner_upload(
+    stages: &[spnn::privynet::source::Stage],
+    layers: usize,
+    channels: usize,
+    images: &ImageSet,
+) -> Result<Vec<u8>> {
+    let device = Device::flex(); // no autodiff: nothing here can train
+    let width = stages
+        .get(layers.wrapping_sub(1))
+        .ok_or_else(|| spnn::privynet::PrivyError::Config(format!("no layer {layers}")))?
+        .channels()[1];
+    let selection = ChannelSelection::from_os_entropy(width, channels)?;
+    let extractor =
+        LocalExtractor::new(stages, layers, &selection, InputFormat::UnitGray, &device)?;
+    let cost = extractor.cost();
+    println!(
+        "local cost: {} multiply-adds per image, {} bytes of weights",
+        cost.macs_per_image, cost.param_bytes
+    );
+    Ok(extractor.extract(images, &device).to_bytes())
+}
+// ANCHOR_END: owner
 
 /// Half-way between the baseline's PSNR and the best attack's, and the cost of ℓ = 2.
 pub fn default_budget(grid: &Characterisation) -> Budget {

@@ -92,6 +92,16 @@ fn privynet_quick_run_attacks_better_than_the_mean_image_and_picks_within_budget
         "{none:?}"
     );
 
+    // The owner's upload: a 20-byte header and c·h·w f32 per image, nothing else.
+    let source = spnn::privynet::SourceConfig::default()
+        .init(&burn::tensor::Device::flex())
+        .unwrap();
+    let images = s.grid.reconstructions.len().min(3);
+    let few =
+        spnn::privynet::ImageSet::from_pixels(vec![0.5; images * 784], vec![0; images]).unwrap();
+    let bytes = privynet_fashion::owner_upload(&source.stages, 2, 4, &few).unwrap();
+    assert_eq!(bytes.len(), 20 + 4 * images * 4 * 14 * 14);
+
     // The outputs.
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
