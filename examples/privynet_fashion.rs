@@ -47,6 +47,7 @@ pub fn run(
     config: &ExperimentConfig,
     data_dir: &Path,
     vgg16: Option<&Path>,
+    limits: &Limits,
     out: &Path,
 ) -> Result<Summary> {
     let start = Instant::now();
@@ -117,35 +118,38 @@ pub fn run(
         grid.baseline.psnr, grid.baseline.ssim
     );
 
-    // 3. The optimiser: the budget allows half the PSNR gain of the best attack over the
-    //    baseline, and the local cost of two layers at full width.
-    let budget = default_budget(&grid);
-    let candidates = experiment.candidates();
+    // 3. The optimiser over the random-selection cells (PrivyNet's strategy).
+    let budget = default_budget(&grid, limits);
+    let summary = decide(grid, budget, &experiment.data().owner_test, out, start)?;
+    // ANCHOR_END: pipeline
+    Ok(summary)
+}
+
+/// Runs PrivyNet's hierarchical search and brute force on a characterised `grid` under
+/// `budget`, writes the outputs into `out` and prints the decisions.
+pub fn decide(
+    grid: Characterisation,
+    budget: Budget,
+    originals: &ImageSet,
+    out: &Path,
+    start: Instant,
+) -> Result<Summary> {
+    let candidates: Vec<_> = grid
+        .cells
+        .iter()
+        .filter(|c| c.strategy == Strategy::Random)
+        .map(|c| c.topology)
+        .collect();
     let hierarchical =
         optimizer::hierarchical(&candidates, &budget, &mut grid.table(Strategy::Random))?;
     let brute_force =
         optimizer::brute_force(&candidates, &budget, &mut grid.table(Strategy::Random))?;
-    // ANCHOR_END: pipeline
-
-    spnn::report::privynet(
-        &grid,
-        &budget,
-        &hierarchical,
-        &experiment.data().owner_test,
-        out,
-    )
-    .map_err(|e| io(out, e))?;
-    let summary = Summary {
-        grid,
-        budget,
-        hierarchical,
-        brute_force,
-        seconds: start.elapsed().as_secs_f64(),
-    };
-    println!("budget: {:?}", summary.budget);
+    spnn::report::privynet(&grid, &budget, &hierarchical, originals, out)
+        .map_err(|e| io(out, e))?;
+    println!("budget: {budget:?}");
     for (name, o) in [
-        ("hierarchical", &summary.hierarchical),
-        ("brute force", &summary.brute_force),
+        ("hierarchical", &hierarchical),
+        ("brute force", &brute_force),
     ] {
         println!(
             "{name}: {} ({} attack and {} cloud trainings)",
@@ -154,8 +158,36 @@ pub fn run(
             o.accuracy_evaluations
         );
     }
-    println!("{:.0} s; results in {}", summary.seconds, out.display());
-    Ok(summary)
+    let seconds = start.elapsed().as_secs_f64();
+    println!("{seconds:.0} s; results in {}", out.display());
+    Ok(Summary {
+        grid,
+        budget,
+        hierarchical,
+        brute_force,
+        seconds,
+    })
+}
+
+/// Re-runs the optimiser and the plots on the grid saved in `results` (a `results.json` this
+/// example wrote), without training anything.
+pub fn replay(
+    results: &Path,
+    config: &ExperimentConfig,
+    data_dir: &Path,
+    limits: &Limits,
+    out: &Path,
+) -> Result<Summary> {
+    let start = Instant::now();
+    let text = std::fs::read(results).map_err(|e| io(results, e))?;
+    let saved: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(results, e))?;
+    let grid: Characterisation =
+        serde_json::from_value(saved["grid"].clone()).map_err(|e| bad(results, e))?;
+    let (_, test) = ImageSet::fashion_mnist(data_dir)?;
+    let originals = test.slice(0..config.owner_test.min(test.len()));
+    let budget = default_budget(&grid, limits);
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    decide(grid, budget, &originals, out, start)
 }
 
 // ANCHOR: owner
@@ -185,23 +217,36 @@ pub fn owner_upload(
 }
 // ANCHOR_END: owner
 
-/// Half-way between the baseline's PSNR and the best attack's, and the cost of ℓ = 2.
-pub fn default_budget(grid: &Characterisation) -> Budget {
-    let best = grid
-        .cells
-        .iter()
+/// Optional budget limits; what is not given comes from [`default_budget`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// Largest attacker PSNR, dB.
+    pub max_psnr: Option<f64>,
+    /// Largest multiply-adds per image.
+    pub max_macs: Option<u64>,
+    /// Largest parameter bytes.
+    pub max_bytes: Option<u64>,
+}
+
+/// The default budget: PSNR half-way between the mean-image baseline and the strongest attack
+/// on a random selection, and the local cost of two layers at full width; `limits` override.
+pub fn default_budget(grid: &Characterisation, limits: &Limits) -> Budget {
+    let random = || grid.cells.iter().filter(|c| c.strategy == Strategy::Random);
+    let best = random()
         .map(|c| c.privacy_loss().psnr)
         .fold(grid.baseline.psnr, f64::max);
-    let at_two = grid
-        .cells
-        .iter()
+    let at_two = random()
         .filter(|c| c.topology.layers <= 2)
         .map(|c| c.cost)
         .max_by_key(|c| c.macs_per_image);
     Budget {
-        max_psnr: (grid.baseline.psnr + best) / 2.0,
-        max_macs: at_two.map_or(u64::MAX, |c| c.macs_per_image),
-        max_param_bytes: at_two.map_or(u64::MAX, |c| c.param_bytes),
+        max_psnr: limits.max_psnr.unwrap_or((grid.baseline.psnr + best) / 2.0),
+        max_macs: limits
+            .max_macs
+            .unwrap_or(at_two.map_or(u64::MAX, |c| c.macs_per_image)),
+        max_param_bytes: limits
+            .max_bytes
+            .unwrap_or(at_two.map_or(u64::MAX, |c| c.param_bytes)),
     }
 }
 
@@ -220,6 +265,13 @@ fn describe(d: &Decision) -> String {
     }
 }
 
+fn bad(path: &Path, e: serde_json::Error) -> spnn::privynet::PrivyError {
+    spnn::privynet::PrivyError::Io {
+        path: path.display().to_string(),
+        reason: format!("not a results.json of this example: {e}"),
+    }
+}
+
 fn io(path: &Path, e: std::io::Error) -> spnn::privynet::PrivyError {
     spnn::privynet::PrivyError::Io {
         path: path.display().to_string(),
@@ -227,37 +279,59 @@ fn io(path: &Path, e: std::io::Error) -> spnn::privynet::PrivyError {
     }
 }
 
+/// PrivyNet on Fashion-MNIST: characterise (ℓ, c), attack, optimise, plot.
+#[derive(clap::Parser, Debug)]
+struct Args {
+    /// The CI-sized setting (about a minute in release mode) instead of the full grid.
+    #[arg(long)]
+    quick: bool,
+    /// Use VGG16's front from this safetensors file (scripts/fetch-data.sh --vgg16).
+    #[arg(long, value_name = "FILE")]
+    vgg16: Option<PathBuf>,
+    /// Re-run only the optimiser and plots on a results.json this example wrote.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    replay: Option<PathBuf>,
+    /// Output directory [default: target/privynet-quick or target/privynet-full].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Budget: largest attacker PSNR in dB.
+    #[arg(long)]
+    max_psnr: Option<f64>,
+    /// Budget: largest local multiply-adds per image.
+    #[arg(long)]
+    max_macs: Option<u64>,
+    /// Budget: largest local parameter bytes.
+    #[arg(long)]
+    max_bytes: Option<u64>,
+    /// Data directory [default: $SPNN_DATA_DIR, else ./data].
+    data: Option<PathBuf>,
+}
+
 #[allow(dead_code)]
 fn main() {
-    let mut quick = false;
-    let mut data: Option<PathBuf> = None;
-    let mut out: Option<PathBuf> = None;
-    let mut vgg16: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--quick" => quick = true,
-            "--out" => out = args.next().map(PathBuf::from),
-            "--vgg16" => vgg16 = args.next().map(PathBuf::from),
-            "-h" | "--help" => {
-                println!(
-                    "usage: privynet_fashion [--quick] [--vgg16 FILE.safetensors] [--out DIR] [DATA_DIR]"
-                );
-                return;
-            }
-            other => data = Some(PathBuf::from(other)),
-        }
-    }
-    let data = data
+    let args = <Args as clap::Parser>::parse();
+    let data = args
+        .data
         .or_else(|| std::env::var_os("SPNN_DATA_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("data"));
-    let (config, name) = if quick {
+    let (config, name) = if args.quick {
         (ExperimentConfig::quick(), "quick")
     } else {
         (ExperimentConfig::full(), "full")
     };
-    let out = out.unwrap_or_else(|| PathBuf::from(format!("target/privynet-{name}")));
-    if let Err(e) = run(&config, &data, vgg16.as_deref(), &out) {
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("target/privynet-{name}")));
+    let limits = Limits {
+        max_psnr: args.max_psnr,
+        max_macs: args.max_macs,
+        max_bytes: args.max_bytes,
+    };
+    let result = match &args.replay {
+        Some(results) => replay(results, &config, &data, &limits, &out),
+        None => run(&config, &data, args.vgg16.as_deref(), &limits, &out),
+    };
+    if let Err(e) = result {
         eprintln!("privynet_fashion: {e}");
         eprintln!(
             "(the data come from scripts/fetch-data.sh {})",

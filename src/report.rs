@@ -210,7 +210,7 @@ pub fn privynet(
     let json = serde_json::json!({ "grid": grid, "budget": budget, "hierarchical": outcome });
     std::fs::write(
         dir.join("results.json"),
-        serde_json::to_string_pretty(&json).expect("plain data"),
+        serde_json::to_string(&json).expect("plain data"),
     )?;
     std::fs::write(dir.join("results.md"), privynet_markdown(grid))?;
     let pick = match &outcome.decision {
@@ -271,8 +271,16 @@ fn tradeoff(
     }
     let pad = (x1 - x0).max(1.0) * 0.08;
     let y1 = grid.cells.iter().map(|c| c.accuracy).fold(0.0, f64::max);
-    let y0 = grid.cells.iter().map(|c| c.accuracy).fold(1.0, f64::min);
+    // A failed cell (e.g. a dead channel at chance accuracy) would squash the rest: show at
+    // most 0.25 below the best, and draw lower cells on the bottom edge with their value.
+    let y0 = grid
+        .cells
+        .iter()
+        .map(|c| c.accuracy)
+        .fold(1.0, f64::min)
+        .max(y1 - 0.25);
     let ypad = (y1 - y0).max(0.02) * 0.1;
+    let shown = |c: &spnn_privynet::experiment::Cell| c.accuracy.max(y0 - ypad / 2.0);
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "PrivyNet: accuracy against privacy loss",
@@ -317,7 +325,7 @@ fn tradeoff(
             if cells.is_empty() {
                 continue;
             }
-            let pts: Vec<(f64, f64)> = cells.iter().map(|c| (psnr(c), c.accuracy)).collect();
+            let pts: Vec<(f64, f64)> = cells.iter().map(|c| (psnr(c), shown(c))).collect();
             let style = if strategy == Strategy::Random {
                 colour.stroke_width(2)
             } else {
@@ -328,14 +336,15 @@ fn tradeoff(
                 .label(format!("{l} layer(s), {strategy:?} channels"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             chart.draw_series(cells.iter().map(|c| {
-                let xy = (psnr(c), c.accuracy);
+                let xy = (psnr(c), shown(c));
+                let label = if c.accuracy < y0 {
+                    format!("c={} (accuracy {:.2})", c.topology.channels, c.accuracy)
+                } else {
+                    format!("c={}", c.topology.channels)
+                };
                 EmptyElement::at(xy)
                     + Circle::new((0, 0), 4, colour.filled())
-                    + Text::new(
-                        format!("c={}", c.topology.channels),
-                        (6, -14),
-                        ("sans-serif", 12),
-                    )
+                    + Text::new(label, (6, -14), ("sans-serif", 12))
             }))?;
         }
     }
@@ -347,7 +356,7 @@ fn tradeoff(
     {
         chart
             .draw_series(std::iter::once(Circle::new(
-                (psnr(c), c.accuracy),
+                (psnr(c), shown(c)),
                 9,
                 BLACK.stroke_width(2),
             )))?

@@ -18,7 +18,14 @@ fn privynet_quick_run_attacks_better_than_the_mean_image_and_picks_within_budget
     };
     let out = tempfile::tempdir().unwrap();
     let config = ExperimentConfig::quick();
-    let s = privynet_fashion::run(&config, data.as_ref(), None, out.path()).unwrap();
+    let s = privynet_fashion::run(
+        &config,
+        data.as_ref(),
+        None,
+        &privynet_fashion::Limits::default(),
+        out.path(),
+    )
+    .unwrap();
     let grid = &s.grid;
 
     // The source network learned its public task (chance is 0.1).
