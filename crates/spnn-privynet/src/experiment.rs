@@ -337,11 +337,11 @@ impl Experiment {
             .ok_or_else(|| PrivyError::Config(format!("no layer {layers}")))
     }
 
-    /// A seed for one purpose at one topology, derived from the experiment's seed.
-    fn seed(&self, purpose: u8, t: Topology) -> [u8; 32] {
+    /// The owner's selection seed at topology `t`, derived from the experiment's seed.
+    fn selection_seed(&self, t: Topology) -> [u8; 32] {
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&self.config.seed.to_le_bytes());
-        seed[8] = purpose;
+        seed[8] = 1; // domain separation: this seed is for selections
         seed[9..17].copy_from_slice(&(t.layers as u64).to_le_bytes());
         seed[17..25].copy_from_slice(&(t.channels as u64).to_le_bytes());
         seed
@@ -352,7 +352,7 @@ impl Experiment {
         let width = self.width(t.layers)?;
         match strategy {
             Strategy::Random => {
-                ChannelSelection::from_secret_seed(width, t.channels, self.seed(1, t))
+                ChannelSelection::from_secret_seed(width, t.channels, self.selection_seed(t))
             }
             Strategy::Ranked => {
                 let all = self.extractor(t.layers, &ChannelSelection::all(width))?;

@@ -320,7 +320,8 @@ impl Upload {
         &self.values
     }
 
-    /// Features of items `range` as a tensor `[len, c, h, w]` on `device`.
+    /// Features of `items` (indices into the upload) as a tensor `[items.len(), c, h, w]` on
+    /// `device`. Panics on an index `≥ n`.
     pub fn tensor(&self, items: &[usize], device: &Device) -> Tensor<4> {
         let [_, c, h, w] = self.shape;
         let per = c * h * w;

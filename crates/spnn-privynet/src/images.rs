@@ -95,7 +95,7 @@ impl ImageSet {
         &self.labels
     }
 
-    /// Image `i`'s pixels (`PIXELS` values, row-major).
+    /// Image `i`'s pixels (`PIXELS` values, row-major). Panics if `i ≥ len()`.
     pub fn image(&self, i: usize) -> &[f32] {
         &self.pixels[i * PIXELS..(i + 1) * PIXELS]
     }
@@ -105,7 +105,7 @@ impl ImageSet {
         &self.pixels
     }
 
-    /// The images at `indices`, in that order.
+    /// The images at `indices`, in that order. Panics on an index `≥ len()`.
     pub fn select(&self, indices: &[usize]) -> Self {
         let mut pixels = Vec::with_capacity(indices.len() * PIXELS);
         for &i in indices {
@@ -150,7 +150,8 @@ impl ImageSet {
             .collect()
     }
 
-    /// Images `range` as a `[n, 1, 28, 28]` tensor on `device`.
+    /// Images `range` as a `[n, 1, 28, 28]` tensor on `device`. Panics if `range` goes past
+    /// [`ImageSet::len`] (the caller's indexing error, not bad data).
     pub fn tensor(&self, range: std::ops::Range<usize>, device: &Device) -> Tensor<4> {
         let n = range.len();
         let data = self.pixels[range.start * PIXELS..range.end * PIXELS].to_vec();
