@@ -107,10 +107,13 @@ impl Quality {
     }
 }
 
-/// A trained decoder: the attacker's inverse of the extractor.
+/// A trained decoder: the attacker's inverse of the extractor. Features are standardised by
+/// the mean and standard deviation of the attacker's public features before decoding.
 #[derive(Debug, Clone)]
 pub struct ReconstructionAttack {
     decoder: Decoder,
+    offset: f32,
+    scale: f32,
 }
 
 impl ReconstructionAttack {
@@ -131,14 +134,18 @@ impl ReconstructionAttack {
             )));
         }
         device.seed(config.seed);
+        let (offset, scale) = features.mean_std();
         let decoder = Decoder::new(c, h, device)?;
         let decoder = fit(decoder, n, config, |d, batch| {
             let target = images.select(batch).tensor(0..batch.len(), device);
-            let out = d.forward(features.tensor(batch, device));
+            let input = features.tensor(batch, device);
+            let out = d.forward(input.sub_scalar(offset).div_scalar(scale));
             (out - target).powi_scalar(2).mean()
         });
         Ok(Self {
             decoder: decoder.valid(),
+            offset,
+            scale,
         })
     }
 
@@ -165,6 +172,7 @@ impl ReconstructionAttack {
             )));
         }
         device.seed(config.seed);
+        let (offset, scale) = features.mean_std();
         let decoder = Decoder::new(channels, h, device)?;
         let rng = std::cell::RefCell::new(ChaCha20Rng::seed_from_u64(config.seed ^ 0x5eed));
         let decoder = fit(decoder, n, config, |d, batch| {
@@ -178,11 +186,14 @@ impl ReconstructionAttack {
                 device,
             );
             let input = features.tensor(batch, device).select(1, picks);
+            let input = input.sub_scalar(offset).div_scalar(scale);
             let target = images.select(batch).tensor(0..batch.len(), device);
             (d.forward(input) - target).powi_scalar(2).mean()
         });
         Ok(Self {
             decoder: decoder.valid(),
+            offset,
+            scale,
         })
     }
 
@@ -192,9 +203,10 @@ impl ReconstructionAttack {
         let mut out = Vec::with_capacity(n * PIXELS);
         for start in (0..n).step_by(256) {
             let items: Vec<usize> = (start..(start + 256).min(n)).collect();
+            let input = upload.tensor(&items, device);
             out.extend(
                 self.decoder
-                    .forward(upload.tensor(&items, device))
+                    .forward(input.sub_scalar(self.offset).div_scalar(self.scale))
                     .into_data()
                     .iter::<f32>(),
             );

@@ -29,10 +29,13 @@ use crate::error::{PrivyError, Result};
 use crate::extractor::Upload;
 use crate::source::TrainConfig;
 
-/// The cloud network: two 3×3 convolutions (the second with stride 2), average pooling to 4×4,
-/// and two linear layers. It takes whatever `[c, h, w]` the owner uploads.
+/// The cloud network: standardisation by the training uploads' mean and standard deviation,
+/// two 3×3 convolutions (the second with stride 2), average pooling to 4×4, and two linear
+/// layers. It takes whatever `[c, h, w]` the owner uploads.
 #[derive(Module, Debug)]
 pub struct CloudNet {
+    offset: f32,
+    scale: f32,
     conv1: Conv2d,
     conv2: Conv2d,
     pool: AdaptiveAvgPool2d,
@@ -41,8 +44,14 @@ pub struct CloudNet {
 }
 
 impl CloudNet {
-    /// A fresh network for `channels` input channels and `classes` outputs.
-    pub fn new(channels: usize, classes: usize, device: &Device) -> Self {
+    /// A fresh network for `channels` input channels and `classes` outputs, standardising
+    /// its input as `(x − offset) / scale` (see [`Upload::mean_std`]).
+    pub fn new(
+        channels: usize,
+        classes: usize,
+        (offset, scale): (f32, f32),
+        device: &Device,
+    ) -> Self {
         let conv = |c: [usize; 2], stride| {
             Conv2dConfig::new(c, [3, 3])
                 .with_stride([stride, stride])
@@ -50,6 +59,8 @@ impl CloudNet {
                 .init(device)
         };
         Self {
+            offset,
+            scale,
             conv1: conv([channels, 32], 1),
             conv2: conv([32, 32], 2),
             pool: AdaptiveAvgPool2dConfig::new([4, 4]).init(),
@@ -60,7 +71,8 @@ impl CloudNet {
 
     /// Class logits `[b, classes]` for features `[b, c, h, w]`.
     pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.conv1.forward(features));
+        let x = features.sub_scalar(self.offset).div_scalar(self.scale);
+        let x = relu(self.conv1.forward(x));
         let x = self.pool.forward(relu(self.conv2.forward(x)));
         self.out.forward(relu(self.hidden.forward(x.flatten(1, 3))))
     }
@@ -182,7 +194,7 @@ pub fn train_cloud(
         )));
     }
     device.seed(config.seed);
-    let model = CloudNet::new(c, classes, device);
+    let model = CloudNet::new(c, classes, data.train.mean_std(), device);
     let loader = |upload: &Upload, labels: &[u8], shuffle: Option<u64>| {
         let batcher = UploadBatcher {
             upload: Arc::new(upload.clone()),

@@ -320,6 +320,21 @@ impl Upload {
         &self.values
     }
 
+    /// Mean and standard deviation of all values (the standard deviation floored at 1e-6):
+    /// what a receiver uses to standardise features whose scale depends on the extractor
+    /// (VGG16's are in the hundreds, the networks trained here near 1).
+    pub fn mean_std(&self) -> (f32, f32) {
+        let n = self.values.len() as f64;
+        let mean = self.values.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = self
+            .values
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        (mean as f32, var.sqrt().max(1e-6) as f32)
+    }
+
     /// Features of `items` (indices into the upload) as a tensor `[items.len(), c, h, w]` on
     /// `device`. Panics on an index `≥ n`.
     pub fn tensor(&self, items: &[usize], device: &Device) -> Tensor<4> {

@@ -70,7 +70,7 @@ fn extractor_parameters_receive_no_gradients_and_never_change() {
     // extractor none.
     let data = images(16);
     let features = extractor.forward(data.tensor(0..16, &train).require_grad());
-    let cloud = CloudNet::new(6, 10, &train);
+    let cloud = CloudNet::new(6, 10, (0.0, 1.0), &train);
     let grads = cloud.forward(features).sum().backward();
     let mut with_grad = 0;
     struct Grads<'a>(&'a burn::tensor::Gradients, usize);
