@@ -101,17 +101,24 @@ fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs redirected to a file stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
 
 fn print_summary(s: &server::Summary) {
+    // A run that resumes from its last epoch trains nothing and has no loss to report.
+    let loss = if s.train_loss.is_finite() {
+        format!("{:.4}", s.train_loss)
+    } else {
+        "none (no epoch trained)".into()
+    };
     println!(
-        "done: {} epochs (resumed from epoch {}), test AUC {:.4}, last train loss {:.4}, {:.1}s, server traffic {:.1} MB\nmodel fingerprint {}",
+        "done: {} epochs (resumed from epoch {}), test AUC {:.4}, last train loss {loss}, {:.1}s, server traffic {:.1} MB\nmodel fingerprint {}",
         s.epochs_run,
         s.resumed_from_epoch,
         s.test_auc,
-        s.train_loss,
         s.seconds,
         s.server_bytes as f64 / 1e6,
         s.fingerprint
