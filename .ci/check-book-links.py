@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Fails if a relative link in book/src points to a missing file or heading, or an
-{{#include}} points to a missing file or anchor."""
+"""Fails if a relative link in book/src points to a missing file or heading, an {{#include}}
+points to a missing file or anchor, or a Rust code block is written inline instead of being
+included from code that CI compiles (an example, a test or a source file)."""
 import re, sys, pathlib
 
 root = pathlib.Path(__file__).resolve().parent.parent / "book" / "src"
@@ -26,6 +27,9 @@ for md in root.rglob("*.md"):
             bad.append(f"{md.relative_to(root)}: link to missing {target}")
         elif anchor and dest.suffix == ".md" and anchor not in headings.get(dest, set()):
             bad.append(f"{md.relative_to(root)}: link to missing heading {target}")
+    for lang, body in re.findall(r"```(\w[^\n]*)\n(.*?)```", text, re.S):
+        if lang.startswith("rust") and "{{#include" not in body:
+            bad.append(f"{md.relative_to(root)}: inline Rust block (include it from compiled code): {body[:60]!r}")
     for inc in re.findall(r"\{\{#include ([^}]+)\}\}", text):
         path, _, anchor = inc.strip().partition(":")
         dest = (md.parent / path).resolve()

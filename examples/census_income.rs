@@ -82,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Holder 0 keeps the labels and computes the loss; the server never sees a label.
+    // ANCHOR: label_holder
     let holders: Vec<HolderSpec> = data
         .holders
         .iter()
@@ -94,6 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..HolderSpec::new(t.clone())
         })
         .collect();
+    // ANCHOR_END: label_holder
     let config = SpnnConfig::default()
         .with_labels(LabelMode::Holder(0))
         .with_momentum(0.9);
@@ -118,10 +120,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let (mut loss_sum, mut n) = (0.0, 0);
         for ids in data.train.chunks(args.batch) {
+            // ANCHOR: label_holder_step
             let (grads, loss) = backward_from_label_holder(&session, model.forward(ids))?;
             let grads = GradientsParams::from_grads(grads, &model);
             model.first.apply_update(args.lr)?;
             model = optim.step(args.lr, model, grads);
+            // ANCHOR_END: label_holder_step
             loss_sum += loss;
             n += 1;
         }

@@ -84,11 +84,13 @@ fn tls_deployment_computes_exactly_what_the_simulation_computes() {
     let in_memory = simulation::start(holders(&table, &train_ids), spec.clone(), net).unwrap();
     let (w_mem, o_mem) = train(in_memory, &table, &train_ids, &out);
 
+    // ANCHOR: tls
     let roster = Roster::spnn(2, false).unwrap();
     let names: Vec<String> = roster.ids().map(|p| roster.name(p).unwrap()).collect();
     let certs = DeploymentCerts::generate("distributed-test", &names).unwrap();
     let networks: Vec<Network> = loopback_mesh(&roster, &certs, net).unwrap();
     let over_tls = simulation::start_on(networks, holders(&table, &train_ids), spec).unwrap();
+    // ANCHOR_END: tls
     let (w_tls, o_tls) = train(over_tls, &table, &train_ids, &out);
 
     let differ = |a: &[f32], b: &[f32]| {

@@ -102,14 +102,17 @@ fn a_resumed_run_continues_exactly() {
         &data,
         &batches[..3],
     );
+    // ANCHOR: save_load
     server_ckpt::save(&m, &optim, sim.session(), dir.path(), "step-3").unwrap();
     drop(m);
     sim.finish().unwrap();
 
+    // Every party starts again; the session resumes at "step-3" (SessionSpec::resuming).
     let sim = start_at(&data, dir.path(), Some("step-3"));
     let fresh = spnn_model(&sim, &device);
     let (m, mut optim) =
         server_ckpt::load(fresh, optimizer(), sim.session(), dir.path(), "step-3").unwrap();
+    // ANCHOR_END: save_load
     let m = train(m, &mut optim, &data, &batches[3..6]);
     let (w_resumed, p_resumed) = (
         sim.session().reveal_weights_insecure_for_tests().unwrap(),

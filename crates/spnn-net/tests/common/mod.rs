@@ -28,11 +28,13 @@ pub fn payload(from: PartyId, to: PartyId, rows: usize, cols: usize) -> RingMatr
 pub fn all_to_all(net: &Network, rows: usize, cols: usize) {
     let me = net.me();
     let peers: Vec<PartyId> = net.roster().ids().filter(|p| *p != me).collect();
+    // ANCHOR: send_recv
     for &p in &peers {
-        net.send(p, &payload(me, p, rows, cols)).unwrap();
+        net.send(p, &payload(me, p, rows, cols)).unwrap(); // any type implementing `Message`
     }
     for &p in &peers {
-        let got: RingMatrix = net.recv(p).unwrap();
+        let got: RingMatrix = net.recv(p).unwrap(); // waits at most the network's timeout
+        // ANCHOR_END: send_recv
         assert_eq!(got, payload(p, me, rows, cols), "{me} from {p}");
     }
 }
