@@ -57,9 +57,7 @@ pub fn run(
 
     // 1. The pre-trained network: a VGG-style CNN trained on public digits (cached as a Burn
     //    record), or the imported VGG16 front.
-    let digits = ImageSet::mnist_5k(data_dir)?;
-    let (fashion_train, fashion_test) = ImageSet::fashion_mnist(data_dir)?;
-    let data = ExperimentData::split(&digits, &fashion_train, &fashion_test, config)?;
+    let data = ExperimentData::load(data_dir, config)?;
     let (stages, input, source_accuracy) = match vgg16 {
         Some(path) => (
             Vgg16Front::load(path, &train)?.stages,
