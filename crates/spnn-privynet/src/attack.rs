@@ -126,27 +126,7 @@ impl ReconstructionAttack {
         config: &TrainConfig,
         device: &Device,
     ) -> Result<Self> {
-        let [n, c, h, _] = features.shape();
-        if n != images.len() {
-            return Err(PrivyError::Shape(format!(
-                "{n} feature items for {} images",
-                images.len()
-            )));
-        }
-        device.seed(config.seed);
-        let (offset, scale) = features.mean_std();
-        let decoder = Decoder::new(c, h, device)?;
-        let decoder = fit(decoder, n, config, |d, batch| {
-            let target = images.select(batch).tensor(0..batch.len(), device);
-            let input = features.tensor(batch, device);
-            let out = d.forward(input.sub_scalar(offset).div_scalar(scale));
-            (out - target).powi_scalar(2).mean()
-        });
-        Ok(Self {
-            decoder: decoder.valid(),
-            offset,
-            scale,
-        })
+        Self::fit_decoder(images, features, features.shape()[1], config, device, |x| x)
     }
 
     /// Trains the decoder for an unknown selection of `channels` channels: `features` are the
@@ -159,25 +139,16 @@ impl ReconstructionAttack {
         config: &TrainConfig,
         device: &Device,
     ) -> Result<Self> {
-        let [n, total, h, _] = features.shape();
-        if n != images.len() {
-            return Err(PrivyError::Shape(format!(
-                "{n} feature items for {} images",
-                images.len()
-            )));
-        }
+        let total = features.shape()[1];
         if channels == 0 || channels > total {
             return Err(PrivyError::Config(format!(
                 "cannot guess {channels} of {total} channels"
             )));
         }
-        device.seed(config.seed);
-        let (offset, scale) = features.mean_std();
-        let decoder = Decoder::new(channels, h, device)?;
-        let rng = std::cell::RefCell::new(ChaCha20Rng::seed_from_u64(config.seed ^ 0x5eed));
-        let decoder = fit(decoder, n, config, |d, batch| {
-            let guess = ChannelSelection::random(total, channels, &mut *rng.borrow_mut())
-                .expect("1 ≤ channels ≤ total");
+        let mut rng = ChaCha20Rng::seed_from_u64(config.seed ^ 0x5eed);
+        Self::fit_decoder(images, features, channels, config, device, |x| {
+            let guess =
+                ChannelSelection::random(total, channels, &mut rng).expect("1 ≤ channels ≤ total");
             let picks = Tensor::<1, Int>::from_data(
                 TensorData::new(
                     guess.indices().iter().map(|&i| i as i64).collect(),
@@ -185,10 +156,36 @@ impl ReconstructionAttack {
                 ),
                 device,
             );
-            let input = features.tensor(batch, device).select(1, picks);
-            let input = input.sub_scalar(offset).div_scalar(scale);
+            x.select(1, picks)
+        })
+    }
+
+    /// Fits a decoder for `channels` input channels; `choose` turns each minibatch of
+    /// `features` into the decoder's input.
+    fn fit_decoder(
+        images: &ImageSet,
+        features: &Upload,
+        channels: usize,
+        config: &TrainConfig,
+        device: &Device,
+        choose: impl FnMut(Tensor<4>) -> Tensor<4>,
+    ) -> Result<Self> {
+        let [n, _, h, _] = features.shape();
+        if n != images.len() {
+            return Err(PrivyError::Shape(format!(
+                "{n} feature items for {} images",
+                images.len()
+            )));
+        }
+        device.seed(config.seed);
+        let (offset, scale) = features.mean_std();
+        let decoder = Decoder::new(channels, h, device)?;
+        let choose = std::cell::RefCell::new(choose);
+        let decoder = fit(decoder, n, config, |d, batch| {
+            let input = (choose.borrow_mut())(features.tensor(batch, device));
             let target = images.select(batch).tensor(0..batch.len(), device);
-            (d.forward(input) - target).powi_scalar(2).mean()
+            let out = d.forward(input.sub_scalar(offset).div_scalar(scale));
+            (out - target).powi_scalar(2).mean()
         });
         Ok(Self {
             decoder: decoder.valid(),
