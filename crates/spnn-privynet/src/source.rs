@@ -52,6 +52,16 @@ impl Stage {
         }
     }
 
+    /// The convolution's weights (`[out, in, 3, 3]` row-major) and biases, as plain values.
+    pub fn values(&self) -> (Vec<f32>, Vec<f32>) {
+        let read = |t: Tensor<4>| t.to_data().iter::<f32>().collect();
+        let bias = match &self.conv.bias {
+            Some(b) => b.val().to_data().iter::<f32>().collect(),
+            None => Vec::new(),
+        };
+        (read(self.conv.weight.val()), bias)
+    }
+
     /// Input and output channel counts.
     pub fn channels(&self) -> [usize; 2] {
         let [out, inp, _, _] = self.conv.weight.dims();

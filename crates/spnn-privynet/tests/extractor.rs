@@ -149,22 +149,7 @@ fn the_upload_holds_exactly_the_selected_channels_in_order_and_no_index_list() {
     // Channel j of the upload is channel indices[j] of the full layer. Computing fewer output
     // channels may change the summation order of each 3×3×1 dot product (9 terms + bias), so
     // allow the f32 bound 2·10·2^-24·(Σ|w||x| + |b|) ≤ 20·2^-24·(9·max|w| + max|b|) (x ≤ 1).
-    let w: Vec<f32> = source.stages[0]
-        .conv
-        .weight
-        .val()
-        .to_data()
-        .iter::<f32>()
-        .collect();
-    let b: Vec<f32> = source.stages[0]
-        .conv
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .to_data()
-        .iter::<f32>()
-        .collect();
+    let (w, b) = source.stages[0].values();
     let max = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
     let tolerance = 20.0 * 2f64.powi(-24) * (9.0 * max(&w) + max(&b));
     let plane = 28 * 28;

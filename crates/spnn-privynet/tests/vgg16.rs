@@ -68,16 +68,7 @@ fn the_converted_vgg16_front_loads_onto_the_right_stages() {
     let device = Device::flex();
     let vgg = Vgg16Front::load(&path, &device).unwrap();
     for (s, stage) in vgg.stages.iter().enumerate() {
-        let w: Vec<f32> = stage.conv.weight.val().to_data().iter::<f32>().collect();
-        let b: Vec<f32> = stage
-            .conv
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .to_data()
-            .iter::<f32>()
-            .collect();
+        let (w, b) = stage.values();
         assert_eq!(stage.conv.weight.dims().to_vec(), TENSORS[2 * s].1.to_vec());
         assert!(
             w.iter().enumerate().all(|(i, &v)| v == value(2 * s, i)),
@@ -164,30 +155,12 @@ fn the_real_hed_vgg16_weights_load_transposed() {
         return;
     }
     let vgg = Vgg16Front::load(&path, &Device::flex()).unwrap();
-    let conv1_1 = &vgg.stages[0].conv;
-    let bias: Vec<f32> = conv1_1
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .to_data()
-        .iter::<f32>()
-        .collect();
+    let (w, bias) = vgg.stages[0].values();
     assert_eq!(bias[..4], [0.6998734, 0.10584506, 0.05528749, 0.8724496]);
-    let w = conv1_1.weight.val().to_data();
-    let w: Vec<f32> = w.iter::<f32>().collect();
     let oihw = |o: usize, i: usize, h: usize, x: usize| w[((o * 3 + i) * 3 + h) * 3 + x];
     // Keras kernel[h][w][i][o]: [0][1][2][5] = -0.059129044, [2][0][1][63] = 0.093125984.
     assert_eq!(oihw(5, 2, 0, 1), -0.059129044);
     assert_eq!(oihw(63, 1, 2, 0), 0.093125984);
-    let conv2_2_bias: Vec<f32> = vgg.stages[3]
-        .conv
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .to_data()
-        .iter::<f32>()
-        .collect();
+    let (_, conv2_2_bias) = vgg.stages[3].values();
     assert_eq!(conv2_2_bias[..3], [-0.06433435, -0.1309397, -0.13213271]);
 }

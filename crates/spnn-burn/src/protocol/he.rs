@@ -370,6 +370,20 @@ mod tests {
         );
     }
 
+    /// Party 0 (`nb`) sends a 3×5 encrypted share made of `cells`; party 1 (`a`) must refuse
+    /// it. Returns the error message.
+    fn refused_share(na: &Network, nb: &Network, a: &mut HeEngine, cells: Vec<Blob>) -> String {
+        let share = EncryptedShare(EncryptedMatrix {
+            rows: 3,
+            cols: 5,
+            cells,
+        });
+        nb.send(PartyId(1), &share).unwrap();
+        a.multiply_and_mask(na, &features(4, 3), 5, &mut SecureRng::from_os_entropy())
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn tampered_foreign_and_overflowing_ciphertexts_are_refused() {
         let (na, nb, mut a, _b, kb) = pair();
@@ -393,19 +407,7 @@ mod tests {
             .collect();
         let last = cells[0].0.len();
         cells[0].0[16..last].fill(0xff);
-        nb.send(
-            PartyId(1),
-            &EncryptedShare(EncryptedMatrix {
-                rows: 3,
-                cols: 5,
-                cells,
-            }),
-        )
-        .unwrap();
-        let e = a
-            .multiply_and_mask(&na, &features(4, 3), 5, &mut SecureRng::from_os_entropy())
-            .unwrap_err()
-            .to_string();
+        let e = refused_share(&na, &nb, &mut a, cells);
         assert!(e.contains("invalid ciphertext"), "{e}");
 
         // Foreign key: a share encrypted under a third key.
@@ -424,19 +426,7 @@ mod tests {
             .into_iter()
             .map(Blob)
             .collect();
-        nb.send(
-            PartyId(1),
-            &EncryptedShare(EncryptedMatrix {
-                rows: 3,
-                cols: 5,
-                cells,
-            }),
-        )
-        .unwrap();
-        let e = a
-            .multiply_and_mask(&na, &features(4, 3), 5, &mut SecureRng::from_os_entropy())
-            .unwrap_err()
-            .to_string();
+        let e = refused_share(&na, &nb, &mut a, cells);
         assert!(e.contains("key"), "{e}");
 
         // Overflowing: a "masked product" whose slots hold values beyond the protocol's bound.
