@@ -34,17 +34,9 @@ fn main() {
         )];
         if let Some(c) = flag("--census") {
             let dir = args.get(c + 1).expect("--census needs a data directory");
-            let setup = Setup {
-                batch: 256,
-                epochs: 1,
-                lr: 0.05,
-                ..Default::default()
-            };
-            let p = spnn::data::packaged::census::load(std::path::Path::new(dir), setup.holders)
-                .expect("census data");
             tables.push((
                 "Census-Income (two holders, d-64-32-1, batch 256, 1 epoch)".to_string(),
-                run(&Data::from_partitioned(p), &setup),
+                census(dir),
             ));
         }
         let report = spnn::report::Report {
@@ -59,16 +51,7 @@ fn main() {
         return;
     }
     let rows = if let Some(i) = flag("--census") {
-        let dir = args.get(i + 1).expect("--census needs a data directory");
-        let setup = Setup {
-            batch: 256,
-            epochs: 1,
-            lr: 0.05,
-            ..Default::default()
-        };
-        let p = spnn::data::packaged::census::load(std::path::Path::new(dir), setup.holders)
-            .expect("census data");
-        run(&Data::from_partitioned(p), &setup)
+        census(args.get(i + 1).expect("--census needs a data directory"))
     } else if flag("--synthetic").is_some() {
         let setup = Setup {
             batch: 256,
@@ -98,4 +81,17 @@ fn main() {
         rows
     };
     println!("{}", markdown(&rows));
+}
+
+/// Census-Income under every system: two holders, batch 256, one epoch.
+fn census(dir: &str) -> Vec<spnn::bench::Row> {
+    let setup = Setup {
+        batch: 256,
+        epochs: 1,
+        lr: 0.05,
+        ..Default::default()
+    };
+    let p = spnn::data::packaged::census::load(std::path::Path::new(dir), setup.holders)
+        .expect("census data");
+    run(&Data::from_partitioned(p), &setup)
 }

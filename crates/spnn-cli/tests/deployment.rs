@@ -143,6 +143,19 @@ fn fingerprint(out: &Output) -> String {
         .to_string()
 }
 
+/// Runs the deployment again in one process, from scratch, and checks that it ends with the
+/// `distributed` model fingerprint.
+fn assert_simulation_gives(d: &Deployment, distributed: &str) {
+    std::fs::remove_dir_all(d.dir.path().join("checkpoints")).unwrap();
+    let sim = simulate(&d.config);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert_eq!(fingerprint(&sim), distributed);
+}
+
 fn simulate(config: &Path) -> Output {
     Command::new(SPNN)
         .args(["simulate", "--config", config.to_str().unwrap()])
@@ -174,14 +187,7 @@ fn four_processes_on_separate_addresses_equal_the_simulation_bit_for_bit() {
     }
     let distributed = fingerprint(&outs[0]);
     // The same deployment in one process, from scratch.
-    std::fs::remove_dir_all(d.dir.path().join("checkpoints")).unwrap();
-    let sim = simulate(&d.config);
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
-    assert_eq!(fingerprint(&sim), distributed);
+    assert_simulation_gives(&d, &distributed);
 }
 
 #[test]
@@ -412,12 +418,5 @@ fn spnn_he_with_keys_from_keygen_runs_across_processes_like_the_simulation() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let distributed = fingerprint(&outs[0]);
-    std::fs::remove_dir_all(d.dir.path().join("checkpoints")).unwrap();
-    let sim = simulate(&d.config);
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
-    assert_eq!(fingerprint(&sim), distributed);
+    assert_simulation_gives(&d, &distributed);
 }
