@@ -3,11 +3,14 @@
 //! `cargo run --example crypto_demo`
 //!
 //! Two data holders each own some feature columns of the same samples; together they compute
-//! `Z = X·W` for a secret-shared weight matrix `W` with a dealer's Beaver triple. Only the sum
-//! `Z` is opened at the end.
+//! `Z = X·W` for a secret-shared weight matrix `W` with a dealer's Beaver triple, then truncate
+//! the product back to 16 fractional bits exactly with a dealer's truncation triple. Only the
+//! sum `Z` is opened at the end.
 
 use rug::Integer;
-use spnn::crypto::beaver::{Dealer, beaver_masks, beaver_product, open, truncate_two_party};
+use spnn::crypto::beaver::{
+    Dealer, beaver_masks, beaver_product, open, truncation_finish, truncation_open,
+};
 use spnn::crypto::paillier::{KeySize, Keypair};
 use spnn::crypto::share::{reconstruct, share};
 use spnn::prelude::*;
@@ -40,7 +43,8 @@ fn main() -> Result<(), spnn::crypto::CryptoError> {
     )?;
 
     // The dealer hands out a Beaver triple; the holders open E = X − U and F = W − V.
-    let triples = Dealer::new(SecureRng::from_os_entropy()).matrix_triple(
+    let mut dealer = Dealer::new(SecureRng::from_os_entropy());
+    let triples = dealer.matrix_triple(
         2,
         (batch, features, hidden),
         (fp.frac_bits(), fp.frac_bits()),
@@ -51,9 +55,20 @@ fn main() -> Result<(), spnn::crypto::CryptoError> {
     ];
     let e = open(&[masks[0].0.clone(), masks[1].0.clone()])?;
     let f = open(&[masks[0].1.clone(), masks[1].1.clone()])?;
-    let zs = triples
+    let products = triples
         .iter()
-        .map(|t| truncate_two_party(&beaver_product(&e, &f, t)?, fp.frac_bits()))
+        .map(|t| beaver_product(&e, &f, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Exact truncation: |x·w| summed over 6 terms stays below 2^40 at scale 2^32.
+    let truncation =
+        dealer.truncation_triples(2, (batch, hidden), 2 * fp.frac_bits(), fp.frac_bits(), 40)?;
+    let c = open(&[
+        truncation_open(&products[0], &truncation[0])?,
+        truncation_open(&products[1], &truncation[1])?,
+    ])?;
+    let zs = truncation
+        .iter()
+        .map(|t| truncation_finish(&c, t))
         .collect::<Result<Vec<_>, _>>()?;
     let z = fp.decode_matrix(&reconstruct(&zs)?);
 

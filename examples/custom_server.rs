@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = connect(&dep, "server")?; // mutual TLS to every holder
     let session = ServerSession::establish(
         net,
-        SessionSpec::new(dep.model.hidden[0]).with_config(dep.spnn_config()),
+        SessionSpec::new(dep.model.hidden[0]).with_config(dep.config_for("server")?),
     )?;
     let labels = server_labels(&dep)?;
     let (train, test) = split(

@@ -10,7 +10,9 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use spnn::burn::simulation::{self, HolderSpec, Simulation};
-use spnn::burn::{PrivateLinear, PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig};
+use spnn::burn::{
+    PartyPolicy, PrivateLinear, PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig,
+};
 use spnn::data::{Table, VerticalPartition, embedded::breast_cancer};
 use spnn::net::certs::DeploymentCerts;
 use spnn::net::transport::tls::loopback_mesh;
@@ -30,6 +32,7 @@ fn holders(table: &Table, train: &[u64]) -> Vec<HolderSpec> {
         .into_iter()
         .map(|t| HolderSpec {
             allow_insecure_reveal: true,
+            policy: PartyPolicy::default().allowing_insecure_randomness(),
             ..HolderSpec::new(t)
         })
         .collect()

@@ -1,25 +1,33 @@
-//! Checkpoint files: written atomically, verified on reading.
+//! Checkpoint files: private, atomic, authenticated.
 //!
 //! ```text
-//! file = "SPNNCKPT"  version:u32  length:u64  payload  sha256(payload):32
+//! file = "SPNNCKPT"  version:u32  length:u64  payload  HMAC-SHA256(key, everything before):32
 //! ```
 //!
-//! [`write_atomic`] writes to a temporary file in the same directory, syncs it, renames it over
-//! the target and syncs the directory, so a crash leaves either the old file or the new one.
-//! [`read_verified`] refuses a file that is truncated, has trailing bytes, another magic or
-//! version, or a payload whose checksum does not match — a corrupted checkpoint is an error,
-//! never loaded.
+//! [`write_sealed`] writes through [`spnn_net::files::write_private`]: a temporary file opened
+//! exclusively with mode `0600` (never following a planted link), synced, renamed over the
+//! target, the directory synced — a crash leaves the old file or the new one. The MAC key is
+//! this party's own: 32 bytes from the operating system in `checkpoint.key` in the same
+//! directory (mode `0600`, created with the first checkpoint). [`read_sealed`] refuses a file
+//! that is truncated, has trailing bytes, another magic or version, or a MAC that does not
+//! verify — so a checkpoint someone edited is detected as tampering, not loaded, and a
+//! checkpoint copied from another party's directory does not verify either.
 
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use spnn_crypto::SecureRng;
 
 use crate::error::{Result, SpnnError};
 
 const MAGIC: &[u8; 8] = b"SPNNCKPT";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8;
+const TAG: usize = 32;
+/// The name of a party's checkpoint MAC key inside its checkpoint directory.
+pub const KEY_FILE: &str = "checkpoint.key";
 
 fn err(path: &Path, reason: impl Into<String>) -> SpnnError {
     SpnnError::Persistence {
@@ -28,43 +36,78 @@ fn err(path: &Path, reason: impl Into<String>) -> SpnnError {
     }
 }
 
-/// Writes `payload` to `path` atomically, with a checksum. Creates the parent directory.
-pub fn write_atomic(path: &Path, payload: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("checkpoint"),
-        std::process::id()
-    ));
-    let io = |e: std::io::Error| err(&tmp, e.to_string());
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(MAGIC).map_err(io)?;
-        f.write_all(&VERSION.to_le_bytes()).map_err(io)?;
-        f.write_all(&(payload.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        f.write_all(payload).map_err(io)?;
-        f.write_all(&Sha256::digest(payload)).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| err(path, format!("rename: {e}")))?;
-    // Make the rename itself durable.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+        .unwrap_or(Path::new("."))
 }
 
-/// Reads and verifies a file written by [`write_atomic`].
-pub fn read_verified(path: &Path) -> Result<Vec<u8>> {
+fn key_path(path: &Path) -> PathBuf {
+    dir_of(path).join(KEY_FILE)
+}
+
+/// Reads this directory's MAC key; with `create`, makes one if there is none (several parties
+/// sharing a directory, as in tests, agree on the first one created).
+fn key(path: &Path, create: bool) -> Result<[u8; 32]> {
+    let kp = key_path(path);
+    if create && !kp.exists() {
+        let mut k = [0u8; 32];
+        SecureRng::from_os_entropy().fill_bytes(&mut k);
+        spnn_net::files::create_private(&kp, &k).map_err(|e| err(&kp, e.to_string()))?;
+    }
+    match std::fs::read(&kp) {
+        Ok(bytes) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&kp)
+                    .map_err(|e| err(&kp, e.to_string()))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(err(
+                        &kp,
+                        format!(
+                            "checkpoint key has mode {:o}: others may read it",
+                            mode & 0o777
+                        ),
+                    ));
+                }
+            }
+            bytes
+                .try_into()
+                .map_err(|_| err(&kp, "a checkpoint key is 32 bytes"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(err(
+            &kp,
+            "no checkpoint key next to the checkpoint: it cannot be verified",
+        )),
+        Err(e) => Err(err(&kp, e.to_string())),
+    }
+}
+
+fn mac(key: &[u8; 32]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length")
+}
+
+/// Writes `payload` to `path` privately, atomically and with a MAC (module docs).
+pub fn write_sealed(path: &Path, payload: &[u8]) -> Result<()> {
+    let key = key(path, true)?;
+    let mut bytes = Vec::with_capacity(HEADER + payload.len() + TAG);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    let mut m = mac(&key);
+    m.update(&bytes);
+    bytes.extend_from_slice(&m.finalize().into_bytes());
+    spnn_net::files::write_private(path, &bytes).map_err(|e| err(path, e.to_string()))
+}
+
+/// Reads and verifies a file written by [`write_sealed`].
+pub fn read_sealed(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
-    if bytes.len() < HEADER + 32 || &bytes[..8] != MAGIC {
+    if bytes.len() < HEADER + TAG || &bytes[..8] != MAGIC {
         return Err(err(
             path,
             "not an spnn checkpoint (bad magic or truncated header)",
@@ -78,7 +121,7 @@ pub fn read_verified(path: &Path) -> Result<Vec<u8>> {
         ));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
-    if len != (bytes.len() - HEADER - 32) as u64 {
+    if len != (bytes.len() - HEADER - TAG) as u64 {
         return Err(err(
             path,
             format!(
@@ -87,11 +130,17 @@ pub fn read_verified(path: &Path) -> Result<Vec<u8>> {
             ),
         ));
     }
-    let payload = &bytes[HEADER..bytes.len() - 32];
-    if Sha256::digest(payload).as_slice() != &bytes[bytes.len() - 32..] {
-        return Err(err(path, "checksum mismatch: the checkpoint is corrupted"));
-    }
-    Ok(payload.to_vec())
+    let key = key(path, false)?;
+    let (body, tag) = bytes.split_at(bytes.len() - TAG);
+    let mut m = mac(&key);
+    m.update(body);
+    m.verify_slice(tag).map_err(|_| {
+        err(
+            path,
+            "MAC mismatch: the checkpoint was modified, corrupted, or written by another party",
+        )
+    })?;
+    Ok(body[HEADER..].to_vec())
 }
 
 #[cfg(test)]
@@ -99,14 +148,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip_and_every_corruption_is_refused() {
+    fn round_trip_and_every_corruption_or_tampering_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/state.ckpt");
-        write_atomic(&path, b"hello shares").unwrap();
-        assert_eq!(read_verified(&path).unwrap(), b"hello shares");
-        write_atomic(&path, b"second").unwrap();
-        assert_eq!(read_verified(&path).unwrap(), b"second");
+        write_sealed(&path, b"hello shares").unwrap();
+        assert_eq!(read_sealed(&path).unwrap(), b"hello shares");
+        write_sealed(&path, b"second").unwrap();
+        assert_eq!(read_sealed(&path).unwrap(), b"second");
         let good = std::fs::read(&path).unwrap();
+        // A consistent forgery: new payload, new plain checksum-style trailer, no key.
+        let mut forged = good[..HEADER].to_vec();
+        forged[12..20].copy_from_slice(&6u64.to_le_bytes());
+        forged.extend_from_slice(b"evil!!");
+        forged.extend_from_slice(&<Sha256 as sha2::Digest>::digest(b"evil!!"));
         for (name, bad) in [
             ("truncated", good[..good.len() - 1].to_vec()),
             ("flipped payload bit", {
@@ -124,15 +178,49 @@ mod tests {
                 b[0] = b'X';
                 b
             }),
+            ("forged without the key", forged),
             ("empty", vec![]),
         ] {
             std::fs::write(&path, &bad).unwrap();
-            assert!(read_verified(&path).is_err(), "{name} was accepted");
+            assert!(read_sealed(&path).is_err(), "{name} was accepted");
         }
-        assert!(read_verified(&dir.path().join("missing")).is_err());
-        // No temporary files are left behind.
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
-        assert_eq!(leftovers.len(), 1);
+        assert!(read_sealed(&dir.path().join("missing")).is_err());
+        // Another party's key does not verify this party's file.
+        std::fs::write(&path, &good).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let moved = other.path().join("state.ckpt");
+        write_sealed(&other.path().join("x.ckpt"), b"x").unwrap();
+        std::fs::copy(&path, &moved).unwrap();
+        let e = read_sealed(&moved).unwrap_err().to_string();
+        assert!(e.contains("MAC mismatch"), "{e}");
+        // No temporary files are left behind; the key and the checkpoint are private.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        #[cfg(unix)]
+        for name in names {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("sub").join(&name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.ckpt");
+        write_sealed(&path, b"x").unwrap();
+        let kp = dir.path().join(KEY_FILE);
+        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_sealed(&path).unwrap_err().to_string();
+        assert!(e.contains("others may read"), "{e}");
     }
 }
 
@@ -147,7 +235,7 @@ pub mod server {
     use burn::tensor::Bytes;
     use spnn_net::codec::{Blob, Codec, Reader};
 
-    use super::{read_verified, write_atomic};
+    use super::{read_sealed, write_sealed};
     use crate::error::{Result, SpnnError};
     use crate::protocol::server::ServerSession;
 
@@ -183,7 +271,7 @@ pub mod server {
         session.counters().encode(&mut payload);
         Blob(model_bytes.to_vec()).encode(&mut payload);
         Blob(optim_bytes.to_vec()).encode(&mut payload);
-        write_atomic(&path, &payload)
+        write_sealed(&path, &payload)
     }
 
     /// Loads the server's part of checkpoint `tag` into a freshly built `model` and `optim`
@@ -196,7 +284,7 @@ pub mod server {
         tag: &str,
     ) -> Result<(M, ModuleOptimizer)> {
         let path = path(dir, tag);
-        let payload = read_verified(&path)?;
+        let payload = read_sealed(&path)?;
         let bad = |e: spnn_net::CodecError| record_err(&path, e);
         let mut r = Reader::new(&payload);
         let counters = <(u64, u64)>::read(&mut r).map_err(bad)?;

@@ -1,11 +1,22 @@
-//! Session configuration shared by every party, and where randomness comes from.
+//! Session configuration shared by every party, where randomness comes from, and the public
+//! magnitude bounds that keep every truncation exact.
+//!
+//! Each enum carries its wire encoding next to its definition (one tag byte, then its payload),
+//! so the [`crate::messages::Setup`] message only strings them together.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use spnn_crypto::{FixedPoint, SecretSeed, SecureRng};
-use spnn_net::PartyId;
+use spnn_crypto::{FixedPoint, SecureRng};
+use spnn_net::codec::{Codec, Reader};
+use spnn_net::{CodecError, PartyId};
 
 use crate::error::{Result, SpnnError};
+
+fn bad_tag(what: &'static str, t: u8) -> CodecError {
+    CodecError::Invalid {
+        what,
+        reason: format!("tag {t}"),
+    }
+}
 
 /// How the server scales the boundary gradient `G = ∂L/∂Z` before sharing it.
 ///
@@ -14,6 +25,7 @@ use crate::error::{Result, SpnnError};
 /// shares `c·G` for a public `c` and the holders divide by `c` after the secure product
 /// `Xᵀ·(c·G)`, where the value is large again.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GradientScale {
     /// `c = B`, the batch size: the shared values are per-sample gradients. The default.
     BatchSize,
@@ -21,13 +33,50 @@ pub enum GradientScale {
     Fixed(f32),
 }
 
-/// Who deals Beaver triples and truncation pairs.
+impl Codec for GradientScale {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::BatchSize => out.push(0),
+            Self::Fixed(v) => {
+                out.push(1);
+                v.encode(out);
+            }
+        }
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        match r.u8("gradient scale")? {
+            0 => Ok(Self::BatchSize),
+            1 => Ok(Self::Fixed(f32::read(r)?)),
+            t => Err(bad_tag("gradient scale", t)),
+        }
+    }
+}
+
+/// Who deals Beaver triples and truncation triples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DealerMode {
-    /// The server deals. It never sees the values opened between holders. The default.
+    /// The server deals. It never sees the values opened between holders, and the holders
+    /// mask what they send it with randomness it does not know. The default.
     Server,
     /// A separate dealer party (the last party of the roster).
     Separate,
+}
+
+impl Codec for DealerMode {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(match self {
+            Self::Server => 0,
+            Self::Separate => 1,
+        });
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        match r.u8("dealer mode")? {
+            0 => Ok(Self::Server),
+            1 => Ok(Self::Separate),
+            t => Err(bad_tag("dealer mode", t)),
+        }
+    }
 }
 
 /// How the holders compute the private first layer.
@@ -35,9 +84,27 @@ pub enum DealerMode {
 pub enum Protocol {
     /// SPNN-SS: Beaver triples from a dealer (the server or a separate party). The default.
     #[default]
+    #[serde(rename = "ss")]
     SecretSharing,
     /// SPNN-HE: cross terms between holders with Paillier; no dealer. Two holders.
+    #[serde(rename = "he")]
     Paillier,
+}
+
+impl Codec for Protocol {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(match self {
+            Self::SecretSharing => 0,
+            Self::Paillier => 1,
+        });
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        match r.u8("protocol")? {
+            0 => Ok(Self::SecretSharing),
+            1 => Ok(Self::Paillier),
+            t => Err(bad_tag("protocol", t)),
+        }
+    }
 }
 
 /// Where the labels are.
@@ -49,14 +116,36 @@ pub enum LabelMode {
     Holder(u16),
 }
 
+impl Codec for LabelMode {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Server => out.push(0),
+            Self::Holder(h) => {
+                out.push(1);
+                h.encode(out);
+            }
+        }
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        match r.u8("label mode")? {
+            0 => Ok(Self::Server),
+            1 => Ok(Self::Holder(u16::read(r)?)),
+            t => Err(bad_tag("label mode", t)),
+        }
+    }
+}
+
 /// The source of every random value a party draws.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Randomness {
-    /// ChaCha20 seeded from the operating system for every draw. The default.
+    /// ChaCha20 seeded from the operating system for every draw. The default, and the only
+    /// source a build without the `insecure-test-hooks` feature knows.
     OsEntropy,
     /// ChaCha20 seeded from `SHA-256(seed, party, step, purpose)`. Reproducible runs (identical
     /// results in simulation and across processes, exact resumption) — and **insecure**: anyone
-    /// who knows the seed knows every share. For tests and benchmarks only.
+    /// who knows the seed knows every share. Exists only with the `insecure-test-hooks`
+    /// feature, and every holder refuses it unless its own policy allows it.
+    #[cfg(feature = "insecure-test-hooks")]
     InsecureSeededForTests(u64),
 }
 
@@ -64,23 +153,72 @@ impl Randomness {
     /// A generator for `party` at protocol `step` for `purpose`.
     pub fn rng(&self, party: PartyId, step: u64, purpose: &str) -> SecureRng {
         match self {
-            Self::OsEntropy => SecureRng::from_os_entropy(),
-            Self::InsecureSeededForTests(seed) => {
-                let mut h = Sha256::new();
-                h.update(seed.to_le_bytes());
-                h.update(party.0.to_le_bytes());
-                h.update(step.to_le_bytes());
-                h.update(purpose.as_bytes());
-                let mut bytes = [0u8; 32];
-                bytes.copy_from_slice(&h.finalize());
-                SecureRng::from_secret_seed(&SecretSeed::from_bytes(bytes))
+            Self::OsEntropy => {
+                let _ = (party, step, purpose);
+                SecureRng::from_os_entropy()
             }
+            #[cfg(feature = "insecure-test-hooks")]
+            Self::InsecureSeededForTests(seed) => {
+                let root = spnn_crypto::SecretSeed::from_bytes(
+                    sha2::Digest::finalize(sha2::Digest::chain_update(
+                        <sha2::Sha256 as sha2::Digest>::new(),
+                        seed.to_le_bytes(),
+                    ))
+                    .into(),
+                );
+                let child =
+                    spnn_crypto::derive::derive_seed(&root, purpose, u64::from(party.0), step);
+                SecureRng::from_secret_seed(&child)
+            }
+        }
+    }
+
+    /// Whether this source is reproducible and therefore insecure.
+    pub fn is_insecure(&self) -> bool {
+        !matches!(self, Self::OsEntropy)
+    }
+}
+
+impl Codec for Randomness {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::OsEntropy => out.push(0),
+            #[cfg(feature = "insecure-test-hooks")]
+            Self::InsecureSeededForTests(s) => {
+                out.push(1);
+                s.encode(out);
+            }
+        }
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        match r.u8("randomness")? {
+            0 => Ok(Self::OsEntropy),
+            #[cfg(feature = "insecure-test-hooks")]
+            1 => Ok(Self::InsecureSeededForTests(u64::read(r)?)),
+            t => Err(CodecError::Invalid {
+                what: "randomness",
+                reason: format!(
+                    "tag {t}{}",
+                    if t == 1 {
+                        " (seeded test randomness; this build has no insecure-test-hooks)"
+                    } else {
+                        ""
+                    }
+                ),
+            }),
         }
     }
 }
 
-/// The protocol configuration of one SPNN session. The server sends it to every party at set-up,
-/// so all parties agree.
+/// Default bound on a standardised feature, in standard deviations.
+pub const DEFAULT_FEATURE_CLIP: f32 = 32.0;
+/// Default bound on an entry of the scaled boundary gradient `c·G`.
+pub const DEFAULT_GRADIENT_CLIP: f32 = 16.0;
+/// Fewest fractional bits a holder accepts by default (gradients underflow below it).
+pub const MIN_FRAC_BITS: u32 = 12;
+
+/// The protocol configuration of one SPNN session. The server proposes it to every party at
+/// set-up; each holder checks it against its own [`crate::HolderPolicy`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpnnConfig {
     /// Fractional bits of the fixed-point encoding (default 16).
@@ -98,8 +236,15 @@ pub struct SpnnConfig {
     /// Secret sharing with a dealer, or Paillier (default [`Protocol::SecretSharing`]).
     pub protocol: Protocol,
     /// Paillier modulus size every holder must use (default 2048). Below 2048 is insecure and
-    /// accepted only for tests.
+    /// refused by every holder's default policy.
     pub he_key_bits: u32,
+    /// Holders clip each feature to `[−feature_clip, feature_clip]` before encoding it
+    /// (default [`DEFAULT_FEATURE_CLIP`]; features are standardised, so this is in standard
+    /// deviations). Part of the public bound every truncation relies on.
+    pub feature_clip: f32,
+    /// The server clips each entry of `c·G` to `[−gradient_clip, gradient_clip]` before sharing
+    /// it (default [`DEFAULT_GRADIENT_CLIP`]). The other half of the bound.
+    pub gradient_clip: f32,
 }
 
 impl Default for SpnnConfig {
@@ -113,13 +258,45 @@ impl Default for SpnnConfig {
             randomness: Randomness::OsEntropy,
             protocol: Protocol::SecretSharing,
             he_key_bits: spnn_crypto::paillier::MIN_SECURE_BITS,
+            feature_clip: DEFAULT_FEATURE_CLIP,
+            gradient_clip: DEFAULT_GRADIENT_CLIP,
         }
+    }
+}
+
+impl Codec for SpnnConfig {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.frac_bits.encode(out);
+        self.gradient_scale.encode(out);
+        self.momentum.encode(out);
+        self.dealer.encode(out);
+        self.labels.encode(out);
+        self.randomness.encode(out);
+        self.protocol.encode(out);
+        self.he_key_bits.encode(out);
+        self.feature_clip.encode(out);
+        self.gradient_clip.encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        Ok(Self {
+            frac_bits: u32::read(r)?,
+            gradient_scale: GradientScale::read(r)?,
+            momentum: f64::read(r)?,
+            dealer: DealerMode::read(r)?,
+            labels: LabelMode::read(r)?,
+            randomness: Randomness::read(r)?,
+            protocol: Protocol::read(r)?,
+            he_key_bits: u32::read(r)?,
+            feature_clip: f32::read(r)?,
+            gradient_clip: f32::read(r)?,
+        })
     }
 }
 
 impl SpnnConfig {
     /// Checks the values and returns the fixed-point encoding.
     pub fn validate(&self) -> Result<FixedPoint> {
+        let fp = FixedPoint::new(self.frac_bits)?;
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(SpnnError::Config(format!(
                 "momentum {} must be in [0, 1)",
@@ -144,7 +321,28 @@ impl SpnnConfig {
                 self.he_key_bits
             )));
         }
-        FixedPoint::new(self.frac_bits).map_err(SpnnError::from)
+        for (name, clip) in [
+            ("feature_clip", self.feature_clip),
+            ("gradient_clip", self.gradient_clip),
+        ] {
+            if !(clip.is_finite() && clip >= 1.0 && f64::from(clip) < fp.max_abs()) {
+                return Err(SpnnError::Config(format!(
+                    "{name} {clip} must be at least 1 and below {}",
+                    fp.max_abs()
+                )));
+            }
+        }
+        let bounds = crate::protocol::bounds::Bounds::of(self)?;
+        if bounds.headroom_bits() == 0 {
+            return Err(SpnnError::Config(format!(
+                "{} fractional bits with clips {} and {} leave no ring headroom for a training batch",
+                self.frac_bits, self.feature_clip, self.gradient_clip
+            )));
+        }
+        if self.protocol == Protocol::Paillier {
+            bounds.he_gradient_share_bits()?;
+        }
+        Ok(fp)
     }
 
     /// The same with another momentum.
@@ -193,5 +391,62 @@ impl SpnnConfig {
     pub fn with_frac_bits(mut self, frac_bits: u32) -> Self {
         self.frac_bits = frac_bits;
         self
+    }
+
+    /// The same with other clipping bounds for the features and for `c·G`.
+    pub fn with_clips(mut self, feature_clip: f32, gradient_clip: f32) -> Self {
+        self.feature_clip = feature_clip;
+        self.gradient_clip = gradient_clip;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spnn_net::codec::{decode_exact, encode_to_vec};
+
+    #[test]
+    fn configs_round_trip_and_bad_tags_are_refused() {
+        let mut configs = vec![
+            SpnnConfig::default(),
+            SpnnConfig::default()
+                .with_momentum(0.9)
+                .with_labels(LabelMode::Holder(1))
+                .with_dealer(DealerMode::Separate)
+                .with_gradient_scale(GradientScale::Fixed(1.0))
+                .with_clips(8.0, 4.0),
+            SpnnConfig::default()
+                .with_protocol(Protocol::Paillier)
+                .with_he_key_bits(512),
+        ];
+        #[cfg(feature = "insecure-test-hooks")]
+        configs.push(SpnnConfig::default().with_randomness(Randomness::InsecureSeededForTests(7)));
+        for c in configs.drain(..) {
+            let bytes = encode_to_vec(&c);
+            assert_eq!(decode_exact::<SpnnConfig>(&bytes).unwrap(), c);
+            for cut in 0..bytes.len() {
+                assert!(decode_exact::<SpnnConfig>(&bytes[..cut]).is_err());
+            }
+        }
+        assert!(decode_exact::<Protocol>(&[2]).is_err());
+        assert!(decode_exact::<DealerMode>(&[9]).is_err());
+        assert!(decode_exact::<Randomness>(&[7]).is_err());
+    }
+
+    #[test]
+    fn clips_and_scales_are_validated() {
+        assert!(SpnnConfig::default().validate().is_ok());
+        for bad in [
+            SpnnConfig::default().with_clips(0.5, 16.0),
+            SpnnConfig::default().with_clips(32.0, f32::NAN),
+            SpnnConfig::default().with_clips(1e6, 16.0),
+            SpnnConfig::default().with_momentum(1.0),
+            SpnnConfig::default().with_gradient_scale(GradientScale::Fixed(0.0)),
+            // 28 fractional bits leave no room for a product of two clipped values.
+            SpnnConfig::default().with_frac_bits(28),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

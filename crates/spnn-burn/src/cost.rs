@@ -33,7 +33,7 @@ pub struct StepShape {
     pub batch: usize,
     /// Output width `h`.
     pub h: usize,
-    /// Momentum in use (two truncations per update instead of one, for `k > 2`).
+    /// Momentum in use (two truncations per update instead of one).
     pub momentum: bool,
 }
 
@@ -69,14 +69,17 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         }
         frame(SEED) + frame(list(&mats))
     };
-    let (backward_truncs, update_truncs) = match (train, k > 2) {
-        (true, true) => (2, if s.momentum { 2 } else { 1 }),
-        _ => (0, 0),
+    // Exact truncations (two in the backward: 2f → f and × 1/c; one per public factor in the
+    // update), each one opening among the holders and a triple [r, ⌊r/2^s⌋, b] from the dealer.
+    let (backward_truncs, update_truncs) = if train {
+        (2, if s.momentum { 2 } else { 1 })
+    } else {
+        (0, 0)
     };
     let truncs = backward_truncs + update_truncs;
-    let pairs = |n: usize, m: usize| match (n, m) {
+    let triples = |n: usize, m: usize| match (n, m) {
         (0, _) => 0,
-        (_, 0) => frame(list(&vec![(d, h); 2 * n])),
+        (_, 0) => frame(list(&vec![(d, h); 3 * n])),
         _ => frame(SEED),
     };
     let grad = |m: usize| {
@@ -99,7 +102,7 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         commands
             + material(m)
             + if train {
-                grad(m) + pairs(backward_truncs, m) + pairs(update_truncs, m)
+                grad(m) + triples(backward_truncs, m) + triples(update_truncs, m)
             } else {
                 0
             }

@@ -28,6 +28,9 @@ pub enum SpnnError {
     /// A configuration that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The server proposed something this party's own policy refuses.
+    #[error("refused by this party's policy: {0}")]
+    Policy(String),
     /// A checkpoint or key file that cannot be written or read.
     #[error("{path}: {reason}")]
     Persistence {

@@ -36,4 +36,5 @@ pub use protocol::dealer::run_dealer;
 pub use protocol::holder::{
     HolderLabels, HolderOptions, HolderSummary, run_bottom_holder, run_holder,
 };
+pub use protocol::policy::PartyPolicy;
 pub use protocol::server::{ServerSession, ServerView, SessionSpec};

@@ -8,7 +8,7 @@ use spnn_crypto::{RingMatrix, SecretSeed};
 use spnn_net::codec::{Codec, Message, Reader};
 use spnn_net::{CodecError, FloatMatrix};
 
-use crate::config::{DealerMode, GradientScale, LabelMode, Protocol, Randomness, SpnnConfig};
+use crate::config::SpnnConfig;
 
 /// Version of the SPNN protocol spoken by this build (checked at set-up).
 pub const SPNN_PROTOCOL_VERSION: u16 = 1;
@@ -59,6 +59,10 @@ newtype_message! {
     MaskedOutput(RingMatrix) = 0x0119, "masked output";
     /// The boundary gradient in the clear, to a holder's bottom model (bottom-model mode only).
     BottomGradient(FloatMatrix) = 0x011a, "bottom gradient";
+}
+
+#[cfg(feature = "insecure-test-hooks")]
+newtype_message! {
     /// A holder's weight share revealed to the server: **insecure**, tests only.
     RevealedShare(RingMatrix) = 0x01f0, "revealed share";
 }
@@ -96,8 +100,10 @@ pub enum Command {
         /// Checkpoint name.
         tag: String,
     },
-    /// Send the weight share to the server. **Insecure**: honoured only by holders started
-    /// with `allow_insecure_reveal`, for tests.
+    /// Send the weight share to the server. **Insecure**: exists only with the
+    /// `insecure-test-hooks` feature and is honoured only by holders started with
+    /// `allow_insecure_reveal`.
+    #[cfg(feature = "insecure-test-hooks")]
     RevealSharesForTests,
     /// End the session.
     Shutdown,
@@ -127,6 +133,7 @@ impl Codec for Command {
                 out.push(5);
                 tag.encode(out);
             }
+            #[cfg(feature = "insecure-test-hooks")]
             Command::RevealSharesForTests => out.push(6),
             Command::Shutdown => out.push(7),
         }
@@ -151,6 +158,7 @@ impl Codec for Command {
             5 => Command::Save {
                 tag: String::read(r)?,
             },
+            #[cfg(feature = "insecure-test-hooks")]
             6 => Command::RevealSharesForTests,
             7 => Command::Shutdown,
             t => {
@@ -227,104 +235,40 @@ pub struct Setup {
     pub resume: Option<String>,
 }
 
+impl Codec for LayerKind {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(match self {
+            LayerKind::PrivateLinear => 0,
+            LayerKind::BottomModels => 1,
+        });
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        match r.u8("layer kind")? {
+            0 => Ok(LayerKind::PrivateLinear),
+            1 => Ok(LayerKind::BottomModels),
+            t => Err(CodecError::Invalid {
+                what: "layer kind",
+                reason: format!("tag {t}"),
+            }),
+        }
+    }
+}
+
 impl Codec for Setup {
     fn encode(&self, out: &mut Vec<u8>) {
         self.widths.encode(out);
         self.output.encode(out);
-        out.push(match self.kind {
-            LayerKind::PrivateLinear => 0,
-            LayerKind::BottomModels => 1,
-        });
-        let c = &self.config;
-        c.frac_bits.encode(out);
-        match c.gradient_scale {
-            GradientScale::BatchSize => out.push(0),
-            GradientScale::Fixed(v) => {
-                out.push(1);
-                v.encode(out);
-            }
-        }
-        c.momentum.encode(out);
-        out.push(match c.dealer {
-            DealerMode::Server => 0,
-            DealerMode::Separate => 1,
-        });
-        match c.labels {
-            LabelMode::Server => out.push(0),
-            LabelMode::Holder(h) => {
-                out.push(1);
-                h.encode(out);
-            }
-        }
-        match c.randomness {
-            Randomness::OsEntropy => out.push(0),
-            Randomness::InsecureSeededForTests(s) => {
-                out.push(1);
-                s.encode(out);
-            }
-        }
-        out.push(match c.protocol {
-            Protocol::SecretSharing => 0,
-            Protocol::Paillier => 1,
-        });
-        c.he_key_bits.encode(out);
+        self.kind.encode(out);
+        self.config.encode(out);
         self.resume.encode(out);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        let bad = |what: &'static str, t: u8| CodecError::Invalid {
-            what,
-            reason: format!("tag {t}"),
-        };
-        let widths = Vec::read(r)?;
-        let output = u32::read(r)?;
-        let kind = match r.u8("layer kind")? {
-            0 => LayerKind::PrivateLinear,
-            1 => LayerKind::BottomModels,
-            t => return Err(bad("layer kind", t)),
-        };
-        let frac_bits = u32::read(r)?;
-        let gradient_scale = match r.u8("gradient scale")? {
-            0 => GradientScale::BatchSize,
-            1 => GradientScale::Fixed(f32::read(r)?),
-            t => return Err(bad("gradient scale", t)),
-        };
-        let momentum = f64::read(r)?;
-        let dealer = match r.u8("dealer mode")? {
-            0 => DealerMode::Server,
-            1 => DealerMode::Separate,
-            t => return Err(bad("dealer mode", t)),
-        };
-        let labels = match r.u8("label mode")? {
-            0 => LabelMode::Server,
-            1 => LabelMode::Holder(u16::read(r)?),
-            t => return Err(bad("label mode", t)),
-        };
-        let randomness = match r.u8("randomness")? {
-            0 => Randomness::OsEntropy,
-            1 => Randomness::InsecureSeededForTests(u64::read(r)?),
-            t => return Err(bad("randomness", t)),
-        };
-        let protocol = match r.u8("protocol")? {
-            0 => Protocol::SecretSharing,
-            1 => Protocol::Paillier,
-            t => return Err(bad("protocol", t)),
-        };
-        let he_key_bits = u32::read(r)?;
         Ok(Self {
-            widths,
-            output,
-            kind,
-            config: SpnnConfig {
-                frac_bits,
-                gradient_scale,
-                momentum,
-                dealer,
-                labels,
-                randomness,
-                protocol,
-                he_key_bits,
-            },
+            widths: Vec::read(r)?,
+            output: u32::read(r)?,
+            kind: LayerKind::read(r)?,
+            config: SpnnConfig::read(r)?,
             resume: Option::read(r)?,
         })
     }
@@ -406,6 +350,47 @@ impl Message for Ack {
     const NAME: &'static str = "ack";
 }
 
+/// Every message kind of the SPNN protocols, with its name: the one registry the tests check
+/// for unique codes and the audits use to name what a party received.
+pub const KINDS: &[(u16, &str)] = &[
+    (Command::KIND, Command::NAME),
+    (Hello::KIND, Hello::NAME),
+    (Setup::KIND, Setup::NAME),
+    (DealerBundle::KIND, DealerBundle::NAME),
+    (DealerSeed::KIND, DealerSeed::NAME),
+    (Opening::KIND, Opening::NAME),
+    (ZShare::KIND, ZShare::NAME),
+    (GradShare::KIND, GradShare::NAME),
+    (GradSeed::KIND, GradSeed::NAME),
+    (PairSeed::KIND, PairSeed::NAME),
+    (Activations::KIND, Activations::NAME),
+    (HeadGradient::KIND, HeadGradient::NAME),
+    (MaskedOutput::KIND, MaskedOutput::NAME),
+    (BottomGradient::KIND, BottomGradient::NAME),
+    (HeadReport::KIND, HeadReport::NAME),
+    (Metrics::KIND, Metrics::NAME),
+    (Ack::KIND, Ack::NAME),
+    (
+        crate::protocol::he::EncryptedShare::KIND,
+        crate::protocol::he::EncryptedShare::NAME,
+    ),
+    (
+        crate::protocol::he::MaskedProduct::KIND,
+        crate::protocol::he::MaskedProduct::NAME,
+    ),
+    (
+        crate::protocol::he::PaillierKey::KIND,
+        crate::protocol::he::PaillierKey::NAME,
+    ),
+    #[cfg(feature = "insecure-test-hooks")]
+    (RevealedShare::KIND, RevealedShare::NAME),
+];
+
+/// The name of message kind `kind`, if it is one of [`KINDS`].
+pub fn kind_name(kind: u16) -> Option<&'static str> {
+    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +420,7 @@ mod tests {
         round_trip(Command::Save {
             tag: "epoch-3".into(),
         });
+        #[cfg(feature = "insecure-test-hooks")]
         round_trip(Command::RevealSharesForTests);
         round_trip(Command::Shutdown);
         round_trip(Hello {
@@ -447,11 +433,8 @@ mod tests {
             SpnnConfig::default(),
             SpnnConfig::default()
                 .with_momentum(0.9)
-                .with_labels(LabelMode::Holder(1))
-                .with_dealer(DealerMode::Separate)
-                .with_randomness(Randomness::InsecureSeededForTests(7))
-                .with_gradient_scale(GradientScale::Fixed(1.0))
-                .with_protocol(Protocol::Paillier)
+                .with_labels(crate::LabelMode::Holder(1))
+                .with_protocol(crate::Protocol::Paillier)
                 .with_he_key_bits(512),
         ] {
             round_trip(Setup {
@@ -470,5 +453,41 @@ mod tests {
         });
         round_trip(Opening(vec![RingMatrix::zeros(2, 3)]));
         assert!(decode_exact::<Command>(&[9]).is_err());
+    }
+
+    #[test]
+    fn message_kinds_are_unique_and_named() {
+        let mut seen = std::collections::HashSet::new();
+        for (kind, name) in KINDS {
+            assert!(seen.insert(*kind), "kind {kind:#06x} ({name}) used twice");
+            assert!(
+                *kind >> 8 == 0x01,
+                "{name}: codes 0x01xx belong to spnn-burn"
+            );
+            assert_eq!(kind_name(*kind), Some(*name));
+        }
+        assert_eq!(kind_name(0x0200), None);
+    }
+
+    #[cfg(not(feature = "insecure-test-hooks"))]
+    #[test]
+    fn production_builds_refuse_the_test_hooks_on_the_wire() {
+        // The reveal command's tag and the seeded-randomness tag of a Setup are unknown.
+        assert!(decode_exact::<Command>(&[6]).is_err());
+        let mut setup = encode_to_vec(&Setup {
+            widths: vec![1, 1],
+            output: 1,
+            kind: LayerKind::PrivateLinear,
+            config: SpnnConfig::default(),
+            resume: None,
+        });
+        // widths (8 + 2·4) + output 4 + kind 1 + frac 4 + scale 1 + momentum 8 + dealer 1 +
+        // labels 1: the randomness tag.
+        let at = 8 + 8 + 4 + 1 + 4 + 1 + 8 + 1 + 1;
+        assert_eq!(setup[at], 0);
+        setup[at] = 1;
+        setup.splice(at + 1..at + 1, 7u64.to_le_bytes());
+        let e = decode_exact::<Setup>(&setup).unwrap_err().to_string();
+        assert!(e.contains("insecure-test-hooks"), "{e}");
     }
 }

@@ -17,9 +17,11 @@ use crate::protocol::dealer::run_dealer;
 use crate::protocol::holder::{
     HolderLabels, HolderOptions, HolderSummary, run_bottom_holder, run_holder,
 };
+use crate::protocol::policy::PartyPolicy;
 use crate::protocol::server::{ServerSession, SessionSpec};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
+use spnn_crypto::paillier::Keypair;
 
 /// Runs a holder with its own bottom model (built by [`HolderSpec::with_bottom_model`]).
 type BottomLauncher =
@@ -34,7 +36,12 @@ pub struct HolderSpec {
     /// Where it saves checkpoints.
     pub checkpoint_dir: Option<PathBuf>,
     /// Allow the test-only reconstruction of `W`.
+    #[cfg(feature = "insecure-test-hooks")]
     pub allow_insecure_reveal: bool,
+    /// What it accepts from the server's proposal (default: the secure policy).
+    pub policy: PartyPolicy,
+    /// Its Paillier key pair for SPNN-HE (default: a fresh one at set-up).
+    pub paillier: Option<Keypair>,
     /// Bottom-model mode: the holder's own model. All holders of a simulation have one, or
     /// none does.
     pub bottom: Option<BottomLauncher>,
@@ -47,9 +54,18 @@ impl HolderSpec {
             features,
             labels: None,
             checkpoint_dir: None,
+            #[cfg(feature = "insecure-test-hooks")]
             allow_insecure_reveal: false,
+            policy: PartyPolicy::default(),
+            paillier: None,
             bottom: None,
         }
+    }
+
+    /// The same holder with another policy.
+    pub fn with_policy(mut self, policy: PartyPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The same holder running its own Burn bottom `model`, trained by `optim` on the autodiff
@@ -111,6 +127,11 @@ pub fn start_on(
             "either every holder has a bottom model or none has".into(),
         ));
     }
+    // The dealer accepts seeded randomness only if every holder does.
+    let dealer_policy = PartyPolicy {
+        allow_insecure_randomness: holders.iter().all(|h| h.policy.allow_insecure_randomness),
+        ..PartyPolicy::default()
+    };
     let handles = holders
         .into_iter()
         .zip(networks[1..].iter().cloned())
@@ -120,14 +141,23 @@ pub fn start_on(
                 .spawn(move || {
                     let options = HolderOptions {
                         checkpoint_dir: h.checkpoint_dir,
+                        #[cfg(feature = "insecure-test-hooks")]
                         allow_insecure_reveal: h.allow_insecure_reveal,
                         labels: h.labels,
-                        paillier: None,
+                        paillier: h.paillier,
+                        policy: h.policy,
                     };
-                    match h.bottom {
+                    let me = net.me();
+                    let result = match h.bottom {
                         Some(launch) => launch(net, h.features, options),
                         None => run_holder(net, h.features, options),
+                    };
+                    // The server only notices at its receive timeout; say why at once.
+                    if let Err(e) = &result {
+                        tracing::error!("simulated holder {me} failed: {e}");
+                        eprintln!("spnn simulation: holder {me} failed: {e}");
                     }
+                    result
                 })
                 .map_err(|e| SpnnError::Config(format!("cannot start a holder thread: {e}")))
         })
@@ -137,7 +167,7 @@ pub fn start_on(
         Some(
             std::thread::Builder::new()
                 .name("spnn-dealer".into())
-                .spawn(move || run_dealer(net))
+                .spawn(move || run_dealer(net, &dealer_policy))
                 .map_err(|e| SpnnError::Config(format!("cannot start the dealer thread: {e}")))?,
         )
     } else {

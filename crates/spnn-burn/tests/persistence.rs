@@ -36,6 +36,7 @@ fn start_at(data: &Data, dir: &std::path::Path, resume: Option<&str>) -> Simulat
         .map(|t| HolderSpec {
             checkpoint_dir: Some(dir.to_path_buf()),
             allow_insecure_reveal: true,
+            policy: test_policy(config()),
             ..HolderSpec::new(t.clone())
         })
         .collect();
@@ -162,6 +163,7 @@ fn corrupted_checkpoints_are_refused() {
         .iter()
         .map(|t| HolderSpec {
             checkpoint_dir: Some(dir.path().to_path_buf()),
+            policy: test_policy(config()),
             ..HolderSpec::new(t.clone())
         })
         .collect();
@@ -174,13 +176,13 @@ fn corrupted_checkpoints_are_refused() {
     )
     .unwrap();
     let err = sim.finish().unwrap_err().to_string();
-    assert!(err.contains("checksum"), "{err}");
+    assert!(err.contains("MAC mismatch"), "{err}");
 
     // The server's own file, truncated, is refused too.
     let server_file = dir.path().join("server-t.ckpt");
     let bytes = std::fs::read(&server_file).unwrap();
     std::fs::write(&server_file, &bytes[..bytes.len() - 10]).unwrap();
-    let err = spnn_burn::checkpoint::read_verified(&server_file)
+    let err = spnn_burn::checkpoint::read_sealed(&server_file)
         .unwrap_err()
         .to_string();
     assert!(err.contains("truncated"), "{err}");

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use spnn_burn::{DealerMode, Randomness, SpnnConfig};
+use spnn_burn::{DealerMode, PartyPolicy, Protocol as Kind, SpnnConfig};
 use spnn_net::{Role, Roster};
 
 /// A configuration problem, naming the file and the field.
@@ -37,7 +37,9 @@ pub struct Session {
     #[serde(default = "default_timeout")]
     pub connect_timeout_secs: u64,
     /// Reproducible randomness for demonstrations and tests. **Insecure**: anyone who knows it
-    /// knows every share. Also seeds the server's model initialisation.
+    /// knows every share. Also seeds the server's model initialisation. Only builds with the
+    /// `insecure-test-hooks` feature accept it, and every party refuses it unless its own
+    /// `policy.allow_insecure_seed` says otherwise.
     #[serde(default)]
     pub insecure_seed: Option<u64>,
 }
@@ -51,8 +53,8 @@ fn default_timeout() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
     /// `"ss"` (secret sharing with a dealer, default) or `"he"` (Paillier between two holders).
-    #[serde(default = "default_kind")]
-    pub kind: String,
+    #[serde(default)]
+    pub kind: Kind,
     /// Paillier modulus size for `"he"` (default 2048; 3072 for more margin).
     #[serde(default = "default_he_bits")]
     pub he_key_bits: u32,
@@ -64,30 +66,42 @@ pub struct Protocol {
     pub momentum: f64,
     /// `"server"` (default) or `"separate"` (then a `dealer` party is required).
     #[serde(default = "default_dealer")]
-    pub dealer: String,
+    pub dealer: DealerMode,
+    /// Holders clip each standardised feature to `±feature_clip` (default 32).
+    #[serde(default = "default_feature_clip")]
+    pub feature_clip: f32,
+    /// The server clips each entry of the scaled boundary gradient to `±gradient_clip`
+    /// (default 16).
+    #[serde(default = "default_gradient_clip")]
+    pub gradient_clip: f32,
 }
 
-fn default_kind() -> String {
-    "ss".into()
-}
 fn default_frac() -> u32 {
     16
 }
 fn default_he_bits() -> u32 {
     2048
 }
-fn default_dealer() -> String {
-    "server".into()
+fn default_dealer() -> DealerMode {
+    DealerMode::Server
+}
+fn default_feature_clip() -> f32 {
+    spnn_burn::config::DEFAULT_FEATURE_CLIP
+}
+fn default_gradient_clip() -> f32 {
+    spnn_burn::config::DEFAULT_GRADIENT_CLIP
 }
 
 impl Default for Protocol {
     fn default() -> Self {
         Self {
-            kind: default_kind(),
+            kind: Kind::default(),
             he_key_bits: default_he_bits(),
             frac_bits: default_frac(),
             momentum: 0.0,
             dealer: default_dealer(),
+            feature_clip: default_feature_clip(),
+            gradient_clip: default_gradient_clip(),
         }
     }
 }
@@ -126,6 +140,19 @@ fn default_every() -> usize {
     1
 }
 
+/// The activation between layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `max(0, x)`, the default.
+    #[default]
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// `1 / (1 + e^{−x})`.
+    Sigmoid,
+}
+
 /// `[model]`: the server's MLP after the private layer.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,12 +160,8 @@ pub struct Model {
     /// Widths of the hidden layers; the first is the private layer's output.
     pub hidden: Vec<usize>,
     /// `"relu"` (default), `"tanh"` or `"sigmoid"`.
-    #[serde(default = "default_activation")]
-    pub activation: String,
-}
-
-fn default_activation() -> String {
-    "relu".into()
+    #[serde(default)]
+    pub activation: Activation,
 }
 
 /// `[certs]`.
@@ -189,6 +212,36 @@ pub struct Labels {
     pub positive: String,
 }
 
+/// `[parties.<name>.policy]`: what this party accepts from the server's proposal, on top of
+/// requiring exactly the configuration its own copy of this file describes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Accept `session.insecure_seed` (default false). **Insecure**: for tests and demos.
+    #[serde(default)]
+    pub allow_insecure_seed: bool,
+    /// Smallest Paillier modulus accepted (default 2048).
+    #[serde(default = "default_he_bits")]
+    pub min_he_key_bits: u32,
+    /// Fewest fractional bits accepted (default 12).
+    #[serde(default = "default_min_frac")]
+    pub min_frac_bits: u32,
+}
+
+fn default_min_frac() -> u32 {
+    spnn_burn::config::MIN_FRAC_BITS
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            allow_insecure_seed: false,
+            min_he_key_bits: default_he_bits(),
+            min_frac_bits: default_min_frac(),
+        }
+    }
+}
+
 /// `[parties.<name>]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +256,19 @@ pub struct Party {
     /// generated when the session starts.
     #[serde(default)]
     pub paillier_keys: Option<PathBuf>,
+    /// This party's policy (module docs of [`Policy`]).
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+#[cfg(feature = "insecure-test-hooks")]
+fn insecure_randomness(seed: u64) -> std::result::Result<spnn_burn::Randomness, String> {
+    Ok(spnn_burn::Randomness::InsecureSeededForTests(seed))
+}
+
+#[cfg(not(feature = "insecure-test-hooks"))]
+fn insecure_randomness(_seed: u64) -> std::result::Result<spnn_burn::Randomness, String> {
+    Err("this build of spnn has no insecure test hooks; remove insecure_seed".into())
 }
 
 /// The whole deployment file.
@@ -278,31 +344,14 @@ impl Deployment {
         if self.model.hidden.is_empty() || self.model.hidden.contains(&0) {
             return Err(self.error("model.hidden", "needs at least one width, all positive"));
         }
-        if !["relu", "tanh", "sigmoid"].contains(&self.model.activation.as_str()) {
-            return Err(self.error(
-                "model.activation",
-                format!("{:?}: use relu, tanh or sigmoid", self.model.activation),
-            ));
-        }
-        if !["ss", "he"].contains(&self.protocol.kind.as_str()) {
-            return Err(self.error(
-                "protocol.kind",
-                format!("{:?}: use \"ss\" or \"he\"", self.protocol.kind),
-            ));
-        }
-        if self.protocol.kind == "he" && self.protocol.he_key_bits < 2048 {
+        if self.protocol.kind == Kind::Paillier && self.protocol.he_key_bits < 2048 {
             return Err(self.error(
                 "protocol.he_key_bits",
                 "Paillier keys need at least 2048 bits",
             ));
         }
-        if !["server", "separate"].contains(&self.protocol.dealer.as_str()) {
-            return Err(self.error(
-                "protocol.dealer",
-                format!("{:?}: use \"server\" or \"separate\"", self.protocol.dealer),
-            ));
-        }
         self.spnn_config()
+            .map_err(|reason| self.error("session.insecure_seed", reason))?
             .validate()
             .map_err(|e| self.error("protocol", e.to_string()))?;
         if self.session.timeout_secs == 0 {
@@ -312,13 +361,13 @@ impl Deployment {
         if k < 2 {
             return Err(self.error("parties", "needs at least holder-0 and holder-1"));
         }
-        if self.protocol.kind == "he" && k != 2 {
+        if self.protocol.kind == Kind::Paillier && k != 2 {
             return Err(self.error(
                 "parties",
                 format!("protocol \"he\" runs with two holders, not {k}"),
             ));
         }
-        let separate = self.protocol.dealer == "separate";
+        let separate = self.protocol.dealer == DealerMode::Separate;
         for name in self.parties.keys() {
             let ok = match Role::from_name(name) {
                 Ok(Role::Server) => true,
@@ -380,7 +429,11 @@ impl Deployment {
 
     /// The roster the deployment describes.
     pub fn roster(&self) -> Roster {
-        Roster::spnn(self.holders() as u16, self.protocol.dealer == "separate").expect("validated")
+        Roster::spnn(
+            self.holders() as u16,
+            self.protocol.dealer == DealerMode::Separate,
+        )
+        .expect("validated")
     }
 
     /// Addresses by party id.
@@ -392,25 +445,64 @@ impl Deployment {
             .collect()
     }
 
-    /// The protocol configuration every party will agree on.
-    pub fn spnn_config(&self) -> SpnnConfig {
+    /// The protocol configuration every party will agree on, or why this build cannot run it.
+    pub fn spnn_config(&self) -> std::result::Result<SpnnConfig, String> {
         let mut c = SpnnConfig::default()
             .with_frac_bits(self.protocol.frac_bits)
             .with_momentum(self.protocol.momentum)
-            .with_dealer(if self.protocol.dealer == "separate" {
-                DealerMode::Separate
-            } else {
-                DealerMode::Server
-            });
+            .with_dealer(self.protocol.dealer)
+            .with_protocol(self.protocol.kind)
+            .with_he_key_bits(self.protocol.he_key_bits)
+            .with_clips(self.protocol.feature_clip, self.protocol.gradient_clip);
         if let Some(seed) = self.session.insecure_seed {
-            c = c.with_randomness(Randomness::InsecureSeededForTests(seed));
+            c = c.with_randomness(insecure_randomness(seed)?);
         }
-        if self.protocol.kind == "he" {
-            c = c
-                .with_protocol(spnn_burn::Protocol::Paillier)
-                .with_he_key_bits(self.protocol.he_key_bits);
+        Ok(c)
+    }
+
+    /// The configuration `party` runs — or proposes, for the server — after checking it
+    /// against the party's own policy ([`Deployment::policy`]).
+    pub fn config_for(&self, party: &str) -> Result<SpnnConfig, ConfigError> {
+        let policy = self.policy(party)?;
+        Ok(policy
+            .expected
+            .expect("a deployment policy pins its configuration"))
+    }
+
+    /// `party`'s policy: its own `[parties.<party>.policy]`, and exactly this file's
+    /// configuration. Refuses an insecure seed the party has not allowed itself.
+    pub fn policy(&self, party: &str) -> Result<PartyPolicy, ConfigError> {
+        let own = self
+            .parties
+            .get(party)
+            .map(|p| p.policy.clone())
+            .unwrap_or_default();
+        let field = format!("parties.{party}.policy");
+        if self.session.insecure_seed.is_some() {
+            if !own.allow_insecure_seed {
+                return Err(self.error(
+                    "session.insecure_seed",
+                    format!(
+                        "reproducible, insecure randomness: {party} refuses it unless its own \
+                         `{field}.allow_insecure_seed = true`"
+                    ),
+                ));
+            }
+            tracing::warn!(
+                "INSECURE: {party} runs with session.insecure_seed; anyone who knows the seed \
+                 knows every share. For tests and demonstrations only."
+            );
         }
-        c
+        let config = self
+            .spnn_config()
+            .map_err(|reason| self.error("session.insecure_seed", reason))?;
+        Ok(PartyPolicy {
+            allow_insecure_randomness: own.allow_insecure_seed,
+            min_he_key_bits: own.min_he_key_bits,
+            min_frac_bits: own.min_frac_bits,
+            ..PartyPolicy::default()
+        }
+        .expect(config))
     }
 
     /// A path from the file, resolved against the file's directory.

@@ -6,12 +6,15 @@ use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor};
 use spnn_burn::{PrivateLinear, PrivateLinearConfig, ServerSession};
 
+use crate::config::Activation;
+
 /// `ids → PrivateLinear(d, hidden[0]) → act → Linear → act … → Linear(·, 1)`.
 #[derive(Module, Debug)]
 pub struct Mlp {
     first: PrivateLinear,
     layers: Vec<Linear>,
-    activation: String,
+    #[module(skip)]
+    activation: Activation,
 }
 
 impl Mlp {
@@ -19,7 +22,7 @@ impl Mlp {
     pub fn new(
         session: &ServerSession,
         hidden: &[usize],
-        activation: &str,
+        activation: Activation,
         device: &Device,
     ) -> spnn_burn::Result<Self> {
         let first = PrivateLinearConfig::new(hidden[0]).init(session, device)?;
@@ -32,15 +35,15 @@ impl Mlp {
         Ok(Self {
             first,
             layers,
-            activation: activation.into(),
+            activation,
         })
     }
 
     fn act(&self, x: Tensor<2>) -> Tensor<2> {
-        match self.activation.as_str() {
-            "tanh" => tanh(x),
-            "sigmoid" => sigmoid(x),
-            _ => relu(x),
+        match self.activation {
+            Activation::Relu => relu(x),
+            Activation::Tanh => tanh(x),
+            Activation::Sigmoid => sigmoid(x),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use spnn_burn::{HolderOptions, run_dealer, run_holder};
-use spnn_crypto::paillier::{Keypair, PublicKey, PublicKeyData, SecretKey, SecretKeyData};
+use spnn_crypto::paillier::{Keypair, PublicKeyData, SecretKeyData};
 use spnn_net::certs::Identity;
 use spnn_net::transport::tls::{TlsConfig, TlsTransport};
 use spnn_net::{Network, NetworkConfig, Role, Roster};
@@ -84,6 +84,7 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
                 HolderOptions {
                     checkpoint_dir: dep.checkpoint_dir(party),
                     paillier,
+                    policy: dep.policy(party)?,
                     ..Default::default()
                 },
             )?;
@@ -93,7 +94,7 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
             })
         }
         Role::Dealer => {
-            run_dealer(net)?;
+            run_dealer(net, &dep.policy(party)?)?;
             Ok(Outcome::Dealer)
         }
     }
@@ -110,20 +111,19 @@ pub fn load_paillier(dir: &std::path::Path, party: &str) -> Result<Keypair> {
         serde_json::from_str(&read(format!("{party}.paillier.pub.json"))?).map_err(bad)?;
     let secret: SecretKeyData =
         serde_json::from_str(&read(format!("{party}.paillier.key.json"))?).map_err(bad)?;
-    let (public, secret) = (
-        PublicKey::from_data(&public)?,
-        SecretKey::from_data(&secret)?,
-    );
-    if public.id() != secret.id() {
-        return Err(CliError::Io(format!(
-            "{party}'s Paillier public and secret keys do not match"
-        )));
-    }
-    Ok(Keypair { public, secret })
+    // Validated like a generated key: size, equal primes, n = p·q, h_s an n-th residue.
+    Keypair::from_data(&public, &secret).map_err(|e| {
+        CliError::Io(format!(
+            "{party}'s Paillier key pair in {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
-/// Runs `party` of the deployment as its own process would.
+/// Runs `party` of the deployment as its own process would. The party's policy is checked
+/// before it connects to anyone.
 pub fn run(dep: &Deployment, party: &str, opts: ServerOptions) -> Result<Outcome> {
+    dep.policy(party)?;
     run_on(dep, party, connect(dep, party)?, opts)
 }
 

@@ -68,7 +68,7 @@ fn read_latest(dir: &Path) -> Result<Option<Latest>> {
     if !path.exists() {
         return Ok(None);
     }
-    let bytes = checkpoint::read_verified(&path)?;
+    let bytes = checkpoint::read_sealed(&path)?;
     let latest = serde_json::from_slice(&bytes)
         .map_err(|e| CliError::Checkpoint(format!("{}: {e}", path.display())))?;
     Ok(Some(latest))
@@ -113,13 +113,13 @@ fn prepare(dep: &Deployment, net: Network, resume: Option<(String, usize)>) -> R
         dep.training.test_fraction,
         dep.training.split_seed,
     )?;
-    let mut spec = SessionSpec::new(dep.model.hidden[0]).with_config(dep.spnn_config());
+    let mut spec = SessionSpec::new(dep.model.hidden[0]).with_config(dep.config_for("server")?);
     if let Some((tag, _)) = &resume {
         spec = spec.resuming(tag.clone());
     }
     let session = ServerSession::establish(net, spec)?;
     let device = device(dep);
-    let model = Mlp::new(&session, &dep.model.hidden, &dep.model.activation, &device)?;
+    let model = Mlp::new(&session, &dep.model.hidden, dep.model.activation, &device)?;
     let optim = optimizer(dep.protocol.momentum);
     let (model, optim, start_epoch) = match (&resume, dep.checkpoint_dir("server")) {
         (Some((tag, epoch)), Some(dir)) => {
@@ -251,7 +251,7 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
                 epoch,
             })
             .expect("plain struct");
-            checkpoint::write_atomic(&latest_path(d), &latest)?;
+            checkpoint::write_sealed(&latest_path(d), &latest)?;
             tracing::info!("checkpoint {tag} saved");
         }
     }

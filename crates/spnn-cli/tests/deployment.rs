@@ -101,6 +101,12 @@ data = {{ path = "embedded:breast_cancer", columns = [{c1}] }}
     if dealer {
         text += &format!("\n[parties.dealer]\naddress = \"127.0.0.5:{}\"\n", p[3]);
     }
+    // Every party opts in to the insecure seed in its own section (the bit-exact comparisons
+    // with the simulation need reproducible randomness).
+    let text = text.replace(
+        "address = ",
+        "policy = { allow_insecure_seed = true }\naddress = ",
+    );
     let config = dir.path().join("deployment.toml");
     std::fs::write(&config, text).unwrap();
     Deployment { dir, config }
@@ -275,7 +281,7 @@ fn a_corrupted_checkpoint_is_refused() {
     let out = simulate(&d.config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("checksum"), "{err}");
+    assert!(err.contains("MAC mismatch"), "{err}");
 }
 
 #[test]

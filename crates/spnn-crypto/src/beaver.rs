@@ -1,4 +1,4 @@
-//! Beaver matrix triples, truncation pairs, and the share-side algebra of a secure product.
+//! Beaver matrix triples, truncation triples, and the share-side algebra of a secure product.
 //!
 //! **Beaver product.** To multiply shared `X` (m×k) and `Y` (k×n), the parties use a triple
 //! `(U, V, W = U·V)` from a dealer. Each party publishes `E_i = X_i − U_i` and `F_i = Y_i − V_i`
@@ -12,22 +12,33 @@
 //! is a sharing of `X·Y`, exact in the ring. Party 0 folds `E·F` into `E·(V_0 + F)`, so every
 //! party does two matrix products.
 //!
-//! **Truncation.** A product of two values at scale `2^f` is at scale `2^{2f}`; truncation brings
-//! it back. Both methods below return `t` with `t − ⌊z / 2^f⌋ ∈ {0, 1}` (so `|t − z/2^f| < 1` unit
-//! of `2^{−f}`) **except with probability at most `2^{ℓ+1−64}`** for `|z| < 2^ℓ`, in which case
-//! the result is garbage. The fixed-point budget ([`crate::fixed::FixedPoint::product_bits`])
-//! keeps `ℓ` small: at `ℓ = 40`, the failure probability is `2^{−23}` per element.
+//! **Truncation** (exact, dealer-assisted, any number of parties). A product of two values at
+//! scale `2^f` is at scale `2^{2f}`; truncation by `s` bits brings it back. The input must be
+//! bounded by a **public** `|z| < 2^ℓ` with `s ≤ ℓ ≤ 62` ([`MAX_TRUNCATION_BITS`]); the protocol
+//! layer derives `ℓ` from clipped inputs and refuses to run when it cannot. The dealer draws a
+//! uniform `r ∈ Z_2^64` and shares three values ([`truncation_material`]):
 //!
-//! - [`truncate_two_party`] (SecureML, two parties, no communication): party 0 shifts its share,
-//!   party 1 shifts the negation of its share and negates back. Let `z_0` be uniform and
-//!   `z_1 = z − z_0`. Unless `z_0` falls in a window of width `|z|` next to the wrap-around
-//!   point, `⌊z_0/2^f⌋ − ⌊(z_0 − z)/2^f⌋ ∈ {⌊z/2^f⌋, ⌊z/2^f⌋ + 1}`; the window has probability
-//!   `|z|/2^64 < 2^{ℓ−64}`.
-//! - Dealer truncation pairs for any number of parties: the dealer shares a uniform `r` and
-//!   `r' = r ≫ f` (arithmetic shift). The parties open `c = z + r` ([`truncation_mask`]; uniform,
-//!   so it hides `z`) and set `t = (c ≫ f) − r'` ([`truncation_finish`], party 0 holds the public
-//!   part). Because `c − r = z` exactly unless the signed sum `z + r` wraps (probability
-//!   `|z|/2^64`), `⌊c/2^f⌋ − ⌊r/2^f⌋ ∈ {⌊z/2^f⌋, ⌊z/2^f⌋ + 1}`. One opening round.
+//! ```text
+//! r,    r_h = ⌊r / 2^s⌋ (logical shift),    b = [r ≥ 2^64 − 2^{ℓ+1}]   (the "danger" bit)
+//! ```
+//!
+//! The parties open `c = z + 2^ℓ + r` ([`truncation_open`]; uniform because `r` is, so it
+//! reveals nothing) and set ([`truncation_finish`])
+//!
+//! ```text
+//! t = ⌊c / 2^s⌋ − r_h + β·b·2^{64−s} − 2^{ℓ−s},    β = [c < 2^{ℓ+1}]  (public)
+//! ```
+//!
+//! **Why it is exact.** `z' = z + 2^ℓ ∈ (0, 2^{ℓ+1})`, so `z' + r` wraps past `2^64` at most
+//! once, and only if `r` lies in the top `2^{ℓ+1}` of the ring (`b = 1`). When `b = 1`, a wrap
+//! leaves `c < z' < 2^{ℓ+1}` and no wrap leaves `c ≥ r ≥ 2^64 − 2^{ℓ+1} ≥ 2^{ℓ+1}` (as
+//! `ℓ ≤ 62`), so the wrap bit is `w = b·β`, linear in the shares of `b` because `β` is public.
+//! Then `z' = c − r + w·2^64` over the integers, and splitting `c` and `r` at bit `s` gives
+//! `⌊z'/2^s⌋ = ⌊c/2^s⌋ − r_h + w·2^{64−s} + ⌊(c mod 2^s − r mod 2^s)/2^s⌋`, whose last term is
+//! `−1` or `0`. Hence `t − ⌊z/2^s⌋ ∈ {0, 1}` **always** — no failure probability, for any `r`
+//! — as long as the bound `|z| < 2^ℓ` holds. (The SecureML local truncation and the plain
+//! `(r, r ≫ s)` pairs this replaces fail with probability `≈ |z|/2^63` per element, which over
+//! the `2^30` truncations of a long run is a certainty.)
 
 use serde::{Deserialize, Serialize};
 
@@ -74,15 +85,42 @@ impl TripleShare {
     }
 }
 
-/// One party's share of a truncation pair `(r, r ≫ shift)`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TruncationPairShare {
+/// Largest `ℓ` for which [`truncation_finish`] is exact (module docs).
+pub const MAX_TRUNCATION_BITS: u32 = 62;
+
+/// One party's share of a truncation triple `(r, ⌊r/2^s⌋, b)` (module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TruncationShare {
     /// Share of the uniform mask `r`.
     pub r: Share,
-    /// Share of `r ≫ shift` (arithmetic).
-    pub r_shifted: Share,
-    /// The number of bits the pair truncates by.
+    /// Share of `⌊r / 2^shift⌋` (logical shift of the unsigned `r`).
+    pub r_high: Share,
+    /// Share of the danger bit `b = [r ≥ 2^64 − 2^{bound_bits+1}]`.
+    pub danger: Share,
+    /// The number of bits the triple truncates by.
     pub shift: u32,
+    /// The public bound: the value truncated satisfies `|z| < 2^bound_bits`.
+    pub bound_bits: u32,
+}
+
+fn check_truncation(shift: u32, bound_bits: u32) -> Result<()> {
+    if shift == 0 || shift > bound_bits || bound_bits > MAX_TRUNCATION_BITS {
+        return Err(CryptoError::InvalidFixedPoint(format!(
+            "truncating by {shift} bits a value below 2^{bound_bits}: need 1 ≤ shift ≤ bound \
+             ≤ {MAX_TRUNCATION_BITS}"
+        )));
+    }
+    Ok(())
+}
+
+/// The three values a dealer shares for one truncation by `shift` of values below
+/// `2^bound_bits`, for the mask `r`: `[r, ⌊r/2^shift⌋, b]` (module docs).
+pub fn truncation_material(r: RingMatrix, shift: u32, bound_bits: u32) -> Result<[RingMatrix; 3]> {
+    check_truncation(shift, bound_bits)?;
+    let danger_from = 0u64.wrapping_sub(1u64 << (bound_bits + 1));
+    let high = r.map(|x| x >> shift);
+    let danger = r.map(|x| u64::from(x >= danger_from));
+    Ok([r, high, danger])
 }
 
 /// The trusted dealer of SPNN-SS: produces correlated randomness, never sees data.
@@ -119,30 +157,39 @@ impl Dealer {
             .collect())
     }
 
-    /// Truncation pairs for a `rows × cols` matrix at scale `2^frac_bits`, truncating by `shift`.
-    pub fn truncation_pairs(
+    /// Truncation triples for a `rows × cols` matrix at scale `2^frac_bits`, truncating by
+    /// `shift` values below `2^bound_bits`.
+    pub fn truncation_triples(
         &mut self,
         parties: usize,
         (rows, cols): (usize, usize),
         frac_bits: u32,
         shift: u32,
-    ) -> Result<Vec<TruncationPairShare>> {
-        if shift >= 64 || shift > frac_bits {
+        bound_bits: u32,
+    ) -> Result<Vec<TruncationShare>> {
+        if shift > frac_bits {
             return Err(CryptoError::InvalidFixedPoint(format!(
                 "cannot truncate a value at scale 2^{frac_bits} by {shift} bits"
             )));
         }
-        let r = RingMatrix::random(rows, cols, &mut self.rng);
-        let r_shifted = r.map(|x| ((x as i64) >> shift) as u64);
+        let [r, high, danger] = truncation_material(
+            RingMatrix::random(rows, cols, &mut self.rng),
+            shift,
+            bound_bits,
+        )?;
         let rs = share(&r, frac_bits, parties, &mut self.rng)?;
-        let ts = share(&r_shifted, frac_bits - shift, parties, &mut self.rng)?;
+        let hs = share(&high, frac_bits - shift, parties, &mut self.rng)?;
+        let ds = share(&danger, 0, parties, &mut self.rng)?;
         Ok(rs
             .into_iter()
-            .zip(ts)
-            .map(|(r, r_shifted)| TruncationPairShare {
+            .zip(hs)
+            .zip(ds)
+            .map(|((r, r_high), danger)| TruncationShare {
                 r,
-                r_shifted,
+                r_high,
+                danger,
                 shift,
+                bound_bits,
             })
             .collect())
     }
@@ -195,62 +242,72 @@ pub fn beaver_product(e: &RingMatrix, f: &RingMatrix, t: &TripleShare) -> Result
     Ok(t.w.with_value(z))
 }
 
-/// Two-party local truncation by `shift` bits (module docs). No communication.
-pub fn truncate_two_party(z: &Share, shift: u32) -> Result<Share> {
-    if z.parties() != 2 {
-        return Err(CryptoError::WrongPartyCount {
-            op: "truncate_two_party",
-            expected: 2,
-            found: z.parties(),
-        });
-    }
-    if shift > z.frac_bits() || shift >= 64 {
-        return Err(CryptoError::InvalidFixedPoint(format!(
-            "cannot truncate a value at scale 2^{} by {shift} bits",
-            z.frac_bits()
-        )));
-    }
-    let value = if z.party() == 0 {
-        z.value().map(|v| v >> shift)
-    } else {
-        z.value()
-            .map(|v| (v.wrapping_neg() >> shift).wrapping_neg())
-    };
-    Ok(z.with_value_and_scale(value, z.frac_bits() - shift))
-}
-
-fn check_pair(z: &Share, pair: &TruncationPairShare) -> Result<()> {
-    if (pair.r.party(), pair.r.parties(), pair.r.frac_bits())
-        != (z.party(), z.parties(), z.frac_bits())
+fn check_triple(z: &Share, t: &TruncationShare) -> Result<()> {
+    check_truncation(t.shift, t.bound_bits)?;
+    let ids = |s: &Share| (s.party(), s.parties());
+    if (ids(&t.r), t.r.frac_bits()) != (ids(z), z.frac_bits())
+        || ids(&t.r_high) != ids(z)
+        || ids(&t.danger) != ids(z)
     {
         return Err(CryptoError::InconsistentShares(
-            "truncation pair of another party, sharing or scale".into(),
+            "truncation triple of another party, sharing or scale".into(),
         ));
+    }
+    if t.r.shape() != z.shape() || t.r_high.shape() != z.shape() || t.danger.shape() != z.shape() {
+        return Err(CryptoError::ShapeMismatch {
+            op: "truncation",
+            left: z.shape(),
+            right: t.r.shape(),
+        });
     }
     Ok(())
 }
 
-/// A party's contribution to the opened `c = z + r` of dealer-pair truncation.
-pub fn truncation_mask(z: &Share, pair: &TruncationPairShare) -> Result<RingMatrix> {
-    check_pair(z, pair)?;
-    z.value().add(pair.r.value())
+/// A party's contribution to the opened `c = z + 2^ℓ + r` (module docs): uniform, so it may be
+/// sent to every other party.
+pub fn truncation_open(z: &Share, t: &TruncationShare) -> Result<RingMatrix> {
+    check_triple(z, t)?;
+    let mut c = z.value().add(t.r.value())?;
+    if z.party() == 0 {
+        let offset = 1u64 << t.bound_bits;
+        c = c.map(|v| v.wrapping_add(offset));
+    }
+    Ok(c)
 }
 
-/// The party's share of the truncated value, given the opened `c` (module docs).
-pub fn truncation_finish(c: &RingMatrix, pair: &TruncationPairShare) -> Result<Share> {
-    let neg_r = pair.r_shifted.value().neg();
-    let value = if pair.r_shifted.party() == 0 {
-        c.map(|v| ((v as i64) >> pair.shift) as u64).add(&neg_r)?
-    } else if c.shape() != neg_r.shape() {
+/// The party's share of `⌊z / 2^shift⌋` (or one more), given the opened `c` (module docs).
+pub fn truncation_finish(c: &RingMatrix, t: &TruncationShare) -> Result<Share> {
+    check_truncation(t.shift, t.bound_bits)?;
+    if c.shape() != t.r_high.shape() || c.shape() != t.danger.shape() {
         return Err(CryptoError::ShapeMismatch {
             op: "truncation_finish",
             left: c.shape(),
-            right: neg_r.shape(),
+            right: t.r_high.shape(),
         });
-    } else {
-        neg_r
-    };
-    Ok(pair.r_shifted.with_value(value))
+    }
+    let (s, low) = (t.shift, 1u64 << (t.bound_bits + 1));
+    let wrap_unit = 1u64 << (64 - s);
+    let first = t.r_high.party() == 0;
+    let offset = 1u64 << (t.bound_bits - s);
+    let value: Vec<u64> = c
+        .as_slice()
+        .iter()
+        .zip(t.r_high.value().as_slice())
+        .zip(t.danger.value().as_slice())
+        .map(|((&c, &rh), &b)| {
+            let mut v = rh.wrapping_neg();
+            if c < low {
+                v = v.wrapping_add(b.wrapping_mul(wrap_unit));
+            }
+            if first {
+                v = v.wrapping_add(c >> s).wrapping_sub(offset);
+            }
+            v
+        })
+        .collect();
+    let (rows, cols) = c.shape();
+    Ok(t.r_high
+        .with_value(RingMatrix::from_vec(rows, cols, value)?))
 }
 
 /// Reconstructs and checks a set of triple shares: `Σ W_i = (Σ U_i)(Σ V_i)`. For tests and
@@ -265,7 +322,6 @@ pub fn verify_triple(shares: &[TripleShare]) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixed::FixedPoint;
     use crate::share::reconstruct;
     use proptest::prelude::*;
     use rand::Rng;
@@ -327,103 +383,144 @@ mod tests {
         assert!(beaver_product(&RingMatrix::zeros(3, 3), &RingMatrix::zeros(3, 4), &t[0]).is_err());
     }
 
-    /// Values `|z| < 2^bits` at scale 2^32, shared among `parties`.
-    fn random_scaled(n: usize, bits: u32, seed: u64) -> Vec<i64> {
-        let mut r = rng(seed);
-        (0..n)
-            .map(|_| r.random_range(-(1i64 << bits)..(1i64 << bits)))
+    /// Truncates `zs` (each `|z| < 2^bound`, at scale 2^32) by 16 bits among `parties` with
+    /// dealer triples whose masks are `r`; returns the reconstructed results.
+    fn truncate_all(zs: &[i64], r: RingMatrix, parties: usize, bound: u32) -> Vec<i64> {
+        let n = zs.len();
+        let z = RingMatrix::from_vec(1, n, zs.iter().map(|&v| v as u64).collect()).unwrap();
+        let mut rng = SecureRng::from_os_entropy();
+        let shares = share(&z, 32, parties, &mut rng).unwrap();
+        let [r, high, danger] = truncation_material(r, 16, bound).unwrap();
+        let triples: Vec<TruncationShare> = share(&r, 32, parties, &mut rng)
+            .unwrap()
+            .into_iter()
+            .zip(share(&high, 16, parties, &mut rng).unwrap())
+            .zip(share(&danger, 0, parties, &mut rng).unwrap())
+            .map(|((r, r_high), danger)| TruncationShare {
+                r,
+                r_high,
+                danger,
+                shift: 16,
+                bound_bits: bound,
+            })
+            .collect();
+        let opened: Vec<_> = shares
+            .iter()
+            .zip(&triples)
+            .map(|(s, t)| truncation_open(s, t).unwrap())
+            .collect();
+        let c = open(&opened).unwrap();
+        let t: Vec<Share> = triples
+            .iter()
+            .map(|t| truncation_finish(&c, t).unwrap())
+            .collect();
+        assert_eq!(t[0].frac_bits(), 16);
+        reconstruct(&t)
+            .unwrap()
+            .as_slice()
+            .iter()
+            .map(|&v| v as i64)
             .collect()
     }
 
-    /// Measures over 10^5 samples how often each truncation misses `{⌊z/2^f⌋, ⌊z/2^f⌋ + 1}`.
-    fn failures(bits: u32, parties: usize, seed: u64) -> (usize, usize) {
-        const N: usize = 100_000;
-        let f = 16;
-        let zs = random_scaled(N, bits, seed);
-        let z = RingMatrix::from_vec(1, N, zs.iter().map(|&v| v as u64).collect()).unwrap();
-        let shares = share(&z, 2 * f, parties, &mut SecureRng::from_os_entropy()).unwrap();
-        let truncated = if parties == 2 {
-            shares
-                .iter()
-                .map(|s| truncate_two_party(s, f).unwrap())
-                .collect::<Vec<_>>()
-        } else {
-            let pairs = Dealer::new(SecureRng::from_os_entropy())
-                .truncation_pairs(parties, (1, N), 2 * f, f)
-                .unwrap();
-            let masks: Vec<_> = shares
-                .iter()
-                .zip(&pairs)
-                .map(|(s, p)| truncation_mask(s, p).unwrap())
-                .collect();
-            let c = open(&masks).unwrap();
-            pairs
-                .iter()
-                .map(|p| truncation_finish(&c, p).unwrap())
-                .collect()
-        };
-        assert_eq!(truncated[0].frac_bits(), f);
-        let t = reconstruct(&truncated).unwrap();
-        let bad = zs
-            .iter()
-            .zip(t.as_slice())
-            .filter(|&(&z, &t)| !matches!((t as i64) - (z >> f), 0 | 1))
-            .count();
-        (bad, N)
+    fn uniform_below(n: usize, bits: u32, seed: u64) -> Vec<i64> {
+        let mut r = rng(seed);
+        let m = 1i64 << bits;
+        (0..n).map(|_| r.random_range(-m + 1..m)).collect()
+    }
+
+    fn misses(zs: &[i64], ts: &[i64]) -> usize {
+        zs.iter()
+            .zip(ts)
+            .filter(|&(&z, &t)| !matches!(t - (z >> 16), 0 | 1))
+            .count()
     }
 
     #[test]
-    fn truncation_error_is_at_most_one_unit_for_budgeted_values() {
-        // ℓ = 40: the failure probability bound is 2^-23, so 10^5 samples see none.
+    fn truncation_is_exact_at_the_edge_of_the_ring() {
+        // ℓ = 60, where the replaced SecureML truncation failed for 1 element in 32: the exact
+        // triple never misses, with uniform masks and with every mask in the danger zone.
+        const N: usize = 50_000;
         for parties in [2, 3, 4] {
-            let (bad, n) = failures(40, parties, parties as u64);
-            assert_eq!(bad, 0, "{parties} parties: {bad} of {n} outside {{0, +1}}");
+            let zs = uniform_below(N, 60, parties as u64);
+            let uniform = RingMatrix::random(1, N, &mut rng(99));
+            let ts = truncate_all(&zs, uniform, parties, 60);
+            assert_eq!(misses(&zs, &ts), 0, "{parties} parties, uniform masks");
+            // Masks in [2^64 − 2^61, 2^64): every element has b = 1 and half of them wrap.
+            let mut r = rng(100 + parties as u64);
+            let danger = RingMatrix::from_vec(
+                1,
+                N,
+                (0..N)
+                    .map(|_| 0u64.wrapping_sub(1 + r.random_range(0..1u64 << 61)))
+                    .collect(),
+            )
+            .unwrap();
+            let ts = truncate_all(&zs, danger, parties, 60);
+            assert_eq!(misses(&zs, &ts), 0, "{parties} parties, danger-zone masks");
         }
-        // The bound in fixed-point terms: a decoded truncated product is within one unit.
-        let fp = FixedPoint::default();
-        assert!(1.0 / fp.scale() <= fp.matmul_error_bound(1, 0.0, 0.0));
+        // Extreme values at the bound, and the largest supported bound.
+        let m = (1i64 << 62) - 1;
+        let zs = vec![m, -m, 0, -1, 1, m >> 1, -(m >> 1)];
+        for r0 in [0u64, 1, u64::MAX, u64::MAX - (1 << 63), 1 << 63] {
+            let r = RingMatrix::from_vec(1, zs.len(), vec![r0; zs.len()]).unwrap();
+            let ts = truncate_all(&zs, r, 2, 62);
+            assert_eq!(misses(&zs, &ts), 0, "mask {r0:#x}");
+        }
     }
 
     #[test]
-    fn truncation_failure_rate_stays_below_the_derived_bound() {
-        // ℓ = 60: the derived bound is 2^(ℓ+1−64) = 1/8; for |z| uniform below 2^60 the exact
-        // rate is E|z|/2^64 = 1/32. The test shows failures exist at this size (so the bound is
-        // about something real) and that their rate respects the bound.
-        for parties in [2, 3] {
-            let (bad, n) = failures(60, parties, 7 + parties as u64);
-            let rate = bad as f64 / n as f64;
-            assert!(bad > 0, "{parties} parties: no failures at ℓ = 60");
-            assert!(
-                rate <= 1.0 / 8.0,
-                "{parties} parties: rate {rate} above 2^-3"
-            );
-            assert!(
-                (rate - 1.0 / 32.0).abs() < 0.005,
-                "{parties} parties: rate {rate} not ≈ 1/32"
-            );
-        }
+    fn the_bound_is_what_makes_it_exact() {
+        // A value beyond the stated bound falls outside what the danger bit accounts for: the
+        // public bound is a precondition, which is why the protocol layer clips its inputs.
+        let zs = vec![1i64 << 50; 64];
+        let r = RingMatrix::from_vec(1, 64, vec![0u64.wrapping_sub(1 << 45); 64]).unwrap();
+        let ts = truncate_all(&zs, r, 2, 40);
+        assert_eq!(misses(&zs, &ts), 64);
+    }
+
+    #[test]
+    fn the_opened_value_is_the_mask_shifted() {
+        // c − r − 2^ℓ reconstructs z: the opening hides z exactly as well as r is uniform.
+        let mut d = Dealer::new(rng(5));
+        let triples = d.truncation_triples(3, (2, 2), 32, 16, 40).unwrap();
+        let z = RingMatrix::from_vec(2, 2, vec![5, (-7i64) as u64, 1 << 39, 0]).unwrap();
+        let zs = share(&z, 32, 3, &mut rng(6)).unwrap();
+        let c = open(
+            &zs.iter()
+                .zip(&triples)
+                .map(|(s, t)| truncation_open(s, t).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let r = reconstruct(&triples.iter().map(|t| t.r.clone()).collect::<Vec<_>>()).unwrap();
+        let back = c.sub(&r).unwrap().map(|v| v.wrapping_sub(1 << 40));
+        assert_eq!(back, z);
     }
 
     #[test]
     fn truncation_rejects_wrong_inputs() {
         let z = share(&RingMatrix::zeros(1, 4), 32, 3, &mut rng(1)).unwrap();
-        assert!(truncate_two_party(&z[0], 16).is_err(), "three parties");
-        let z2 = share(&RingMatrix::zeros(1, 4), 8, 2, &mut rng(1)).unwrap();
+        let mut d = Dealer::new(rng(2));
+        let triples = d.truncation_triples(3, (1, 4), 32, 16, 40).unwrap();
         assert!(
-            truncate_two_party(&z2[0], 16).is_err(),
-            "shift beyond scale"
+            truncation_open(&z[0], &triples[1]).is_err(),
+            "triple of another party"
         );
-        let pairs = Dealer::new(rng(2))
-            .truncation_pairs(3, (1, 4), 32, 16)
-            .unwrap();
+        let wide = share(&RingMatrix::zeros(1, 5), 32, 3, &mut rng(1)).unwrap();
+        assert!(truncation_open(&wide[0], &triples[0]).is_err(), "shape");
         assert!(
-            truncation_mask(&z[0], &pairs[1]).is_err(),
-            "pair of another party"
+            d.truncation_triples(3, (1, 4), 8, 16, 40).is_err(),
+            "shift > scale"
         );
         assert!(
-            Dealer::new(rng(2))
-                .truncation_pairs(3, (1, 4), 8, 16)
-                .is_err()
+            d.truncation_triples(3, (1, 4), 32, 16, 63).is_err(),
+            "bound > 62"
         );
+        assert!(
+            d.truncation_triples(3, (1, 4), 32, 16, 8).is_err(),
+            "bound < shift"
+        );
+        assert!(truncation_finish(&RingMatrix::zeros(2, 2), &triples[0]).is_err());
     }
 }

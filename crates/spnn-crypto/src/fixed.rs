@@ -11,9 +11,8 @@
 //!
 //! **Overflow budget of a product.** A matrix product with inner dimension `d` and inputs bounded
 //! by `X` and `W` yields ring values `|z| ≤ d·X·W·2^{2f}`. [`FixedPoint::product_bits`] checks
-//! that this stays below `2^62` and returns `ℓ = ⌈log2(d·X·W·2^{2f})⌉`; the two-party local
-//! truncation of such a value fails (a large error) with probability at most `2^{ℓ+1−64}`
-//! ([`crate::beaver`]).
+//! that this stays below `2^62` and returns `ℓ = ⌈log2(d·X·W·2^{2f})⌉`, the public bound the
+//! exact truncation of [`crate::beaver`] needs (`ℓ ≤ 62`).
 //!
 //! **Error of a fixed-point product.** Encoding rounds to the nearest multiple of `2^{-f}`, so
 //! `|x̃ − x| ≤ 2^{−f−1}`; each product term then errs by at most

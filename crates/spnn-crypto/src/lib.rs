@@ -6,17 +6,21 @@
 //! - [`fixed`]: fixed-point encoding of reals into Z_2^64, its range and error bounds.
 //! - [`ring`]: [`RingMatrix`], row-major matrices over Z_2^64 with a blocked, parallel product.
 //! - [`share`]: additive secret sharing among `n ≥ 2` parties, with seed-derived shares.
-//! - [`beaver`]: the dealer's Beaver triples and truncation pairs, the share-side algebra of a
-//!   secure product, and two ways to truncate.
+//! - [`beaver`]: the dealer's Beaver triples and truncation triples, the share-side algebra of
+//!   a secure product, and an exact truncation of values below a public bound.
+//! - [`integer`]: additive shares over Z that truncate exactly (SPNN-HE's gradient path).
 //! - [`paillier`]: Paillier with DJN fixed-base encryption, CRT decryption and packing.
+//! - [`derive`]: named streams from one secret seed, and zero-sharing masks.
 //! - [`rng`]: ChaCha20 from OS entropy for everything secret.
 //!
 //! Everything that can receive data from another party or a file returns [`CryptoError`]
 //! instead of panicking.
 
 pub mod beaver;
+pub mod derive;
 pub mod error;
 pub mod fixed;
+pub mod integer;
 pub mod paillier;
 pub mod ring;
 pub mod rng;
@@ -24,6 +28,7 @@ pub mod share;
 
 pub use error::{CryptoError, Result};
 pub use fixed::FixedPoint;
+pub use integer::IntMatrix;
 pub use ring::RingMatrix;
 pub use rng::{SecretSeed, SecureRng};
 pub use share::Share;

@@ -68,8 +68,10 @@ impl CryptoRng for SecureRng {}
 
 /// 32 secret bytes from which a generator (and so a share) can be re-derived.
 ///
-/// Its `Debug` output is redacted so a seed never reaches a log.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Its `Debug` output is redacted so a seed never reaches a log, and it has no serde
+/// implementation: a seed reaches another party only through the protocol message made for it,
+/// never by accident inside a serialised structure.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretSeed([u8; 32]);
 
 impl SecretSeed {

@@ -144,25 +144,7 @@ fn write_public(path: &Path, contents: &str) -> Result<()> {
 
 /// Writes a secret file readable by its owner only (created with mode 0600, never wider).
 pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| NetError::Io(format!("{}: {e}", path.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    crate::files::write_private(path, contents.as_bytes())
 }
 
 /// A party's TLS identity: the deployment CA, its certificate chain and private key.

@@ -16,6 +16,7 @@
 pub mod certs;
 pub mod codec;
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod meter;
 pub mod network;
@@ -25,5 +26,5 @@ pub mod transport;
 pub use codec::{Blob, Codec, FloatMatrix, IdList, Message, Reader};
 pub use error::{CodecError, NetError, Result};
 pub use meter::{MeterSnapshot, Traffic};
-pub use network::{Network, NetworkConfig, Received};
+pub use network::{Network, NetworkConfig, Received, Sent};
 pub use party::{PartyId, Role, Roster};

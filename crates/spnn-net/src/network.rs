@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::codec::{Message, decode_exact};
 use crate::error::{NetError, Result};
 use crate::frame::{
-    DEFAULT_MAX_FRAME, LENGTH_PREFIX, PROTOCOL_VERSION, decode_header, encode_frame,
+    DEFAULT_MAX_FRAME, HEADER_LEN, LENGTH_PREFIX, PROTOCOL_VERSION, decode_header, encode_frame,
 };
 use crate::meter::{MeterSnapshot, Meters};
 use crate::party::{PartyId, Role, Roster};
@@ -30,7 +30,9 @@ pub struct NetworkConfig {
     pub timeout: Duration,
     /// Largest frame sent or accepted.
     pub max_frame: usize,
-    /// Keep a copy of every frame received, for transcript audits in tests. Off by default.
+    /// Keep a copy of every frame received and sent, for transcript audits and the adversary
+    /// tests, which rebuild a party's whole view from what it received and what it generated
+    /// and sent. Off by default.
     pub record_transcript: bool,
 }
 
@@ -51,7 +53,8 @@ impl NetworkConfig {
         self
     }
 
-    /// The same, recording every received frame ([`Network::transcript`]).
+    /// The same, recording every frame received ([`Network::transcript`]) and sent
+    /// ([`Network::sent`]).
     pub fn with_transcript(mut self) -> Self {
         self.record_transcript = true;
         self
@@ -75,6 +78,17 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+/// One sent message, as recorded for audits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The receiver.
+    pub to: PartyId,
+    /// The message kind.
+    pub kind: u16,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
 #[derive(Debug)]
 struct Steps {
     send: Vec<u64>,
@@ -90,6 +104,7 @@ struct Inner {
     steps: Mutex<Steps>,
     meters: Meters,
     transcript: Mutex<Vec<Received>>,
+    sent: Mutex<Vec<Sent>>,
 }
 
 /// One party's handle on its session's network.
@@ -119,6 +134,7 @@ impl Network {
                 }),
                 meters: Meters::new(n),
                 transcript: Mutex::new(Vec::new()),
+                sent: Mutex::new(Vec::new()),
                 roster,
             }),
         })
@@ -188,6 +204,17 @@ impl Network {
         self.inner
             .meters
             .sent(to, (frame.len() + LENGTH_PREFIX) as u64);
+        if self.inner.config.record_transcript {
+            self.inner
+                .sent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Sent {
+                    to,
+                    kind: M::KIND,
+                    payload: frame[HEADER_LEN..].to_vec(),
+                });
+        }
         self.inner.transport.send(to, frame)?;
         steps.send[to.0 as usize] += 1;
         Ok(())
@@ -273,6 +300,15 @@ impl Network {
     pub fn transcript(&self) -> Vec<Received> {
         self.inner
             .transcript
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every message sent so far, if the session records transcripts.
+    pub fn sent(&self) -> Vec<Sent> {
+        self.inner
+            .sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()

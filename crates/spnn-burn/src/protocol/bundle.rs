@@ -21,6 +21,21 @@ pub(crate) fn derive(seed: &SecretSeed, shapes: &[(usize, usize)]) -> Vec<RingMa
         .collect()
 }
 
+/// Derives one `rows × cols` matrix of values uniform in `[0, 2^bits)` from `seed`: a holder's
+/// mask for a sharing over the integers (module [`spnn_crypto::integer`]).
+pub(crate) fn derive_bounded(
+    seed: &SecretSeed,
+    (rows, cols): (usize, usize),
+    bits: u32,
+) -> RingMatrix {
+    let keep = if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    RingMatrix::random(rows, cols, &mut SecureRng::from_secret_seed(seed)).map(|v| v & keep)
+}
+
 /// Shares `values` among `holders` holders: holder 0's explicit matrices and the seeds of holders
 /// `1..holders`.
 pub(crate) fn deal(
@@ -39,6 +54,26 @@ pub(crate) fn deal(
         seeds.push(seed);
     }
     Ok((explicit, seeds))
+}
+
+/// Shares an integer matrix `value` (entries read as signed) over the integers among `holders`
+/// holders: holder `i ≥ 1` derives `R_i` uniform in `[0, 2^mask_bits)` from its seed and holds
+/// `−R_i`; holder 0 receives `value + Σ R_i` (module [`spnn_crypto::integer`]).
+pub(crate) fn deal_integer(
+    value: &RingMatrix,
+    holders: usize,
+    mask_bits: u32,
+    rng: &mut SecureRng,
+) -> (RingMatrix, Vec<SecretSeed>) {
+    let mut explicit = value.clone();
+    let mut seeds = Vec::with_capacity(holders.saturating_sub(1));
+    for _ in 1..holders {
+        let seed = rng.secret_seed();
+        let r = derive_bounded(&seed, value.shape(), mask_bits);
+        explicit = explicit.add(&r).expect("same shape");
+        seeds.push(seed);
+    }
+    (explicit, seeds)
 }
 
 #[cfg(test)]
@@ -64,6 +99,19 @@ mod tests {
             }
             assert_eq!(sum, values);
             assert_ne!(explicit, values, "holder 0's shares must not be the values");
+        }
+    }
+
+    #[test]
+    fn integer_sharing_adds_up_over_the_integers() {
+        let mut rng = SecureRng::insecure_from_seed_for_tests(2);
+        let value = RingMatrix::from_vec(1, 3, vec![5, (-9i64) as u64, 1 << 20]).unwrap();
+        let (explicit, seeds) = deal_integer(&value, 2, 61, &mut rng);
+        let other = derive_bounded(&seeds[0], (1, 3), 61);
+        for i in 0..3 {
+            let (a, r) = (explicit.as_slice()[i] as i64, other.as_slice()[i] as i64);
+            assert!((0..1i64 << 61).contains(&r));
+            assert_eq!(a as i128 - r as i128, value.as_slice()[i] as i64 as i128);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The dealer: Beaver triples and truncation pairs for the holders.
+//! The dealer: Beaver triples and truncation triples for the holders.
 //!
 //! The dealer is the server by default ([`crate::config::DealerMode::Server`]) or a separate
 //! party ([`run_dealer`]). Either way it sends material to holders only and never receives a
@@ -6,10 +6,12 @@
 
 use std::thread::JoinHandle;
 
+use spnn_crypto::beaver::{MAX_TRUNCATION_BITS, truncation_material};
 use spnn_crypto::{RingMatrix, SecretSeed};
 use spnn_net::{Network, PartyId, Role};
 
-use super::{backward_shifts, bundle, needs_pairs, pairwise, update_shifts};
+use super::policy::PartyPolicy;
+use super::{backward_shifts, bundle, needs_truncations, pairwise, update_shifts};
 use crate::config::{Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
@@ -132,9 +134,10 @@ impl DealerEngine {
         Ok(())
     }
 
-    /// Truncation pairs `(r, r ≫ shift)` of the `d × h` weight shape, one per shift, when the
-    /// holders need them (more than two holders).
-    pub(crate) fn pairs(
+    /// Truncation triples `[r, ⌊r/2^s⌋, b]` of the `d × h` weight shape, one per shift, for
+    /// values below `2^62` (module [`spnn_crypto::beaver`]; the holders check their own, tighter
+    /// bounds against it).
+    pub(crate) fn truncations(
         &self,
         net: &Network,
         step: u64,
@@ -142,15 +145,14 @@ impl DealerEngine {
         shifts: &[u32],
     ) -> Result<()> {
         let p = &self.params;
-        if !needs_pairs(p.holders.len(), p.kind) || shifts.is_empty() {
+        if !needs_truncations(&p.config, p.kind) || shifts.is_empty() {
             return Ok(());
         }
         let mut rng = p.config.randomness.rng(p.me, step, purpose);
-        let mut values = Vec::with_capacity(2 * shifts.len());
+        let mut values = Vec::with_capacity(3 * shifts.len());
         for &shift in shifts {
             let r = RingMatrix::random(p.d, p.h, &mut rng);
-            let rs = r.map(|x| ((x as i64) >> shift) as u64);
-            values.extend([r, rs]);
+            values.extend(truncation_material(r, shift, MAX_TRUNCATION_BITS)?);
         }
         let dealt = self.params.deal(values, step, purpose)?;
         self.params.send(net, dealt)
@@ -160,16 +162,16 @@ impl DealerEngine {
     pub(crate) fn handle(&mut self, net: &Network, cmd: &Command) -> Result<()> {
         match cmd {
             Command::Forward { step, ids, train } => self.forward(net, *step, ids.len(), *train),
-            Command::Backward { step, scale } => self.pairs(
+            Command::Backward { step, scale } => self.truncations(
                 net,
                 *step,
-                "backward-pairs",
+                "backward-truncations",
                 &backward_shifts(&self.params.config, *scale)?,
             ),
-            Command::Update { step, lr } => self.pairs(
+            Command::Update { step, lr } => self.truncations(
                 net,
                 *step,
-                "update-pairs",
+                "update-truncations",
                 &update_shifts(&self.params.config, *lr)?,
             ),
             _ => Ok(()),
@@ -177,14 +179,17 @@ impl DealerEngine {
     }
 }
 
-/// Runs a separate dealer party until the server ends the session.
-pub fn run_dealer(net: Network) -> Result<()> {
+/// Runs a separate dealer party until the server ends the session. The dealer checks the
+/// server's proposal against its own `policy` first (seeded randomness would make every triple
+/// it deals predictable).
+pub fn run_dealer(net: Network, policy: &PartyPolicy) -> Result<()> {
     if net.role() != Role::Dealer {
         return Err(SpnnError::Config(format!("{} is not the dealer", net.me())));
     }
     let server = net.roster().id_of(Role::Server)?;
     let setup: Setup = net.recv(server)?;
     setup.config.validate()?;
+    policy.check(&setup, true)?;
     let mut engine = DealerEngine::new(DealerParams {
         me: net.me(),
         holders: net.roster().holders(),
@@ -199,7 +204,11 @@ pub fn run_dealer(net: Network) -> Result<()> {
         match cmd {
             Command::Shutdown => return Ok(()),
             Command::Save { .. } => net.send(server, &Ack)?,
-            Command::Evaluate | Command::RevealSharesForTests => {
+            Command::Evaluate => {
+                return Err(protocol(server, "command not meant for the dealer"));
+            }
+            #[cfg(feature = "insecure-test-hooks")]
+            Command::RevealSharesForTests => {
                 return Err(protocol(server, "command not meant for the dealer"));
             }
             cmd => engine.handle(&net, &cmd)?,

@@ -1,4 +1,4 @@
-//! SPNN-HE: the cross terms between two holders with Paillier instead of a dealer.
+//! SPNN-HE: the Paillier link between two holders, for cross terms without a dealer.
 //!
 //! Holder `j` knows its features `X_j` in the clear and a share of every block of `W`. The
 //! product `X·W = Σ_j X_j·W_j` needs, besides local terms, the **cross terms** `X_j·⟨W_j⟩_o`:
@@ -6,43 +6,60 @@
 //!
 //! 1. *encrypt share*: `o` encrypts its share under its own key, row-packed, and sends it to `j`;
 //! 2. *multiply and mask*: `j` computes `X_j ⊗ Enc(⟨W_j⟩_o)` homomorphically, adds a uniform mask
-//!    `R` of `bound + 40` bits to every slot (statistical distance `2^{−40}` from uniform), sends
-//!    the result back and keeps `−R mod 2^64`;
-//! 3. *decrypt*: `o` decrypts and keeps `X_j·⟨W_j⟩_o + R mod 2^64`.
+//!    `R` of `bound + 40` bits to every slot (statistical distance `2^{−40}` from uniform),
+//!    **re-randomises** every ciphertext with a fresh exponent 40 bits wider than the bound on
+//!    its randomness (circuit privacy: the key owner cannot test guesses of `X_j` against the
+//!    randomness it put in; [`spnn_crypto::paillier::PackedCiphertext::rand_bits`]), sends the
+//!    result back and keeps `−R`;
+//! 3. *decrypt*: `o` decrypts and keeps `X_j·⟨W_j⟩_o + R`.
 //!
-//! The two shares add up to the cross term in Z_2^64. The backward pass does the same for
-//! `X_jᵀ·⟨cG⟩_o`. Only ciphertexts under the receiver's peer's key and masked values cross
-//! between holders. Slots are sized from public shapes: `32` bits of features (the fixed-point
-//! range), `64` of a share, `⌈log2 terms⌉` of the sum, `40` of mask and three of sign and carry.
+//! The two shares add up to the cross term over the integers, hence in Z_2^64 after reducing.
+//! The backward pass does the same for `X_jᵀ·⟨cG⟩_o`, where the shares of `c·G` are integers
+//! (module [`spnn_crypto::integer`]). Slot widths and mask widths come from **public** bounds
+//! only: the share's width (64 bits for a ring share, the integer gradient share's width), the
+//! features' bound from the session's `feature_clip`, the number of summed terms, `σ` and three
+//! bits of sign and carry — never from the data, whose magnitudes the key owner would
+//! otherwise read off the mask width.
 
-use spnn_crypto::RingMatrix;
-use spnn_crypto::paillier::{Keypair, Packing, PublicKey};
+use spnn_crypto::paillier::{Keypair, MIN_SECURE_BITS, Packing, PublicKey};
+use spnn_crypto::{IntMatrix, RingMatrix};
 use spnn_net::codec::{Blob, Codec, Message, Reader};
 use spnn_net::{CodecError, Network, PartyId};
 
-use crate::config::SpnnConfig;
 use crate::error::{Result, SpnnError, protocol};
 
-/// Bits of a fixed-point feature encoding (|x| < 2^31 for any supported scale) plus sign.
-const FEATURE_BITS: u32 = 32;
-/// Bits of a share read as a signed 64-bit integer.
-const SHARE_BITS: u32 = 64;
-/// Statistical security of the masks.
+/// Bits of a ring share read as a signed 64-bit integer.
+pub const RING_SHARE_BITS: u32 = 64;
+/// Statistical security of the masks and of circuit privacy.
 pub const STATISTICAL_BITS: u32 = 40;
 
-/// Slot width for products with `terms` summands.
-pub fn slot_bits(terms: usize) -> u32 {
-    FEATURE_BITS
-        + SHARE_BITS
-        + (terms.max(2) as u64).next_power_of_two().ilog2()
-        + STATISTICAL_BITS
-        + 3
+/// The public shape of one cross product: `P ⊗ Enc(S)` with `P`'s entries below
+/// `2^plain_bits`, `S`'s below `2^share_bits`, and `terms` summands per output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrossShape {
+    /// Bound on the encrypted share's entries, in bits.
+    pub share_bits: u32,
+    /// Bound on the plaintext operand's entries, in bits.
+    pub plain_bits: u32,
+    /// Summands per output entry (the inner dimension).
+    pub terms: usize,
 }
 
-/// Bits of the largest magnitude a decrypted masked product may have: features × share × terms
-/// plus the mask and its carry — the slot less its sign and spare bit.
-fn masked_bits(terms: usize) -> u32 {
-    slot_bits(terms) - 2
+impl CrossShape {
+    /// Slot width: the product's bound, the mask, three bits of sign and carry.
+    pub fn slot_bits(&self) -> u32 {
+        self.share_bits
+            + self.plain_bits
+            + (self.terms.max(2) as u64).next_power_of_two().ilog2()
+            + STATISTICAL_BITS
+            + 3
+    }
+
+    /// Bits of the largest magnitude a decrypted masked product may have: the slot less its
+    /// sign and spare bit.
+    fn masked_bits(&self) -> u32 {
+        self.slot_bits() - 2
+    }
 }
 
 /// Counts of Paillier work, per holder.
@@ -54,6 +71,8 @@ pub struct HeCounters {
     pub decryptions: u64,
     /// Homomorphic scalar multiplications (exponentiations mod n²).
     pub products: u64,
+    /// Ciphertexts masked and re-randomised before going back to their key owner.
+    pub rerandomizations: u64,
 }
 
 /// A row-packed encrypted matrix on the wire.
@@ -131,40 +150,45 @@ impl Message for PaillierKey {
     const NAME: &'static str = "Paillier public key";
 }
 
-/// A holder's Paillier state: its key pair, the other holder's public key, counters.
-pub(crate) struct HeEngine {
+/// A holder's side of the Paillier link: its key pair, the other holder's public key, counters.
+pub(crate) struct HeLink {
     keys: Keypair,
     peer_key: PublicKey,
     peer: PartyId,
     pub(crate) counters: HeCounters,
 }
 
-impl HeEngine {
-    /// Set-up: sends this holder's public key to `peer` and validates the one it receives
-    /// (refusing keys under 2048 bits unless the session allows insecure test keys).
+impl HeLink {
+    /// Set-up: sends this holder's public key to `peer` and validates the one it receives,
+    /// refusing keys under `min_bits` (this holder's policy, at least the session's size).
     pub(crate) fn establish(
         net: &Network,
         peer: PartyId,
         keys: Keypair,
-        config: &SpnnConfig,
+        min_bits: u32,
     ) -> Result<Self> {
+        if keys.public.bits() < min_bits {
+            return Err(SpnnError::Policy(format!(
+                "this holder's own Paillier key has {} bits; the session requires {min_bits}",
+                keys.public.bits()
+            )));
+        }
         let data = keys.public.to_data();
         net.send(peer, &PaillierKey(data.n, data.h_s))?;
         let PaillierKey(n, h_s) = net.recv(peer)?;
         let data = spnn_crypto::paillier::PublicKeyData { n, h_s };
-        let peer_key = if config.he_key_bits >= spnn_crypto::paillier::MIN_SECURE_BITS {
+        let peer_key = if min_bits >= MIN_SECURE_BITS {
             PublicKey::from_data(&data)
         } else {
             PublicKey::from_data_insecure_for_tests(&data)
         }
         .map_err(|e| protocol(peer, format!("its Paillier key: {e}")))?;
-        if peer_key.bits() < config.he_key_bits {
+        if peer_key.bits() < min_bits {
             return Err(protocol(
                 peer,
                 format!(
-                    "a {}-bit Paillier key; this session requires {}",
+                    "a {}-bit Paillier key; this holder requires {min_bits}",
                     peer_key.bits(),
-                    config.he_key_bits
                 ),
             ));
         }
@@ -178,19 +202,16 @@ impl HeEngine {
         })
     }
 
-    fn packing(key: &PublicKey, terms: usize) -> Result<Packing> {
-        Ok(Packing::new(key, slot_bits(terms))?)
-    }
-
-    /// Step 1: encrypts `share` under this holder's key and sends it to the peer.
+    /// Step 1: encrypts `share` (entries below `2^shape.share_bits`) under this holder's key
+    /// and sends it to the peer, packed for the peer's product of `shape`.
     pub(crate) fn send_encrypted(
         &mut self,
         net: &Network,
         share: &RingMatrix,
-        terms: usize,
+        shape: CrossShape,
         rng: &mut spnn_crypto::SecureRng,
     ) -> Result<()> {
-        let packing = Self::packing(&self.keys.public, terms)?;
+        let packing = Packing::new(&self.keys.public, shape.slot_bits())?;
         let enc = self.keys.public.encrypt_rows(&packing, share, rng)?;
         self.counters.encryptions += enc.cells().len() as u64;
         let cells = self
@@ -212,43 +233,48 @@ impl HeEngine {
     }
 
     /// Step 2: receives the peer's encrypted share (`plain.cols() × cols`), multiplies it by
-    /// `plain` (this holder's features, or their transpose), masks the product and sends it
-    /// back. Returns this holder's share of the product, `−mask` (`plain.rows() × cols`).
+    /// `plain` (this holder's features, or their transpose), masks and re-randomises the
+    /// product and sends it back. Returns this holder's share of the product, `−mask`, over the
+    /// integers (`plain.rows() × cols`).
     pub(crate) fn multiply_and_mask(
         &mut self,
         net: &Network,
         plain: &RingMatrix,
         cols: usize,
+        shape: CrossShape,
         rng: &mut spnn_crypto::SecureRng,
-    ) -> Result<RingMatrix> {
+    ) -> Result<IntMatrix> {
         let EncryptedShare(m) = net.recv(self.peer)?;
-        let shape = (plain.cols(), cols);
-        if (m.rows as usize, m.cols as usize) != shape {
+        let dims = (plain.cols(), cols);
+        if (m.rows as usize, m.cols as usize) != dims || shape.terms != plain.cols() {
             return Err(protocol(
                 self.peer,
                 format!(
-                    "encrypted share of shape {}x{}, expected {shape:?}",
+                    "encrypted share of shape {}x{}, expected {dims:?}",
                     m.rows, m.cols
                 ),
             ));
         }
-        let packing = Self::packing(&self.peer_key, plain.cols())?;
+        let packing = Packing::new(&self.peer_key, shape.slot_bits())?;
         let blobs: Vec<Vec<u8>> = m.cells.into_iter().map(|b| b.0).collect();
         let enc = self
             .peer_key
             .packed_matrix_from_bytes(
-                (shape.0, cols.div_ceil(packing.slots())),
+                (dims.0, cols.div_ceil(packing.slots())),
                 &blobs,
                 &packing,
                 cols,
-                SHARE_BITS,
+                shape.share_bits,
             )
             .map_err(|e| protocol(self.peer, format!("encrypted share: {e}")))?;
-        let product = self.peer_key.plain_matmul_packed(plain, &enc)?;
+        let product = self
+            .peer_key
+            .plain_matmul_packed(plain, shape.plain_bits, &enc)?;
         self.counters.products += (product.cells().len() * plain.cols()) as u64;
         let (masked, share) = self
             .peer_key
             .mask_rows(&product, cols, STATISTICAL_BITS, rng)?;
+        self.counters.rerandomizations += masked.cells().len() as u64;
         let cells = self
             .peer_key
             .packed_matrix_to_bytes(&masked)?
@@ -266,14 +292,14 @@ impl HeEngine {
         Ok(share)
     }
 
-    /// Step 3: receives the masked product (`rows × cols`, `terms` summands per slot) under this
-    /// holder's key and decrypts it into this holder's share.
+    /// Step 3: receives the masked product (`rows × cols` of `shape`) under this holder's key
+    /// and decrypts it into this holder's share, over the integers.
     pub(crate) fn receive_product(
         &mut self,
         net: &Network,
         (rows, cols): (usize, usize),
-        terms: usize,
-    ) -> Result<RingMatrix> {
+        shape: CrossShape,
+    ) -> Result<IntMatrix> {
         let MaskedProduct(m) = net.recv(self.peer)?;
         if (m.rows as usize, m.cols as usize) != (rows, cols) {
             return Err(protocol(
@@ -284,7 +310,7 @@ impl HeEngine {
                 ),
             ));
         }
-        let packing = Self::packing(&self.keys.public, terms)?;
+        let packing = Packing::new(&self.keys.public, shape.slot_bits())?;
         let blobs: Vec<Vec<u8>> = m.cells.into_iter().map(|b| b.0).collect();
         let enc = self
             .keys
@@ -294,13 +320,13 @@ impl HeEngine {
                 &blobs,
                 &packing,
                 cols,
-                masked_bits(terms),
+                shape.masked_bits(),
             )
             .map_err(|e| protocol(self.peer, format!("masked product: {e}")))?;
         self.counters.decryptions += enc.cells().len() as u64;
         self.keys
             .secret
-            .decrypt_rows(&enc, cols, masked_bits(terms))
+            .decrypt_rows(&enc, cols, shape.masked_bits())
             .map_err(|e| SpnnError::Protocol {
                 peer: self.peer,
                 reason: format!("masked product: {e}"),
@@ -316,13 +342,12 @@ mod tests {
     use spnn_net::{NetworkConfig, Roster};
 
     /// Two holders' engines over in-memory channels, with insecure 512-bit test keys.
-    fn pair() -> (Network, Network, HeEngine, HeEngine, Keypair) {
+    fn pair() -> (Network, Network, HeLink, HeLink, Keypair) {
         let roster = Roster::spnn(2, false).unwrap();
         let nets = Network::in_memory(
             &roster,
             NetworkConfig::new(1).with_timeout(std::time::Duration::from_secs(10)),
         );
-        let config = SpnnConfig::default().with_he_key_bits(512);
         let mut rng = SecureRng::insecure_from_seed_for_tests(3);
         let (ka, kb) = (
             Keypair::generate_insecure_for_tests(512, &mut rng).unwrap(),
@@ -330,9 +355,8 @@ mod tests {
         );
         let kb_copy = kb.clone();
         let (na, nb) = (nets[1].clone(), nets[2].clone());
-        let hb =
-            std::thread::spawn(move || HeEngine::establish(&nb, PartyId(1), kb, &config).unwrap());
-        let a = HeEngine::establish(&na, PartyId(2), ka, &config).unwrap();
+        let hb = std::thread::spawn(move || HeLink::establish(&nb, PartyId(1), kb, 512).unwrap());
+        let a = HeLink::establish(&na, PartyId(2), ka, 512).unwrap();
         (
             nets[1].clone(),
             nets[2].clone(),
@@ -341,6 +365,13 @@ mod tests {
             kb_copy,
         )
     }
+
+    /// The cross product of a 4×3 feature block with a 3×5 ring share.
+    const SHAPE: CrossShape = CrossShape {
+        share_bits: RING_SHARE_BITS,
+        plain_bits: 20,
+        terms: 3,
+    };
 
     fn features(rows: usize, cols: usize) -> RingMatrix {
         RingMatrix::from_vec(
@@ -358,30 +389,50 @@ mod tests {
         let (na, nb, mut a, mut b, _) = pair();
         let w = RingMatrix::random(3, 5, &mut SecureRng::insecure_from_seed_for_tests(1));
         let x = features(4, 3);
-        b.send_encrypted(&nb, &w, 3, &mut SecureRng::from_os_entropy())
+        b.send_encrypted(&nb, &w, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
         let share_a = a
-            .multiply_and_mask(&na, &x, 5, &mut SecureRng::from_os_entropy())
+            .multiply_and_mask(&na, &x, 5, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
-        let share_b = b.receive_product(&nb, (4, 5), 3).unwrap();
-        assert_eq!(share_a.add(&share_b).unwrap(), x.matmul(&w).unwrap());
+        let share_b = b.receive_product(&nb, (4, 5), SHAPE).unwrap();
+        assert_eq!(
+            share_a.to_ring().add(&share_b.to_ring()).unwrap(),
+            x.matmul(&w).unwrap()
+        );
         assert!(
-            b.counters.encryptions > 0 && b.counters.decryptions > 0 && a.counters.products > 0
+            b.counters.encryptions > 0
+                && b.counters.decryptions > 0
+                && a.counters.products > 0
+                && a.counters.rerandomizations > 0
+        );
+        // A feature beyond the public bound is refused, not measured into the mask width.
+        b.send_encrypted(&nb, &w, SHAPE, &mut SecureRng::from_os_entropy())
+            .unwrap();
+        let wide = features(4, 3).map(|v| v.wrapping_mul(64));
+        assert!(
+            a.multiply_and_mask(&na, &wide, 5, SHAPE, &mut SecureRng::from_os_entropy())
+                .is_err()
         );
     }
 
     /// Party 0 (`nb`) sends a 3×5 encrypted share made of `cells`; party 1 (`a`) must refuse
     /// it. Returns the error message.
-    fn refused_share(na: &Network, nb: &Network, a: &mut HeEngine, cells: Vec<Blob>) -> String {
+    fn refused_share(na: &Network, nb: &Network, a: &mut HeLink, cells: Vec<Blob>) -> String {
         let share = EncryptedShare(EncryptedMatrix {
             rows: 3,
             cols: 5,
             cells,
         });
         nb.send(PartyId(1), &share).unwrap();
-        a.multiply_and_mask(na, &features(4, 3), 5, &mut SecureRng::from_os_entropy())
-            .unwrap_err()
-            .to_string()
+        a.multiply_and_mask(
+            na,
+            &features(4, 3),
+            5,
+            SHAPE,
+            &mut SecureRng::from_os_entropy(),
+        )
+        .unwrap_err()
+        .to_string()
     }
 
     #[test]
@@ -389,7 +440,7 @@ mod tests {
         let (na, nb, mut a, _b, kb) = pair();
         let w = RingMatrix::random(3, 5, &mut SecureRng::insecure_from_seed_for_tests(1));
         // Tampered: a ciphertext byte string that is not in Z*_{n²} (all 0xff: c ≥ n²).
-        let packing = Packing::new(&kb.public, slot_bits(3)).unwrap();
+        let packing = Packing::new(&kb.public, SHAPE.slot_bits()).unwrap();
         let enc = kb
             .public
             .encrypt_rows(
@@ -414,7 +465,7 @@ mod tests {
         let (na, nb, mut a, _b, _) = pair();
         let mut rng = SecureRng::insecure_from_seed_for_tests(9);
         let stranger = Keypair::generate_insecure_for_tests(512, &mut rng).unwrap();
-        let packing = Packing::new(&stranger.public, slot_bits(3)).unwrap();
+        let packing = Packing::new(&stranger.public, SHAPE.slot_bits()).unwrap();
         let enc = stranger
             .public
             .encrypt_rows(&packing, &w, &mut rng)
@@ -431,8 +482,8 @@ mod tests {
 
         // Overflowing: a "masked product" whose slots hold values beyond the protocol's bound.
         let (na, nb, _a, mut b, kb) = pair();
-        let packing = Packing::new(&kb.public, slot_bits(3)).unwrap();
-        let huge = vec![Integer::from(1) << (slot_bits(3) - 2); packing.slots().min(5)];
+        let packing = Packing::new(&kb.public, SHAPE.slot_bits()).unwrap();
+        let huge = vec![Integer::from(1) << (SHAPE.slot_bits() - 2); packing.slots().min(5)];
         let ct = kb.public.encrypt_packed(&packing, &huge, &mut rng).unwrap();
         let cells = 4 * 5usize.div_ceil(packing.slots());
         let blobs: Vec<Blob> = (0..cells)
@@ -447,7 +498,10 @@ mod tests {
             }),
         )
         .unwrap();
-        let e = b.receive_product(&nb, (4, 5), 3).unwrap_err().to_string();
+        let e = b
+            .receive_product(&nb, (4, 5), SHAPE)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("overflow"), "{e}");
     }
 }

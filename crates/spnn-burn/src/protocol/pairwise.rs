@@ -91,6 +91,41 @@ pub(crate) struct Material {
 }
 
 impl Material {
+    fn missing(what: &str, j: usize) -> crate::error::SpnnError {
+        crate::error::SpnnError::Config(format!("no {what} for holder {j} in this step's material"))
+    }
+
+    /// `V_{j,m}`.
+    pub(crate) fn v_of(&self, j: usize) -> Result<&RingMatrix> {
+        self.v
+            .get(j)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Self::missing("V", j))
+    }
+
+    /// `V'_{j,m}` (training only).
+    pub(crate) fn v2_of(&self, j: usize) -> Result<&RingMatrix> {
+        self.v2
+            .get(j)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Self::missing("V'", j))
+    }
+
+    /// This holder's share of `U_jᵀ·V'_{j,m}` (training only).
+    pub(crate) fn other_w2_of(&self, j: usize) -> Result<&RingMatrix> {
+        self.other_w2
+            .get(j)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Self::missing("U'ᵀV' share", j))
+    }
+
+    /// `Σ_{i≠m}` this holder's shares of `U_mᵀ·V'_{m,i}` (training only).
+    pub(crate) fn own_w2(&self) -> Result<&RingMatrix> {
+        self.own_w2
+            .as_ref()
+            .ok_or_else(|| Self::missing("own U'ᵀV' share", usize::MAX))
+    }
+
     /// Assembles holder `m`'s material from what it derived from its seed and what it received.
     pub(crate) fn assemble(
         shape: &StepShape<'_>,

@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use spnn_crypto::{FixedPoint, RingMatrix};
 use spnn_net::{FloatMatrix, MeterSnapshot, Network, PartyId, Role};
 
+use super::bounds::Bounds;
 use super::bundle;
 use super::dealer::{DealerEngine, DealerParams};
-use crate::config::{DealerMode, GradientScale, LabelMode, SpnnConfig};
+use crate::config::{DealerMode, GradientScale, LabelMode, Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::*;
 
@@ -74,6 +75,7 @@ struct State {
     step: u64,
     updates: u64,
     awaiting_backward: Option<(u64, usize)>,
+    clipped_gradients: u64,
     error: Option<SpnnError>,
     view: ServerView,
 }
@@ -213,6 +215,7 @@ impl ServerSession {
                 step: 0,
                 updates: 0,
                 awaiting_backward: None,
+                clipped_gradients: 0,
                 error: None,
                 view: ServerView::default(),
             })),
@@ -372,12 +375,32 @@ impl ServerSession {
             GradientScale::BatchSize => b as f64,
             GradientScale::Fixed(c) => c as f64,
         };
-        let scaled: Vec<f32> = grad.iter().map(|&g| (g as f64 * scale) as f32).collect();
+        // Clip c·G to the public bound the holders' truncations rely on.
+        let clip = s.config.gradient_clip;
+        let mut clipped = 0;
+        let scaled: Vec<f32> = grad
+            .iter()
+            .map(|&g| {
+                let v = (g as f64 * scale) as f32;
+                if v.abs() > clip {
+                    clipped += 1;
+                }
+                v.clamp(-clip, clip)
+            })
+            .collect();
+        s.clipped_gradients += clipped;
         let g = s.fp.encode_matrix(b, s.h, &scaled)?;
         let cmd = Command::Backward { step, scale };
         Self::command_all(&s, &cmd)?;
         let mut rng = s.config.randomness.rng(s.net.me(), step, "gradient-share");
-        let (explicit, seeds) = bundle::deal(vec![g], s.holders.len(), &mut rng)?;
+        let (explicit, seeds) = match s.config.protocol {
+            Protocol::SecretSharing => bundle::deal(vec![g], s.holders.len(), &mut rng)?,
+            Protocol::Paillier => {
+                let bits = Bounds::of(&s.config)?.he_gradient_share_bits()?;
+                let (g, seeds) = bundle::deal_integer(&g, s.holders.len(), bits - 1, &mut rng);
+                (vec![g], seeds)
+            }
+        };
         s.net.send(
             s.holders[0],
             &GradShare(explicit.into_iter().next().expect("one matrix")),
@@ -471,8 +494,15 @@ impl ServerSession {
         s.updates = updates;
     }
 
-    /// Reconstructs `W` (d × h, row-major) from the holders' shares. **Insecure**: every holder
-    /// must have been started with `allow_insecure_reveal`. For tests only.
+    /// Entries of `c·G` clipped to the session's `gradient_clip` so far.
+    pub fn clipped_gradients(&self) -> u64 {
+        self.lock().clipped_gradients
+    }
+
+    /// Reconstructs `W` (d × h, row-major) from the holders' shares. **Insecure**: exists only
+    /// with the `insecure-test-hooks` feature, and every holder must have been started with
+    /// `allow_insecure_reveal`.
+    #[cfg(feature = "insecure-test-hooks")]
     pub fn reveal_weights_insecure_for_tests(&self) -> Result<Vec<f32>> {
         let s = self.lock();
         s.net

@@ -14,8 +14,8 @@ use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
 use spnn_burn::{
-    BinaryCrossEntropyHead, HolderLabels, LabelMode, PrivateLinear, PrivateLinearConfig,
-    SessionSpec, SpnnConfig,
+    BinaryCrossEntropyHead, HolderLabels, LabelMode, PartyPolicy, PrivateLinear,
+    PrivateLinearConfig, SessionSpec, SpnnConfig,
 };
 use spnn_data::{Table, VerticalPartition, embedded::breast_cancer};
 use spnn_net::NetworkConfig;
@@ -115,6 +115,16 @@ impl Data {
     }
 }
 
+/// The policy of a test holder: the secure default, accepting seeded randomness when the test
+/// asks for it and the 512-bit Paillier keys the HE tests use to stay fast.
+pub fn test_policy(config: SpnnConfig) -> PartyPolicy {
+    let mut p = PartyPolicy::default().allowing_key_bits(config.he_key_bits.min(2048));
+    if config.randomness.is_insecure() {
+        p = p.allowing_insecure_randomness();
+    }
+    p
+}
+
 pub fn start(data: &Data, config: SpnnConfig, reveal: bool) -> Simulation {
     start_with(
         data,
@@ -131,6 +141,7 @@ pub fn start_with(data: &Data, config: SpnnConfig, reveal: bool, net: NetworkCon
         .enumerate()
         .map(|(i, t)| HolderSpec {
             allow_insecure_reveal: reveal,
+            policy: test_policy(config),
             labels: (config.labels == LabelMode::Holder(i as u16)).then(|| HolderLabels {
                 table: data.table.clone(),
                 head: Box::new(BinaryCrossEntropyHead::new(Device::flex())),

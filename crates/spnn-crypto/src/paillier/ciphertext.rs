@@ -186,6 +186,21 @@ impl PublicKey {
         self.check(a)?;
         Ok(self.wrap(a.c.clone() * self.randomizer(rng) % &self.n_squared))
     }
+
+    /// Multiplies in `h_s^{a'}` for a uniform `a' < 2^exponent_bits`: if the ciphertext's
+    /// randomness exponent is below `2^{exponent_bits − σ}`, the result's randomness is within
+    /// statistical distance `2^{−σ}` of `h_s^{a'}` alone (circuit privacy, module
+    /// [`super::packing`]).
+    pub fn rerandomize_wide(
+        &self,
+        a: &Ciphertext,
+        exponent_bits: u32,
+        rng: &mut impl RngCore,
+    ) -> Result<Ciphertext> {
+        self.check(a)?;
+        let r = self.randomizer_of(exponent_bits, rng)?;
+        Ok(self.wrap(a.c.clone() * r % &self.n_squared))
+    }
 }
 
 impl SecretKey {

@@ -15,6 +15,10 @@ use crate::rng::SecureRng;
 /// Smallest modulus accepted outside the insecure test constructors.
 pub const MIN_SECURE_BITS: u32 = 2048;
 
+/// How many bits beyond the key's randomness length the fixed-base table covers, for the wider
+/// exponents of circuit-private re-randomisation ([`super::PackedCiphertext::rand_bits`] + σ).
+pub const CIRCUIT_PRIVACY_MARGIN_BITS: u32 = 128;
+
 /// Named parameter sets, with their security level.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeySize {
@@ -157,7 +161,7 @@ impl PublicKey {
         })
     }
 
-    fn from_data_with_min(data: &PublicKeyData, min_bits: u32) -> Result<Self> {
+    pub(super) fn from_data_with_min(data: &PublicKeyData, min_bits: u32) -> Result<Self> {
         Self::from_parts(
             parse_hex("n", &data.n)?,
             parse_hex("h_s", &data.h_s)?,
@@ -214,23 +218,52 @@ impl PublicKey {
         Ok(())
     }
 
-    /// Builds the fixed-base table now instead of at the first encryption (≈ 70 ms for 2048
+    /// Builds the fixed-base table now instead of at the first encryption (≈ 90 ms for 2048
     /// bits on one core).
     pub fn precompute(&self) {
         self.table();
     }
 
     pub(super) fn table(&self) -> &FixedBaseTable {
-        self.table
-            .get_or_init(|| FixedBaseTable::new(&self.h_s, &self.n_squared, self.randomness_bits))
+        self.table.get_or_init(|| {
+            FixedBaseTable::new(
+                &self.h_s,
+                &self.n_squared,
+                self.randomness_bits + CIRCUIT_PRIVACY_MARGIN_BITS,
+            )
+        })
+    }
+
+    /// Bits of the random exponent of a fresh encryption (DJN; 4× the security level).
+    pub fn randomness_bits(&self) -> u32 {
+        self.randomness_bits
     }
 
     /// A fresh randomiser `h_s^a mod n²` for a uniform `a` of the key's randomness length.
     /// Independent of the message, so it can be computed ahead of time.
     pub fn randomizer(&self, rng: &mut impl RngCore) -> Integer {
-        let mut a = vec![0u8; self.randomness_bits.div_ceil(8) as usize];
+        self.randomizer_of(self.randomness_bits, rng)
+            .expect("the table covers the key's own randomness length")
+    }
+
+    /// `h_s^a mod n²` for a uniform `a < 2^bits`; `bits` may exceed the key's randomness length
+    /// by up to [`CIRCUIT_PRIVACY_MARGIN_BITS`].
+    pub fn randomizer_of(&self, bits: u32, rng: &mut impl RngCore) -> Result<Integer> {
+        let table = self.table();
+        if bits > table.exponent_bits() {
+            return Err(CryptoError::InvalidPacking(format!(
+                "a {bits}-bit randomness exponent; this key's table covers {}",
+                table.exponent_bits()
+            )));
+        }
+        let mut a = vec![0u8; bits.div_ceil(8) as usize];
         rng.fill_bytes(&mut a);
-        self.table().pow(&a)
+        if !bits.is_multiple_of(8)
+            && let Some(top) = a.last_mut()
+        {
+            *top &= (1u8 << (bits % 8)) - 1;
+        }
+        Ok(table.pow(&a))
     }
 }
 
@@ -383,6 +416,78 @@ fn random_prime(bits: u32, rng: &mut SecureRng) -> Integer {
 }
 
 impl Keypair {
+    /// Imports a key pair from its two serialised halves (key files) and validates it as
+    /// [`Keypair::validate`] does, refusing moduli under [`MIN_SECURE_BITS`].
+    pub fn from_data(public: &PublicKeyData, secret: &SecretKeyData) -> Result<Self> {
+        Self::from_data_with_min(public, secret, MIN_SECURE_BITS)
+    }
+
+    /// The same for any size from 256 bits. **Insecure** below 2048 bits: tests only.
+    pub fn from_data_insecure_for_tests(
+        public: &PublicKeyData,
+        secret: &SecretKeyData,
+    ) -> Result<Self> {
+        Self::from_data_with_min(public, secret, 256)
+    }
+
+    fn from_data_with_min(
+        public: &PublicKeyData,
+        secret: &SecretKeyData,
+        min_bits: u32,
+    ) -> Result<Self> {
+        let kp = Self {
+            public: PublicKey::from_data_with_min(public, min_bits)?,
+            secret: SecretKey::from_data(secret)?,
+        };
+        kp.validate(min_bits)?;
+        Ok(kp)
+    }
+
+    /// Checks that the pair is a Paillier key of the kind [`Keypair::generate`] makes: a modulus
+    /// of at least `min_bits` bits, `n = p·q` for primes of equal length, `p ≠ q`,
+    /// `gcd(n, φ(n)) = 1` (so `g = n + 1`, fixed by the format, generates the right subgroup)
+    /// and `h_s` an `n`-th residue (`h_s^λ ≡ 1 mod n²`), without which DJN encryption would not
+    /// hide the message.
+    pub fn validate(&self, min_bits: u32) -> Result<()> {
+        let (p, q, n) = (&self.secret.p, &self.secret.q, &self.public.n);
+        let bits = n.significant_bits();
+        if bits < min_bits {
+            return Err(CryptoError::KeyTooSmall {
+                bits,
+                min: min_bits,
+            });
+        }
+        if p.clone() * q != *n {
+            return Err(CryptoError::InvalidKey(
+                "the secret primes do not multiply to the public modulus".into(),
+            ));
+        }
+        if p.significant_bits() != q.significant_bits() || 2 * p.significant_bits() != bits {
+            return Err(CryptoError::InvalidKey(format!(
+                "primes of {} and {} bits for a {bits}-bit modulus: they must be equal halves",
+                p.significant_bits(),
+                q.significant_bits()
+            )));
+        }
+        let (p1, q1) = (p.clone() - 1u32, q.clone() - 1u32);
+        if n.gcd_ref(&(p1.clone() * &q1)).complete() != 1 {
+            return Err(CryptoError::InvalidKey("gcd(n, φ(n)) ≠ 1".into()));
+        }
+        let lambda = p1.lcm(&q1);
+        let one = self
+            .public
+            .h_s
+            .clone()
+            .pow_mod(&lambda, &self.public.n_squared)
+            .map_err(|_| CryptoError::InvalidKey("h_s is not a unit".into()))?;
+        if one != 1 {
+            return Err(CryptoError::InvalidKey(
+                "h_s is not an n-th residue modulo n²".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Generates a key pair of a named size. Takes 0.2–2 s for 2048 bits: do it once per
     /// deployment, off the training path.
     pub fn generate(size: KeySize, rng: &mut SecureRng) -> Self {
@@ -468,6 +573,46 @@ mod tests {
             q: "f".repeat(64),
         };
         assert!(SecretKey::from_data(&bad).is_err(), "non-prime q");
+    }
+
+    #[test]
+    fn key_files_are_validated_like_generated_keys() {
+        let mut rng = SecureRng::insecure_from_seed_for_tests(5);
+        let kp = Keypair::generate_insecure_for_tests(512, &mut rng).unwrap();
+        kp.validate(512).unwrap();
+        let (public, secret) = (kp.public.to_data(), kp.secret.to_data());
+        Keypair::from_data_insecure_for_tests(&public, &secret).unwrap();
+        assert!(matches!(
+            Keypair::from_data(&public, &secret),
+            Err(CryptoError::KeyTooSmall { .. })
+        ));
+        let other = Keypair::generate_insecure_for_tests(512, &mut rng).unwrap();
+        let bad = |public: &PublicKeyData, secret: &SecretKeyData| {
+            Keypair::from_data_insecure_for_tests(public, secret)
+                .unwrap_err()
+                .to_string()
+        };
+        // Halves of two different keys.
+        assert!(bad(&public, &other.secret.to_data()).contains("do not multiply"));
+        // Unequal primes: a 200-bit and a 312-bit prime.
+        let (p, q) = (random_prime(200, &mut rng), random_prime(312, &mut rng));
+        let n = p.clone() * &q;
+        let h_s = Integer::from(4).pow_mod(&n, &n.clone().square()).unwrap();
+        let lopsided = PublicKeyData {
+            n: n.to_string_radix(16),
+            h_s: h_s.to_string_radix(16),
+        };
+        let lopsided_secret = SecretKeyData {
+            p: p.to_string_radix(16),
+            q: q.to_string_radix(16),
+        };
+        assert!(bad(&lopsided, &lopsided_secret).contains("equal halves"));
+        // h_s that is not an n-th residue (2 is not, for a random n, with overwhelming odds).
+        let not_residue = PublicKeyData {
+            n: public.n.clone(),
+            h_s: "2".into(),
+        };
+        assert!(bad(&not_residue, &secret).contains("n-th residue"));
     }
 
     #[test]

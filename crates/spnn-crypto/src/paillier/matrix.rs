@@ -13,6 +13,7 @@ use rug::Integer;
 use super::keys::{PublicKey, SecretKey};
 use super::packing::{PackedCiphertext, PackedMatrix, Packing};
 use crate::error::{CryptoError, Result};
+use crate::integer::IntMatrix;
 use crate::ring::RingMatrix;
 use crate::rng::SecureRng;
 
@@ -54,16 +55,18 @@ impl PublicKey {
         PackedMatrix::new(rows, blocks, cells)
     }
 
-    /// Adds a statistically hiding mask (`σ = statistical_bits`) to every slot and returns the
-    /// masked matrix with the masker's additive share of the result: `−mask mod 2^64`, as a
-    /// `rows × cols` ring matrix (the decrypting party's share is `value + mask mod 2^64`).
+    /// Adds a statistically hiding mask (`σ = statistical_bits`) to every slot, re-randomises
+    /// every cell for circuit privacy ([`PublicKey::mask_packed`]) and returns the masked
+    /// matrix with the masker's additive share of the result: `−mask`, over the integers, as a
+    /// `rows × cols` matrix (the decrypting party's share is `value + mask`). Reduce both mod
+    /// `2^64` for ring shares ([`IntMatrix::to_ring`]).
     pub fn mask_rows(
         &self,
         m: &PackedMatrix,
         cols: usize,
         statistical_bits: u32,
         rng: &mut impl RngCore,
-    ) -> Result<(PackedMatrix, RingMatrix)> {
+    ) -> Result<(PackedMatrix, IntMatrix)> {
         let (rows, blocks) = m.shape();
         let rngs = cell_rngs(rows * blocks, rng);
         let masked: Vec<(PackedCiphertext, Vec<Integer>)> = m
@@ -72,20 +75,20 @@ impl PublicKey {
             .zip(rngs)
             .map(|(cell, mut r)| self.mask_packed(cell, statistical_bits, &mut r))
             .collect::<Result<_>>()?;
-        let mut share = RingMatrix::zeros(rows, cols);
+        let mut share = vec![Integer::new(); rows * cols];
         let slots = masked.first().map_or(1, |(c, _)| c.packing().slots());
         for (i, (_, masks)) in masked.iter().enumerate() {
             let (row, blk) = (i / blocks, i % blocks);
             for (s, mask) in masks.iter().enumerate() {
                 let col = blk * slots + s;
                 if col < cols {
-                    share.as_mut_slice()[row * cols + col] = mask.to_u64_wrapping().wrapping_neg();
+                    share[row * cols + col] = -mask.clone();
                 }
             }
         }
         Ok((
             PackedMatrix::new(rows, blocks, masked.into_iter().map(|(c, _)| c).collect())?,
-            share,
+            IntMatrix::from_vec(rows, cols, share)?,
         ))
     }
 
@@ -133,10 +136,10 @@ impl PublicKey {
 }
 
 impl SecretKey {
-    /// Decrypts a row-packed matrix into `rows × cols` ring elements (each slot reduced mod
-    /// 2^64). Every slot must lie in `[−2^{max_bits}, 2^{max_bits})`: a value outside means a
-    /// tampered or overflowing ciphertext and is an error.
-    pub fn decrypt_rows(&self, m: &PackedMatrix, cols: usize, max_bits: u32) -> Result<RingMatrix> {
+    /// Decrypts a row-packed matrix into `rows × cols` signed integers. Every slot must lie in
+    /// `[−2^{max_bits}, 2^{max_bits})`: a value outside means a tampered or overflowing
+    /// ciphertext and is an error.
+    pub fn decrypt_rows(&self, m: &PackedMatrix, cols: usize, max_bits: u32) -> Result<IntMatrix> {
         let (rows, blocks) = m.shape();
         let limit = Integer::from(1) << max_bits;
         let decrypted: Vec<Vec<Integer>> = m
@@ -144,12 +147,12 @@ impl SecretKey {
             .par_iter()
             .map(|c| self.decrypt_packed(c))
             .collect::<Result<_>>()?;
-        let mut out = RingMatrix::zeros(rows, cols);
-        for (i, values) in decrypted.iter().enumerate() {
+        let mut out = vec![Integer::new(); rows * cols];
+        for (i, values) in decrypted.into_iter().enumerate() {
             let (row, blk) = (i / blocks, i % blocks);
             let slots = m.cells()[i].packing().slots();
-            for (s, v) in values.iter().enumerate() {
-                if *v >= limit || *v < -limit.clone() {
+            for (s, v) in values.into_iter().enumerate() {
+                if v >= limit || v < -limit.clone() {
                     return Err(CryptoError::SlotOverflow {
                         needed_bits: v.significant_bits() + 1,
                         slot_bits: max_bits + 1,
@@ -161,10 +164,10 @@ impl SecretKey {
                         "slot {s} beyond column {cols}"
                     )));
                 }
-                out.as_mut_slice()[row * cols + col] = v.to_u64_wrapping();
+                out[row * cols + col] = v;
             }
         }
-        Ok(out)
+        IntMatrix::from_vec(rows, cols, out)
     }
 }
 
@@ -193,15 +196,31 @@ mod tests {
             .public
             .packed_matrix_from_bytes(enc.shape(), &bytes, &packing, h, 64)
             .unwrap();
-        let prod = kp.public.plain_matmul_packed(&x, &enc).unwrap();
+        let prod = kp.public.plain_matmul_packed(&x, 15, &enc).unwrap();
         let (masked, mine) = kp.public.mask_rows(&prod, h, 40, &mut rng).unwrap();
         let theirs = kp
             .secret
             .decrypt_rows(&masked, h, packing.slot_bits() - 1)
             .unwrap();
-        assert_eq!(theirs.add(&mine).unwrap(), x.matmul(&w).unwrap());
+        let mut sum = theirs.clone();
+        sum.add_assign(&mine).unwrap();
+        // Over the integers the shares add up to the product of the signed entries; mod 2^64
+        // to the ring product.
+        assert_eq!(
+            sum,
+            IntMatrix::signed_transpose_product(&x.transpose(), &w).unwrap()
+        );
+        assert_eq!(
+            theirs.to_ring().add(&mine.to_ring()).unwrap(),
+            x.matmul(&w).unwrap()
+        );
         // Without the mask the decryption is the product itself; the mask hides it.
-        assert_ne!(theirs, x.matmul(&w).unwrap());
+        assert_ne!(theirs.to_ring(), x.matmul(&w).unwrap());
+        // The plaintext bound is public and enforced, never measured from the data.
+        assert!(matches!(
+            kp.public.plain_matmul_packed(&x, 12, &enc),
+            Err(CryptoError::PlaintextOutOfRange(_))
+        ));
         // A tight bound at the decryptor catches values beyond it.
         assert!(matches!(
             kp.secret.decrypt_rows(&masked, h, 60),

@@ -10,9 +10,22 @@
 //!
 //! **Overflow guard.** A [`PackedCiphertext`] carries `bound_bits`: every slot is known to hold
 //! `|v| < 2^{bound_bits}`. Each operation updates the bound (addition: `max + 1`; scalar
-//! multiplication by `k`: `+ bits(|k|)`; a plaintext–ciphertext product with inner dimension `d`:
-//! `+ bits(max |P|) + ⌈log2 d⌉`; a statistical mask of `σ` bits: `+ σ + 1`) and returns
-//! [`CryptoError::SlotOverflow`] before computing anything whose bound reaches `s − 1`.
+//! multiplication by `k`: `+ bits(|k|)`; a plaintext–ciphertext product with inner dimension `d`
+//! and plaintext entries below a **public** `2^p`: `+ p + ⌈log2 d⌉`; a statistical mask of `σ`
+//! bits: `+ σ + 1`) and returns [`CryptoError::SlotOverflow`] before computing anything whose
+//! bound reaches `s − 1`. The bounds are public by construction: the mask width, which the
+//! decrypting party sees, never depends on the data (a plaintext entry beyond `2^p` is an error).
+//!
+//! **Circuit privacy.** A ciphertext also carries `rand_bits`, a bound on the exponent of its
+//! randomness `h_s^e` (module [`super`]): `ρ` for a fresh encryption, the larger bound plus one
+//! for a sum, `+ bits(k)` for a scalar product, `+ p + ⌈log2 d⌉` for a plaintext product. Before
+//! a product goes back to the key owner, [`PublicKey::mask_packed`] multiplies in a fresh
+//! `h_s^{a'}` with `a'` uniform below `2^{rand_bits + σ}`. The key owner can strip the message and
+//! see the randomness `h_s^{e + a'}`; since `|e| < 2^{rand_bits}`, the exponent `e + a'` is within
+//! statistical distance `|e| / 2^{rand_bits + σ} < 2^{−σ}` of `a'` alone, so the ciphertext it
+//! receives is distributed like a fresh encryption of the masked value, whatever the other
+//! party's plaintext (without it, `e = Σ a_k·x_k` for the owner's own known `a_k` would let it test
+//! guesses of the other party's `x`).
 
 use rand::RngCore;
 use rayon::prelude::*;
@@ -30,6 +43,7 @@ pub struct Packing {
     slot_bits: u32,
     slots: usize,
     key: KeyId,
+    randomness_bits: u32,
 }
 
 impl Packing {
@@ -46,6 +60,7 @@ impl Packing {
             slot_bits,
             slots: (usable / slot_bits) as usize,
             key: pk.id(),
+            randomness_bits: pk.randomness_bits,
         })
     }
 
@@ -118,6 +133,7 @@ pub struct PackedCiphertext {
     ct: Ciphertext,
     count: usize,
     bound_bits: u32,
+    rand_bits: u32,
     packing: Packing,
 }
 
@@ -137,13 +153,19 @@ impl PackedCiphertext {
         self.bound_bits
     }
 
+    /// The randomness exponent `e` of the ciphertext satisfies `|e| < 2^rand_bits` (module docs).
+    pub fn rand_bits(&self) -> u32 {
+        self.rand_bits
+    }
+
     /// The layout.
     pub fn packing(&self) -> &Packing {
         &self.packing
     }
 
     /// Re-attaches layout metadata to a ciphertext received from a peer. The bound must be the
-    /// one the sender's protocol step guarantees; it is checked against the layout.
+    /// one the sender's protocol step guarantees; it is checked against the layout. Its
+    /// randomness is taken to be a fresh encryption's (the sender follows the protocol).
     pub fn from_parts(
         ct: Ciphertext,
         count: usize,
@@ -164,6 +186,7 @@ impl PackedCiphertext {
         }
         packing.check_bound(bound_bits)?;
         Ok(Self {
+            rand_bits: packing.randomness_bits,
             ct,
             count,
             bound_bits,
@@ -233,6 +256,7 @@ impl PublicKey {
             ct: self.encrypt(&m, rng)?,
             count: values.len(),
             bound_bits,
+            rand_bits: self.randomness_bits,
             packing: *packing,
         })
     }
@@ -259,6 +283,7 @@ impl PublicKey {
             ct: self.add(&a.ct, &b.ct)?,
             count: a.count.max(b.count),
             bound_bits,
+            rand_bits: a.rand_bits.max(b.rand_bits) + 1,
             packing: a.packing,
         })
     }
@@ -271,13 +296,15 @@ impl PublicKey {
             ct: self.mul_scalar(&a.ct, k)?,
             count: a.count,
             bound_bits,
+            rand_bits: a.rand_bits + k.significant_bits(),
             packing: a.packing,
         })
     }
 
-    /// Adds a uniform mask `r_i ∈ [0, 2^{bound + σ})` to every occupied slot and returns the
-    /// masks. For `|v| < 2^{bound}`, `v + r` is within statistical distance `2^{−σ}` of uniform:
-    /// the masked values hide `v` with `σ` bits of statistical security.
+    /// Adds a uniform mask `r_i ∈ [0, 2^{bound + σ})` to every occupied slot, re-randomises the
+    /// ciphertext for circuit privacy (module docs) and returns the masks. For
+    /// `|v| < 2^{bound}`, `v + r` is within statistical distance `2^{−σ}` of uniform, and the
+    /// ciphertext's randomness within `2^{−σ}` of fresh: the key owner learns `v + r` only.
     pub fn mask_packed(
         &self,
         a: &PackedCiphertext,
@@ -295,21 +322,31 @@ impl PublicKey {
             })
             .collect();
         let (m, _) = a.packing.pack(&masks)?;
+        let rand_bits = a.rand_bits + statistical_bits;
+        let masked = self.add_plain(&a.ct, &m)?;
         Ok((
             PackedCiphertext {
-                ct: self.add_plain(&a.ct, &m)?,
+                ct: self.rerandomize_wide(&masked, rand_bits, rng)?,
                 count: a.count,
                 bound_bits,
+                rand_bits: rand_bits + 1,
                 packing: a.packing,
             },
             masks,
         ))
     }
 
-    /// The product of a plaintext matrix `P` (`a × d`, entries read as signed `i64`) with a
-    /// matrix `C` (`d × b`) of packed ciphertexts: cell `(i, j)` is `Σ_k P[i,k] ⊗ C[k,j]`,
-    /// slot by slot. Parallel over output cells.
-    pub fn plain_matmul_packed(&self, p: &RingMatrix, c: &PackedMatrix) -> Result<PackedMatrix> {
+    /// The product of a plaintext matrix `P` (`a × d`, entries read as signed `i64`, each below
+    /// the public bound `2^plain_bits` in magnitude) with a matrix `C` (`d × b`) of packed
+    /// ciphertexts: cell `(i, j)` is `Σ_k P[i,k] ⊗ C[k,j]`, slot by slot. Parallel over output
+    /// cells. An entry of `P` beyond the bound is an error, so the result's bound (and every
+    /// mask sized from it) depends only on public parameters.
+    pub fn plain_matmul_packed(
+        &self,
+        p: &RingMatrix,
+        plain_bits: u32,
+        c: &PackedMatrix,
+    ) -> Result<PackedMatrix> {
         let (a, d) = p.shape();
         if d != c.rows {
             return Err(CryptoError::ShapeMismatch {
@@ -332,16 +369,27 @@ impl PublicKey {
             }
         }
         let in_bound = c.cells.iter().map(|x| x.bound_bits).max().unwrap_or(0);
-        // The plaintext entries' actual magnitude bounds the products (fixed-point features use
-        // about 32 of the 64 bits, which buys wider packing than a worst-case 63).
-        let p_bits = p
+        let in_rand = c.cells.iter().map(|x| x.rand_bits).max().unwrap_or(0);
+        // A public bound on the plaintext entries (fixed-point features use about 24 of the 64
+        // bits, which buys wider packing than a worst-case 63), checked, never measured.
+        if plain_bits >= 64 {
+            return Err(CryptoError::InvalidPacking(format!(
+                "a {plain_bits}-bit plaintext bound"
+            )));
+        }
+        if let Some(&x) = p
             .as_slice()
             .iter()
-            .map(|&x| 64 - (x as i64).unsigned_abs().leading_zeros())
-            .max()
-            .unwrap_or(0);
-        let bound_bits = packing
-            .check_bound(in_bound + p_bits + (d.max(1) as u64).next_power_of_two().ilog2())?;
+            .find(|&&x| (x as i64).unsigned_abs() >> plain_bits != 0)
+        {
+            return Err(CryptoError::PlaintextOutOfRange(format!(
+                "a plaintext entry of {} bits where the protocol bounds them by {plain_bits}",
+                64 - (x as i64).unsigned_abs().leading_zeros()
+            )));
+        }
+        let log_d = (d.max(1) as u64).next_power_of_two().ilog2();
+        let bound_bits = packing.check_bound(in_bound + plain_bits + log_d)?;
+        let rand_bits = in_rand + plain_bits + log_d;
         // Inverses for negative entries, computed once per input cell.
         let inverses: Vec<Integer> =
             c.cells
@@ -381,6 +429,7 @@ impl PublicKey {
                     ct: self.wrap_element(acc),
                     count,
                     bound_bits,
+                    rand_bits,
                     packing,
                 }
             })
@@ -464,6 +513,81 @@ mod tests {
         }
     }
 
+    /// The randomness `h_s^e` of a ciphertext, which the key owner can read: `c·g^{−m} mod n²`.
+    fn randomness_of(kp: &Keypair, c: &PackedCiphertext) -> Integer {
+        let m = kp.secret.decrypt(c.ciphertext()).unwrap();
+        let n2 = &kp.public.n_squared;
+        let gm = (m * &kp.public.n + 1u32) % n2;
+        (gm.invert(n2).unwrap() * &c.ciphertext().c) % n2
+    }
+
+    #[test]
+    fn returned_products_do_not_let_the_key_owner_test_guesses() {
+        // The key owner encrypts w_k with exponents a_k it knows; the other party returns
+        // Σ_k x_k·w_k. Unmasked and un-re-randomised, the product's randomness is
+        // h_s^{Σ a_k x_k}, so the owner can test a guess of the other party's x: the attack
+        // below tells the true x from a near miss every time. After `mask_packed` the
+        // randomness matches neither guess.
+        let kp = keypair();
+        let packing = Packing::new(&kp.public, 140).unwrap();
+        let n2 = &kp.public.n_squared;
+        let mut rng = SecureRng::insecure_from_seed_for_tests(11);
+        let (w, a): (Vec<i64>, Vec<u64>) = (vec![3, -8, 5, 12], vec![1001, 77, 40_000, 9]);
+        let cells: Vec<PackedCiphertext> = w
+            .iter()
+            .zip(&a)
+            .map(|(&w, &a)| {
+                let r = kp
+                    .public
+                    .h_s
+                    .clone()
+                    .pow_mod(&Integer::from(a), n2)
+                    .unwrap();
+                let ct = kp
+                    .public
+                    .encrypt_with_randomizer(&Integer::from(w), &r)
+                    .unwrap();
+                PackedCiphertext::from_parts(ct, 1, 8, packing).unwrap()
+            })
+            .collect();
+        let product = |x: &[i64]| {
+            let mut acc = kp
+                .public
+                .mul_scalar_packed(&cells[0], &Integer::from(x[0]))
+                .unwrap();
+            for (c, &xk) in cells.iter().zip(x).skip(1) {
+                let t = kp.public.mul_scalar_packed(c, &Integer::from(xk)).unwrap();
+                acc = kp.public.add_packed(&acc, &t).unwrap();
+            }
+            acc
+        };
+        let predicted = |x: &[i64]| {
+            let e: i64 = a.iter().zip(x).map(|(&a, &x)| a as i64 * x).sum();
+            kp.public
+                .h_s
+                .clone()
+                .pow_mod(&Integer::from(e), n2)
+                .unwrap()
+        };
+        let (secret_x, near_miss) = ([2i64, 7, -1, 4], [2i64, 7, -1, 5]);
+        let bare = product(&secret_x);
+        assert_eq!(randomness_of(kp, &bare), predicted(&secret_x));
+        assert_ne!(randomness_of(kp, &bare), predicted(&near_miss));
+        let (private, masks) = kp.public.mask_packed(&bare, 40, &mut rng).unwrap();
+        let seen = randomness_of(kp, &private);
+        assert_ne!(seen, predicted(&secret_x));
+        assert_ne!(seen, predicted(&near_miss));
+        // The masked value still decrypts to the product plus the mask.
+        let want: i64 = w.iter().zip(&secret_x).map(|(w, x)| w * x).sum();
+        assert_eq!(
+            kp.secret.decrypt_packed(&private).unwrap()[0],
+            Integer::from(want) + &masks[0]
+        );
+        // The fresh exponent is σ bits wider than the tracked bound on e.
+        assert!(private.rand_bits() > bare.rand_bits() + 40);
+        assert!(bare.rand_bits() >= kp.public.randomness_bits());
+    }
+
     #[test]
     fn overflowing_slots_are_refused_before_computing() {
         let kp = keypair();
@@ -519,7 +643,7 @@ mod tests {
             })
             .collect();
         let c = PackedMatrix::new(d, b, cells).unwrap();
-        let out = kp.public.plain_matmul_packed(&p, &c).unwrap();
+        let out = kp.public.plain_matmul_packed(&p, 63, &c).unwrap();
         assert_eq!(out.shape(), (a, b));
         for i in 0..a {
             for j in 0..b {
@@ -542,7 +666,7 @@ mod tests {
         ];
         let c = PackedMatrix::new(d, 1, cells).unwrap();
         assert!(matches!(
-            kp.public.plain_matmul_packed(&p, &c),
+            kp.public.plain_matmul_packed(&p, 63, &c),
             Err(CryptoError::SlotOverflow { .. })
         ));
     }

@@ -1,0 +1,139 @@
+//! Public bounds on every value the holders truncate.
+//!
+//! The exact truncation of [`spnn_crypto::beaver`] needs a public `ℓ` with `|z| < 2^ℓ ≤ 2^62`.
+//! Every value SPNN-SS truncates is a function of clipped inputs and public counts, so its bound
+//! is public too:
+//!
+//! - features: holders clip to `|x| ≤ x_c` ([`crate::SpnnConfig::feature_clip`]), so an encoded
+//!   feature is at most `X̃ = x_c·2^f + ½`;
+//! - the scaled boundary gradient: the server clips to `|c·G| ≤ g_c`, so `G̃ = g_c·2^f + ½`;
+//! - the backward product `Xᵀ·(c·G)` of a batch of `B` rows (scale `2^{2f}`): `B·X̃·G̃`;
+//! - a multiplication by a public `m·2^{−s}` after a truncation by `t`: `(M/2^t + 1)·m`, then
+//!   `/2^s + 1` (each truncation may round up by one unit);
+//! - the pending gradient: the sum of the backward bounds since the last update; the velocity:
+//!   `μ`-scaled previous bound plus the pending bound.
+//!
+//! [`ring_bits`] turns a magnitude into `ℓ` and refuses anything above 62: a run whose bound
+//! would exceed the ring **stops with an error** instead of corrupting a weight. With the
+//! defaults (`f = 16`, `x_c = 32`, `g_c = 16`) the backward product needs `41 + log2 B` bits, so
+//! training batches up to `2^21` fit ([`Bounds::headroom_bits`]).
+
+use spnn_crypto::beaver::MAX_TRUNCATION_BITS;
+
+use crate::config::SpnnConfig;
+use crate::error::{Result, SpnnError};
+use crate::protocol::he::STATISTICAL_BITS;
+
+/// The smallest `ℓ` with `magnitude < 2^ℓ`, or an error naming `what` if `ℓ > 62`.
+pub fn ring_bits(magnitude: f64, what: &str) -> Result<u32> {
+    let bits = bits_of(magnitude);
+    if bits > MAX_TRUNCATION_BITS {
+        return Err(SpnnError::Config(format!(
+            "{what} may reach 2^{bits} in the ring, beyond the 2^{MAX_TRUNCATION_BITS} an exact \
+             truncation allows: use a smaller batch, smaller clips, fewer fractional bits or \
+             fewer gradient accumulations per update"
+        )));
+    }
+    Ok(bits)
+}
+
+/// The smallest `ℓ` with `magnitude < 2^ℓ` (at least 1).
+pub fn bits_of(magnitude: f64) -> u32 {
+    if !magnitude.is_finite() {
+        return u32::MAX;
+    }
+    let mut bits = 1;
+    while bits < 1024 && 2f64.powi(bits as i32) <= magnitude {
+        bits += 1;
+    }
+    bits
+}
+
+/// The public bounds of one session (module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    frac_bits: u32,
+    /// `X̃`, the largest encoded feature.
+    pub feature: f64,
+    /// `G̃`, the largest encoded entry of `c·G`.
+    pub gradient: f64,
+}
+
+impl Bounds {
+    /// The bounds a configuration implies.
+    pub fn of(config: &SpnnConfig) -> Result<Self> {
+        let scale = 2f64.powi(config.frac_bits as i32);
+        Ok(Self {
+            frac_bits: config.frac_bits,
+            feature: f64::from(config.feature_clip) * scale + 0.5,
+            gradient: f64::from(config.gradient_clip) * scale + 0.5,
+        })
+    }
+
+    /// Bits of an encoded feature's magnitude: the public plaintext bound of SPNN-HE's products.
+    pub fn feature_bits(&self) -> u32 {
+        bits_of(self.feature)
+    }
+
+    /// The bound on the backward product `Xᵀ·(c·G)` of a batch of `batch` rows, at `2^{2f}`.
+    pub fn backward_product(&self, batch: usize) -> f64 {
+        batch as f64 * self.feature * self.gradient
+    }
+
+    /// `log2` of the largest training batch whose backward product fits an exact truncation.
+    pub fn headroom_bits(&self) -> u32 {
+        let per_row = self.feature * self.gradient;
+        let room = 2f64.powi(MAX_TRUNCATION_BITS as i32) / per_row;
+        if room < 1.0 {
+            0
+        } else {
+            room.log2().floor() as u32
+        }
+    }
+
+    /// Bits of a share of `c·G` in SPNN-HE, where the server shares over the integers with a
+    /// mask `σ` bits wider than `G̃` (module [`spnn_crypto::integer`]): `bits(G̃) + σ + 1`, which
+    /// must fit a signed 64-bit word.
+    pub fn he_gradient_share_bits(&self) -> Result<u32> {
+        let bits = bits_of(self.gradient) + STATISTICAL_BITS + 1;
+        if bits > 63 {
+            return Err(SpnnError::Config(format!(
+                "SPNN-HE shares c·G over the integers in 64-bit words: {} fractional bits and a \
+                 gradient clip of {:.1} need {bits} bits; lower either",
+                self.frac_bits,
+                (self.gradient - 0.5) / 2f64.powi(self.frac_bits as i32)
+            )));
+        }
+        Ok(bits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_are_the_smallest_power_above() {
+        assert_eq!(bits_of(0.0), 1);
+        assert_eq!(bits_of(1.0), 1);
+        assert_eq!(bits_of(1.5), 1);
+        assert_eq!(bits_of(2.0), 2);
+        assert_eq!(bits_of(2f64.powi(40) - 1.0), 40);
+        assert_eq!(bits_of(f64::NAN), u32::MAX);
+        assert!(ring_bits(2f64.powi(62), "x").is_err());
+        assert_eq!(ring_bits(2f64.powi(62) - 1024.0, "x").unwrap(), 62);
+    }
+
+    #[test]
+    fn default_bounds_leave_room_for_large_batches() {
+        let b = Bounds::of(&SpnnConfig::default()).unwrap();
+        assert_eq!(b.feature_bits(), 22);
+        assert_eq!(b.headroom_bits(), 20);
+        assert!(ring_bits(b.backward_product(1 << 20), "backward").is_ok());
+        assert!(ring_bits(b.backward_product(1 << 21), "backward").is_err());
+        assert_eq!(
+            b.he_gradient_share_bits().unwrap(),
+            21 + STATISTICAL_BITS + 1
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! SPNN-HE at a holder: the cross terms with Paillier ([`crate::protocol::he`]), no dealer.
+//!
+//! **Forward.** `Z_m = X_m·⟨W_m⟩_m + (X_m ⊗ Enc_o(⟨W_m⟩_o), masked) + (decrypted X_o·⟨W_o⟩_m)`
+//! in the ring, at scale `2^{2f}`; the party loop masks it before it goes to the server.
+//!
+//! **Backward, over the integers.** Without a dealer there is no exact truncation in
+//! `Z_2^64`, so the gradient path never enters the ring until it is final: the server shares
+//! `c·G` over the integers (holder 0 gets `c·G + R`, holder 1 `−R`, `R` uniform below
+//! `2^{bits(G̃)+σ}`); the holders' products `X_mᵀ·⟨cG⟩` and the Paillier cross terms are exact
+//! integers; the multiplication by `1/c` (and later by `μ` and `η`) rounds each share to
+//! nearest ([`spnn_crypto::integer`]), exact up to one unit and unable to fail. The pending
+//! gradient and the velocity stay integer shares; only the final `η·v` is reduced mod `2^64`
+//! and subtracted from the ring share of `W`.
+
+use spnn_crypto::paillier::{KeySize, Keypair, MIN_SECURE_BITS};
+use spnn_crypto::{IntMatrix, RingMatrix, Share};
+use spnn_net::codec::{Blob, Codec, Reader};
+
+use super::record::{ShareRecord, encode_int_matrix, read_int_matrix};
+use super::{Engine, GradientPart, Party};
+use crate::error::{Result, SpnnError, protocol};
+use crate::protocol::bounds::Bounds;
+use crate::protocol::bundle;
+use crate::protocol::he::{CrossShape, HeCounters, HeLink, RING_SHARE_BITS};
+use crate::protocol::policy::PartyPolicy;
+use crate::protocol::scale::PublicScale;
+
+pub(super) struct HeEngine {
+    link: HeLink,
+    w: Share,
+    /// Integer shares of the pending gradient and of the velocity, at scale `2^f`.
+    pending: IntMatrix,
+    velocity: IntMatrix,
+    bounds: Bounds,
+    /// The encoded features of the last training forward.
+    saved: Option<(u64, RingMatrix)>,
+}
+
+impl HeEngine {
+    /// Set-up: the key pair (the holder's own, or a fresh one of the session's size), the
+    /// exchange of public keys, and the initial weight share.
+    pub(super) fn establish(
+        p: &Party,
+        keys: Option<Keypair>,
+        policy: &PartyPolicy,
+    ) -> Result<Self> {
+        if p.k() != 2 {
+            return Err(SpnnError::Config(
+                "SPNN-HE runs PrivateLinear with exactly two holders".into(),
+            ));
+        }
+        let bits = p.config.he_key_bits;
+        let keys = match keys {
+            Some(k) => k,
+            None => {
+                let mut rng = p.config.randomness.rng(p.id(), 0, "paillier-keygen");
+                if bits >= MIN_SECURE_BITS {
+                    let size = if bits >= 3072 {
+                        KeySize::Bits3072
+                    } else {
+                        KeySize::Bits2048
+                    };
+                    Keypair::generate(size, &mut rng)
+                } else {
+                    Keypair::generate_insecure_for_tests(bits, &mut rng)?
+                }
+            }
+        };
+        let min_bits = bits.max(policy.min_he_key_bits);
+        let link = HeLink::establish(&p.net, p.holders[1 - p.me], keys, min_bits)?;
+        let zero = || IntMatrix::zeros(p.d, p.h);
+        Ok(Self {
+            link,
+            w: Share::new(p.me, 2, p.fp.frac_bits(), super::ss::initial_weights(p)?)?,
+            pending: zero(),
+            velocity: zero(),
+            bounds: Bounds::of(&p.config)?,
+            saved: None,
+        })
+    }
+
+    fn feature_bits(&self) -> u32 {
+        self.bounds.feature_bits()
+    }
+}
+
+impl Engine for HeEngine {
+    fn forward(&mut self, p: &Party, step: u64, ids: &[u64], train: bool) -> Result<RingMatrix> {
+        let (b, h, me) = (ids.len(), p.h, p.me);
+        let other = 1 - me;
+        let x = p.encoded_features(ids)?;
+        let (mine, theirs) = (p.block(me), p.block(other));
+        let w = self.w.value().clone();
+        let mut rng = p.config.randomness.rng(p.id(), step, "he-forward");
+        let plain_bits = self.feature_bits();
+        let cross = |terms| CrossShape {
+            share_bits: RING_SHARE_BITS,
+            plain_bits,
+            terms,
+        };
+        // 1. encrypt share: this holder's share of the other's block, to the other
+        self.link.send_encrypted(
+            &p.net,
+            &w.slice_rows(theirs.0, theirs.1)?,
+            cross(p.widths[other]),
+            &mut rng,
+        )?;
+        // 2. multiply and mask: X_m ⊗ Enc_o(⟨W_m⟩_o)
+        let cross_mine =
+            self.link
+                .multiply_and_mask(&p.net, &x, h, cross(p.widths[me]), &mut rng)?;
+        // 3. decrypt: X_o·⟨W_o⟩_m + R
+        let cross_theirs = self
+            .link
+            .receive_product(&p.net, (b, h), cross(p.widths[other]))?;
+        let mut z = x.matmul(&w.slice_rows(mine.0, mine.1)?)?;
+        z.add_assign(&cross_mine.to_ring())?;
+        z.add_assign(&cross_theirs.to_ring())?;
+        self.saved = train.then_some((step, x));
+        Ok(z)
+    }
+
+    fn backward(&mut self, p: &Party, step: u64, scale: f64) -> Result<()> {
+        let (x_step, x) = self.saved.take().ok_or_else(|| {
+            protocol(
+                p.server,
+                format!("backward of step {step} without its training forward"),
+            )
+        })?;
+        if x_step != step {
+            return Err(protocol(
+                p.server,
+                format!("backward of step {step}, the last training forward was {x_step}"),
+            ));
+        }
+        let (b, h, me) = (x.rows(), p.h, p.me);
+        let other = 1 - me;
+        let share_bits = self.bounds.he_gradient_share_bits()?;
+        let g = match p.gradient_part((b, h))? {
+            GradientPart::Explicit(g) => {
+                let limit = 1u64 << share_bits;
+                if g.as_slice()
+                    .iter()
+                    .any(|&v| (v as i64).unsigned_abs() >= limit)
+                {
+                    return Err(protocol(
+                        p.server,
+                        format!("an integer gradient share beyond 2^{share_bits}"),
+                    ));
+                }
+                g
+            }
+            GradientPart::Seed(seed) => bundle::derive_bounded(&seed, (b, h), share_bits - 1).neg(),
+        };
+        let cross = CrossShape {
+            share_bits,
+            plain_bits: self.feature_bits(),
+            terms: b,
+        };
+        let xt = x.transpose();
+        let mut rng = p.config.randomness.rng(p.id(), step, "he-backward");
+        self.link.send_encrypted(&p.net, &g, cross, &mut rng)?;
+        let cross_mine = self
+            .link
+            .multiply_and_mask(&p.net, &xt, h, cross, &mut rng)?;
+        let cross_theirs = self
+            .link
+            .receive_product(&p.net, (p.widths[other], h), cross)?;
+        let mut own = IntMatrix::signed_transpose_product(&x, &g)?;
+        own.add_assign(&cross_mine)?;
+        let blocks = if me == 0 {
+            [&own, &cross_theirs]
+        } else {
+            [&cross_theirs, &own]
+        };
+        let grad = IntMatrix::vstack(&blocks)?;
+        // × 1/c, from scale 2^{2f} to 2^f: one rounding per share.
+        let c = PublicScale::of(1.0 / scale)?;
+        self.pending
+            .add_assign(&grad.scale_round(c.m, p.fp.frac_bits() + c.shift))?;
+        Ok(())
+    }
+
+    fn update(&mut self, p: &Party, _step: u64, lr: f64) -> Result<()> {
+        let g = std::mem::replace(&mut self.pending, IntMatrix::zeros(p.d, p.h));
+        let lr = PublicScale::of(lr)?;
+        let delta = if p.config.momentum > 0.0 {
+            let mu = PublicScale::of(p.config.momentum)?;
+            let mut v = self.velocity.scale_round(mu.m, mu.shift);
+            v.add_assign(&g)?;
+            self.velocity = v;
+            self.velocity.scale_round(lr.m, lr.shift)
+        } else {
+            g.scale_round(lr.m, lr.shift)
+        };
+        self.w = self.w.sub(&self.w.with_value(delta.to_ring()))?;
+        Ok(())
+    }
+
+    fn save(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Blob(ShareRecord::to_bytes(&[self.w.value()])?).encode(&mut out);
+        encode_int_matrix(&self.pending, &mut out);
+        encode_int_matrix(&self.velocity, &mut out);
+        Ok(out)
+    }
+
+    fn load(&mut self, p: &Party, payload: &[u8]) -> std::result::Result<(), String> {
+        let mut r = Reader::new(payload);
+        let Blob(record) = Blob::read(&mut r).map_err(|e| e.to_string())?;
+        let w = ShareRecord::load(&record, 1, (p.d, p.h))?
+            .pop()
+            .ok_or("one share")?;
+        let pending = read_int_matrix(&mut r, (p.d, p.h))?;
+        let velocity = read_int_matrix(&mut r, (p.d, p.h))?;
+        r.finish().map_err(|e| e.to_string())?;
+        self.w = self.w.with_value(w);
+        self.pending = pending;
+        self.velocity = velocity;
+        Ok(())
+    }
+
+    #[cfg(feature = "insecure-test-hooks")]
+    fn weight_share(&self) -> Option<&RingMatrix> {
+        Some(self.w.value())
+    }
+
+    fn he_counters(&self) -> HeCounters {
+        self.link.counters
+    }
+}

@@ -1,0 +1,555 @@
+//! A data holder: the party loop, and one engine per way of computing the first layer.
+//!
+//! The loop ([`run_holder`], [`run_bottom_holder`]) does what every mode shares:
+//!
+//! 1. **Set-up.** `Hello` to the server, `Setup` back — a *proposal* the holder checks against
+//!    its own [`PartyPolicy`] before anything else; then a pair seed with every other holder,
+//!    exchanged holder to holder (never through the server or a dealer).
+//! 2. **Serve** the server's commands until `Shutdown`: `Forward`, `Backward` and `Update` go to
+//!    the engine; `Save` writes the engine's state; `Evaluate` is for the label holder.
+//! 3. **Mask what goes to the server.** The engine's contribution to `Z` (or its bottom model's
+//!    output) leaves the holder only after adding a zero-sharing mask from the pair seeds
+//!    ([`spnn_crypto::derive::zero_sharing_mask`], fresh per step): the masks cancel in the sum,
+//!    so the server learns `Σ` of the contributions and nothing about any one of them — in
+//!    particular not the `X_j·(W_j − V)` terms a dealing server could otherwise strip of its own
+//!    triples and solve for `X` and `W`.
+//!
+//! The engines, each owning its state:
+//!
+//! - [`ss`]: SPNN-SS, one-sided Beaver products with a dealer, exact truncation;
+//! - [`he`]: SPNN-HE, Paillier cross terms, the gradient path over the integers;
+//! - [`bottom`]: the holder's own Burn bottom model.
+
+mod bottom;
+mod he;
+mod record;
+mod ss;
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use spnn_crypto::derive::zero_sharing_mask;
+use spnn_crypto::paillier::Keypair;
+use spnn_crypto::{FixedPoint, RingMatrix, SecretSeed};
+use spnn_data::Table;
+use spnn_net::codec::{Blob, Codec, Reader};
+use spnn_net::{Network, PartyId, Role};
+
+use super::he::HeCounters;
+use super::policy::PartyPolicy;
+use crate::bottom::{BottomModel, BottomRunner, Runner};
+use crate::checkpoint;
+use crate::config::{DealerMode, LabelMode, Protocol, SpnnConfig};
+use crate::error::{Result, SpnnError, protocol};
+use crate::head::LabelHead;
+use crate::messages::*;
+
+/// How a holder runs, besides its data.
+#[derive(Default)]
+pub struct HolderOptions {
+    /// Where `Command::Save` writes and a resumed session reads this holder's state. Without
+    /// one, the holder refuses to save or resume.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Answer `Command::RevealSharesForTests` by sending the weight share to the server.
+    /// **Insecure**: only for tests that reconstruct `W`.
+    #[cfg(feature = "insecure-test-hooks")]
+    pub allow_insecure_reveal: bool,
+    /// The labels and the loss head, for the label holder.
+    pub labels: Option<HolderLabels>,
+    /// This holder's Paillier key pair for SPNN-HE (made once per deployment, e.g. with
+    /// `spnn keygen`). Without one, an SPNN-HE session generates a fresh pair at set-up.
+    pub paillier: Option<Keypair>,
+    /// What this holder accepts from the server's proposal (default: the secure policy).
+    pub policy: PartyPolicy,
+}
+
+/// The label holder's labels and head.
+pub struct HolderLabels {
+    /// A table whose labels are looked up by sample id.
+    pub table: Table,
+    /// Computes the loss.
+    pub head: Box<dyn LabelHead>,
+}
+
+/// What a holder reports when its session ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HolderSummary {
+    /// Forward steps served.
+    pub forwards: u64,
+    /// Updates applied.
+    pub updates: u64,
+    /// Feature values clipped to the session's `feature_clip` before encoding.
+    pub clipped_features: u64,
+    /// Paillier work (SPNN-HE sessions; zero otherwise).
+    pub he: HeCounters,
+}
+
+/// What every engine can see of its holder: who is who, the session, the features and the
+/// pair seeds. Engines get it by reference and keep their own state.
+pub(crate) struct Party {
+    pub(crate) net: Network,
+    pub(crate) me: usize,
+    pub(crate) holders: Vec<PartyId>,
+    pub(crate) server: PartyId,
+    pub(crate) dealer: PartyId,
+    pub(crate) widths: Vec<usize>,
+    pub(crate) d: usize,
+    pub(crate) h: usize,
+    pub(crate) fp: FixedPoint,
+    pub(crate) config: SpnnConfig,
+    pub(crate) kind: LayerKind,
+    features: Table,
+    seeds: Vec<Option<SecretSeed>>,
+    clipped: std::cell::Cell<u64>,
+}
+
+impl Party {
+    pub(crate) fn k(&self) -> usize {
+        self.holders.len()
+    }
+
+    pub(crate) fn id(&self) -> PartyId {
+        self.net.me()
+    }
+
+    /// The other holders, as `(index, party id)`.
+    pub(crate) fn others(&self) -> impl Iterator<Item = (usize, PartyId)> + '_ {
+        self.holders
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(move |(i, _)| *i != self.me)
+    }
+
+    /// The seed this holder shares with holder `j`.
+    pub(crate) fn seed(&self, j: usize) -> Result<&SecretSeed> {
+        self.seeds
+            .get(j)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| SpnnError::Config(format!("no pair seed with holder {j}")))
+    }
+
+    /// The rows of `W` that belong to holder `j`'s columns.
+    pub(crate) fn block(&self, j: usize) -> (usize, usize) {
+        let start: usize = self.widths[..j].iter().sum();
+        (start, start + self.widths[j])
+    }
+
+    /// This holder's features of `ids`, as they are (bottom models).
+    pub(crate) fn raw_features(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        Ok(self.features.gather(ids)?)
+    }
+
+    /// This holder's features of `ids`, clipped to the session's `feature_clip` and encoded:
+    /// the public bound every truncation relies on holds by construction.
+    pub(crate) fn encoded_features(&self, ids: &[u64]) -> Result<RingMatrix> {
+        let clip = self.config.feature_clip;
+        let mut x = self.features.gather(ids)?;
+        let mut clipped = 0;
+        for v in &mut x {
+            if v.abs() > clip {
+                *v = v.clamp(-clip, clip);
+                clipped += 1;
+            }
+        }
+        self.clipped.set(self.clipped.get() + clipped);
+        Ok(self.fp.encode_matrix(ids.len(), self.widths[self.me], &x)?)
+    }
+
+    /// Sends each other holder `o` its own openings `parts_for(o)` and returns what every other
+    /// holder sent back, by holder index.
+    pub(crate) fn exchange(
+        &self,
+        parts_for: impl Fn(usize) -> Result<Vec<RingMatrix>>,
+    ) -> Result<Vec<(usize, Vec<RingMatrix>)>> {
+        for (o, p) in self.others() {
+            self.net.send(p, &Opening(parts_for(o)?))?;
+        }
+        self.others()
+            .map(|(o, p)| {
+                let Opening(parts) = self.net.recv(p)?;
+                Ok((o, parts))
+            })
+            .collect()
+    }
+
+    /// Sends this holder's contributions to every other holder and returns the opened sums,
+    /// checking every contribution's count and shape.
+    pub(crate) fn open(&self, parts: Vec<RingMatrix>) -> Result<Vec<RingMatrix>> {
+        let shapes: Vec<_> = parts.iter().map(RingMatrix::shape).collect();
+        let msg = Opening(parts);
+        for (_, p) in self.others() {
+            self.net.send(p, &msg)?;
+        }
+        let Opening(mut sums) = msg;
+        for (_, p) in self.others() {
+            let Opening(theirs) = self.net.recv(p)?;
+            let got: Vec<_> = theirs.iter().map(RingMatrix::shape).collect();
+            if got != shapes {
+                return Err(protocol(
+                    p,
+                    format!("opened values of shapes {got:?}, expected {shapes:?}"),
+                ));
+            }
+            for (s, t) in sums.iter_mut().zip(&theirs) {
+                s.add_assign(t)?;
+            }
+        }
+        Ok(sums)
+    }
+
+    /// This holder's part of the server's sharing of `c·G`: the explicit share for holder 0,
+    /// the seed of its share for the others.
+    pub(crate) fn gradient_part(&self, shape: (usize, usize)) -> Result<GradientPart> {
+        if self.me == 0 {
+            let GradShare(g) = self.net.recv(self.server)?;
+            if g.shape() != shape {
+                return Err(protocol(
+                    self.server,
+                    format!(
+                        "gradient share of shape {:?}, expected {shape:?}",
+                        g.shape()
+                    ),
+                ));
+            }
+            Ok(GradientPart::Explicit(g))
+        } else {
+            let GradSeed(seed) = self.net.recv(self.server)?;
+            Ok(GradientPart::Seed(seed))
+        }
+    }
+
+    /// This holder's zero-sharing mask for what it sends the server at `step`.
+    fn server_mask(&self, purpose: &str, step: u64, shape: (usize, usize)) -> Result<RingMatrix> {
+        Ok(zero_sharing_mask(
+            self.me,
+            &self.seeds,
+            purpose,
+            step,
+            shape,
+        )?)
+    }
+}
+
+/// What a holder receives of the server's sharing of `c·G`.
+pub(crate) enum GradientPart {
+    /// Holder 0's share, in full.
+    Explicit(RingMatrix),
+    /// The seed another holder derives its share from.
+    Seed(SecretSeed),
+}
+
+/// A way of computing this holder's part of the first layer. Each owns its saved forward
+/// state, its weights or model, and its checkpoint format.
+pub(crate) trait Engine: Send {
+    /// This holder's contribution to the layer's output for `ids` (`B × h`), unmasked.
+    fn forward(&mut self, p: &Party, step: u64, ids: &[u64], train: bool) -> Result<RingMatrix>;
+    /// The backward of the training forward of `step`, with the server's gradient scale.
+    fn backward(&mut self, p: &Party, step: u64, scale: f64) -> Result<()>;
+    /// Applies the accumulated gradient with learning rate `lr`.
+    fn update(&mut self, p: &Party, step: u64, lr: f64) -> Result<()>;
+    /// The engine's state for a checkpoint.
+    fn save(&self) -> Result<Vec<u8>>;
+    /// Restores a state written by [`Engine::save`]; a message on anything malformed.
+    fn load(&mut self, p: &Party, payload: &[u8]) -> std::result::Result<(), String>;
+    /// The weight share, for the insecure test reveal (engines without one return `None`).
+    #[cfg(feature = "insecure-test-hooks")]
+    fn weight_share(&self) -> Option<&RingMatrix>;
+    /// Paillier work done so far.
+    fn he_counters(&self) -> HeCounters {
+        HeCounters::default()
+    }
+}
+
+/// Runs holder `net.role()` of an SPNN session ([`crate::PrivateLinear`]) until the server ends
+/// it.
+///
+/// `features` holds this holder's columns (already preprocessed) for every sample id the
+/// server may ask for.
+pub fn run_holder(net: Network, features: Table, options: HolderOptions) -> Result<HolderSummary> {
+    start(net, features, options, None)
+}
+
+/// Runs holder `net.role()` of a bottom-model session ([`crate::SecureAggregation`]): its own
+/// Burn `model` (on the autodiff `device`) maps its features to the shared output width and
+/// is trained by `optim` with the gradient the server returns.
+pub fn run_bottom_holder<M: BottomModel>(
+    net: Network,
+    features: Table,
+    model: M,
+    optim: burn::optim::ModuleOptimizer,
+    device: Device,
+    options: HolderOptions,
+) -> Result<HolderSummary> {
+    start(
+        net,
+        features,
+        options,
+        Some(Box::new(Runner::new(model, optim, device))),
+    )
+}
+
+fn start(
+    net: Network,
+    features: Table,
+    options: HolderOptions,
+    bottom: Option<Box<dyn BottomRunner>>,
+) -> Result<HolderSummary> {
+    let kind = if bottom.is_some() {
+        LayerKind::BottomModels
+    } else {
+        LayerKind::PrivateLinear
+    };
+    let Role::Holder(index) = net.role() else {
+        return Err(SpnnError::Config(format!("{} is not a holder", net.me())));
+    };
+    let roster = net.roster().clone();
+    let server = roster.id_of(Role::Server)?;
+    net.send(
+        server,
+        &Hello {
+            version: SPNN_PROTOCOL_VERSION,
+            holder: index,
+            width: features.cols() as u32,
+            has_labels: options.labels.is_some(),
+        },
+    )?;
+    let setup: Setup = net.recv(server)?;
+    let fp = setup.config.validate()?;
+    options
+        .policy
+        .check(&setup, options.checkpoint_dir.is_some())?;
+    let widths: Vec<usize> = setup.widths.iter().map(|&w| w as usize).collect();
+    let me = index as usize;
+    if widths.len() != roster.holders().len()
+        || widths.get(me) != Some(&features.cols())
+        || setup.kind != kind
+    {
+        return Err(protocol(
+            server,
+            "set-up does not match this holder's width, the roster or the layer kind",
+        ));
+    }
+    let is_label_holder = setup.config.labels == LabelMode::Holder(index);
+    if is_label_holder != options.labels.is_some() {
+        return Err(SpnnError::Config(format!(
+            "holder {index}: the session {} labels here, but this holder was started {} labels",
+            if is_label_holder {
+                "expects"
+            } else {
+                "does not expect"
+            },
+            if options.labels.is_some() {
+                "with"
+            } else {
+                "without"
+            }
+        )));
+    }
+    let dealer = match setup.config.dealer {
+        DealerMode::Server => server,
+        DealerMode::Separate => roster.id_of(Role::Dealer)?,
+    };
+    let holders = roster.holders();
+    let d = widths.iter().sum();
+    let mut party = Party {
+        net,
+        me,
+        holders,
+        server,
+        dealer,
+        widths,
+        d,
+        h: setup.output as usize,
+        fp,
+        config: setup.config,
+        kind,
+        features,
+        seeds: Vec::new(),
+        clipped: std::cell::Cell::new(0),
+    };
+    party.seeds = exchange_pair_seeds(&party)?;
+    let mut engine: Box<dyn Engine> = match (bottom, party.config.protocol) {
+        (Some(runner), _) => Box::new(bottom::BottomEngine::new(runner)),
+        (None, Protocol::SecretSharing) => Box::new(ss::SsEngine::new(&party)?),
+        (None, Protocol::Paillier) => Box::new(he::HeEngine::establish(
+            &party,
+            options.paillier,
+            &options.policy,
+        )?),
+    };
+    let mut holder = Holder {
+        checkpoint_dir: options.checkpoint_dir,
+        #[cfg(feature = "insecure-test-hooks")]
+        allow_reveal: options.allow_insecure_reveal,
+        labels: options.labels,
+        forwards: 0,
+        updates: 0,
+    };
+    if let Some(tag) = &setup.resume {
+        holder.load(&party, engine.as_mut(), tag)?;
+    }
+    holder.serve(&party, engine.as_mut())
+}
+
+/// Set-up: holder `i` draws the seed it shares with every holder `j > i` and sends it to `j`
+/// directly; the server and the dealer never see one.
+fn exchange_pair_seeds(p: &Party) -> Result<Vec<Option<SecretSeed>>> {
+    let mut seeds: Vec<Option<SecretSeed>> = vec![None; p.k()];
+    for (j, seed) in seeds.iter_mut().enumerate().skip(p.me + 1) {
+        let s = p
+            .config
+            .randomness
+            .rng(p.id(), 0, &format!("pair-seed-{j}"))
+            .secret_seed();
+        p.net.send(p.holders[j], &PairSeed(s.clone()))?;
+        *seed = Some(s);
+    }
+    for (j, seed) in seeds.iter_mut().enumerate().take(p.me) {
+        let PairSeed(s) = p.net.recv(p.holders[j])?;
+        *seed = Some(s);
+    }
+    Ok(seeds)
+}
+
+/// The party loop's own state.
+struct Holder {
+    checkpoint_dir: Option<PathBuf>,
+    #[cfg(feature = "insecure-test-hooks")]
+    allow_reveal: bool,
+    labels: Option<HolderLabels>,
+    forwards: u64,
+    updates: u64,
+}
+
+impl Holder {
+    fn serve(mut self, p: &Party, engine: &mut dyn Engine) -> Result<HolderSummary> {
+        loop {
+            let cmd: Command = p.net.recv(p.server)?;
+            match cmd {
+                Command::Forward { step, ids, train } => {
+                    let out = engine.forward(p, step, &ids, train)?;
+                    let bottom = p.kind == LayerKind::BottomModels;
+                    let purpose = if bottom { "bottom-output" } else { "z-share" };
+                    let mut masked = out;
+                    masked.add_assign(&p.server_mask(purpose, step, masked.shape())?)?;
+                    if bottom {
+                        p.net.send(p.server, &MaskedOutput(masked))?;
+                    } else {
+                        p.net.send(p.server, &ZShare(masked))?;
+                    }
+                    self.forwards += 1;
+                    self.head(p, &ids, train)?;
+                }
+                Command::Backward { step, scale } => engine.backward(p, step, scale)?,
+                Command::Update { step, lr } => {
+                    engine.update(p, step, lr)?;
+                    if let Some(labels) = self.labels.as_mut() {
+                        labels.head.update(lr)?;
+                    }
+                    self.updates += 1;
+                }
+                Command::Evaluate => {
+                    let labels = self.labels.as_mut().ok_or_else(|| {
+                        protocol(p.server, "Evaluate sent to a holder without labels")
+                    })?;
+                    p.net.send(p.server, &labels.head.take_metrics())?;
+                }
+                Command::Save { tag } => {
+                    self.save(p, engine, &tag)?;
+                    p.net.send(p.server, &Ack)?;
+                }
+                #[cfg(feature = "insecure-test-hooks")]
+                Command::RevealSharesForTests => {
+                    let share = engine.weight_share().filter(|_| self.allow_reveal);
+                    let Some(share) = share else {
+                        return Err(protocol(
+                            p.server,
+                            "asked to reveal the weight share; this holder does not allow it",
+                        ));
+                    };
+                    p.net.send(p.server, &RevealedShare(share.clone()))?;
+                }
+                Command::Shutdown => {
+                    return Ok(HolderSummary {
+                        forwards: self.forwards,
+                        updates: self.updates,
+                        clipped_features: p.clipped.get(),
+                        he: engine.he_counters(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The label holder's part of a forward: activations in, loss (and gradient) out.
+    fn head(&mut self, p: &Party, ids: &[u64], train: bool) -> Result<()> {
+        let Some(labels) = self.labels.as_mut() else {
+            return Ok(());
+        };
+        let Activations(act) = p.net.recv(p.server)?;
+        let y = labels.table.gather_labels(ids)?;
+        let loss = if train {
+            let (loss, grad) = labels.head.train_batch(&act, &y)?;
+            p.net.send(p.server, &HeadGradient(grad))?;
+            loss
+        } else {
+            labels.head.eval_batch(&act, &y)?
+        };
+        p.net.send(p.server, &HeadReport { loss })?;
+        Ok(())
+    }
+
+    fn checkpoint_path(&self, p: &Party, tag: &str) -> Result<PathBuf> {
+        let dir = self.checkpoint_dir.as_ref().ok_or_else(|| {
+            SpnnError::Policy(format!(
+                "holder {} was asked to save or resume, and has no checkpoint directory",
+                p.me
+            ))
+        })?;
+        if tag.is_empty()
+            || tag.len() > 128
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(protocol(
+                p.server,
+                format!("invalid checkpoint tag {tag:?}"),
+            ));
+        }
+        Ok(dir.join(format!("holder-{}-{tag}.ckpt", p.me)))
+    }
+
+    fn save(&self, p: &Party, engine: &dyn Engine, tag: &str) -> Result<()> {
+        let path = self.checkpoint_path(p, tag)?;
+        let mut payload = Vec::new();
+        (p.me as u64, self.forwards, self.updates).encode(&mut payload);
+        Blob(engine.save()?).encode(&mut payload);
+        checkpoint::write_sealed(&path, &payload)
+    }
+
+    fn load(&mut self, p: &Party, engine: &mut dyn Engine, tag: &str) -> Result<()> {
+        let path = self.checkpoint_path(p, tag)?;
+        let payload = checkpoint::read_sealed(&path)?;
+        let bad = |reason: String| SpnnError::Persistence {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut r = Reader::new(&payload);
+        let (me, forwards, updates) =
+            <(u64, u64, u64)>::read(&mut r).map_err(|e| bad(e.to_string()))?;
+        let Blob(state) = Blob::read(&mut r).map_err(|e| bad(e.to_string()))?;
+        r.finish().map_err(|e| bad(e.to_string()))?;
+        if me != p.me as u64 {
+            return Err(bad(format!(
+                "checkpoint of holder {me}, this is holder {}",
+                p.me
+            )));
+        }
+        engine.load(p, &state).map_err(bad)?;
+        self.forwards = forwards;
+        self.updates = updates;
+        Ok(())
+    }
+}

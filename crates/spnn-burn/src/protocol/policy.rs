@@ -1,0 +1,223 @@
+//! A party's own rules for the sessions it joins.
+//!
+//! The server's [`Setup`] is a **proposal**. A holder that followed it blindly would let the
+//! server pick weak keys, reproducible "randomness" it knows the seed of, or a fixed-point
+//! layout whose truncations can fail — and learn the holder's data that way. So every holder
+//! (and a separate dealer) checks the proposal against a [`PartyPolicy`] configured on its own
+//! side and refuses, with an error that names the rule, anything outside it. Parties that run
+//! from a deployment file also pin the whole configuration ([`PartyPolicy::expect`]): any
+//! difference from their own copy is refused.
+
+use crate::config::{MIN_FRAC_BITS, Protocol, SpnnConfig};
+use crate::error::{Result, SpnnError};
+use crate::messages::{LayerKind, Setup};
+use crate::protocol::bounds::Bounds;
+use spnn_crypto::paillier::MIN_SECURE_BITS;
+
+/// Least ring headroom a holder accepts by default: training batches up to `2^10` must fit an
+/// exact truncation ([`Bounds::headroom_bits`]).
+pub const MIN_HEADROOM_BITS: u32 = 10;
+
+/// What a holder or dealer accepts from the server's proposal. The default is the secure one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartyPolicy {
+    /// Accept seeded, reproducible randomness (`Randomness::InsecureSeededForTests`). Off by
+    /// default; when on, the holder logs a warning at set-up.
+    pub allow_insecure_randomness: bool,
+    /// Smallest Paillier modulus accepted, for the session and for the peer's key (default
+    /// 2048).
+    pub min_he_key_bits: u32,
+    /// Fewest fractional bits accepted (default [`MIN_FRAC_BITS`]).
+    pub min_frac_bits: u32,
+    /// Least headroom accepted, in bits of training batch size (default
+    /// [`MIN_HEADROOM_BITS`]).
+    pub min_headroom_bits: u32,
+    /// The protocols this holder takes part in (default: both).
+    pub protocols: Vec<Protocol>,
+    /// The exact configuration this holder expects, if it has one of its own (a deployment
+    /// file): any other proposal is refused.
+    pub expected: Option<SpnnConfig>,
+}
+
+impl Default for PartyPolicy {
+    fn default() -> Self {
+        Self {
+            allow_insecure_randomness: false,
+            min_he_key_bits: MIN_SECURE_BITS,
+            min_frac_bits: MIN_FRAC_BITS,
+            min_headroom_bits: MIN_HEADROOM_BITS,
+            protocols: vec![Protocol::SecretSharing, Protocol::Paillier],
+            expected: None,
+        }
+    }
+}
+
+fn refuse(rule: &str, reason: String) -> SpnnError {
+    SpnnError::Policy(format!("{reason} (policy: {rule})"))
+}
+
+impl PartyPolicy {
+    /// The same, also requiring exactly `config`.
+    pub fn expect(mut self, config: SpnnConfig) -> Self {
+        self.expected = Some(config);
+        self
+    }
+
+    /// The same, accepting seeded test randomness. **Insecure**.
+    pub fn allowing_insecure_randomness(mut self) -> Self {
+        self.allow_insecure_randomness = true;
+        self
+    }
+
+    /// The same, accepting Paillier keys down to `bits`. **Insecure** below 2048.
+    pub fn allowing_key_bits(mut self, bits: u32) -> Self {
+        self.min_he_key_bits = bits;
+        self
+    }
+
+    /// Checks the server's proposal; `resumable` says whether this party can resume from a
+    /// checkpoint (a holder with a checkpoint directory, or the dealer, which keeps no state).
+    pub fn check(&self, setup: &Setup, resumable: bool) -> Result<()> {
+        let c = &setup.config;
+        if c.randomness.is_insecure() {
+            if !self.allow_insecure_randomness {
+                return Err(refuse(
+                    "allow_insecure_randomness",
+                    "the server proposes seeded, reproducible randomness, which anyone who \
+                     knows the seed can recompute"
+                        .into(),
+                ));
+            }
+            tracing::warn!(
+                "INSECURE: this party accepted seeded randomness; every share it draws can be \
+                 recomputed by anyone who knows the seed. Use it only for tests."
+            );
+        }
+        if !self.protocols.contains(&c.protocol) {
+            return Err(refuse(
+                "protocols",
+                format!("the server proposes {:?}", c.protocol),
+            ));
+        }
+        if c.protocol == Protocol::Paillier && c.he_key_bits < self.min_he_key_bits {
+            return Err(refuse(
+                "min_he_key_bits",
+                format!(
+                    "the server proposes {}-bit Paillier keys; this holder requires at least {}",
+                    c.he_key_bits, self.min_he_key_bits
+                ),
+            ));
+        }
+        if c.frac_bits < self.min_frac_bits {
+            return Err(refuse(
+                "min_frac_bits",
+                format!(
+                    "the server proposes {} fractional bits; this holder requires at least {}",
+                    c.frac_bits, self.min_frac_bits
+                ),
+            ));
+        }
+        if setup.kind == LayerKind::PrivateLinear {
+            let headroom = Bounds::of(c)?.headroom_bits();
+            if headroom < self.min_headroom_bits {
+                return Err(refuse(
+                    "min_headroom_bits",
+                    format!(
+                        "the proposal leaves {headroom} bits of ring headroom (training batches \
+                         up to 2^{headroom}); this holder requires {}",
+                        self.min_headroom_bits
+                    ),
+                ));
+            }
+        }
+        if setup.resume.is_some() && !resumable {
+            return Err(refuse(
+                "checkpoint_dir",
+                "the server asks to resume from a checkpoint, and this holder has no checkpoint \
+                 directory"
+                    .into(),
+            ));
+        }
+        if let Some(expected) = &self.expected
+            && expected != c
+        {
+            return Err(refuse(
+                "expected configuration",
+                format!(
+                    "the server proposes {c:?}, which differs from this holder's own \
+                     configuration {expected:?}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(config: SpnnConfig) -> Setup {
+        Setup {
+            widths: vec![3, 3],
+            output: 4,
+            kind: LayerKind::PrivateLinear,
+            config,
+            resume: None,
+        }
+    }
+
+    #[test]
+    fn the_default_policy_refuses_weak_proposals_and_names_the_rule() {
+        let p = PartyPolicy::default();
+        p.check(&setup(SpnnConfig::default()), false).unwrap();
+        let weak_keys = SpnnConfig::default()
+            .with_protocol(Protocol::Paillier)
+            .with_he_key_bits(1024);
+        let e = p.check(&setup(weak_keys), false).unwrap_err().to_string();
+        assert!(
+            e.contains("1024-bit") && e.contains("min_he_key_bits"),
+            "{e}"
+        );
+        let few_bits = SpnnConfig::default().with_frac_bits(8);
+        let e = p.check(&setup(few_bits), false).unwrap_err().to_string();
+        assert!(e.contains("min_frac_bits"), "{e}");
+        let no_room = SpnnConfig::default()
+            .with_frac_bits(20)
+            .with_clips(512.0, 256.0);
+        let e = p.check(&setup(no_room), false).unwrap_err().to_string();
+        assert!(e.contains("headroom"), "{e}");
+        let mut resume = setup(SpnnConfig::default());
+        resume.resume = Some("epoch-1".into());
+        assert!(p.check(&resume, false).is_err());
+        p.check(&resume, true).unwrap();
+        let pinned = PartyPolicy::default().expect(SpnnConfig::default().with_momentum(0.5));
+        let e = pinned
+            .check(&setup(SpnnConfig::default()), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("differs"), "{e}");
+        let ss_only = PartyPolicy {
+            protocols: vec![Protocol::SecretSharing],
+            ..PartyPolicy::default()
+        };
+        let he = SpnnConfig::default().with_protocol(Protocol::Paillier);
+        assert!(ss_only.check(&setup(he), false).is_err());
+    }
+
+    #[cfg(feature = "insecure-test-hooks")]
+    #[test]
+    fn seeded_randomness_needs_the_holders_own_consent() {
+        use crate::config::Randomness;
+        let seeded = SpnnConfig::default().with_randomness(Randomness::InsecureSeededForTests(3));
+        let e = PartyPolicy::default()
+            .check(&setup(seeded), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allow_insecure_randomness"), "{e}");
+        PartyPolicy::default()
+            .allowing_insecure_randomness()
+            .check(&setup(seeded), false)
+            .unwrap();
+    }
+}
