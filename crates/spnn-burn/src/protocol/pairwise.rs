@@ -29,11 +29,15 @@ use crate::error::Result;
 
 /// The public shape of one step.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct StepShape<'a> {
-    pub(crate) widths: &'a [usize],
-    pub(crate) batch: usize,
-    pub(crate) h: usize,
-    pub(crate) train: bool,
+pub struct StepShape<'a> {
+    /// Feature widths `d_j` of the holders.
+    pub widths: &'a [usize],
+    /// Batch size `B`.
+    pub batch: usize,
+    /// Output width `h`.
+    pub h: usize,
+    /// Whether the step trains (then the material covers the backward too).
+    pub train: bool,
 }
 
 impl StepShape<'_> {
@@ -74,20 +78,23 @@ impl StepShape<'_> {
 }
 
 /// Holder `m`'s material for one step, indexed by the other holder `j` where it depends on one.
+///
+/// Public so that audits can rebuild what a dealer's view contains ([`Material::from_dealt`]):
+/// the dealer generated all of it.
 #[derive(Clone, Debug)]
-pub(crate) struct Material {
+pub struct Material {
     /// `U_m` (`B × d_m`).
-    pub(crate) u: RingMatrix,
+    pub u: RingMatrix,
     /// `V_{j,m}` (`d_j × h`), by `j`.
-    pub(crate) v: Vec<Option<RingMatrix>>,
+    pub v: Vec<Option<RingMatrix>>,
     /// `V'_{j,m}` (`B × h`), by `j` (training only).
-    pub(crate) v2: Vec<Option<RingMatrix>>,
+    pub v2: Vec<Option<RingMatrix>>,
     /// `Σ_{i≠m}` this holder's shares of `U_m·V_{m,i}` plus of `U_j·V_{j,m}` (`B × h`).
-    pub(crate) w: RingMatrix,
+    pub w: RingMatrix,
     /// `Σ_{i≠m}` this holder's shares of `U_mᵀ·V'_{m,i}` (`d_m × h`, training only).
-    pub(crate) own_w2: Option<RingMatrix>,
+    pub own_w2: Option<RingMatrix>,
     /// This holder's share of `U_jᵀ·V'_{j,m}` (`d_j × h`), by `j` (training only).
-    pub(crate) other_w2: Vec<Option<RingMatrix>>,
+    pub other_w2: Vec<Option<RingMatrix>>,
 }
 
 impl Material {
@@ -124,6 +131,24 @@ impl Material {
         self.own_w2
             .as_ref()
             .ok_or_else(|| Self::missing("own U'ᵀV' share", usize::MAX))
+    }
+
+    /// Holder `m`'s material from the dealer's two messages to it: the seed and the explicit
+    /// matrices (checked against the shape).
+    pub fn from_dealt(
+        shape: &StepShape<'_>,
+        m: usize,
+        seed: &spnn_crypto::SecretSeed,
+        explicit: Vec<RingMatrix>,
+    ) -> Result<Self> {
+        let got: Vec<_> = explicit.iter().map(RingMatrix::shape).collect();
+        if got != shape.explicit(m) {
+            return Err(crate::error::SpnnError::Config(format!(
+                "explicit material of shapes {got:?}, expected {:?}",
+                shape.explicit(m)
+            )));
+        }
+        Self::assemble(shape, m, bundle::derive(seed, &shape.seeded(m)), explicit)
     }
 
     /// Assembles holder `m`'s material from what it derived from its seed and what it received.

@@ -93,20 +93,8 @@ impl SsEngine {
     fn receive_material(&self, p: &Party, shape: &StepShape<'_>) -> Result<Material> {
         let DealerSeed(seed) = p.net.recv(p.dealer)?;
         let DealerBundle(explicit) = p.net.recv(p.dealer)?;
-        let expected = shape.explicit(p.me);
-        let got: Vec<_> = explicit.iter().map(RingMatrix::shape).collect();
-        if got != expected {
-            return Err(protocol(
-                p.dealer,
-                format!("explicit material of shapes {got:?}, expected {expected:?}"),
-            ));
-        }
-        Material::assemble(
-            shape,
-            p.me,
-            bundle::derive(&seed, &shape.seeded(p.me)),
-            explicit,
-        )
+        Material::from_dealt(shape, p.me, &seed, explicit)
+            .map_err(|e| protocol(p.dealer, e.to_string()))
     }
 
     /// Receives the truncation triples of one command: `[r, ⌊r/2^s⌋, b]` per shift, in full
