@@ -426,3 +426,81 @@ fn spnn_he_with_keys_from_keygen_runs_across_processes_like_the_simulation() {
     let distributed = fingerprint(&outs[0]);
     assert_simulation_gives(&d, &distributed);
 }
+
+/// The holders' own copy of `d`'s file: without the insecure seed and without any opt-in, so
+/// each holder runs the default, secure policy and pins the configuration this copy describes.
+fn holders_copy(d: &Deployment, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("insecure_seed = 7\n", "")
+        .replace("policy = { allow_insecure_seed = true }\n", "");
+    let path = d.dir.path().join("holders.toml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+fn assert_refused(out: &Output, who: &str, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{who} accepted the proposal: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{who}: {n:?} not in {err}");
+    }
+}
+
+#[test]
+fn holders_refuse_a_server_that_proposes_seeded_randomness() {
+    let d = deployment(1, false, "");
+    let own = holders_copy(&d, |t| t);
+    // The server's file asks for reproducible randomness (and the server opted in itself).
+    let server = spawn(&d.config, "server");
+    let h0 = spawn(&own, "holder-0");
+    let h1 = spawn(&own, "holder-1");
+    let (server, h0, h1) = (
+        server.wait_with_output().unwrap(),
+        h0.wait_with_output().unwrap(),
+        h1.wait_with_output().unwrap(),
+    );
+    for (out, who) in [(&h0, "holder-0"), (&h1, "holder-1")] {
+        assert_refused(
+            out,
+            who,
+            &[
+                "refused by this party's policy",
+                "seeded",
+                "allow_insecure_randomness",
+            ],
+        );
+    }
+    assert!(
+        !server.status.success(),
+        "the server trained without holders"
+    );
+}
+
+#[test]
+fn holders_refuse_a_server_that_proposes_weak_paillier_keys() {
+    let d = deployment(1, false, "");
+    let own = holders_copy(&d, |t| t.replace("[protocol]", "[protocol]\nkind = \"he\""));
+    let h0 = spawn(&own, "holder-0");
+    let h1 = spawn(&own, "holder-1");
+    // A server of its own making: the library API, proposing 1024-bit keys.
+    let dep = spnn_cli::config::Deployment::load(&own).unwrap();
+    let net = spnn_cli::party::connect(&dep, "server").unwrap();
+    let weak = dep.config_for("server").unwrap().with_he_key_bits(1024);
+    let session =
+        spnn_burn::ServerSession::establish(net, spnn_burn::SessionSpec::new(16).with_config(weak))
+            .unwrap();
+    let (h0, h1) = (
+        h0.wait_with_output().unwrap(),
+        h1.wait_with_output().unwrap(),
+    );
+    for (out, who) in [(&h0, "holder-0"), (&h1, "holder-1")] {
+        assert_refused(
+            out,
+            who,
+            &["1024-bit Paillier keys", "at least 2048", "min_he_key_bits"],
+        );
+    }
+    // The server finds out at its next step.
+    assert!(session.forward(&[0, 1], false).is_err());
+}
