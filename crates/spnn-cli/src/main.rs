@@ -11,7 +11,7 @@ use spnn_cli::{CliError, Result};
 use spnn_crypto::SecureRng;
 use spnn_crypto::paillier::{KeySize, Keypair};
 use spnn_net::Roster;
-use spnn_net::certs::{DeploymentCerts, write_secret};
+use spnn_net::certs::{CertificateAuthority, CertificateRequest, DeploymentCerts, write_secret};
 
 /// Privacy-preserving training of one network by several data holders (SPNN on Burn).
 #[derive(Parser, Debug)]
@@ -29,11 +29,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Creates a CA and one certificate per party of a deployment.
+    /// Certificates: `ca`, `request` and `sign` keep every private key on its owner's host;
+    /// without a step, creates a CA and every party's certificate and key in one directory
+    /// (demonstrations only: whoever runs it holds every key).
+    #[command(args_conflicts_with_subcommands = true)]
     Certs {
+        #[command(subcommand)]
+        step: Option<CertsStep>,
         /// Directory to write `ca.pem`, `ca.key` and `<party>.pem` / `<party>.key` into.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Number of data holders.
         #[arg(long, default_value_t = 2)]
         holders: u16,
@@ -86,6 +91,86 @@ enum Command {
     },
 }
 
+/// The steps of the certificate workflow, each on its own host.
+#[derive(Subcommand, Debug)]
+enum CertsStep {
+    /// On the CA's host: creates `ca.pem` and `ca.key` (mode 0600).
+    Ca {
+        /// Directory to write them into.
+        #[arg(long)]
+        out: PathBuf,
+        /// A name for the deployment (in the CA's subject).
+        #[arg(long, default_value = "spnn")]
+        deployment: String,
+    },
+    /// On a party's own host: its private key `<party>.key` (mode 0600) and the request
+    /// `<party>.csr` to send to the CA.
+    Request {
+        /// The party: server, holder-<i> or dealer.
+        #[arg(long)]
+        party: String,
+        /// Directory to write them into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On the CA's host: checks a request and signs `<party>.pem`; writes it with a copy of
+    /// `ca.pem`, both to send back to the party.
+    Sign {
+        /// The CA's directory (`ca.pem`, `ca.key`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The party's request file.
+        #[arg(long)]
+        request: PathBuf,
+        /// The party the request must be for.
+        #[arg(long)]
+        party: String,
+        /// Directory to write `<party>.pem` and `ca.pem` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn certs_step(step: &CertsStep) -> Result<()> {
+    let io = |p: &std::path::Path, e: std::io::Error| CliError::Io(format!("{}: {e}", p.display()));
+    match step {
+        CertsStep::Ca { out, deployment } => {
+            CertificateAuthority::generate(deployment)?.write_to(out)?;
+            println!(
+                "CA written to {}: keep ca.key on this host; give every party ca.pem",
+                out.display()
+            );
+        }
+        CertsStep::Request { party, out } => {
+            CertificateRequest::generate(party)?.write_to(out)?;
+            println!(
+                "{party}: key {0}/{party}.key (stays here), request {0}/{party}.csr (send it to the CA)",
+                out.display()
+            );
+        }
+        CertsStep::Sign {
+            ca,
+            request,
+            party,
+            out,
+        } => {
+            let ca = CertificateAuthority::load(ca)?;
+            let csr = std::fs::read_to_string(request).map_err(|e| io(request, e))?;
+            let cert = ca.sign(&csr, party)?;
+            std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+            let pem = out.join(format!("{party}.pem"));
+            std::fs::write(&pem, cert).map_err(|e| io(&pem, e))?;
+            let ca_pem = out.join("ca.pem");
+            std::fs::write(&ca_pem, &ca.cert_pem).map_err(|e| io(&ca_pem, e))?;
+            println!(
+                "{party}: certificate {} signed; send it and ca.pem back to {party}",
+                pem.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn init_logging(cli: &Cli) {
     let level = if cli.quiet {
         "warn"
@@ -129,11 +214,22 @@ fn run(cli: &Cli) -> Result<()> {
     let progress = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     match &cli.command {
         Command::Certs {
+            step: Some(step), ..
+        } => certs_step(step)?,
+        Command::Certs {
+            step: None,
             out,
             holders,
             dealer,
             deployment,
         } => {
+            let out = out.as_ref().ok_or_else(|| {
+                CliError::Usage("spnn certs: give --out, or a step (ca, request, sign)".into())
+            })?;
+            tracing::warn!(
+                "spnn certs --out creates every party's private key in one place: for \
+                 demonstrations only. Across organisations use `spnn certs ca`, `request` and `sign`."
+            );
             let roster = Roster::spnn(*holders, *dealer)?;
             let names: Vec<String> = roster
                 .ids()

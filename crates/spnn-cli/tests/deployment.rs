@@ -504,3 +504,89 @@ fn holders_refuse_a_server_that_proposes_weak_paillier_keys() {
     // The server finds out at its next step.
     assert!(session.forward(&[0, 1], false).is_err());
 }
+
+fn spnn_ok(args: &[&str]) -> Output {
+    let out = Command::new(SPNN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "spnn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn certificates_requested_on_each_host_run_a_deployment() {
+    // Each party's "host" is a directory of its own; only requests and certificates move.
+    let d = deployment(1, false, "");
+    let root = d.dir.path();
+    let ca = root.join("ca-host");
+    spnn_ok(&["certs", "ca", "--out", ca.to_str().unwrap()]);
+    for party in parties(false) {
+        let host = root.join(format!("{party}-host"));
+        spnn_ok(&[
+            "certs",
+            "request",
+            "--party",
+            party,
+            "--out",
+            host.to_str().unwrap(),
+        ]);
+        let request = host.join(format!("{party}.csr"));
+        // At the CA: sign into an outbox, then "send" certificate and ca.pem back.
+        let outbox = root.join(format!("outbox-{party}"));
+        spnn_ok(&[
+            "certs",
+            "sign",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--request",
+            request.to_str().unwrap(),
+            "--party",
+            party,
+            "--out",
+            outbox.to_str().unwrap(),
+        ]);
+        for file in [format!("{party}.pem"), "ca.pem".into()] {
+            std::fs::copy(outbox.join(&file), host.join(&file)).unwrap();
+        }
+        // No private key anywhere but on its own host.
+        for dir in [&ca, &outbox] {
+            assert!(!dir.join(format!("{party}.key")).exists());
+        }
+        // Each party's own copy of the deployment points at its own directory.
+        let text = std::fs::read_to_string(&d.config)
+            .unwrap()
+            .replace("dir = \"certs\"", &format!("dir = \"{party}-host\""));
+        std::fs::write(root.join(format!("{party}.toml")), text).unwrap();
+    }
+    // A request for one party is not signed for another.
+    let out = Command::new(SPNN)
+        .args([
+            "certs",
+            "sign",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--request",
+            root.join("holder-0-host/holder-0.csr").to_str().unwrap(),
+            "--party",
+            "holder-1",
+            "--out",
+            root.join("x").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_refused(&out, "sign", &["not for holder-1"]);
+    let children: Vec<Child> = parties(false)
+        .into_iter()
+        .map(|p| spawn(&root.join(format!("{p}.toml")), p))
+        .collect();
+    for (c, p) in children.into_iter().zip(parties(false)) {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
