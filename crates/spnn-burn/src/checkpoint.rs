@@ -93,20 +93,39 @@ fn mac(key: &[u8; 32]) -> Hmac<Sha256> {
 /// Writes `payload` to `path` privately, atomically and with a MAC (module docs).
 pub fn write_sealed(path: &Path, payload: &[u8]) -> Result<()> {
     let key = key(path, true)?;
+    spnn_net::files::write_private(path, &seal(payload, &key)).map_err(|e| err(path, e.to_string()))
+}
+
+/// The file bytes of `payload` sealed with `key` (module docs).
+pub fn seal(payload: &[u8], key: &[u8; 32]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(HEADER + payload.len() + TAG);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(payload);
-    let mut m = mac(&key);
+    let mut m = mac(key);
     m.update(&bytes);
     bytes.extend_from_slice(&m.finalize().into_bytes());
-    spnn_net::files::write_private(path, &bytes).map_err(|e| err(path, e.to_string()))
+    bytes
 }
 
 /// Reads and verifies a file written by [`write_sealed`].
 pub fn read_sealed(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
+    // The key is only looked up for a file that could be a checkpoint at all.
+    open_sealed_with(&bytes, path, || key(path, false))
+}
+
+/// Checks and opens sealed file bytes with `key`; `path` names the file in errors.
+pub fn open_sealed(bytes: &[u8], key: &[u8; 32], path: &Path) -> Result<Vec<u8>> {
+    open_sealed_with(bytes, path, || Ok(*key))
+}
+
+fn open_sealed_with(
+    bytes: &[u8],
+    path: &Path,
+    key: impl FnOnce() -> Result<[u8; 32]>,
+) -> Result<Vec<u8>> {
     if bytes.len() < HEADER + TAG || &bytes[..8] != MAGIC {
         return Err(err(
             path,
@@ -130,7 +149,7 @@ pub fn read_sealed(path: &Path) -> Result<Vec<u8>> {
             ),
         ));
     }
-    let key = key(path, false)?;
+    let key = key()?;
     let (body, tag) = bytes.split_at(bytes.len() - TAG);
     let mut m = mac(&key);
     m.update(body);

@@ -15,6 +15,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod cost;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod head;
 pub mod messages;
 pub mod metrics;

@@ -301,14 +301,24 @@ pub struct Deployment {
 impl Deployment {
     /// Reads, parses and validates a deployment file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            field: "file".into(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates the text of the deployment file at `path` (relative paths in it
+    /// are resolved against `path`'s directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let err = |field: &str, reason: String| ConfigError {
             file: file.clone(),
             field: field.into(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err("file", e.to_string()))?;
-        let mut d: Deployment = toml::from_str(&text).map_err(|e| {
+        let mut d: Deployment = toml::from_str(text).map_err(|e| {
             // toml's message names the offending key and its line; keep it whole.
             err("toml", e.to_string().replace('\n', " "))
         })?;

@@ -25,6 +25,23 @@ use crate::protocol::he::{CrossShape, HeCounters, HeLink, RING_SHARE_BITS};
 use crate::protocol::policy::PartyPolicy;
 use crate::protocol::scale::PublicScale;
 
+/// Parses a state written by [`HeEngine`]'s `save` for weights of `shape`: the ring share of
+/// `W`, the integer shares of the pending gradient and of the velocity.
+pub(crate) fn parse_state(
+    payload: &[u8],
+    shape: (usize, usize),
+) -> std::result::Result<(RingMatrix, IntMatrix, IntMatrix), String> {
+    let mut r = Reader::new(payload);
+    let Blob(record) = Blob::read(&mut r).map_err(|e| e.to_string())?;
+    let w = ShareRecord::load(&record, 1, shape)?
+        .pop()
+        .ok_or("one share")?;
+    let pending = read_int_matrix(&mut r, shape)?;
+    let velocity = read_int_matrix(&mut r, shape)?;
+    r.finish().map_err(|e| e.to_string())?;
+    Ok((w, pending, velocity))
+}
+
 pub(super) struct HeEngine {
     link: HeLink,
     w: Share,
@@ -206,14 +223,7 @@ impl Engine for HeEngine {
     }
 
     fn load(&mut self, p: &Party, payload: &[u8]) -> std::result::Result<(), String> {
-        let mut r = Reader::new(payload);
-        let Blob(record) = Blob::read(&mut r).map_err(|e| e.to_string())?;
-        let w = ShareRecord::load(&record, 1, (p.d, p.h))?
-            .pop()
-            .ok_or("one share")?;
-        let pending = read_int_matrix(&mut r, (p.d, p.h))?;
-        let velocity = read_int_matrix(&mut r, (p.d, p.h))?;
-        r.finish().map_err(|e| e.to_string())?;
+        let (w, pending, velocity) = parse_state(payload, (p.d, p.h))?;
         self.w = self.w.with_value(w);
         self.pending = pending;
         self.velocity = velocity;

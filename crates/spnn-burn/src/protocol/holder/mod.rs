@@ -21,9 +21,9 @@
 //! - [`bottom`]: the holder's own Burn bottom model.
 
 mod bottom;
-mod he;
-mod record;
-mod ss;
+pub(crate) mod he;
+pub(crate) mod record;
+pub(crate) mod ss;
 
 use std::path::PathBuf;
 
@@ -412,6 +412,17 @@ fn exchange_pair_seeds(p: &Party) -> Result<Vec<Option<SecretSeed>>> {
     Ok(seeds)
 }
 
+/// Splits a holder checkpoint's payload: `(holder, forwards, updates, engine state)`.
+pub(crate) fn parse_checkpoint(
+    payload: &[u8],
+) -> std::result::Result<(u64, u64, u64, Vec<u8>), String> {
+    let mut r = Reader::new(payload);
+    let (me, forwards, updates) = <(u64, u64, u64)>::read(&mut r).map_err(|e| e.to_string())?;
+    let Blob(state) = Blob::read(&mut r).map_err(|e| e.to_string())?;
+    r.finish().map_err(|e| e.to_string())?;
+    Ok((me, forwards, updates, state))
+}
+
 /// The party loop's own state.
 struct Holder {
     checkpoint_dir: Option<PathBuf>,
@@ -536,11 +547,7 @@ impl Holder {
             path: path.display().to_string(),
             reason,
         };
-        let mut r = Reader::new(&payload);
-        let (me, forwards, updates) =
-            <(u64, u64, u64)>::read(&mut r).map_err(|e| bad(e.to_string()))?;
-        let Blob(state) = Blob::read(&mut r).map_err(|e| bad(e.to_string()))?;
-        r.finish().map_err(|e| bad(e.to_string()))?;
+        let (me, forwards, updates, state) = parse_checkpoint(&payload).map_err(bad)?;
         if me != p.me as u64 {
             return Err(bad(format!(
                 "checkpoint of holder {me}, this is holder {}",

@@ -58,6 +58,41 @@ struct Saved {
     material: Material,
 }
 
+/// An SPNN-SS holder's checkpointed state.
+pub(crate) struct State {
+    w: RingMatrix,
+    velocity: RingMatrix,
+    pending: RingMatrix,
+    pending_bound: f64,
+    velocity_bound: f64,
+}
+
+/// Parses a state written by [`SsEngine`]'s `save` for weights of `shape`; refuses anything
+/// malformed, including a bound that is not a finite non-negative number.
+pub(crate) fn parse_state(
+    payload: &[u8],
+    shape: (usize, usize),
+) -> std::result::Result<State, String> {
+    let mut r = Reader::new(payload);
+    let (pending_bound, velocity_bound, Blob(record)) =
+        <(f64, f64, Blob)>::read(&mut r).map_err(|e| e.to_string())?;
+    r.finish().map_err(|e| e.to_string())?;
+    for b in [pending_bound, velocity_bound] {
+        if !(b.is_finite() && b >= 0.0) {
+            return Err(format!("a magnitude bound of {b}"));
+        }
+    }
+    let mut shares = ShareRecord::load(&record, 3, shape)?.into_iter();
+    let mut next = || shares.next().ok_or("three shares");
+    Ok(State {
+        w: next()?,
+        velocity: next()?,
+        pending: next()?,
+        pending_bound,
+        velocity_bound,
+    })
+}
+
 pub(super) struct SsEngine {
     w: Share,
     velocity: Share,
@@ -332,17 +367,12 @@ impl Engine for SsEngine {
     }
 
     fn load(&mut self, p: &Party, payload: &[u8]) -> std::result::Result<(), String> {
-        let mut r = Reader::new(payload);
-        let (pending_bound, velocity_bound, Blob(record)) =
-            <(f64, f64, Blob)>::read(&mut r).map_err(|e| e.to_string())?;
-        r.finish().map_err(|e| e.to_string())?;
-        let mut shares = ShareRecord::load(&record, 3, (p.d, p.h))?.into_iter();
-        let mut next = || shares.next().ok_or("three shares");
-        self.w = self.w.with_value(next()?);
-        self.velocity = self.velocity.with_value(next()?);
-        self.pending = self.pending.with_value(next()?);
-        self.pending_bound = pending_bound;
-        self.velocity_bound = velocity_bound;
+        let state = parse_state(payload, (p.d, p.h))?;
+        self.w = self.w.with_value(state.w);
+        self.velocity = self.velocity.with_value(state.velocity);
+        self.pending = self.pending.with_value(state.pending);
+        self.pending_bound = state.pending_bound;
+        self.velocity_bound = state.velocity_bound;
         Ok(())
     }
 
