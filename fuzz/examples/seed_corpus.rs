@@ -1,4 +1,4 @@
-//! Writes the committed seed corpus: `cargo run --manifest-path fuzz/Cargo.toml --example
+//! Writes the committed seed corpus (`fuzz/seeds/<target>`): `cargo run --manifest-path fuzz/Cargo.toml --example
 //! seed_corpus` from the repository root. Valid inputs of every kind give the fuzzer a start
 //! past the length and tag checks.
 
@@ -7,7 +7,7 @@ use spnn_net::codec::encode_to_vec;
 use spnn_net::frame::encode_frame;
 
 fn main() -> std::io::Result<()> {
-    let root = std::path::Path::new("fuzz/corpus");
+    let root = std::path::Path::new("fuzz/seeds");
     let mut seeds = spnn_burn::fuzzing::seeds();
     for (name, file) in [("breast-cancer", "deploy/breast_cancer.toml")] {
         seeds.push(("deployment", name.into(), std::fs::read(file)?));
