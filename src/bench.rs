@@ -523,6 +523,32 @@ pub fn spnn_he(data: &Data, setup: &Setup) -> Row {
     )
 }
 
+/// What the holders' zero-sharing masks cost in an SPNN-SS epoch of `row` on `data`: the
+/// time to derive one holder's mask for a batch (`B × h`, from `k − 1` pair seeds), measured
+/// here over 200 repetitions, times the forward steps of an epoch (holders derive theirs in
+/// parallel, so one mask per step is on the critical path). Returns (seconds per epoch,
+/// fraction of the row's epoch time).
+pub fn mask_overhead(data: &Data, setup: &Setup, row: &Row) -> (f64, f64) {
+    let k = setup.holders;
+    let mut rng = spnn_crypto::SecureRng::from_os_entropy();
+    let seeds: Vec<Option<spnn_crypto::SecretSeed>> = (0..k)
+        .map(|j| (j != 0).then(|| rng.secret_seed()))
+        .collect();
+    let shape = (setup.batch, setup.widths[0]);
+    let reps = 200;
+    let start = Instant::now();
+    for step in 0..reps {
+        std::hint::black_box(
+            spnn_crypto::derive::zero_sharing_mask(0, &seeds, "z-share", step, shape)
+                .expect("seeds for every other holder"),
+        );
+    }
+    let per_mask = start.elapsed().as_secs_f64() / reps as f64;
+    let steps = data.train.len().div_ceil(setup.batch) as f64;
+    let per_epoch = per_mask * steps;
+    (per_epoch, per_epoch / row.seconds_per_epoch)
+}
+
 /// The rows as a markdown table, with the ratio to plaintext time.
 pub fn markdown(rows: &[Row]) -> String {
     let base = rows.first().map_or(1.0, |r| r.seconds_per_epoch);

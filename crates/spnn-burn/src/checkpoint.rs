@@ -1,7 +1,7 @@
 //! Checkpoint files: private, atomic, authenticated.
 //!
 //! ```text
-//! file = "SPNNCKPT"  version:u32  length:u64  payload  HMAC-SHA256(key, everything before):32
+//! file = "SPNNCKPT"  version:u32  length:u64  payload  HMAC-SHA256(key, name ‖ everything before):32
 //! ```
 //!
 //! [`write_sealed`] writes through [`spnn_net::files::write_private`]: a temporary file opened
@@ -10,8 +10,9 @@
 //! this party's own: 32 bytes from the operating system in `checkpoint.key` in the same
 //! directory (mode `0600`, created with the first checkpoint). [`read_sealed`] refuses a file
 //! that is truncated, has trailing bytes, another magic or version, or a MAC that does not
-//! verify — so a checkpoint someone edited is detected as tampering, not loaded, and a
-//! checkpoint copied from another party's directory does not verify either.
+//! verify — so a checkpoint someone edited is detected as tampering, not loaded, and neither a
+//! checkpoint copied from another party's directory nor one renamed to another tag verifies
+//! (the MAC covers the file's name).
 
 use std::path::{Path, PathBuf};
 
@@ -93,17 +94,25 @@ fn mac(key: &[u8; 32]) -> Hmac<Sha256> {
 /// Writes `payload` to `path` privately, atomically and with a MAC (module docs).
 pub fn write_sealed(path: &Path, payload: &[u8]) -> Result<()> {
     let key = key(path, true)?;
-    spnn_net::files::write_private(path, &seal(payload, &key)).map_err(|e| err(path, e.to_string()))
+    spnn_net::files::write_private(path, &seal(payload, &key, path))
+        .map_err(|e| err(path, e.to_string()))
 }
 
-/// The file bytes of `payload` sealed with `key` (module docs).
-pub fn seal(payload: &[u8], key: &[u8; 32]) -> Vec<u8> {
+fn name_of(path: &Path) -> Vec<u8> {
+    path.file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+/// The file bytes of `payload` sealed with `key` for the file at `path` (module docs).
+pub fn seal(payload: &[u8], key: &[u8; 32], path: &Path) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(HEADER + payload.len() + TAG);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     bytes.extend_from_slice(payload);
     let mut m = mac(key);
+    m.update(&name_of(path));
     m.update(&bytes);
     bytes.extend_from_slice(&m.finalize().into_bytes());
     bytes
@@ -152,11 +161,13 @@ fn open_sealed_with(
     let key = key()?;
     let (body, tag) = bytes.split_at(bytes.len() - TAG);
     let mut m = mac(&key);
+    m.update(&name_of(path));
     m.update(body);
     m.verify_slice(tag).map_err(|_| {
         err(
             path,
-            "MAC mismatch: the checkpoint was modified, corrupted, or written by another party",
+            "MAC mismatch: the checkpoint was modified, corrupted, renamed, or written by \
+             another party",
         )
     })?;
     Ok(body[HEADER..].to_vec())
@@ -212,6 +223,11 @@ mod tests {
         std::fs::copy(&path, &moved).unwrap();
         let e = read_sealed(&moved).unwrap_err().to_string();
         assert!(e.contains("MAC mismatch"), "{e}");
+        // Nor does one renamed to another tag.
+        let renamed = dir.path().join("sub/other.ckpt");
+        std::fs::copy(&path, &renamed).unwrap();
+        assert!(read_sealed(&renamed).is_err());
+        std::fs::remove_file(&renamed).unwrap();
         // No temporary files are left behind; the key and the checkpoint are private.
         let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .unwrap()
@@ -318,7 +334,7 @@ pub mod server {
         let optim = optim
             .from_bytes(Bytes::from_bytes_vec(optim_bytes))
             .map_err(|e| record_err(&path, e))?;
-        session.set_counters(counters);
+        session.set_counters(counters)?;
         Ok((model, optim))
     }
 }

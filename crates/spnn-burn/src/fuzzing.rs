@@ -93,7 +93,7 @@ pub fn checkpoint(bytes: &[u8], payload: &[u8]) {
     let key = [7u8; 32];
     let path = std::path::Path::new("fuzz.ckpt");
     let _ = crate::checkpoint::open_sealed(bytes, &key, path);
-    let sealed = crate::checkpoint::seal(payload, &key);
+    let sealed = crate::checkpoint::seal(payload, &key, path);
     let opened = crate::checkpoint::open_sealed(&sealed, &key, path).expect("own seal");
     assert_eq!(opened, payload);
     if let Ok((_, _, _, state)) = crate::protocol::holder::parse_checkpoint(payload) {
@@ -225,7 +225,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         out.push((
             "checkpoint",
             format!("{name}-sealed"),
-            crate::checkpoint::seal(&payload, &[7u8; 32]),
+            crate::checkpoint::seal(&payload, &[7u8; 32], std::path::Path::new("fuzz.ckpt")),
         ));
     }
     out

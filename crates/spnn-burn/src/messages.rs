@@ -107,6 +107,16 @@ pub enum Command {
     RevealSharesForTests,
     /// End the session.
     Shutdown,
+    /// To a separate dealer, instead of `Forward`: deal the material of a forward of `batch`
+    /// samples — the dealer needs the batch size, never the sample ids.
+    Deal {
+        /// Protocol step.
+        step: u64,
+        /// Batch size.
+        batch: u64,
+        /// Whether a backward may follow.
+        train: bool,
+    },
 }
 
 impl Codec for Command {
@@ -136,6 +146,12 @@ impl Codec for Command {
             #[cfg(feature = "insecure-test-hooks")]
             Command::RevealSharesForTests => out.push(6),
             Command::Shutdown => out.push(7),
+            Command::Deal { step, batch, train } => {
+                out.push(8);
+                step.encode(out);
+                batch.encode(out);
+                train.encode(out);
+            }
         }
     }
 
@@ -161,6 +177,11 @@ impl Codec for Command {
             #[cfg(feature = "insecure-test-hooks")]
             6 => Command::RevealSharesForTests,
             7 => Command::Shutdown,
+            8 => Command::Deal {
+                step: u64::read(r)?,
+                batch: u64::read(r)?,
+                train: bool::read(r)?,
+            },
             t => {
                 return Err(CodecError::Invalid {
                     what: "command",
@@ -423,6 +444,11 @@ mod tests {
         #[cfg(feature = "insecure-test-hooks")]
         round_trip(Command::RevealSharesForTests);
         round_trip(Command::Shutdown);
+        round_trip(Command::Deal {
+            step: 4,
+            batch: 64,
+            train: false,
+        });
         round_trip(Hello {
             version: 1,
             holder: 2,

@@ -510,6 +510,17 @@ fn a_server_beside_a_separate_dealer_learns_nothing_either() {
 }
 
 #[test]
+fn a_session_cannot_rewind_its_steps() {
+    // A repeated step would repeat the holders' masks; the server refuses to move its counters
+    // once a step has run (and holders refuse a step that does not increase).
+    let r = Data::new(2);
+    let sim = start(&r, SpnnConfig::default(), false);
+    sim.session().forward(&[0, 1], false).unwrap();
+    assert!(sim.session().set_counters((0, 0)).is_err());
+    sim.finish().unwrap();
+}
+
+#[test]
 fn the_server_receives_nothing_but_hellos_and_z_shares() {
     let r = run(3, SpnnConfig::default(), |d| d);
     for rec in r.nets[0].transcript() {
@@ -651,6 +662,16 @@ fn a_separate_dealers_whole_view_does_not_depend_on_the_data() {
     let (va, vb) = (view(&a), view(&b));
     assert_eq!(va.0, vb.0, "the dealer received different bytes");
     assert_eq!(va.1, vb.1, "the dealer sent different bytes");
+    // It never learns which samples a batch holds: its commands carry sizes, not ids.
+    for rec in a.nets[a.k() + 1].transcript() {
+        if rec.kind == Command::KIND {
+            let cmd: Command = decode(&rec.payload);
+            assert!(
+                !matches!(cmd, Command::Forward { .. }),
+                "the dealer received sample ids"
+            );
+        }
+    }
     // What it received: the proposal and the commands, nothing from a holder.
     assert_eq!(
         va.2.keys()

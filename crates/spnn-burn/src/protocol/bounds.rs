@@ -24,9 +24,11 @@ use crate::config::SpnnConfig;
 use crate::error::{Result, SpnnError};
 use crate::protocol::he::STATISTICAL_BITS;
 
-/// The smallest `ℓ` with `magnitude < 2^ℓ`, or an error naming `what` if `ℓ > 62`.
+/// The smallest `ℓ` with `magnitude < 2^ℓ`, or an error naming `what` if `ℓ > 62`. The
+/// magnitude is computed in `f64`, whose rounding could land a few units below the exact bound:
+/// it is enlarged by a relative `2^{−40}` and 16 units first, so the check errs on the safe side.
 pub fn ring_bits(magnitude: f64, what: &str) -> Result<u32> {
-    let bits = bits_of(magnitude);
+    let bits = bits_of(magnitude * (1.0 + 2f64.powi(-40)) + 16.0);
     if bits > MAX_TRUNCATION_BITS {
         return Err(SpnnError::Config(format!(
             "{what} may reach 2^{bits} in the ring, beyond the 2^{MAX_TRUNCATION_BITS} an exact \
@@ -121,7 +123,11 @@ mod tests {
         assert_eq!(bits_of(2f64.powi(40) - 1.0), 40);
         assert_eq!(bits_of(f64::NAN), u32::MAX);
         assert!(ring_bits(2f64.powi(62), "x").is_err());
-        assert_eq!(ring_bits(2f64.powi(62) - 1024.0, "x").unwrap(), 62);
+        assert!(
+            ring_bits(2f64.powi(62) - 1024.0, "x").is_err(),
+            "no slack left"
+        );
+        assert_eq!(ring_bits(2f64.powi(61), "x").unwrap(), 62);
     }
 
     #[test]

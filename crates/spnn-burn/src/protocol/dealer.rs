@@ -162,6 +162,11 @@ impl DealerEngine {
     pub(crate) fn handle(&mut self, net: &Network, cmd: &Command) -> Result<()> {
         match cmd {
             Command::Forward { step, ids, train } => self.forward(net, *step, ids.len(), *train),
+            Command::Deal { step, batch, train } => {
+                let batch = usize::try_from(*batch)
+                    .map_err(|_| SpnnError::Config(format!("a batch of {batch}")))?;
+                self.forward(net, *step, batch, *train)
+            }
             Command::Backward { step, scale } => self.truncations(
                 net,
                 *step,
@@ -204,7 +209,7 @@ pub fn run_dealer(net: Network, policy: &PartyPolicy) -> Result<()> {
         match cmd {
             Command::Shutdown => return Ok(()),
             Command::Save { .. } => net.send(server, &Ack)?,
-            Command::Evaluate => {
+            Command::Evaluate | Command::Forward { .. } => {
                 return Err(protocol(server, "command not meant for the dealer"));
             }
             #[cfg(feature = "insecure-test-hooks")]

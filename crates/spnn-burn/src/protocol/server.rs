@@ -274,10 +274,22 @@ impl ServerSession {
         }
     }
 
+    /// Sends `cmd` to every holder, and to a separate dealer what it needs of it: a forward
+    /// becomes `Command::Deal`, which carries the batch size but not the sample ids.
     fn command_all(s: &State, cmd: &Command) -> Result<()> {
         s.net.broadcast(&s.holders, cmd)?;
         if let Some(d) = s.separate_dealer {
-            s.net.send(d, cmd)?;
+            match cmd {
+                Command::Forward { step, ids, train } => s.net.send(
+                    d,
+                    &Command::Deal {
+                        step: *step,
+                        batch: ids.len() as u64,
+                        train: *train,
+                    },
+                )?,
+                cmd => s.net.send(d, cmd)?,
+            }
         }
         Ok(())
     }
@@ -487,11 +499,18 @@ impl ServerSession {
         (s.step, s.updates)
     }
 
-    /// Restores the counters after resuming from a checkpoint.
-    pub fn set_counters(&self, (step, updates): (u64, u64)) {
+    /// Restores the counters after resuming from a checkpoint: only on a session that has not
+    /// run a step yet (a counter moved back would make the holders refuse the next step).
+    pub fn set_counters(&self, (step, updates): (u64, u64)) -> Result<()> {
         let mut s = self.lock();
+        if s.step != 0 || s.updates != 0 {
+            return Err(SpnnError::Config(
+                "session counters can only be restored before the first step".into(),
+            ));
+        }
         s.step = step;
         s.updates = updates;
+        Ok(())
     }
 
     /// Entries of `c·G` clipped to the session's `gradient_clip` so far.

@@ -385,6 +385,7 @@ fn start(
         labels: options.labels,
         forwards: 0,
         updates: 0,
+        last_step: None,
     };
     if let Some(tag) = &setup.resume {
         holder.load(&party, engine.as_mut(), tag)?;
@@ -431,6 +432,8 @@ struct Holder {
     labels: Option<HolderLabels>,
     forwards: u64,
     updates: u64,
+    /// The last forward step of this session.
+    last_step: Option<u64>,
 }
 
 impl Holder {
@@ -439,6 +442,18 @@ impl Holder {
             let cmd: Command = p.net.recv(p.server)?;
             match cmd {
                 Command::Forward { step, ids, train } => {
+                    // A step the server repeats would repeat this holder's mask: two shares
+                    // under one mask differ by the masks' absence. Steps only move forward.
+                    if self.last_step.is_some_and(|last| step <= last) {
+                        return Err(protocol(
+                            p.server,
+                            format!(
+                                "forward step {step} after step {}: steps must increase",
+                                self.last_step.unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    self.last_step = Some(step);
                     let out = engine.forward(p, step, &ids, train)?;
                     let bottom = p.kind == LayerKind::BottomModels;
                     let purpose = if bottom { "bottom-output" } else { "z-share" };
@@ -453,6 +468,9 @@ impl Holder {
                     self.head(p, &ids, train)?;
                 }
                 Command::Backward { step, scale } => engine.backward(p, step, scale)?,
+                Command::Deal { .. } => {
+                    return Err(protocol(p.server, "a dealer's command sent to a holder"));
+                }
                 Command::Update { step, lr } => {
                     engine.update(p, step, lr)?;
                     if let Some(labels) = self.labels.as_mut() {
