@@ -230,3 +230,15 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    /// Inputs the fuzzers found crashes with, kept as regression tests.
+    #[test]
+    fn past_crashes_are_errors_now() {
+        // A share record whose tensor claims f64 values: Burn's cast panicked on it.
+        let f64_record =
+            include_bytes!("../../../fuzz/seeds/checkpoint/regression-f64-share-record");
+        super::checkpoint(f64_record, f64_record);
+    }
+}

@@ -76,6 +76,13 @@ impl ShareRecord {
             .into_iter()
             .map(|p| {
                 let data = p.val().try_into_data().map_err(|e| format!("{e:?}"))?;
+                // Burn's conversion panics on values it cannot cast: shares are I64 or refused.
+                if data.dtype() != DType::I64 {
+                    return Err(format!(
+                        "a share of {:?} elements, expected I64",
+                        data.dtype()
+                    ));
+                }
                 let dims = data.shape().clone();
                 let values: Vec<i64> = data
                     .try_into_vec_as::<i64>()
