@@ -2,8 +2,9 @@
 //!
 //! `cargo bench --bench crypto` — ring matmul 256×784×256 (one thread and all threads) against
 //! Burn Flex's f32 matmul of the same shape; Paillier-2048 key generation, encryption
-//! (fixed-base and textbook), CRT decryption, addition, scalar multiplication and packed
-//! encryption per value.
+//! (fixed-base and textbook), CRT decryption, addition, scalar multiplication, packed
+//! encryption per value, and the circuit-private re-randomisation of a returned product next to
+//! the homomorphic product it protects.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -91,6 +92,17 @@ fn paillier(c: &mut Criterion) {
         g.bench_function("add", |b| b.iter(|| black_box(pk.add(&ct, &ct2).unwrap())));
         g.bench_function("mul_scalar_64bit", |b| {
             b.iter(|| black_box(pk.mul_scalar(&ct, &scalar).unwrap()))
+        });
+        // SPNN-HE's products multiply by feature encodings below 2^22.
+        let feature = Integer::from((1u64 << 21) + 12345);
+        g.bench_function("mul_scalar_22bit", |b| {
+            b.iter(|| black_box(pk.mul_scalar(&ct, &feature).unwrap()))
+        });
+        // What every returned ciphertext costs for circuit privacy: a fixed-base exponent of
+        // the key's 448 bits, plus the 22-bit features, ⌈log2 64⌉ terms and 40 statistical bits.
+        let wide = pk.randomness_bits() + 22 + 6 + 40;
+        g.bench_function(BenchmarkId::new("rerandomize_circuit_private", wide), |b| {
+            b.iter(|| black_box(pk.rerandomize_wide(&ct, wide, &mut rng).unwrap()))
         });
         let packing = Packing::new(pk, 64 + 64 + 10 + 40 + 2).unwrap();
         let values: Vec<Integer> = (0..packing.slots())

@@ -77,9 +77,11 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         (0, 0)
     };
     let truncs = backward_truncs + update_truncs;
+    // Every holder derives its share of r from a seed; holder 0 gets its shares of ⌊r/2^s⌋
+    // and b explicitly.
     let triples = |n: usize, m: usize| match (n, m) {
         (0, _) => 0,
-        (_, 0) => frame(list(&vec![(d, h); 3 * n])),
+        (_, 0) => frame(SEED) + frame(list(&vec![(d, h); 2 * n])),
         _ => frame(SEED),
     };
     let grad = |m: usize| {

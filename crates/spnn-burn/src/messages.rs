@@ -494,26 +494,4 @@ mod tests {
         }
         assert_eq!(kind_name(0x0200), None);
     }
-
-    #[cfg(not(feature = "insecure-test-hooks"))]
-    #[test]
-    fn production_builds_refuse_the_test_hooks_on_the_wire() {
-        // The reveal command's tag and the seeded-randomness tag of a Setup are unknown.
-        assert!(decode_exact::<Command>(&[6]).is_err());
-        let mut setup = encode_to_vec(&Setup {
-            widths: vec![1, 1],
-            output: 1,
-            kind: LayerKind::PrivateLinear,
-            config: SpnnConfig::default(),
-            resume: None,
-        });
-        // widths (8 + 2·4) + output 4 + kind 1 + frac 4 + scale 1 + momentum 8 + dealer 1 +
-        // labels 1: the randomness tag.
-        let at = 8 + 8 + 4 + 1 + 4 + 1 + 8 + 1 + 1;
-        assert_eq!(setup[at], 0);
-        setup[at] = 1;
-        setup.splice(at + 1..at + 1, 7u64.to_le_bytes());
-        let e = decode_exact::<Setup>(&setup).unwrap_err().to_string();
-        assert!(e.contains("insecure-test-hooks"), "{e}");
-    }
 }

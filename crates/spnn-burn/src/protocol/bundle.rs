@@ -76,6 +76,78 @@ pub(crate) fn deal_integer(
     (explicit, seeds)
 }
 
+/// Shapes of one holder's seeded truncation shares for `n` triples of `shape`: holder 0
+/// derives its share of each `r`; every other holder its shares of `r`, `⌊r/2^s⌋` and `b`.
+fn truncation_shapes(first: bool, shape: (usize, usize), n: usize) -> Shapes {
+    vec![shape; if first { n } else { 3 * n }]
+}
+
+/// The truncation triples `[r, ⌊r/2^s⌋, b]` of one command, one per shift, for values of
+/// `shape` below `2^62` (module [`spnn_crypto::beaver`]). Every holder derives its share of
+/// `r` from a seed, so `r` itself never travels; holders `i ≥ 1` derive their shares of the
+/// other two as well, and holder 0 receives its shares of `⌊r/2^s⌋` and `b` explicitly.
+/// Returns one seed per holder and holder 0's explicit matrices.
+pub(crate) fn deal_truncations(
+    shape: (usize, usize),
+    shifts: &[u32],
+    holders: usize,
+    rng: &mut SecureRng,
+) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
+    use spnn_crypto::beaver::{MAX_TRUNCATION_BITS, truncation_material};
+    let n = shifts.len();
+    let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
+    let derived: Vec<Vec<RingMatrix>> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| derive(s, &truncation_shapes(i == 0, shape, n)))
+        .collect();
+    let mut explicit = Vec::with_capacity(2 * n);
+    for (t, &shift) in shifts.iter().enumerate() {
+        let mut r = derived[0][t].clone();
+        for d in &derived[1..] {
+            r.add_assign(&d[3 * t])?;
+        }
+        let [_, mut high, mut danger] = truncation_material(r, shift, MAX_TRUNCATION_BITS)?;
+        for d in &derived[1..] {
+            high.sub_assign(&d[3 * t + 1])?;
+            danger.sub_assign(&d[3 * t + 2])?;
+        }
+        explicit.extend([high, danger]);
+    }
+    Ok((seeds, explicit))
+}
+
+/// Holder `me`'s shares of `n` truncation triples of `shape`, as `[r, ⌊r/2^s⌋, b]` per triple,
+/// from its seed and (holder 0) the explicit matrices of [`deal_truncations`].
+pub(crate) fn truncation_shares(
+    seed: &SecretSeed,
+    me: usize,
+    explicit: Vec<RingMatrix>,
+    shape: (usize, usize),
+    n: usize,
+) -> Vec<[RingMatrix; 3]> {
+    let derived = derive(seed, &truncation_shapes(me == 0, shape, n));
+    if me == 0 {
+        let mut explicit = explicit.into_iter();
+        derived
+            .into_iter()
+            .map(|r| {
+                let high = explicit.next().expect("two explicit matrices per triple");
+                let danger = explicit.next().expect("two explicit matrices per triple");
+                [r, high, danger]
+            })
+            .collect()
+    } else {
+        let mut it = derived.into_iter();
+        (0..n)
+            .map(|_| {
+                let mut next = || it.next().expect("three derived matrices per triple");
+                [next(), next(), next()]
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +171,34 @@ mod tests {
             }
             assert_eq!(sum, values);
             assert_ne!(explicit, values, "holder 0's shares must not be the values");
+        }
+    }
+
+    #[test]
+    fn truncation_triples_reconstruct_to_consistent_values() {
+        let mut rng = SecureRng::insecure_from_seed_for_tests(3);
+        let shifts = [16, 21, 5];
+        for k in 2..=4 {
+            let (seeds, explicit) = deal_truncations((2, 3), &shifts, k, &mut rng).unwrap();
+            assert_eq!(explicit.len(), 2 * shifts.len());
+            let shares: Vec<Vec<[RingMatrix; 3]>> = (0..k)
+                .map(|i| {
+                    let e = if i == 0 { explicit.clone() } else { vec![] };
+                    truncation_shares(&seeds[i], i, e, (2, 3), shifts.len())
+                })
+                .collect();
+            for (t, &shift) in shifts.iter().enumerate() {
+                let sum = |j: usize| {
+                    let mut s = RingMatrix::zeros(2, 3);
+                    for h in &shares {
+                        s.add_assign(&h[t][j]).unwrap();
+                    }
+                    s
+                };
+                let (r, high, danger) = (sum(0), sum(1), sum(2));
+                assert_eq!(high, r.map(|x| x >> shift), "k = {k}, triple {t}");
+                assert_eq!(danger, r.map(|x| x >> 63), "k = {k}, triple {t}");
+            }
         }
     }
 

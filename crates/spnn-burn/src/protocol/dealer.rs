@@ -6,8 +6,6 @@
 
 use std::thread::JoinHandle;
 
-use spnn_crypto::beaver::{MAX_TRUNCATION_BITS, truncation_material};
-use spnn_crypto::{RingMatrix, SecretSeed};
 use spnn_net::{Network, PartyId, Role};
 
 use super::policy::PartyPolicy;
@@ -28,9 +26,6 @@ pub(crate) struct DealerParams {
     pub(crate) kind: LayerKind,
 }
 
-/// One dealt bundle: holder 0's matrices in full, the seeds of holders `1..k`.
-type Dealt = (Vec<RingMatrix>, Vec<SecretSeed>);
-
 /// A triple being prepared in the background for the step `key` will describe.
 #[derive(Debug)]
 struct Prefetch {
@@ -49,14 +44,6 @@ pub(crate) struct DealerEngine {
 }
 
 impl DealerParams {
-    fn deal(&self, values: Vec<RingMatrix>, step: u64, purpose: &str) -> Result<Dealt> {
-        let mut rng = self
-            .config
-            .randomness
-            .rng(self.me, step, &format!("deal-{purpose}"));
-        bundle::deal(values, self.holders.len(), &mut rng)
-    }
-
     /// The material of one forward of `batch` samples (and its backward, when `train`): the
     /// one-sided triples of [`super::pairwise`].
     fn triple(&self, step: u64, batch: usize, train: bool) -> Result<pairwise::Dealt> {
@@ -77,14 +64,6 @@ impl DealerParams {
         for ((seed, explicit), &holder) in dealt.into_iter().zip(&self.holders) {
             net.send(holder, &DealerSeed(seed))?;
             net.send(holder, &DealerBundle(explicit))?;
-        }
-        Ok(())
-    }
-
-    fn send(&self, net: &Network, (explicit, seeds): Dealt) -> Result<()> {
-        net.send(self.holders[0], &DealerBundle(explicit))?;
-        for (seed, holder) in seeds.into_iter().zip(&self.holders[1..]) {
-            net.send(*holder, &DealerSeed(seed))?;
         }
         Ok(())
     }
@@ -136,7 +115,8 @@ impl DealerEngine {
 
     /// Truncation triples `[r, ⌊r/2^s⌋, b]` of the `d × h` weight shape, one per shift, for
     /// values below `2^62` (module [`spnn_crypto::beaver`]; the holders check their own, tighter
-    /// bounds against it).
+    /// bounds against it): a seed to every holder, holder 0's explicit shares after its seed
+    /// ([`bundle::deal_truncations`]).
     pub(crate) fn truncations(
         &self,
         net: &Network,
@@ -149,13 +129,12 @@ impl DealerEngine {
             return Ok(());
         }
         let mut rng = p.config.randomness.rng(p.me, step, purpose);
-        let mut values = Vec::with_capacity(3 * shifts.len());
-        for &shift in shifts {
-            let r = RingMatrix::random(p.d, p.h, &mut rng);
-            values.extend(truncation_material(r, shift, MAX_TRUNCATION_BITS)?);
+        let (seeds, explicit) =
+            bundle::deal_truncations((p.d, p.h), shifts, p.holders.len(), &mut rng)?;
+        for (seed, &holder) in seeds.into_iter().zip(&p.holders) {
+            net.send(holder, &DealerSeed(seed))?;
         }
-        let dealt = self.params.deal(values, step, purpose)?;
-        self.params.send(net, dealt)
+        Ok(net.send(p.holders[0], &DealerBundle(explicit))?)
     }
 
     /// Handles one command as the dealer.

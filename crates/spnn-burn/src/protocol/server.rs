@@ -387,6 +387,13 @@ impl ServerSession {
             GradientScale::BatchSize => b as f64,
             GradientScale::Fixed(c) => c as f64,
         };
+        // The holders would stop at this batch's backward: say so here, before any message.
+        if s.config.protocol == Protocol::SecretSharing {
+            super::bounds::ring_bits(
+                Bounds::of(&s.config)?.backward_product(b),
+                &format!("the weight gradient of a batch of {b}"),
+            )?;
+        }
         // Clip c·G to the public bound the holders' truncations rely on.
         let clip = s.config.gradient_clip;
         let mut clipped = 0;

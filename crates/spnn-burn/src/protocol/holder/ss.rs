@@ -132,31 +132,34 @@ impl SsEngine {
             .map_err(|e| protocol(p.dealer, e.to_string()))
     }
 
-    /// Receives the truncation triples of one command: `[r, ⌊r/2^s⌋, b]` per shift, in full
-    /// for holder 0, as a seed for the others.
+    /// Receives the truncation triples of one command ([`bundle::deal_truncations`]): a seed,
+    /// and for holder 0 its explicit shares of `⌊r/2^s⌋` and `b`.
     fn receive_truncations(&mut self, p: &Party, shifts: &[u32]) -> Result<()> {
         if shifts.is_empty() {
             return Ok(());
         }
-        let shapes = vec![(p.d, p.h); 3 * shifts.len()];
-        let mats = if p.me == 0 {
+        let DealerSeed(seed) = p.net.recv(p.dealer)?;
+        let explicit = if p.me == 0 {
             let DealerBundle(mats) = p.net.recv(p.dealer)?;
             let got: Vec<_> = mats.iter().map(RingMatrix::shape).collect();
-            if got != shapes {
+            let want = vec![(p.d, p.h); 2 * shifts.len()];
+            if got != want {
                 return Err(protocol(
                     p.dealer,
-                    format!("truncation bundle of shapes {got:?}, expected {shapes:?}"),
+                    format!("truncation bundle of shapes {got:?}, expected {want:?}"),
                 ));
             }
             mats
         } else {
-            let DealerSeed(seed) = p.net.recv(p.dealer)?;
-            bundle::derive(&seed, &shapes)
+            Vec::new()
         };
-        let mut it = mats.into_iter();
-        while let (Some(r), Some(high), Some(danger)) = (it.next(), it.next(), it.next()) {
-            self.truncations.push_back([r, high, danger]);
-        }
+        self.truncations.extend(bundle::truncation_shares(
+            &seed,
+            p.me,
+            explicit,
+            (p.d, p.h),
+            shifts.len(),
+        ));
         Ok(())
     }
 
