@@ -69,10 +69,12 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         }
         frame(SEED) + frame(list(&mats))
     };
-    // Exact truncations (two in the backward: 2f → f and × 1/c; one per public factor in the
-    // update), each one opening among the holders and a triple [r, ⌊r/2^s⌋, b] from the dealer.
+    // Exact truncations, each one opening among the holders and a triple [r, ⌊r/2^s⌋, b] from
+    // the dealer: in the backward, 2f → f and × 1/c — one truncation when c = B is a power of
+    // two, two otherwise; one per public factor in the update.
+    let backward = if b.is_power_of_two() { 1 } else { 2 };
     let (backward_truncs, update_truncs) = if train {
-        (2, if s.momentum { 2 } else { 1 })
+        (backward, if s.momentum { 2 } else { 1 })
     } else {
         (0, 0)
     };

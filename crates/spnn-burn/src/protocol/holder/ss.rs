@@ -44,7 +44,7 @@ use crate::messages::{DealerBundle, DealerSeed};
 use crate::protocol::bounds::{Bounds, ring_bits};
 use crate::protocol::bundle;
 use crate::protocol::pairwise::{Material, StepShape};
-use crate::protocol::scale::PublicScale;
+use crate::protocol::scale::{PublicScale, truncation_shifts};
 use crate::protocol::{backward_shifts, update_shifts};
 
 /// What a training forward leaves for its backward.
@@ -183,7 +183,8 @@ impl SsEngine {
     }
 
     /// `a · c` for a public `c`, returned at scale `2^f` (see [`crate::protocol::scale`]),
-    /// with the public bound of the result. `bound` bounds `|a|` in ring units.
+    /// with the public bound of the result. `bound` bounds `|a|` in ring units. Performs
+    /// exactly the truncations of [`truncation_shifts`], for which the dealer dealt triples.
     fn mul_public(
         &mut self,
         p: &Party,
@@ -194,21 +195,25 @@ impl SsEngine {
     ) -> Result<(Share, f64)> {
         let f = p.fp.frac_bits();
         let c = PublicScale::of(c)?;
+        let shifts = truncation_shifts(a.frac_bits(), f, &c);
         let (mut a, mut bound) = (a, bound);
-        if a.frac_bits() > f {
+        if c.m != 1 && a.frac_bits() > f {
+            // Down to 2^f first, so the product with m stays inside the ring.
             let shift = a.frac_bits() - f;
             ring_bits(bound, what)?;
             a = self.truncate(p, &a, shift)?;
             bound = bound / 2f64.powi(shift as i32) + 1.0;
         }
-        let a = a.with_value_and_scale(a.value().scalar_mul(c.m), f + c.shift);
+        let a = a.with_value_and_scale(a.value().scalar_mul(c.m), a.frac_bits() + c.shift);
         bound *= c.m as f64;
         ring_bits(bound, what)?;
-        if c.shift > 0 {
-            let t = self.truncate(p, &a, c.shift)?;
-            Ok((t, bound / 2f64.powi(c.shift as i32) + 1.0))
-        } else {
-            Ok((a, bound))
+        match shifts.last() {
+            Some(&shift) if a.frac_bits() > f => {
+                debug_assert_eq!(a.frac_bits() - f, shift);
+                let t = self.truncate(p, &a, shift)?;
+                Ok((t, bound / 2f64.powi(shift as i32) + 1.0))
+            }
+            _ => Ok((a, bound)),
         }
     }
 }
