@@ -135,6 +135,14 @@ impl Data {
         self.holders.iter().map(Table::cols).sum()
     }
 
+    /// The largest magnitude of any holder's (standardised) feature.
+    pub fn max_abs_feature(&self) -> f32 {
+        self.holders
+            .iter()
+            .flat_map(|t| t.data().iter())
+            .fold(0f32, |m, v| m.max(v.abs()))
+    }
+
     fn features(&self, ids: &[u64]) -> Vec<f32> {
         let blocks: Vec<Vec<f32>> = self
             .holders

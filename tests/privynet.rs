@@ -1,7 +1,7 @@
 //! PrivyNet end to end on the real data sets at the quick size (the `privynet_fashion`
 //! example): the attack beats the mean-image baseline, the optimiser stays within its budgets,
-//! and the outputs are written. Needs `SPNN_DATA_DIR` (scripts/fetch-data.sh); passes vacuously
-//! with a message without it.
+//! and the outputs are written. Needs `SPNN_DATA_DIR` (scripts/fetch-data.sh): ignored by a plain
+//! `cargo test`, run by CI with `--ignored`.
 
 #[path = "../examples/privynet_fashion.rs"]
 #[allow(dead_code)]
@@ -11,11 +11,10 @@ use spnn::privynet::experiment::{ExperimentConfig, Strategy};
 use spnn::privynet::optimizer::{self, Budget, Decision};
 
 #[test]
+#[ignore = "needs scripts/fetch-data.sh; set SPNN_DATA_DIR"]
 fn privynet_quick_run_attacks_better_than_the_mean_image_and_picks_within_budget() {
-    let Some(data) = std::env::var_os("SPNN_DATA_DIR") else {
-        println!("SPNN_DATA_DIR unset: skipping (scripts/fetch-data.sh DIR, then set it)");
-        return;
-    };
+    let data = std::env::var_os("SPNN_DATA_DIR")
+        .expect("SPNN_DATA_DIR is not set: run scripts/fetch-data.sh DIR and set it to DIR");
     let out = tempfile::tempdir().unwrap();
     let config = ExperimentConfig::quick();
     let s = privynet_fashion::run(

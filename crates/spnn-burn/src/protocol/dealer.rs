@@ -33,17 +33,46 @@ struct Prefetch {
     handle: JoinHandle<Result<pairwise::Dealt>>,
 }
 
-/// The dealer: its parameters and, after each forward, the next step's triple being prepared
-/// on another thread. Triples depend only on shapes and the step, never on data, so the dealer
-/// can work while the holders and the server do — the dealer's random generation and its two
-/// products then leave the critical path.
+/// Truncation triples being prepared in the background for (purpose, step, shifts).
+type TruncationKey = (&'static str, u64, Vec<u32>);
+type DealtTruncations = (Vec<spnn_crypto::SecretSeed>, Vec<spnn_crypto::RingMatrix>);
+
+#[derive(Debug)]
+struct TruncationPrefetch {
+    key: TruncationKey,
+    handle: JoinHandle<Result<DealtTruncations>>,
+}
+
+/// The dealer: its parameters and material being prepared on other threads — after each
+/// forward, the next step's triple and this step's backward truncation triples; after each
+/// update, the next update's (for the same learning rate). Material depends only on shapes,
+/// steps and the public schedule, never on data, so the dealer can work while the holders and
+/// the server do, and its random generation leaves the critical path.
 #[derive(Debug)]
 pub(crate) struct DealerEngine {
     pub(crate) params: DealerParams,
     prefetch: Option<Prefetch>,
+    truncations: Vec<TruncationPrefetch>,
 }
 
+const BACKWARD: &str = "backward-truncations";
+const UPDATE: &str = "update-truncations";
+
 impl DealerParams {
+    /// Truncation triples `[r, ⌊r/2^s⌋, b]` of the `d × h` weight shape, one per shift, for
+    /// values below `2^62` (module [`spnn_crypto::beaver`]; the holders check their own, tighter
+    /// bounds against it): a seed per holder and holder 0's explicit shares
+    /// ([`bundle::deal_truncations`]).
+    fn deal_truncations(
+        &self,
+        purpose: &str,
+        step: u64,
+        shifts: &[u32],
+    ) -> Result<DealtTruncations> {
+        let mut rng = self.config.randomness.rng(self.me, step, purpose);
+        bundle::deal_truncations((self.d, self.h), shifts, self.holders.len(), &mut rng)
+    }
+
     /// The material of one forward of `batch` samples (and its backward, when `train`): the
     /// one-sided triples of [`super::pairwise`].
     fn triple(&self, step: u64, batch: usize, train: bool) -> Result<pairwise::Dealt> {
@@ -74,7 +103,22 @@ impl DealerEngine {
         Self {
             params,
             prefetch: None,
+            truncations: Vec::new(),
         }
+    }
+
+    /// Starts preparing the truncation triples of `key` on another thread.
+    fn prefetch_truncations(&mut self, key: TruncationKey) {
+        let p = &self.params;
+        if !needs_truncations(&p.config, p.kind) || key.2.is_empty() {
+            return;
+        }
+        let params = p.clone();
+        let (purpose, step, shifts) = key.clone();
+        self.truncations.push(TruncationPrefetch {
+            key,
+            handle: std::thread::spawn(move || params.deal_truncations(purpose, step, &shifts)),
+        });
     }
 
     /// Sends the triple of one forward, then starts preparing the next step's (same shape).
@@ -110,27 +154,49 @@ impl DealerEngine {
             key: (next, batch, train),
             handle: std::thread::spawn(move || params.triple(next, batch, train)),
         });
+        if train {
+            let scale = match self.params.config.gradient_scale {
+                crate::config::GradientScale::BatchSize => batch as f64,
+                crate::config::GradientScale::Fixed(c) => f64::from(c),
+            };
+            let shifts = backward_shifts(&self.params.config, scale)?;
+            self.prefetch_truncations((BACKWARD, step, shifts));
+        }
         Ok(())
     }
 
-    /// Truncation triples `[r, ⌊r/2^s⌋, b]` of the `d × h` weight shape, one per shift, for
-    /// values below `2^62` (module [`spnn_crypto::beaver`]; the holders check their own, tighter
-    /// bounds against it): a seed to every holder, holder 0's explicit shares after its seed
-    /// ([`bundle::deal_truncations`]).
-    pub(crate) fn truncations(
-        &self,
+    /// Sends the truncation triples of `(purpose, step, shifts)` ([`DealerParams::deal_truncations`]):
+    /// prepared in the background if they were foreseen, dealt now otherwise.
+    fn truncations(
+        &mut self,
         net: &Network,
+        purpose: &'static str,
         step: u64,
-        purpose: &str,
         shifts: &[u32],
     ) -> Result<()> {
         let p = &self.params;
         if !needs_truncations(&p.config, p.kind) || shifts.is_empty() {
             return Ok(());
         }
-        let mut rng = p.config.randomness.rng(p.me, step, purpose);
-        let (seeds, explicit) =
-            bundle::deal_truncations((p.d, p.h), shifts, p.holders.len(), &mut rng)?;
+        let key = (purpose, step, shifts.to_vec());
+        // What was prepared for this purpose is used if it is for this step and these shifts,
+        // and stale otherwise (another step, or a learning rate that changed).
+        let mut ready = None;
+        for t in std::mem::take(&mut self.truncations) {
+            if t.key == key {
+                ready = Some(t.handle);
+            } else if t.key.0 != purpose {
+                self.truncations.push(t);
+            } else {
+                let _ = t.handle.join();
+            }
+        }
+        let (seeds, explicit) = match ready {
+            Some(h) => h.join().map_err(|_| {
+                SpnnError::Config("the dealer's background thread panicked".into())
+            })??,
+            None => p.deal_truncations(purpose, step, shifts)?,
+        };
         for (seed, &holder) in seeds.into_iter().zip(&p.holders) {
             net.send(holder, &DealerSeed(seed))?;
         }
@@ -146,18 +212,17 @@ impl DealerEngine {
                     .map_err(|_| SpnnError::Config(format!("a batch of {batch}")))?;
                 self.forward(net, *step, batch, *train)
             }
-            Command::Backward { step, scale } => self.truncations(
-                net,
-                *step,
-                "backward-truncations",
-                &backward_shifts(&self.params.config, *scale)?,
-            ),
-            Command::Update { step, lr } => self.truncations(
-                net,
-                *step,
-                "update-truncations",
-                &update_shifts(&self.params.config, *lr)?,
-            ),
+            Command::Backward { step, scale } => {
+                let shifts = backward_shifts(&self.params.config, *scale)?;
+                self.truncations(net, BACKWARD, *step, &shifts)
+            }
+            Command::Update { step, lr } => {
+                let shifts = update_shifts(&self.params.config, *lr)?;
+                self.truncations(net, UPDATE, *step, &shifts)?;
+                // The next update most likely has the same learning rate.
+                self.prefetch_truncations((UPDATE, step + 1, shifts));
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
