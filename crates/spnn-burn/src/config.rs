@@ -218,7 +218,7 @@ pub const DEFAULT_GRADIENT_CLIP: f32 = 16.0;
 pub const MIN_FRAC_BITS: u32 = 12;
 
 /// The protocol configuration of one SPNN session. The server proposes it to every party at
-/// set-up; each holder checks it against its own [`crate::HolderPolicy`].
+/// set-up; each holder checks it against its own [`crate::PartyPolicy`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpnnConfig {
     /// Fractional bits of the fixed-point encoding (default 16).

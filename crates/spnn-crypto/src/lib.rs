@@ -10,7 +10,7 @@
 //!   a secure product, and an exact truncation of values below a public bound.
 //! - [`integer`]: additive shares over Z that truncate exactly (SPNN-HE's gradient path).
 //! - [`paillier`]: Paillier with DJN fixed-base encryption, CRT decryption and packing.
-//! - [`derive`]: named streams from one secret seed, and zero-sharing masks.
+//! - [`mod@derive`]: named streams from one secret seed, and zero-sharing masks.
 //! - [`rng`]: ChaCha20 from OS entropy for everything secret.
 //!
 //! Everything that can receive data from another party or a file returns [`CryptoError`]

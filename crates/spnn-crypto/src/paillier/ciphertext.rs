@@ -190,7 +190,7 @@ impl PublicKey {
     /// Multiplies in `h_s^{a'}` for a uniform `a' < 2^exponent_bits`: if the ciphertext's
     /// randomness exponent is below `2^{exponent_bits − σ}`, the result's randomness is within
     /// statistical distance `2^{−σ}` of `h_s^{a'}` alone (circuit privacy, module
-    /// [`super::packing`]).
+    /// `spnn_crypto::paillier` packing docs).
     pub fn rerandomize_wide(
         &self,
         a: &Ciphertext,

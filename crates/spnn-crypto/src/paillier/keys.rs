@@ -247,7 +247,7 @@ impl PublicKey {
     }
 
     /// `h_s^a mod n²` for a uniform `a < 2^bits`; `bits` may exceed the key's randomness length
-    /// by up to [`CIRCUIT_PRIVACY_MARGIN_BITS`].
+    /// by up to [`CIRCUIT_PRIVACY_MARGIN_BITS`](crate::paillier::CIRCUIT_PRIVACY_MARGIN_BITS).
     pub fn randomizer_of(&self, bits: u32, rng: &mut impl RngCore) -> Result<Integer> {
         let table = self.table();
         if bits > table.exponent_bits() {

@@ -30,7 +30,8 @@ mod packing;
 
 pub use ciphertext::Ciphertext;
 pub use keys::{
-    KeyId, KeySize, Keypair, MIN_SECURE_BITS, PublicKey, PublicKeyData, SecretKey, SecretKeyData,
+    CIRCUIT_PRIVACY_MARGIN_BITS, KeyId, KeySize, Keypair, MIN_SECURE_BITS, PublicKey,
+    PublicKeyData, SecretKey, SecretKeyData,
 };
 pub use packing::{PackedCiphertext, PackedMatrix, Packing};
 

@@ -16,9 +16,9 @@
 //!
 //! The engines, each owning its state:
 //!
-//! - [`ss`]: SPNN-SS, one-sided Beaver products with a dealer, exact truncation;
-//! - [`he`]: SPNN-HE, Paillier cross terms, the gradient path over the integers;
-//! - [`bottom`]: the holder's own Burn bottom model.
+//! - `ss.rs`: SPNN-SS, one-sided Beaver products with a dealer, exact truncation;
+//! - `he.rs`: SPNN-HE, Paillier cross terms, the gradient path over the integers;
+//! - `bottom.rs`: the holder's own Burn bottom model.
 
 mod bottom;
 pub(crate) mod he;
