@@ -1,21 +1,21 @@
 //! SPNN against its baselines, in one run on the same data, model and batches: plaintext Burn,
 //! plain split learning, SPNN-SS in-memory, SPNN-SS over mutual TLS on loopback, SPNN-HE.
 //!
-//! - `cargo bench --bench spnn_ss` — breast cancer, two holders with 15 + 15 features,
+//! - `cargo bench -p spnn-bench --bench spnn_ss` — breast cancer, two holders with 15 + 15 features,
 //!   MLP 30-64-32-1, batch 64, 10 epochs, all five systems.
-//! - `cargo bench --bench spnn_ss -- --synthetic` — 20,000 × 40 synthetic, one epoch, batch
+//! - `cargo bench -p spnn-bench --bench spnn_ss -- --synthetic` — 20,000 × 40 synthetic, one epoch, batch
 //!   256: SPNN-SS against SPNN-HE.
-//! - `cargo bench --bench spnn_ss -- --census DATA_DIR` — Census-Income (from
+//! - `cargo bench -p spnn-bench --bench spnn_ss -- --census DATA_DIR` — Census-Income (from
 //!   `scripts/fetch-data.sh DATA_DIR`), batch 256, one epoch, without SPNN-HE (hours).
 //!
-//! - `cargo bench --bench spnn_ss -- --suite OUT_DIR [--census DATA_DIR]` — the whole suite:
+//! - `cargo bench -p spnn-bench --bench spnn_ss -- --suite OUT_DIR [--census DATA_DIR]` — the whole suite:
 //!   breast cancer (all five systems), Census-Income if given, and SPNN-SS against plain split
 //!   learning while rows, features, first-layer width and holders vary; writes `results.md`,
 //!   `results.json` and `scalability-*.png` into OUT_DIR.
 //!
 //! Prints a markdown table.
 
-use spnn::bench::{Data, Setup, markdown, run, spnn, spnn_he};
+use spnn_bench::systems::{Data, Setup, markdown, run, spnn, spnn_he};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -39,11 +39,11 @@ fn main() {
                 census(dir),
             ));
         }
-        let report = spnn::report::Report {
+        let report = spnn_bench::report::Report {
             tables,
-            scalability: spnn::report::scalability(),
+            scalability: spnn_bench::report::scalability(),
         };
-        spnn::report::write(&report, &out).expect("writing the report");
+        spnn_bench::report::write(&report, &out).expect("writing the report");
         println!(
             "{}",
             std::fs::read_to_string(out.join("results.md")).expect("just written")
@@ -84,7 +84,7 @@ fn main() {
 }
 
 /// Census-Income under every system: two holders, batch 256, one epoch.
-fn census(dir: &str) -> Vec<spnn::bench::Row> {
+fn census(dir: &str) -> Vec<spnn_bench::systems::Row> {
     let setup = Setup {
         batch: 256,
         epochs: 1,
@@ -99,7 +99,7 @@ fn census(dir: &str) -> Vec<spnn::bench::Row> {
         .iter()
         .find(|r| r.system == "SPNN-SS, in-memory")
         .expect("an SPNN-SS row");
-    let (seconds, fraction) = spnn::bench::mask_overhead(&data, &setup, ss);
+    let (seconds, fraction) = spnn_bench::systems::mask_overhead(&data, &setup, ss);
     println!(
         "zero-sharing masks of the Z shares: {seconds:.4} s per epoch, {:.2} % of SPNN-SS in-memory",
         100.0 * fraction

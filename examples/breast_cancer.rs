@@ -16,7 +16,7 @@ use spnn::burn::metrics::roc_auc;
 use spnn::burn::simulation::{self, HolderSpec};
 use spnn::burn::tensor::to_vec;
 use spnn::burn::{PrivateLinear, PrivateLinearConfig, SessionSpec, SpnnConfig};
-use spnn::data::{VerticalPartition, embedded::breast_cancer};
+use spnn::data::{Table, VerticalPartition, embedded::breast_cancer};
 use spnn::net::NetworkConfig;
 
 // ANCHOR: model
@@ -44,11 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table = breast_cancer();
     let (train, test) = table.split_ids(0.2, 42);
     let partition = VerticalPartition::even(table.columns(), 2)?;
-    let holders = partition
-        .standardized_tables(&table, &train)?
-        .into_iter()
-        .map(HolderSpec::new)
-        .collect();
+    let holder_tables = partition.standardized_tables(&table, &train)?;
+    let holders = holder_tables.iter().cloned().map(HolderSpec::new).collect();
     // Two holder threads and the server's session, over in-memory channels.
     let sim = simulation::start(
         holders,
@@ -113,17 +110,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop((model, valid));
     sim.finish()?;
 
-    // The same MLP trained centrally in plaintext Burn, for comparison.
-    let setup = spnn::bench::Setup {
-        epochs,
-        batch,
-        lr,
-        ..Default::default()
+    // The same MLP trained centrally in plaintext Burn on the joined columns, for comparison.
+    let joined = Table::join_columns(&holder_tables)?;
+    let mut plain = PlainMlp {
+        first: LinearConfig::new(joined.cols(), 64).init(&device),
+        hidden: LinearConfig::new(64, 32).init(&device),
+        out: LinearConfig::new(32, 1).init(&device),
     };
-    let plain = spnn::bench::plaintext(&spnn::bench::Data::new(breast_cancer(), 2)?, &setup);
-    println!(
-        "\nSPNN-SS test AUC {auc:.4}   plaintext Burn test AUC {:.4}",
-        plain.auc
+    let mut optim = SgdConfig::new().init();
+    let rows = |ids: &[u64], device: &Device| -> Result<Tensor<2>, spnn::data::DataError> {
+        let x = joined.gather(ids)?;
+        Ok(Tensor::from_data(
+            TensorData::new(x, [ids.len(), joined.cols()]),
+            device,
+        ))
+    };
+    for _ in 0..epochs {
+        for ids in train.chunks(batch) {
+            let loss = bce.forward(plain.forward(rows(ids, &device)?), targets(ids, &device)?);
+            let grads = GradientsParams::from_grads(loss.backward(), &plain);
+            plain = optim.step(lr, plain, grads);
+        }
+    }
+    let plain = plain.valid();
+    let plain_auc = roc_auc(
+        &to_vec(sigmoid(
+            plain.forward(rows(&test, &device.clone().inner())?),
+        ))?,
+        &table.gather_labels(&test)?,
     );
+    println!("\nSPNN-SS test AUC {auc:.4}   plaintext Burn test AUC {plain_auc:.4}");
     Ok(())
+}
+
+/// The same MLP with an ordinary first layer, for the plaintext comparison.
+#[derive(Module, Debug)]
+struct PlainMlp {
+    first: Linear,
+    hidden: Linear,
+    out: Linear,
+}
+
+impl PlainMlp {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let x = relu(self.first.forward(x));
+        self.out.forward(relu(self.hidden.forward(x)))
+    }
 }

@@ -6,7 +6,7 @@
 //! spnn certs --out deploy/certs --holders 2
 //! spnn run --config deploy/breast_cancer.toml --party holder-0 &
 //! spnn run --config deploy/breast_cancer.toml --party holder-1 &
-//! cargo run --example custom_server -- deploy/breast_cancer.toml
+//! cargo run -p spnn-cli --example custom_server -- deploy/breast_cancer.toml
 //! ```
 
 use burn::module::Module;
@@ -15,12 +15,12 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use spnn::burn::metrics::roc_auc;
-use spnn::burn::tensor::to_vec;
-use spnn::burn::{PrivateLinear, PrivateLinearConfig, ServerSession, SessionSpec};
-use spnn::cli::config::Deployment;
-use spnn::cli::data::{server_labels, split};
-use spnn::cli::party::connect;
+use spnn_burn::metrics::roc_auc;
+use spnn_burn::tensor::to_vec;
+use spnn_burn::{PrivateLinear, PrivateLinearConfig, ServerSession, SessionSpec};
+use spnn_cli::config::Deployment;
+use spnn_cli::data::{server_labels, split};
+use spnn_cli::party::connect;
 
 // ANCHOR: model
 /// Any Burn model whose first layer is private: here GELU, dropout and Adam.

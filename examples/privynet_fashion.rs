@@ -142,7 +142,7 @@ pub fn decide(
         optimizer::hierarchical(&candidates, &budget, &mut grid.table(Strategy::Random))?;
     let brute_force =
         optimizer::brute_force(&candidates, &budget, &mut grid.table(Strategy::Random))?;
-    spnn::report::privynet(&grid, &budget, &hierarchical, originals, out)
+    spnn_bench::report::privynet(&grid, &budget, &hierarchical, originals, out)
         .map_err(|e| io(out, e))?;
     println!("budget: {budget:?}");
     for (name, o) in [

@@ -4,8 +4,8 @@
 //! puts it. Needs `SPNN_DATA_DIR` (scripts/fetch-data.sh): ignored by a plain `cargo test`, run
 //! by CI with `--ignored`.
 
-use spnn::bench::{Data, Setup, plaintext, spnn};
 use spnn::burn::SpnnConfig;
+use spnn_bench::systems::{Data, Setup, plaintext, spnn};
 
 #[test]
 #[ignore = "needs scripts/fetch-data.sh; set SPNN_DATA_DIR"]

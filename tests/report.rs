@@ -1,7 +1,7 @@
 //! The benchmark suite's report files: markdown, JSON that parses back, and real PNG plots.
 
-use spnn::bench::Row;
-use spnn::report::{Report, ScalePoint, write};
+use spnn_bench::report::{Report, ScalePoint, write};
+use spnn_bench::systems::Row;
 
 #[test]
 fn the_report_writes_markdown_json_and_png_plots() {

@@ -239,6 +239,28 @@ pub enum LayerKind {
     PrivateLinear,
     /// `SecureAggregation` of holders' own bottom models, each producing `width` outputs.
     BottomModels,
+    /// Bottom models whose outputs reach the server **unmasked**: plain split learning, the
+    /// baseline the benchmarks measure the cryptography against. Insecure by design — the
+    /// server sees every holder's output. Exists only with the `insecure-test-hooks` feature,
+    /// and every holder refuses it unless its policy allows unmasked outputs.
+    #[cfg(feature = "insecure-test-hooks")]
+    UnmaskedBottomModelsForBaselines,
+}
+
+impl LayerKind {
+    /// Whether the holders run their own bottom models.
+    pub fn has_bottom_models(self) -> bool {
+        !matches!(self, Self::PrivateLinear)
+    }
+
+    /// Whether the holders mask what they send the server with a zero-sharing.
+    pub fn masks_outputs(self) -> bool {
+        match self {
+            Self::PrivateLinear | Self::BottomModels => true,
+            #[cfg(feature = "insecure-test-hooks")]
+            Self::UnmaskedBottomModelsForBaselines => false,
+        }
+    }
 }
 
 /// The session parameters, from the server to every party after the hellos.
@@ -261,12 +283,16 @@ impl Codec for LayerKind {
         out.push(match self {
             LayerKind::PrivateLinear => 0,
             LayerKind::BottomModels => 1,
+            #[cfg(feature = "insecure-test-hooks")]
+            LayerKind::UnmaskedBottomModelsForBaselines => 2,
         });
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
         match r.u8("layer kind")? {
             0 => Ok(LayerKind::PrivateLinear),
             1 => Ok(LayerKind::BottomModels),
+            #[cfg(feature = "insecure-test-hooks")]
+            2 => Ok(LayerKind::UnmaskedBottomModelsForBaselines),
             t => Err(CodecError::Invalid {
                 what: "layer kind",
                 reason: format!("tag {t}"),

@@ -111,6 +111,33 @@ pub fn start_on(
     holders: Vec<HolderSpec>,
     spec: SessionSpec,
 ) -> Result<Simulation> {
+    launch(networks, holders, spec, false)
+}
+
+/// Plain split learning over `networks`: every holder runs its bottom model and sends the
+/// output to the server **unmasked** ([`crate::messages::LayerKind::UnmaskedBottomModelsForBaselines`]).
+/// The baseline the benchmarks compare the cryptography against; every holder's policy must
+/// allow unmasked outputs. Only with the `insecure-test-hooks` feature.
+#[cfg(feature = "insecure-test-hooks")]
+pub fn start_unmasked_bottom_models_for_baselines(
+    networks: Vec<Network>,
+    holders: Vec<HolderSpec>,
+    spec: SessionSpec,
+) -> Result<Simulation> {
+    if holders.iter().any(|h| h.bottom.is_none()) {
+        return Err(SpnnError::Config(
+            "split learning needs a bottom model at every holder".into(),
+        ));
+    }
+    launch(networks, holders, spec, true)
+}
+
+fn launch(
+    networks: Vec<Network>,
+    holders: Vec<HolderSpec>,
+    spec: SessionSpec,
+    unmasked: bool,
+) -> Result<Simulation> {
     let separate = spec.config.dealer == DealerMode::Separate;
     let expected = Roster::spnn(holders.len() as u16, separate)?;
     if networks.len() != expected.len() || networks.first().map(|n| n.roster()) != Some(&expected) {
@@ -173,10 +200,14 @@ pub fn start_on(
     } else {
         None
     };
-    let session = if bottoms > 0 {
-        ServerSession::establish_bottom_models(networks[0].clone(), spec)?
-    } else {
-        ServerSession::establish(networks[0].clone(), spec)?
+    let server = networks[0].clone();
+    let session = match (bottoms > 0, unmasked) {
+        #[cfg(feature = "insecure-test-hooks")]
+        (true, true) => {
+            ServerSession::establish_unmasked_bottom_models_for_baselines(server, spec)?
+        }
+        (true, _) => ServerSession::establish_bottom_models(server, spec)?,
+        (false, _) => ServerSession::establish(server, spec)?,
     };
     Ok(Simulation {
         session,

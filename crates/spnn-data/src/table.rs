@@ -129,6 +129,29 @@ impl Table {
         ids.iter().map(|&id| Ok(labels[self.row_of(id)?])).collect()
     }
 
+    /// The tables side by side: the columns of every table, in order, for the ids of the first
+    /// (which every other table must have), with the first table's labels. The centralised view
+    /// of a vertical partition — what no party of a deployment has; for plaintext references.
+    pub fn join_columns(tables: &[Table]) -> Result<Table> {
+        let first = tables
+            .first()
+            .ok_or_else(|| DataError::Invalid("no tables to join".into()))?;
+        let ids = first.ids.clone();
+        let columns = tables.iter().flat_map(|t| t.columns.clone()).collect();
+        let blocks = tables
+            .iter()
+            .map(|t| t.gather(&ids))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| DataError::Misaligned(e.to_string()))?;
+        let mut data = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
+        for r in 0..ids.len() {
+            for (t, b) in tables.iter().zip(&blocks) {
+                data.extend_from_slice(&b[r * t.cols()..(r + 1) * t.cols()]);
+            }
+        }
+        Table::new(ids, columns, data, first.labels.clone())
+    }
+
     /// The table restricted to `names`, in that order; labels dropped unless `keep_labels`.
     pub fn select_columns(&self, names: &[String], keep_labels: bool) -> Result<Table> {
         let idx: Vec<usize> = names
@@ -191,6 +214,27 @@ mod tests {
         assert_eq!(b.data(), &[2.0, 4.0, 6.0]);
         assert!(b.labels().is_none());
         assert!(t.select_columns(&["z".into()], false).is_err());
+    }
+
+    #[test]
+    fn joined_columns_are_the_selections_side_by_side() {
+        let t = small();
+        let a = t.select_columns(&["a".into()], true).unwrap();
+        // The second table in another row order: rows are matched by id, not position.
+        let b = Table::new(
+            vec![12, 10, 11],
+            vec!["b".into()],
+            vec![6.0, 2.0, 4.0],
+            None,
+        )
+        .unwrap();
+        assert_eq!(Table::join_columns(&[a.clone(), b]).unwrap(), t);
+        let missing = Table::new(vec![10], vec!["c".into()], vec![0.0], None).unwrap();
+        assert!(matches!(
+            Table::join_columns(&[a, missing]),
+            Err(DataError::Misaligned(_))
+        ));
+        assert!(Table::join_columns(&[]).is_err());
     }
 
     #[test]

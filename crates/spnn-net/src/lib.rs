@@ -4,7 +4,8 @@
 //! explicit bounded codecs ([`codec`]), frames with version, session, step and kind
 //! ([`frame`]), meters ([`meter`]), and two transports with one API ([`transport`]): in-memory
 //! channels for simulation and mutual TLS 1.3 over TCP for deployments, with certificates from
-//! [`certs`].
+//! [`certs`] (the TLS transport and `certs` need the `tls` feature; a program that only
+//! simulates in one process builds none of tokio or rustls).
 //!
 //! [`Network`] is what protocols use: `send(peer, &msg)` and `recv::<M>(peer)`, full mesh, so
 //! holder-to-holder traffic never passes through the server. Every failure — a malformed,
@@ -13,6 +14,7 @@
 //!
 //! This crate knows nothing of Burn.
 
+#[cfg(feature = "tls")]
 pub mod certs;
 pub mod codec;
 pub mod error;

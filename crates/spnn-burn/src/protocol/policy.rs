@@ -27,6 +27,10 @@ pub struct PartyPolicy {
     /// Smallest Paillier modulus accepted, for the session and for the peer's key (default
     /// 2048).
     pub min_he_key_bits: u32,
+    /// Accept a session whose holders send their outputs to the server unmasked (plain split
+    /// learning, `LayerKind::UnmaskedBottomModelsForBaselines`, a benchmark baseline). Off by
+    /// default. **Insecure**: the server sees this holder's output.
+    pub allow_unmasked_outputs: bool,
     /// Fewest fractional bits accepted (default [`MIN_FRAC_BITS`]).
     pub min_frac_bits: u32,
     /// Least headroom accepted, in bits of training batch size (default
@@ -43,6 +47,7 @@ impl Default for PartyPolicy {
     fn default() -> Self {
         Self {
             allow_insecure_randomness: false,
+            allow_unmasked_outputs: false,
             min_he_key_bits: MIN_SECURE_BITS,
             min_frac_bits: MIN_FRAC_BITS,
             min_headroom_bits: MIN_HEADROOM_BITS,
@@ -92,6 +97,13 @@ impl PartyPolicy {
                 "INSECURE: this party accepted seeded randomness; every share it draws can be \
                  recomputed by anyone who knows the seed. Use it only for tests."
             );
+        }
+        if !setup.kind.masks_outputs() && !self.allow_unmasked_outputs {
+            return Err(refuse(
+                "allow_unmasked_outputs",
+                "the server proposes a session in which this party's outputs reach it unmasked"
+                    .into(),
+            ));
         }
         if !self.protocols.contains(&c.protocol) {
             return Err(refuse(
@@ -219,5 +231,17 @@ mod tests {
             .allowing_insecure_randomness()
             .check(&setup(seeded), false)
             .unwrap();
+        let mut unmasked = setup(SpnnConfig::default());
+        unmasked.kind = LayerKind::UnmaskedBottomModelsForBaselines;
+        let e = PartyPolicy::default()
+            .check(&unmasked, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allow_unmasked_outputs"), "{e}");
+        let consenting = PartyPolicy {
+            allow_unmasked_outputs: true,
+            ..PartyPolicy::default()
+        };
+        consenting.check(&unmasked, false).unwrap();
     }
 }

@@ -112,6 +112,17 @@ impl ServerSession {
         Self::establish_kind(net, spec, LayerKind::BottomModels)
     }
 
+    /// Runs the set-up of a bottom-model session whose holders send their outputs
+    /// **unmasked**: plain split learning, for baselines only (see
+    /// [`LayerKind::UnmaskedBottomModelsForBaselines`]).
+    #[cfg(feature = "insecure-test-hooks")]
+    pub fn establish_unmasked_bottom_models_for_baselines(
+        net: Network,
+        spec: SessionSpec,
+    ) -> Result<Self> {
+        Self::establish_kind(net, spec, LayerKind::UnmaskedBottomModelsForBaselines)
+    }
+
     /// The layer kind of this session.
     pub fn kind(&self) -> LayerKind {
         self.lock().dealer.params.kind
@@ -317,7 +328,7 @@ impl ServerSession {
             st.dealer.handle(&st.net, &cmd)?;
         }
         let (b, h) = (ids.len(), s.h);
-        let bottom = s.dealer.params.kind == LayerKind::BottomModels;
+        let bottom = s.dealer.params.kind.has_bottom_models();
         let mut z = RingMatrix::zeros(b, h);
         for &p in &s.holders {
             let share = if bottom {
@@ -373,7 +384,7 @@ impl ServerSession {
             return Err(SpnnError::NonFinite("boundary gradient"));
         }
         s.view.g = grad.to_vec();
-        if s.dealer.params.kind == LayerKind::BottomModels {
+        if s.dealer.params.kind.has_bottom_models() {
             // Bottom models: every holder gets G itself for its local backward.
             Self::command_all(&s, &Command::Backward { step, scale: 1.0 })?;
             let g = FloatMatrix::new(b, s.h, grad.to_vec())

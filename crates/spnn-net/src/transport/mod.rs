@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::party::PartyId;
 
 pub mod memory;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 /// Moves frames to and from peers. Sending never blocks on the peer (frames are queued), so

@@ -295,11 +295,6 @@ fn start(
     options: HolderOptions,
     bottom: Option<Box<dyn BottomRunner>>,
 ) -> Result<HolderSummary> {
-    let kind = if bottom.is_some() {
-        LayerKind::BottomModels
-    } else {
-        LayerKind::PrivateLinear
-    };
     let Role::Holder(index) = net.role() else {
         return Err(SpnnError::Config(format!("{} is not a holder", net.me())));
     };
@@ -323,7 +318,7 @@ fn start(
     let me = index as usize;
     if widths.len() != roster.holders().len()
         || widths.get(me) != Some(&features.cols())
-        || setup.kind != kind
+        || setup.kind.has_bottom_models() != bottom.is_some()
     {
         return Err(protocol(
             server,
@@ -363,7 +358,7 @@ fn start(
         h: setup.output as usize,
         fp,
         config: setup.config,
-        kind,
+        kind: setup.kind,
         features,
         seeds: Vec::new(),
         clipped: std::cell::Cell::new(0),
@@ -455,10 +450,12 @@ impl Holder {
                     }
                     self.last_step = Some(step);
                     let out = engine.forward(p, step, &ids, train)?;
-                    let bottom = p.kind == LayerKind::BottomModels;
+                    let bottom = p.kind.has_bottom_models();
                     let purpose = if bottom { "bottom-output" } else { "z-share" };
                     let mut masked = out;
-                    masked.add_assign(&p.server_mask(purpose, step, masked.shape())?)?;
+                    if p.kind.masks_outputs() {
+                        masked.add_assign(&p.server_mask(purpose, step, masked.shape())?)?;
+                    }
                     if bottom {
                         p.net.send(p.server, &MaskedOutput(masked))?;
                     } else {

@@ -1,26 +1,29 @@
-//! The breast-cancer benchmark of SPNN-SS against its baselines, in one run on the same data,
-//! model and batches: plaintext Burn, plain split learning (holders send their first-layer
-//! activations in the clear), SPNN-SS over in-memory channels and SPNN-SS over mutual TLS on
-//! loopback. Used by `cargo bench --bench spnn_ss`.
+//! SPNN against its baselines, in one run on the same data, model and batches: plaintext Burn,
+//! plain split learning (a bottom-model session whose holders send their first-layer outputs
+//! unmasked), SPNN-SS over in-memory channels and over mutual TLS on loopback, SPNN-HE. Used by
+//! `cargo bench -p spnn-bench --bench spnn_ss`.
 
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use spnn_burn::metrics::roc_auc;
-use spnn_burn::simulation::{self, HolderSpec};
+use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
-use spnn_burn::{PrivateLinear, PrivateLinearConfig, SessionSpec, SpnnConfig};
+use spnn_burn::{
+    BottomModel, PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
+    SecureAggregationConfig, ServerSession, SessionSpec, SpnnConfig,
+};
 use spnn_data::{Table, VerticalPartition};
 use spnn_net::certs::DeploymentCerts;
 use spnn_net::transport::tls::loopback_mesh;
-use spnn_net::{FloatMatrix, MeterSnapshot, Network, NetworkConfig, PartyId, Roster};
+use spnn_net::{MeterSnapshot, Network, NetworkConfig, Roster};
 
 /// The benchmark's settings.
 #[derive(Clone, Debug)]
@@ -131,31 +134,12 @@ impl Data {
         }
     }
 
-    fn d(&self) -> usize {
-        self.holders.iter().map(Table::cols).sum()
-    }
-
     /// The largest magnitude of any holder's (standardised) feature.
     pub fn max_abs_feature(&self) -> f32 {
         self.holders
             .iter()
             .flat_map(|t| t.data().iter())
             .fold(0f32, |m, v| m.max(v.abs()))
-    }
-
-    fn features(&self, ids: &[u64]) -> Vec<f32> {
-        let blocks: Vec<Vec<f32>> = self
-            .holders
-            .iter()
-            .map(|t| t.gather(ids).expect("known ids"))
-            .collect();
-        let mut out = Vec::with_capacity(ids.len() * self.d());
-        for r in 0..ids.len() {
-            for (t, b) in self.holders.iter().zip(&blocks) {
-                out.extend_from_slice(&b[r * t.cols()..(r + 1) * t.cols()]);
-            }
-        }
-        out
     }
 
     fn labels(&self, ids: &[u64]) -> Vec<f32> {
@@ -222,12 +206,17 @@ fn timed_epochs(setup: &Setup, mut epoch: impl FnMut(usize)) -> f64 {
     start.elapsed().as_secs_f64() / setup.epochs as f64
 }
 
-/// Centralised plaintext Burn training of the same MLP.
+/// Centralised plaintext Burn training of the same MLP, on the holders' columns joined.
 pub fn plaintext(data: &Data, setup: &Setup) -> Row {
     crate::report::reset_peak_rss();
+    let joined = Table::join_columns(&data.holders).expect("aligned holders");
+    let d = joined.cols();
+    let features = |ids: &[u64], device: &Device| {
+        matrix(joined.gather(ids).expect("known ids"), ids.len(), d, device)
+    };
     let device = device();
     let mut model = (
-        LinearConfig::new(data.d(), setup.widths[0]).init(&device),
+        LinearConfig::new(d, setup.widths[0]).init(&device),
         Head {
             hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
             out: LinearConfig::new(setup.widths[1], 1).init(&device),
@@ -236,9 +225,8 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
     let mut optim = SgdConfig::new().init();
     let secs = timed_epochs(setup, |e| {
         for ids in data.batches(e, setup.batch) {
-            let x = matrix(data.features(&ids), ids.len(), data.d(), &device);
             let loss = bce(
-                model.1.forward(model.0.forward(x)),
+                model.1.forward(model.0.forward(features(&ids, &device))),
                 &data.labels(&ids),
                 &device,
             );
@@ -248,12 +236,7 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
     });
     let valid = model.clone().valid();
     let scores = scores(&data.test, |ids| {
-        let x = matrix(
-            data.features(ids),
-            ids.len(),
-            data.d(),
-            &device.clone().inner(),
-        );
+        let x = features(ids, &device.clone().inner());
         valid.1.forward(valid.0.forward(x))
     });
     Row {
@@ -267,133 +250,100 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
     }
 }
 
-/// Plain split learning: holder `j` keeps `W_j` and sends `X_j·W_j` in the clear; the server
-/// adds them and returns `G` to every holder. No cryptography; the traffic baseline.
+/// Plain split learning: holder `j` keeps its own `W_j` (a bias-free Burn `Linear`, trained by
+/// its own SGD) and sends `X_j·W_j` to the server **unmasked**; the server adds them and
+/// returns `G` to every holder. A bottom-model session without the masks
+/// ([`simulation::start_unmasked_bottom_models_for_baselines`]): the traffic and time baseline
+/// the cryptography is measured against.
 pub fn split_learning(data: &Data, setup: &Setup) -> Row {
-    crate::report::reset_peak_rss();
-    let k = data.holders.len();
-    let roster = Roster::spnn(k as u16, false).expect("k ≥ 2");
-    let nets = Network::in_memory(
+    let roster = Roster::spnn(data.holders.len() as u16, false).expect("k ≥ 2");
+    let networks = Network::in_memory(
         &roster,
         NetworkConfig::new(3).with_timeout(Duration::from_secs(600)),
     );
     let h = setup.widths[0];
-    let (lr, batch) = (setup.lr, setup.batch);
-    // Holders: own bottom weights, plaintext messages.
-    let handles: Vec<_> = data
+    let holders = data
         .holders
         .iter()
-        .cloned()
-        .zip(nets[1..].iter().cloned())
-        .map(|(table, net)| {
-            std::thread::spawn(move || -> spnn_net::Result<()> {
-                let device = device();
-                let mut w = LinearConfig::new(table.cols(), h)
-                    .with_bias(false)
-                    .init(&device);
-                let mut optim = SgdConfig::new().init();
-                loop {
-                    let spnn_net::IdList(ids) = net.recv(PartyId(0))?;
-                    if ids.is_empty() {
-                        return Ok(());
-                    }
-                    let train = ids[0] != u64::MAX;
-                    let ids: Vec<u64> = ids.into_iter().filter(|&i| i != u64::MAX).collect();
-                    let x = matrix(
-                        table.gather(&ids).expect("ids"),
-                        ids.len(),
-                        table.cols(),
-                        &device,
-                    );
-                    let out = w.forward(x);
-                    let values = to_vec(out.clone()).expect("finite");
-                    net.send(
-                        PartyId(0),
-                        &FloatMatrix::new(ids.len(), h, values).expect("finite"),
-                    )?;
-                    if train {
-                        let g: FloatMatrix = net.recv(PartyId(0))?;
-                        let upstream = matrix(g.data, ids.len(), h, &device);
-                        let grads =
-                            GradientsParams::from_grads((out * upstream).sum().backward(), &w);
-                        w = optim.step(lr, w, grads);
-                    }
-                }
-            })
+        .map(|t| {
+            let device = device();
+            let w = LinearConfig::new(t.cols(), h)
+                .with_bias(false)
+                .init(&device);
+            HolderSpec::new(t.clone())
+                .with_policy(PartyPolicy {
+                    allow_unmasked_outputs: true,
+                    ..PartyPolicy::default()
+                })
+                .with_bottom_model(Bottom { w }, SgdConfig::new().init(), device)
         })
         .collect();
-    let server = nets[0].clone();
-    let holders: Vec<PartyId> = (1..=k as u16).map(PartyId).collect();
-    let device = device();
-    let bias: Param<Tensor<1>> = Param::from_tensor(Tensor::zeros([h], &device));
-    let mut model = (
-        bias,
-        Head {
-            hidden: LinearConfig::new(h, setup.widths[1]).init(&device),
-            out: LinearConfig::new(setup.widths[1], 1).init(&device),
-        },
-    );
-    let mut optim: ModuleOptimizer = SgdConfig::new().init();
-    let forward = |ids: &[u64], train: bool, device: &Device| -> Tensor<2> {
-        let mut msg = ids.to_vec();
-        if !train {
-            msg.insert(0, u64::MAX);
-        }
-        server
-            .broadcast(&holders, &spnn_net::IdList(msg))
-            .expect("holders alive");
-        let parts: Vec<FloatMatrix> = server.gather(&holders).expect("holders alive");
-        let mut sum = vec![0f32; ids.len() * h];
-        for p in parts {
-            sum.iter_mut().zip(p.data).for_each(|(s, v)| *s += v);
-        }
-        let z = matrix(sum, ids.len(), h, device);
-        if train { z.require_grad() } else { z }
-    };
-    let secs = timed_epochs(setup, |e| {
-        for ids in data.batches(e, batch) {
-            let z = forward(&ids, true, &device);
-            let loss = bce(
-                model.1.forward(z.clone() + model.0.val().unsqueeze()),
-                &data.labels(&ids),
-                &device,
-            );
-            let grads = loss.backward();
-            let g = z.grad(&grads).expect("leaf gradient");
-            let g = FloatMatrix::new(ids.len(), h, to_vec(g).expect("finite")).expect("finite");
-            server.broadcast(&holders, &g).expect("holders alive");
-            let gp = GradientsParams::from_grads(grads, &model);
-            model = optim.step(lr, model.clone(), gp);
-        }
-    });
-    let meters: Vec<MeterSnapshot> = nets.iter().map(Network::meters).collect();
-    let valid = model.clone().valid();
-    let scores = scores(&data.test, |ids| {
-        let z = forward(ids, false, &device.clone().inner());
-        valid.1.forward(z + valid.0.val().unsqueeze())
-    });
-    server
-        .broadcast(&holders, &spnn_net::IdList(vec![]))
-        .expect("holders alive");
-    for h in handles {
-        h.join().expect("holder thread").expect("holder ran");
-    }
-    let (bytes, rounds) = traffic(&meters);
-    Row {
-        system: "plain split learning (no crypto)".into(),
-        seconds_per_epoch: secs,
-        auc: roc_auc(&scores, &data.labels(&data.test)),
-        bytes_per_epoch: bytes / setup.epochs as u64,
-        rounds_per_epoch: rounds / setup.epochs as u64,
-        paillier_per_batch: None,
-        peak_rss_mb: crate::report::peak_rss_mb(),
+    let sim = simulation::start_unmasked_bottom_models_for_baselines(
+        networks,
+        holders,
+        SessionSpec::new(h),
+    )
+    .expect("parties start");
+    let first = SecureAggregationConfig::new(h)
+        .init(sim.session(), &device())
+        .expect("width");
+    simulated(
+        data,
+        setup,
+        "plain split learning (no crypto)",
+        sim,
+        First::Sum(first),
+    )
+}
+
+/// A split-learning holder's bottom model: one bias-free linear map.
+#[derive(Module, Debug)]
+struct Bottom {
+    w: Linear,
+}
+
+impl BottomModel for Bottom {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.w.forward(x)
     }
 }
 
-/// The SPNN model: `PrivateLinear` then the shared head.
+/// The first layer of a simulated system.
+#[derive(Module, Debug)]
+enum First {
+    /// SPNN's private layer (SPNN-SS or SPNN-HE).
+    Private(PrivateLinear),
+    /// The sum of the holders' bottom models.
+    Sum(SecureAggregation),
+}
+
+impl First {
+    fn forward(&self, ids: &[u64]) -> Tensor<2> {
+        match self {
+            Self::Private(l) => l.forward(ids),
+            Self::Sum(l) => l.forward(ids),
+        }
+    }
+
+    fn apply_update(&self, lr: f64) -> spnn_burn::Result<()> {
+        match self {
+            Self::Private(l) => l.apply_update(lr),
+            Self::Sum(l) => l.apply_update(lr),
+        }
+    }
+
+    fn session(&self) -> &ServerSession {
+        match self {
+            Self::Private(l) => l.session(),
+            Self::Sum(l) => l.session(),
+        }
+    }
+}
+
+/// A simulated system's model: its first layer, then the shared head.
 #[derive(Module, Debug)]
 struct SpnnModel {
-    first: PrivateLinear,
+    first: First,
     head: Head,
 }
 
@@ -405,7 +355,6 @@ pub fn spnn(
     config: SpnnConfig,
     networks: Vec<Network>,
 ) -> Row {
-    crate::report::reset_peak_rss();
     let holders = data.holders.iter().cloned().map(HolderSpec::new).collect();
     let sim = simulation::start_on(
         networks,
@@ -413,11 +362,21 @@ pub fn spnn(
         SessionSpec::new(setup.widths[0]).with_config(config),
     )
     .expect("parties start");
+    let first = PrivateLinearConfig::new(setup.widths[0])
+        .init(sim.session(), &device())
+        .expect("width");
+    simulated(data, setup, label, sim, First::Private(first))
+}
+
+/// Trains the shared head on top of `first` with every party of `sim` and measures the run.
+fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: First) -> Row {
+    crate::report::reset_peak_rss();
+    let config = sim.session().config();
+    // The synchronisation forwards' cost has a closed form for SPNN-SS only.
+    let ss = matches!(first, First::Private(_)) && config.protocol == Protocol::SecretSharing;
     let device = device();
     let mut model = SpnnModel {
-        first: PrivateLinearConfig::new(setup.widths[0])
-            .init(sim.session(), &device)
-            .expect("width"),
+        first,
         head: Head {
             hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
             out: LinearConfig::new(setup.widths[1], 1).init(&device),
@@ -456,7 +415,7 @@ pub fn spnn(
     drop((model, valid));
     let summaries = sim.finish().expect("parties end cleanly");
     let batches = (setup.epochs * data.train.len().div_ceil(setup.batch)) as f64;
-    let paillier_per_batch = (config.protocol == spnn_burn::Protocol::Paillier).then(|| {
+    let paillier_per_batch = (config.protocol == Protocol::Paillier).then(|| {
         let enc: u64 = summaries.iter().map(|s| s.he.encryptions).sum();
         let dec: u64 = summaries.iter().map(|s| s.he.decryptions).sum();
         // The counts include the two synchronisation forwards of one sample each.
@@ -464,19 +423,22 @@ pub fn spnn(
     });
     let delta: Vec<MeterSnapshot> = after.iter().zip(&before).map(|(a, b)| a.since(b)).collect();
     let (bytes, rounds) = traffic(&delta);
-    let sync_cost = spnn_burn::cost::inference_step(&spnn_burn::cost::StepShape {
-        widths: data.holders.iter().map(Table::cols).collect(),
-        batch: 1,
-        h: setup.widths[0],
-        momentum: false,
-    });
-    // (For SPNN-HE the one-sample synchronisation forwards stay in the count: no closed form.)
-    let bytes = if config.protocol == spnn_burn::Protocol::Paillier {
-        bytes
+    let (bytes, rounds) = if ss {
+        let sync = spnn_burn::cost::inference_step(&spnn_burn::cost::StepShape {
+            widths: data.holders.iter().map(Table::cols).collect(),
+            batch: 1,
+            h: setup.widths[0],
+            momentum: false,
+        });
+        (
+            bytes - sync.server_sent - sync.holder_sent.iter().sum::<u64>(),
+            rounds - sync.holder_rounds,
+        )
     } else {
-        bytes - sync_cost.server_sent - sync_cost.holder_sent.iter().sum::<u64>()
+        // SPNN-HE and split learning: the two one-sample synchronisation forwards stay in the
+        // count (no closed form; a few kB against an epoch's traffic).
+        (bytes, rounds)
     };
-    let rounds = rounds - sync_cost.holder_rounds;
     Row {
         system: label.into(),
         seconds_per_epoch: secs,
@@ -521,7 +483,7 @@ pub fn run(data: &Data, setup: &Setup) -> Vec<Row> {
 pub fn spnn_he(data: &Data, setup: &Setup) -> Row {
     let roster = Roster::spnn(setup.holders as u16, false).expect("k ≥ 2");
     let config = NetworkConfig::new(22).with_timeout(Duration::from_secs(3600));
-    let he = SpnnConfig::default().with_protocol(spnn_burn::Protocol::Paillier);
+    let he = SpnnConfig::default().with_protocol(Protocol::Paillier);
     spnn(
         data,
         setup,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use spnn_burn::SpnnConfig;
 use spnn_net::{Network, NetworkConfig, Roster};
 
-use crate::bench::{Data, Row, Setup, split_learning, spnn};
+use crate::systems::{Data, Row, Setup, split_learning, spnn};
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
 
@@ -110,7 +110,7 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut md = String::new();
     for (name, rows) in &report.tables {
-        md += &format!("## {name}\n\n{}\n", crate::bench::markdown(rows));
+        md += &format!("## {name}\n\n{}\n", crate::systems::markdown(rows));
     }
     md += "## Scalability (synthetic; base 5000 rows, 40 features, width 64, 2 holders, batch 256)\n\n| parameter | value | split learning s / epoch | SPNN-SS s / epoch | ratio |\n|---|---|---|---|---|\n";
     for p in &report.scalability {

@@ -1,0 +1,16 @@
+//! # spnn-bench
+//!
+//! What spnn's benchmarks and workspace-level tests share (not published):
+//!
+//! - [`systems`]: one model trained by every system on the same data and batches — plaintext
+//!   Burn, plain split learning (a bottom-model session whose holders send their outputs
+//!   unmasked), SPNN-SS in memory and over mutual TLS, SPNN-HE — each measured in time, AUC,
+//!   traffic and peak memory;
+//! - [`report`]: the suite's scalability grid, markdown and JSON results and PNG plots.
+//!
+//! Its targets live in the workspace's `benches/`, `tests/` and `examples/` directories:
+//! `cargo bench -p spnn-bench --bench spnn_ss`, `cargo run -p spnn-bench --release --example
+//! privynet_fashion`.
+
+pub mod report;
+pub mod systems;
