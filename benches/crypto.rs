@@ -1,6 +1,6 @@
 //! Criterion benchmarks of spnn-crypto, each next to a plaintext baseline measured in the same run.
 //!
-//! `cargo bench --bench crypto` — ring matmul 256×784×256 (one thread and all threads) against
+//! `cargo bench -p spnn-bench --bench crypto` — ring matmul 256×784×256 (one thread and all threads) against
 //! Burn Flex's f32 matmul of the same shape; Paillier-2048 key generation, encryption
 //! (fixed-base and textbook), CRT decryption, addition, scalar multiplication, packed
 //! encryption per value, and the circuit-private re-randomisation of a returned product next to

@@ -1,6 +1,6 @@
 //! Criterion benchmarks of spnn-net: in-memory against mutual TLS on loopback, in one run.
 //!
-//! `cargo bench --bench net` — throughput of 8 MiB ring-matrix messages (each answered by a
+//! `cargo bench -p spnn-bench --bench net` — throughput of 8 MiB ring-matrix messages (each answered by a
 //! tiny acknowledgement) and round-trip latency of small messages between two parties.
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! A user-defined Burn model with `PrivateLinear` first, trained with burn-train's `Learner`.
 //!
-//! `cargo run --example custom_model`
+//! `cargo run --example custom_model --features train`
 //!
 //! Two simulated data holders own 15 + 15 columns of the breast-cancer data; the server's model
 //! is an ordinary `#[derive(Module)]` struct whose first layer is private. The Learner drives

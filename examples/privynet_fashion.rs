@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! scripts/fetch-data.sh data                                   # once: MNIST-5k, Fashion-MNIST
-//! cargo run --release --example privynet_fashion -- --quick data
-//! cargo run --release --example privynet_fashion -- data       # the full grid
+//! cargo run -p spnn-bench --release --example privynet_fashion -- --quick data
+//! cargo run -p spnn-bench --release --example privynet_fashion -- data       # the full grid
 //! ```
 //!
 //! Writes `results.json`, `results.md`, `tradeoff.png` and `reconstructions.png` into

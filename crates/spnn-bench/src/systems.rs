@@ -12,7 +12,6 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
@@ -20,7 +19,8 @@ use spnn_burn::{
     BottomModel, PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
     SecureAggregationConfig, ServerSession, SessionSpec, SpnnConfig,
 };
-use spnn_data::{Table, VerticalPartition};
+use spnn_data::Table;
+use spnn_data::packaged::Partitioned;
 use spnn_net::certs::DeploymentCerts;
 use spnn_net::transport::tls::loopback_mesh;
 use spnn_net::{MeterSnapshot, Network, NetworkConfig, Roster};
@@ -72,26 +72,21 @@ pub struct Row {
     pub peak_rss_mb: f64,
 }
 
-/// The data of a run: holders' standardised tables, labels, splits.
-pub struct Data {
-    labels: Table,
-    holders: Vec<Table>,
-    train: Vec<u64>,
-    test: Vec<u64>,
+/// The data of a run: holders' standardised tables, labels, splits — the same fixture the
+/// crates' tests use ([`Partitioned`]).
+pub struct Data(Partitioned);
+
+impl std::ops::Deref for Data {
+    type Target = Partitioned;
+    fn deref(&self) -> &Partitioned {
+        &self.0
+    }
 }
 
 impl Data {
     /// Splits `table` 80/20 and partitions its columns evenly among `holders`.
     pub fn new(table: Table, holders: usize) -> spnn_data::Result<Self> {
-        let (train, test) = table.split_ids(0.2, 42);
-        let holder_tables = VerticalPartition::even(table.columns(), holders)?
-            .standardized_tables(&table, &train)?;
-        Ok(Self {
-            labels: table,
-            holders: holder_tables,
-            train,
-            test,
-        })
+        Ok(Self(Partitioned::even(&table, holders, 0.2, 42)?))
     }
 
     /// `rows × cols` standard-normal features split evenly among `holders`, labels from a fixed
@@ -125,13 +120,8 @@ impl Data {
     }
 
     /// A packaged data set (`spnn_data::packaged`), already partitioned and encoded.
-    pub fn from_partitioned(p: spnn_data::packaged::Partitioned) -> Self {
-        Self {
-            labels: p.labels,
-            holders: p.holders,
-            train: p.train,
-            test: p.test,
-        }
+    pub fn from_partitioned(p: Partitioned) -> Self {
+        Self(p)
     }
 
     /// The largest magnitude of any holder's (standardised) feature.
@@ -143,13 +133,11 @@ impl Data {
     }
 
     fn labels(&self, ids: &[u64]) -> Vec<f32> {
-        self.labels.gather_labels(ids).expect("labelled table")
+        self.labels_of(ids).expect("labelled ids")
     }
 
-    fn batches(&self, epoch: usize, batch: usize) -> Vec<Vec<u64>> {
-        let mut ids = self.train.clone();
-        ids.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(epoch as u64));
-        ids.chunks(batch).map(<[u64]>::to_vec).collect()
+    fn epoch(&self, epoch: usize, batch: usize) -> Vec<Vec<u64>> {
+        self.batches(epoch as u64, batch)
     }
 }
 
@@ -224,7 +212,7 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
     );
     let mut optim = SgdConfig::new().init();
     let secs = timed_epochs(setup, |e| {
-        for ids in data.batches(e, setup.batch) {
+        for ids in data.epoch(e, setup.batch) {
             let loss = bce(
                 model.1.forward(model.0.forward(features(&ids, &device))),
                 &data.labels(&ids),
@@ -395,7 +383,7 @@ fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: Fi
     sync(&model);
     let before: Vec<MeterSnapshot> = sim.networks().iter().map(Network::meters).collect();
     let secs = timed_epochs(setup, |e| {
-        for ids in data.batches(e, setup.batch) {
+        for ids in data.epoch(e, setup.batch) {
             let loss = bce(
                 model.head.forward(model.first.forward(&ids)),
                 &data.labels(&ids),

@@ -229,7 +229,7 @@ fn run(k: usize, config: SpnnConfig, features: impl Fn(Data) -> Data) -> Run {
     let w0 = sim.session().reveal_weights_insecure_for_tests().unwrap();
     let device = device();
     let model = spnn_model(&sim, &device);
-    let ids = data.batches(0, 64).remove(0);
+    let ids = data.epoch(0, 64).remove(0);
     let mut optim = sgd();
     let model = spnn_step(model, &mut optim, &ids, &data.labels(&ids), 0.1, &device).0;
     let g = sim.session().view().g;

@@ -32,7 +32,7 @@ fn train_steps(
     let mut model = spnn_model(sim, &device);
     let mut optim = sgd();
     let mut grads = vec![];
-    for ids in data.batches(0, 64).iter().take(steps) {
+    for ids in data.epoch(0, 64).iter().take(steps) {
         model = match config.labels {
             LabelMode::Server => {
                 spnn_step(model, &mut optim, ids, &data.labels(ids), 0.1, &device).0
@@ -271,7 +271,7 @@ fn check_traffic(k: usize, momentum: f64) {
     let device = device();
     let mut model = spnn_model(&sim, &device);
     let mut optim = sgd();
-    let batches = data.batches(0, 64);
+    let batches = data.epoch(0, 64);
     let snap = |sim: &spnn_burn::simulation::Simulation| {
         sim.networks()
             .iter()

@@ -108,7 +108,7 @@ fn bottom_models_train_like_plaintext_and_the_server_sees_only_the_sum() {
     let mut max_diff = 0f32;
     let mut first = true;
     for epoch in 0..10 {
-        for ids in data.batches(epoch, 64) {
+        for ids in data.epoch(epoch, 64) {
             let y = data.labels(&ids);
             // Before the first update both sides hold identical bottoms: the aggregated output
             // equals the plaintext sum within the fixed-point encoding (each of the two outputs

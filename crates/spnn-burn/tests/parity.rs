@@ -44,7 +44,7 @@ fn parity(k: usize, config: SpnnConfig) {
     let (mut o1, mut o2) = (optimizer(config.momentum), optimizer(config.momentum));
     let mut max_z_diff = 0f32;
     for epoch in 0..epochs {
-        for ids in data.batches(epoch, 64) {
+        for ids in data.epoch(epoch, 64) {
             let y = data.labels(&ids);
             spnn = match config.labels {
                 LabelMode::Server => spnn_step(spnn, &mut o1, &ids, &y, LR, &device).0,

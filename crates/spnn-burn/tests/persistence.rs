@@ -77,7 +77,7 @@ fn params(m: &SpnnMlp) -> Vec<f32> {
 fn a_resumed_run_continues_exactly() {
     let data = Data::new(2);
     let device = device();
-    let batches = data.batches(0, 64);
+    let batches = data.epoch(0, 64);
     let dir = tempfile::tempdir().unwrap();
 
     // Uninterrupted: 6 steps. Both runs start from the same server layers (a record of the

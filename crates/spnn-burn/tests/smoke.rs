@@ -15,7 +15,7 @@ fn spnn_ss_learns_breast_cancer() {
     let mut losses = vec![];
     for epoch in 0..3 {
         let mut sum = 0.0;
-        let batches = data.batches(epoch, 64);
+        let batches = data.epoch(epoch, 64);
         for ids in &batches {
             let (m, loss) = spnn_step(model, &mut optim, ids, &data.labels(ids), 0.1, &device);
             model = m;

@@ -31,7 +31,7 @@ fn lockstep(k: usize, config: SpnnConfig, steps: usize) {
     let (d, h, lr) = (data.d(), HIDDEN[0], 0.1);
     let u = 2f64.powi(-(config.frac_bits as i32));
     let mut worst = (0f64, 0f64);
-    for ids in data.batches(0, 64).iter().take(steps) {
+    for ids in data.epoch(0, 64).iter().take(steps) {
         let b = ids.len();
         let w = session.reveal_weights_insecure_for_tests().unwrap();
         model = match config.labels {

@@ -44,7 +44,7 @@ pub enum CryptoError {
         right: (usize, usize),
     },
     /// A buffer does not hold rows × cols elements.
-    #[error("a {rows}x{cols} matrix needs {} elements, got {len}", rows * cols)]
+    #[error("a {rows}x{cols} matrix needs {} elements, got {len}", rows.saturating_mul(*cols))]
     BadLength {
         /// Declared rows.
         rows: usize,
@@ -109,3 +109,13 @@ pub enum CryptoError {
 
 /// Result alias of spnn-crypto.
 pub type Result<T> = std::result::Result<T, CryptoError>;
+
+/// `Ok` if a row-major buffer of `len` elements is exactly a `rows × cols` matrix — the one
+/// check behind every matrix constructor of this crate.
+pub(crate) fn check_len(rows: usize, cols: usize, len: usize) -> Result<()> {
+    if rows.checked_mul(cols) == Some(len) {
+        Ok(())
+    } else {
+        Err(CryptoError::BadLength { rows, cols, len })
+    }
+}

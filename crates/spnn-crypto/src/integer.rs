@@ -44,13 +44,7 @@ impl IntMatrix {
 
     /// Wraps row-major data.
     pub fn from_vec(rows: usize, cols: usize, data: Vec<Integer>) -> Result<Self> {
-        if rows.checked_mul(cols) != Some(data.len()) {
-            return Err(CryptoError::BadLength {
-                rows,
-                cols,
-                len: data.len(),
-            });
-        }
+        crate::error::check_len(rows, cols, data.len())?;
         Ok(Self { rows, cols, data })
     }
 

@@ -50,13 +50,7 @@ impl RingMatrix {
 
     /// Wraps a row-major buffer; fails unless it holds exactly `rows * cols` elements.
     pub fn from_vec(rows: usize, cols: usize, data: Vec<u64>) -> Result<Self> {
-        if rows.checked_mul(cols) != Some(data.len()) {
-            return Err(CryptoError::BadLength {
-                rows,
-                cols,
-                len: data.len(),
-            });
-        }
+        crate::error::check_len(rows, cols, data.len())?;
         Ok(Self { rows, cols, data })
     }
 

@@ -10,8 +10,13 @@
 
 use std::path::{Path, PathBuf};
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
 use crate::csv::{CsvOptions, FeatureEncoder, RawTable, binary_labels, read_csv};
 use crate::error::{DataError, Result};
+use crate::partition::VerticalPartition;
 use crate::table::Table;
 
 /// Holders' feature tables of a vertically partitioned data set, with the label table and the
@@ -26,6 +31,36 @@ pub struct Partitioned {
     pub train: Vec<u64>,
     /// Test sample ids.
     pub test: Vec<u64>,
+}
+
+impl Partitioned {
+    /// `table` split into train and test ids ([`Table::split_ids`] with `test_fraction` and
+    /// `seed`), its columns partitioned evenly among `k` holders, each holder standardising its
+    /// own columns on the training rows; the labels stay in a table of their own.
+    pub fn even(table: &Table, k: usize, test_fraction: f64, seed: u64) -> Result<Self> {
+        let (train, test) = table.split_ids(test_fraction, seed);
+        let holders =
+            VerticalPartition::even(table.columns(), k)?.standardized_tables(table, &train)?;
+        Ok(Self {
+            holders,
+            labels: table.select_columns(&[], true)?,
+            train,
+            test,
+        })
+    }
+
+    /// The training ids shuffled by a ChaCha8 generator seeded with `seed`, in batches of
+    /// `batch` (the last one shorter): one epoch's order, reproducible from the seed.
+    pub fn batches(&self, seed: u64, batch: usize) -> Vec<Vec<u64>> {
+        let mut ids = self.train.clone();
+        ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        ids.chunks(batch.max(1)).map(<[u64]>::to_vec).collect()
+    }
+
+    /// Labels of `ids`.
+    pub fn labels_of(&self, ids: &[u64]) -> Result<Vec<f32>> {
+        self.labels.gather_labels(ids)
+    }
 }
 
 fn missing_file(path: &Path) -> DataError {
@@ -352,6 +387,37 @@ pub fn mnist_5k(data_dir: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_even_partition_standardises_on_train_and_batches_reproducibly() {
+        let table = crate::embedded::breast_cancer();
+        let p = Partitioned::even(&table, 3, 0.2, 42).unwrap();
+        assert_eq!(
+            p.holders.iter().map(Table::cols).sum::<usize>(),
+            table.cols()
+        );
+        assert_eq!(p.labels.cols(), 0);
+        assert_eq!(p.train.len() + p.test.len(), table.rows());
+        assert!(p.test.iter().all(|id| !p.train.contains(id)));
+        // Standardised on the training rows: each column's training mean is 0.
+        let x = p.holders[1].gather(&p.train).unwrap();
+        let cols = p.holders[1].cols();
+        let mean: f32 = (0..p.train.len()).map(|r| x[r * cols]).sum::<f32>() / p.train.len() as f32;
+        assert!(mean.abs() < 1e-4, "training mean {mean}");
+        assert_eq!(
+            p.labels_of(&p.test).unwrap(),
+            table.gather_labels(&p.test).unwrap()
+        );
+        let (a, b) = (p.batches(7, 64), p.batches(7, 64));
+        assert_eq!(a, b);
+        assert_ne!(a, p.batches(8, 64));
+        let mut seen: Vec<u64> = a.concat();
+        seen.sort_unstable();
+        let mut train = p.train.clone();
+        train.sort_unstable();
+        assert_eq!(seen, train);
+        assert!(a.iter().all(|b| b.len() <= 64));
+    }
 
     #[test]
     fn census_splits_cover_every_attribute_but_the_weight_once() {

@@ -17,7 +17,8 @@ use spnn_burn::{
     BinaryCrossEntropyHead, HolderLabels, LabelMode, PartyPolicy, PrivateLinear,
     PrivateLinearConfig, SessionSpec, SpnnConfig,
 };
-use spnn_data::{Table, VerticalPartition, embedded::breast_cancer};
+use spnn_data::packaged::Partitioned;
+use spnn_data::{Table, embedded::breast_cancer};
 use spnn_net::NetworkConfig;
 
 pub const HIDDEN: [usize; 2] = [64, 32];
@@ -57,43 +58,34 @@ pub fn device() -> Device {
 }
 
 /// The breast-cancer data split 80/20 and partitioned evenly among `k` holders, each holder
-/// standardising its own columns on the training rows.
-pub struct Data {
-    pub table: Table,
-    pub train: Vec<u64>,
-    pub test: Vec<u64>,
-    pub holders: Vec<Table>,
+/// standardising its own columns on the training rows (the fixture the benchmarks use too).
+pub struct Data(Partitioned);
+
+impl std::ops::Deref for Data {
+    type Target = Partitioned;
+    fn deref(&self) -> &Partitioned {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Data {
+    fn deref_mut(&mut self) -> &mut Partitioned {
+        &mut self.0
+    }
 }
 
 impl Data {
     pub fn new(k: usize) -> Self {
-        let table = breast_cancer();
-        let (train, test) = table.split_ids(0.2, 42);
-        let partition = VerticalPartition::even(table.columns(), k).unwrap();
-        let holders = partition.standardized_tables(&table, &train).unwrap();
-        Self {
-            table,
-            train,
-            test,
-            holders,
-        }
+        Self(Partitioned::even(&breast_cancer(), k, 0.2, 42).unwrap())
     }
 
     /// The full standardised feature rows of `ids` (holders' blocks side by side): what a
     /// centralised plaintext trainer would see.
     pub fn plain_features(&self, ids: &[u64]) -> Vec<f32> {
-        let blocks: Vec<Vec<f32>> = self
-            .holders
-            .iter()
-            .map(|t| t.gather(ids).unwrap())
-            .collect();
-        let mut out = Vec::new();
-        for r in 0..ids.len() {
-            for (t, b) in self.holders.iter().zip(&blocks) {
-                out.extend_from_slice(&b[r * t.cols()..(r + 1) * t.cols()]);
-            }
-        }
-        out
+        Table::join_columns(&self.holders)
+            .unwrap()
+            .gather(ids)
+            .unwrap()
     }
 
     pub fn d(&self) -> usize {
@@ -101,17 +93,12 @@ impl Data {
     }
 
     pub fn labels(&self, ids: &[u64]) -> Vec<f32> {
-        self.table.gather_labels(ids).unwrap()
+        self.labels_of(ids).unwrap()
     }
 
-    pub fn batches(&self, epoch: usize, batch: usize) -> Vec<Vec<u64>> {
-        use rand::SeedableRng;
-        use rand::seq::SliceRandom;
-        let mut ids = self.train.clone();
-        ids.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
-            1000 + epoch as u64,
-        ));
-        ids.chunks(batch).map(<[u64]>::to_vec).collect()
+    /// Epoch `epoch`'s shuffled training batches.
+    pub fn epoch(&self, epoch: usize, batch: usize) -> Vec<Vec<u64>> {
+        self.0.batches(1000 + epoch as u64, batch)
     }
 }
 
@@ -143,7 +130,7 @@ pub fn start_with(data: &Data, config: SpnnConfig, reveal: bool, net: NetworkCon
             allow_insecure_reveal: reveal,
             policy: test_policy(config),
             labels: (config.labels == LabelMode::Holder(i as u16)).then(|| HolderLabels {
-                table: data.table.clone(),
+                table: data.0.labels.clone(),
                 head: Box::new(BinaryCrossEntropyHead::new(Device::flex())),
             }),
             ..HolderSpec::new(t.clone())

@@ -206,13 +206,7 @@ pub struct PackedMatrix {
 impl PackedMatrix {
     /// Wraps `rows × cols` cells, row-major.
     pub fn new(rows: usize, cols: usize, cells: Vec<PackedCiphertext>) -> Result<Self> {
-        if rows.checked_mul(cols) != Some(cells.len()) {
-            return Err(CryptoError::BadLength {
-                rows,
-                cols,
-                len: cells.len(),
-            });
-        }
+        crate::error::check_len(rows, cols, cells.len())?;
         Ok(Self { rows, cols, cells })
     }
 
