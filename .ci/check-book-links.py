@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Fails if a relative link in book/src points to a missing file or heading, an {{#include}}
-points to a missing file or anchor, or a Rust code block is written inline instead of being
-included from code that CI compiles (an example, a test or a source file)."""
+points to a missing file or anchor, an included anchor of Rust code is not a whole snippet
+(its brackets do not balance: it would end inside a loop or a call), or a Rust code block is
+written inline instead of being included from code that CI compiles (an example, a test or a
+source file)."""
 import re, sys, pathlib
 
 root = pathlib.Path(__file__).resolve().parent.parent / "book" / "src"
@@ -37,6 +39,32 @@ for md in root.rglob("*.md"):
             bad.append(f"{md.relative_to(root)}: include of missing {path}")
         elif anchor and not re.fullmatch(r"[0-9:]*", anchor) and f"ANCHOR: {anchor}" not in dest.read_text():
             bad.append(f"{md.relative_to(root)}: include of missing anchor {inc}")
+
+def balanced(code):
+    """Brackets balance once strings, chars and comments are removed."""
+    code = re.sub(r'"(?:\\.|[^"\\])*"', '""', code)
+    code = re.sub(r"'(?:\\.|[^'\\])'", "''", code)
+    code = re.sub(r"//[^\n]*", "", code)
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack = []
+    for ch in code:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in pairs:
+            if not stack or stack.pop() != pairs[ch]:
+                return False
+    return not stack
+
+for md in root.rglob("*.md"):
+    for inc in re.findall(r"\{\{#include ([^}]+)\}\}", md.read_text()):
+        path, _, anchor = inc.strip().partition(":")
+        dest = (md.parent / path).resolve()
+        if not (dest.exists() and dest.suffix == ".rs" and anchor) or re.fullmatch(r"[0-9:]*", anchor):
+            continue
+        m = re.search(rf"ANCHOR: {re.escape(anchor)}\n(.*?)\n[^\n]*ANCHOR_END: {re.escape(anchor)}",
+                      dest.read_text(), re.S)
+        if m and not balanced(m.group(1)):
+            bad.append(f"{md.relative_to(root)}: the snippet {inc} is not whole (unbalanced brackets)")
 
 if bad:
     print("\n".join(bad))

@@ -13,7 +13,8 @@
 //!   learning while rows, features, first-layer width and holders vary; writes `results.md`,
 //!   `results.json` and `scalability-*.png` into OUT_DIR.
 //!
-//! Prints a markdown table.
+//! Prints a markdown table. Relative paths are taken from the workspace root, where these
+//! commands are typed (cargo runs a benchmark from its package's directory).
 
 use spnn_bench::systems::{Data, Setup, markdown, run, spnn, spnn_he};
 
@@ -21,8 +22,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let flag = |f: &str| args.iter().position(|a| a == f);
     if let Some(i) = flag("--suite") {
-        let out =
-            std::path::PathBuf::from(args.get(i + 1).expect("--suite needs an output directory"));
+        let out = user_path(args.get(i + 1).expect("--suite needs an output directory"));
         let setup = Setup::default();
         let data =
             Data::new(spnn::data::embedded::breast_cancer(), setup.holders).expect("embedded data");
@@ -91,8 +91,8 @@ fn census(dir: &str) -> Vec<spnn_bench::systems::Row> {
         lr: 0.05,
         ..Default::default()
     };
-    let p = spnn::data::packaged::census::load(std::path::Path::new(dir), setup.holders)
-        .expect("census data");
+    let p =
+        spnn::data::packaged::census::load(&user_path(dir), setup.holders).expect("census data");
     let data = Data::from_partitioned(p);
     let rows = run(&data, &setup);
     let ss = rows
@@ -105,4 +105,16 @@ fn census(dir: &str) -> Vec<spnn_bench::systems::Row> {
         100.0 * fraction
     );
     rows
+}
+
+/// A path argument as the user meant it: relative to the workspace root.
+fn user_path(arg: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(arg);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path)
+    }
 }

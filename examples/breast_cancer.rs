@@ -102,13 +102,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // ANCHOR_END: train
 
+    // ANCHOR: inference
+    // Inference: the same forward without autodiff; the holders keep no state for a backward.
     let valid = model.clone().valid();
-    let auc = roc_auc(
-        &to_vec(sigmoid(valid.forward(&test)))?,
-        &table.gather_labels(&test)?,
-    );
+    let scores = to_vec(sigmoid(valid.forward(&test)))?;
+    let auc = roc_auc(&scores, &table.gather_labels(&test)?);
+    // Every party stops cleanly; the holders report what they did.
     drop((model, valid));
-    sim.finish()?;
+    for (j, summary) in sim.finish()?.iter().enumerate() {
+        println!(
+            "holder {j}: {} forward steps, {} updates",
+            summary.forwards, summary.updates
+        );
+    }
+    // ANCHOR_END: inference
 
     // The same MLP trained centrally in plaintext Burn on the joined columns, for comparison.
     let joined = Table::join_columns(&holder_tables)?;

@@ -118,10 +118,9 @@ pub fn run(
 
     // 3. The optimiser over the random-selection cells (PrivyNet's strategy).
     let budget = default_budget(&grid, limits);
-    let summary = decide(grid, budget, &experiment.data().owner_test, out, start)?;
-    // ANCHOR_END: pipeline
-    Ok(summary)
+    decide(grid, budget, &experiment.data().owner_test, out, start)
 }
+// ANCHOR_END: pipeline
 
 /// Runs PrivyNet's hierarchical search and brute force on a characterised `grid` under
 /// `budget`, writes the outputs into `out` and prints the decisions.

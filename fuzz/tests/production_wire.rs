@@ -1,6 +1,7 @@
 //! Built as production code is: spnn-burn without the `insecure-test-hooks` feature (the main
-//! workspace's tests turn it on). Such a build's wire protocol knows neither the reveal of `W`
-//! nor seeded randomness: a peer that sends either is refused at decoding.
+//! workspace's tests turn it on). Such a build's wire protocol knows neither the reveal of `W`,
+//! seeded randomness nor unmasked bottom-model outputs: a peer that sends any is refused at
+//! decoding.
 //!
 //! `cargo test --manifest-path fuzz/Cargo.toml --test production_wire` (CI runs it).
 
@@ -21,6 +22,13 @@ fn production_builds_refuse_the_test_hooks_on_the_wire() {
         config: SpnnConfig::default(),
         resume: None,
     });
+    // A Setup proposing unmasked outputs (the split-learning baseline's layer kind) does not
+    // decode either: widths (8 + 2·4) + output 4, then the kind.
+    let mut unmasked = setup.clone();
+    assert_eq!(unmasked[8 + 8 + 4], 0, "PrivateLinear");
+    unmasked[8 + 8 + 4] = 2;
+    let e = decode_exact::<Setup>(&unmasked).unwrap_err().to_string();
+    assert!(e.contains("layer kind"), "{e}");
     // widths (8 + 2·4) + output 4 + kind 1 + frac 4 + scale 1 + momentum 8 + dealer 1 +
     // labels 1: the randomness tag.
     let at = 8 + 8 + 4 + 1 + 4 + 1 + 8 + 1 + 1;

@@ -110,9 +110,9 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut md = String::new();
     for (name, rows) in &report.tables {
-        md += &format!("## {name}\n\n{}\n", crate::systems::markdown(rows));
+        md += &format!("### {name}\n\n{}\n", crate::systems::markdown(rows));
     }
-    md += "## Scalability (synthetic; base 5000 rows, 40 features, width 64, 2 holders, batch 256)\n\n| parameter | value | split learning s / epoch | SPNN-SS s / epoch | ratio |\n|---|---|---|---|---|\n";
+    md += "### Scalability (synthetic; base 5000 rows, 40 features, width 64, 2 holders, batch 256)\n\n| parameter | value | split learning s / epoch | SPNN-SS s / epoch | ratio |\n|---|---|---|---|---|\n";
     for p in &report.scalability {
         md += &format!(
             "| {} | {} | {:.3} | {:.3} | {:.1} |\n",

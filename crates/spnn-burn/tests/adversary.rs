@@ -520,6 +520,79 @@ fn a_session_cannot_rewind_its_steps() {
     sim.finish().unwrap();
 }
 
+/// A holder's bottom model for the raw-server test: one linear map.
+#[derive(burn::module::Module, Debug)]
+struct OneLinear {
+    w: burn::nn::Linear,
+}
+
+impl spnn_burn::BottomModel for OneLinear {
+    fn forward(&self, x: burn::tensor::Tensor<2>) -> burn::tensor::Tensor<2> {
+        self.w.forward(x)
+    }
+}
+
+#[test]
+fn holders_refuse_a_forward_step_that_does_not_increase() {
+    // A server that repeated a step would get two outputs under one mask, whose difference is
+    // the masks' absence. Played here by hand over the wire, against real holders.
+    use spnn_burn::messages::{Hello, LayerKind, MaskedOutput};
+    let r = Data::new(2);
+    let roster = spnn_net::Roster::spnn(2, false).unwrap();
+    let nets = Network::in_memory(
+        &roster,
+        NetworkConfig::new(31).with_timeout(std::time::Duration::from_secs(20)),
+    );
+    let holders: Vec<_> = r
+        .holders
+        .iter()
+        .cloned()
+        .zip(nets[1..].iter().cloned())
+        .map(|(t, net)| {
+            std::thread::spawn(move || {
+                let device = device();
+                let w = burn::nn::LinearConfig::new(t.cols(), 4).init(&device);
+                spnn_burn::run_bottom_holder(
+                    net,
+                    t,
+                    OneLinear { w },
+                    burn::optim::SgdConfig::new().init(),
+                    device,
+                    spnn_burn::HolderOptions::default(),
+                )
+            })
+        })
+        .collect();
+    let server = &nets[0];
+    let ids: Vec<PartyId> = (1..=2).map(PartyId).collect();
+    let widths: Vec<u32> = ids
+        .iter()
+        .map(|&p| server.recv::<Hello>(p).unwrap().width)
+        .collect();
+    let setup = Setup {
+        widths,
+        output: 4,
+        kind: LayerKind::BottomModels,
+        config: SpnnConfig::default(),
+        resume: None,
+    };
+    server.broadcast(&ids, &setup).unwrap();
+    let forward = |step| Command::Forward {
+        step,
+        ids: r.test[..3].to_vec(),
+        train: false,
+    };
+    server.broadcast(&ids, &forward(5)).unwrap();
+    for &p in &ids {
+        assert_eq!(server.recv::<MaskedOutput>(p).unwrap().0.shape(), (3, 4));
+    }
+    server.broadcast(&ids, &forward(5)).unwrap();
+    for h in holders {
+        let e = h.join().unwrap().unwrap_err().to_string();
+        assert!(e.contains("steps must increase"), "{e}");
+    }
+}
+
 #[test]
 fn the_server_receives_nothing_but_hellos_and_z_shares() {
     let r = run(3, SpnnConfig::default(), |d| d);

@@ -32,9 +32,12 @@ pub fn all_to_all(net: &Network, rows: usize, cols: usize) {
     for &p in &peers {
         net.send(p, &payload(me, p, rows, cols)).unwrap(); // any type implementing `Message`
     }
-    for &p in &peers {
-        let got: RingMatrix = net.recv(p).unwrap(); // waits at most the network's timeout
-        // ANCHOR_END: send_recv
+    let received: Vec<RingMatrix> = peers
+        .iter()
+        .map(|&p| net.recv(p).unwrap()) // each waits at most the network's timeout
+        .collect();
+    // ANCHOR_END: send_recv
+    for (&p, got) in peers.iter().zip(received) {
         assert_eq!(got, payload(p, me, rows, cols), "{me} from {p}");
     }
 }
