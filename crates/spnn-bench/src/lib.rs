@@ -2,15 +2,22 @@
 //!
 //! What spnn's benchmarks and workspace-level tests share (not published):
 //!
-//! - [`systems`]: one model trained by every system on the same data and batches — plaintext
+//! - `systems`: one model trained by every system on the same data and batches — plaintext
 //!   Burn, plain split learning (a bottom-model session whose holders send their outputs
 //!   unmasked), SPNN-SS in memory and over mutual TLS, SPNN-HE — each measured in time, AUC,
 //!   traffic and peak memory;
-//! - [`report`]: the suite's scalability grid, markdown and JSON results and PNG plots.
+//! - `report`: the suite's scalability grid, markdown and JSON results and PNG plots.
 //!
 //! Its targets live in the workspace's `benches/`, `tests/` and `examples/` directories:
 //! `cargo bench -p spnn-bench --bench spnn_ss`, `cargo run -p spnn-bench --release --example
 //! privynet_fashion`.
+//!
+//! Both modules need the `insecure-baselines` feature (spnn-burn's test hooks, for the unmasked
+//! split-learning baseline), which only this crate's own targets turn on; built as a plain
+//! dependency — as `cargo build --workspace` builds it — the library is empty, and the hooks
+//! stay out of every other binary of the workspace.
 
+#[cfg(feature = "insecure-baselines")]
 pub mod report;
+#[cfg(feature = "insecure-baselines")]
 pub mod systems;

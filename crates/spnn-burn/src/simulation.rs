@@ -154,9 +154,10 @@ fn launch(
             "either every holder has a bottom model or none has".into(),
         ));
     }
-    // The dealer accepts seeded randomness only if every holder does.
+    // The dealer accepts an insecure proposal only if every holder does.
     let dealer_policy = PartyPolicy {
         allow_insecure_randomness: holders.iter().all(|h| h.policy.allow_insecure_randomness),
+        allow_unmasked_outputs: holders.iter().all(|h| h.policy.allow_unmasked_outputs),
         ..PartyPolicy::default()
     };
     let handles = holders

@@ -299,6 +299,14 @@ fn start(
         return Err(SpnnError::Config(format!("{} is not a holder", net.me())));
     };
     let roster = net.roster().clone();
+    // With one holder the zero-sharing mask would be zero: its output would reach the server
+    // as it is.
+    if roster.holders().len() < 2 {
+        return Err(SpnnError::Config(format!(
+            "{} holders in the roster; SPNN needs at least 2",
+            roster.holders().len()
+        )));
+    }
     let server = roster.id_of(Role::Server)?;
     net.send(
         server,
