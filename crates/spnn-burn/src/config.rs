@@ -33,6 +33,17 @@ pub enum GradientScale {
     Fixed(f32),
 }
 
+impl GradientScale {
+    /// The public factor `c` for a batch of `batch` samples: what the server multiplies `G`
+    /// by, and what the dealer foresees its truncation triples for.
+    pub fn factor(self, batch: usize) -> f64 {
+        match self {
+            Self::BatchSize => batch as f64,
+            Self::Fixed(c) => f64::from(c),
+        }
+    }
+}
+
 impl Codec for GradientScale {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {

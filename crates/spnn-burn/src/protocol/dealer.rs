@@ -155,10 +155,7 @@ impl DealerEngine {
             handle: std::thread::spawn(move || params.triple(next, batch, train)),
         });
         if train {
-            let scale = match self.params.config.gradient_scale {
-                crate::config::GradientScale::BatchSize => batch as f64,
-                crate::config::GradientScale::Fixed(c) => f64::from(c),
-            };
+            let scale = self.params.config.gradient_scale.factor(batch);
             let shifts = backward_shifts(&self.params.config, scale)?;
             self.prefetch_truncations((BACKWARD, step, shifts));
         }

@@ -13,7 +13,7 @@ use spnn_net::{FloatMatrix, MeterSnapshot, Network, PartyId, Role};
 use super::bounds::Bounds;
 use super::bundle;
 use super::dealer::{DealerEngine, DealerParams};
-use crate::config::{DealerMode, GradientScale, LabelMode, Protocol, SpnnConfig};
+use crate::config::{DealerMode, LabelMode, Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::*;
 
@@ -366,7 +366,7 @@ impl ServerSession {
     }
 
     /// Sends the boundary gradient `G = ∂L/∂Z` (B × h, row-major) back as random additive
-    /// shares, scaled by the public factor of [`GradientScale`].
+    /// shares, scaled by the public factor of [`crate::GradientScale`].
     pub fn backward(&self, grad: &[f32]) -> Result<()> {
         let mut s = self.lock();
         let (step, b) = s
@@ -394,10 +394,7 @@ impl ServerSession {
             }
             return Ok(());
         }
-        let scale = match s.config.gradient_scale {
-            GradientScale::BatchSize => b as f64,
-            GradientScale::Fixed(c) => c as f64,
-        };
+        let scale = s.config.gradient_scale.factor(b);
         // The holders would stop at this batch's backward: say so here, before any message.
         if s.config.protocol == Protocol::SecretSharing {
             super::bounds::ring_bits(
