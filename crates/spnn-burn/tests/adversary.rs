@@ -532,64 +532,191 @@ impl spnn_burn::BottomModel for OneLinear {
     }
 }
 
-#[test]
-fn holders_refuse_a_forward_step_that_does_not_increase() {
-    // A server that repeated a step would get two outputs under one mask, whose difference is
-    // the masks' absence. Played here by hand over the wire, against real holders.
-    use spnn_burn::messages::{Hello, LayerKind, MaskedOutput};
-    let r = Data::new(2);
+/// A server played by hand over the wire against two real bottom-model holders of `data`,
+/// each with a seeded `OneLinear` of `h` outputs whose copy the test keeps (to know the truth);
+/// set up with `kind`. Returns the server's network, the holders' threads and their models.
+struct RawBottomSession {
+    server: Network,
+    holders: Vec<PartyId>,
+    threads: Vec<std::thread::JoinHandle<spnn_burn::Result<spnn_burn::HolderSummary>>>,
+    models: Vec<OneLinear>,
+}
+
+fn raw_bottom_session(
+    data: &Data,
+    h: usize,
+    kind: spnn_burn::messages::LayerKind,
+    policy: spnn_burn::PartyPolicy,
+) -> RawBottomSession {
+    use spnn_burn::messages::Hello;
     let roster = spnn_net::Roster::spnn(2, false).unwrap();
     let nets = Network::in_memory(
         &roster,
         NetworkConfig::new(31).with_timeout(std::time::Duration::from_secs(20)),
     );
-    let holders: Vec<_> = r
+    let seeded = device();
+    seeded.seed(5);
+    let models: Vec<OneLinear> = data
+        .holders
+        .iter()
+        .map(|t| OneLinear {
+            w: burn::nn::LinearConfig::new(t.cols(), h).init(&seeded),
+        })
+        .collect();
+    let threads = data
         .holders
         .iter()
         .cloned()
         .zip(nets[1..].iter().cloned())
-        .map(|(t, net)| {
+        .zip(models.clone())
+        .map(|((t, net), model)| {
+            let options = spnn_burn::HolderOptions {
+                policy: policy.clone(),
+                ..Default::default()
+            };
             std::thread::spawn(move || {
-                let device = device();
-                let w = burn::nn::LinearConfig::new(t.cols(), 4).init(&device);
                 spnn_burn::run_bottom_holder(
                     net,
                     t,
-                    OneLinear { w },
+                    model,
                     burn::optim::SgdConfig::new().init(),
-                    device,
-                    spnn_burn::HolderOptions::default(),
+                    device(),
+                    options,
                 )
             })
         })
         .collect();
-    let server = &nets[0];
-    let ids: Vec<PartyId> = (1..=2).map(PartyId).collect();
-    let widths: Vec<u32> = ids
+    let server = nets[0].clone();
+    let holders: Vec<PartyId> = (1..=2).map(PartyId).collect();
+    let widths: Vec<u32> = holders
         .iter()
         .map(|&p| server.recv::<Hello>(p).unwrap().width)
         .collect();
     let setup = Setup {
         widths,
-        output: 4,
-        kind: LayerKind::BottomModels,
+        output: h as u32,
+        kind,
         config: SpnnConfig::default(),
         resume: None,
     };
-    server.broadcast(&ids, &setup).unwrap();
+    server.broadcast(&holders, &setup).unwrap();
+    RawBottomSession {
+        server,
+        holders,
+        threads,
+        models,
+    }
+}
+
+#[test]
+fn holders_refuse_a_forward_step_that_does_not_increase() {
+    // A server that repeated a step would get two outputs under one mask, whose difference is
+    // the masks' absence. Played here by hand over the wire, against real holders.
+    use spnn_burn::messages::{LayerKind, MaskedOutput};
+    let r = Data::new(2);
+    let s = raw_bottom_session(&r, 4, LayerKind::BottomModels, Default::default());
     let forward = |step| Command::Forward {
         step,
         ids: r.test[..3].to_vec(),
         train: false,
     };
-    server.broadcast(&ids, &forward(5)).unwrap();
-    for &p in &ids {
-        assert_eq!(server.recv::<MaskedOutput>(p).unwrap().0.shape(), (3, 4));
+    s.server.broadcast(&s.holders, &forward(5)).unwrap();
+    for &p in &s.holders {
+        assert_eq!(s.server.recv::<MaskedOutput>(p).unwrap().0.shape(), (3, 4));
     }
-    server.broadcast(&ids, &forward(5)).unwrap();
-    for h in holders {
+    s.server.broadcast(&s.holders, &forward(5)).unwrap();
+    for h in s.threads {
         let e = h.join().unwrap().unwrap_err().to_string();
         assert!(e.contains("steps must increase"), "{e}");
+    }
+}
+
+/// The server's whole view of one bottom-model forward of `ids`: what each holder sent, next to
+/// each holder's true output (encoded), computed from the test's copy of its model.
+fn bottom_view(
+    kind: spnn_burn::messages::LayerKind,
+    policy: spnn_burn::PartyPolicy,
+) -> (Vec<RingMatrix>, Vec<RingMatrix>) {
+    use spnn_burn::messages::MaskedOutput;
+    let r = Data::new(2);
+    let (h, ids) = (16, r.test[..64].to_vec());
+    let s = raw_bottom_session(&r, h, kind, policy);
+    let fp = FixedPoint::new(SpnnConfig::default().frac_bits).unwrap();
+    let truth: Vec<RingMatrix> = r
+        .holders
+        .iter()
+        .zip(&s.models)
+        .map(|(t, m)| {
+            let x = spnn_burn::tensor::matrix(
+                t.gather(&ids).unwrap(),
+                ids.len(),
+                t.cols(),
+                &device().inner(),
+            );
+            let out =
+                spnn_burn::tensor::to_vec(burn::module::Module::valid(m).w.forward(x)).unwrap();
+            fp.encode_matrix(ids.len(), h, &out).unwrap()
+        })
+        .collect();
+    let cmd = Command::Forward {
+        step: 1,
+        ids,
+        train: false,
+    };
+    s.server.broadcast(&s.holders, &cmd).unwrap();
+    let view = s
+        .holders
+        .iter()
+        .map(|&p| s.server.recv::<MaskedOutput>(p).unwrap().0)
+        .collect();
+    s.server.broadcast(&s.holders, &Command::Shutdown).unwrap();
+    for t in s.threads {
+        t.join().unwrap().unwrap();
+    }
+    (view, truth)
+}
+
+#[test]
+fn a_server_learns_only_the_sum_of_the_bottom_model_outputs() {
+    use spnn_burn::messages::LayerKind;
+    let config = SpnnConfig::default();
+    let fp = FixedPoint::new(config.frac_bits).unwrap();
+    let sum = |m: &[RingMatrix]| {
+        let mut s = m[0].clone();
+        s.add_assign(&m[1]).unwrap();
+        fp.decode_matrix(&s)
+    };
+    // Masked: each holder's message, read as its output, is no better than a guess; their sum
+    // is the sum of the outputs (to the encoding's rounding).
+    let (view, truth) = bottom_view(LayerKind::BottomModels, Default::default());
+    for (j, (v, t)) in view.iter().zip(&truth).enumerate() {
+        assert_baseline(
+            &score(Some(v), t, &config),
+            &format!("holder {j}'s output from its masked message"),
+        );
+    }
+    for (a, b) in sum(&view).iter().zip(sum(&truth)) {
+        assert!((a - b).abs() < 1e-3, "sum {a} against {b}");
+    }
+    // The same view with the protection removed (the split-learning baseline's unmasked
+    // kind, which the holders accept only because their policy says so): the message is the
+    // output.
+    let consenting = spnn_burn::PartyPolicy {
+        allow_unmasked_outputs: true,
+        ..Default::default()
+    };
+    let (view, truth) = bottom_view(LayerKind::UnmaskedBottomModelsForBaselines, consenting);
+    for (j, (v, t)) in view.iter().zip(&truth).enumerate() {
+        let (got, want) = (fp.decode_matrix(v), fp.decode_matrix(t));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-3,
+            "holder {j}: the unmasked message is its output ({worst})"
+        );
     }
 }
 
