@@ -22,6 +22,7 @@ PAGES = {
                         "bench/before-issue-13.md", "bench/cold-build.md",
                         "bench/synthetic.md", "privynet/run-output.txt",
                         "privynet/quick-output.txt"], None),
+    "label-holder.md": (["bench/labels/results.md"], "Measured trade-off"),
     "privynet.md": (["privynet/results.md", "privynet/run-output.txt",
                      "privynet/quick-output.txt", "privynet/optimiser-runs.txt"], "Results"),
 }

@@ -18,6 +18,8 @@
 
 use spnn_bench::systems::{Data, Setup, markdown, run, spnn, spnn_he};
 
+use spnn_bench::user_path;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let flag = |f: &str| args.iter().position(|a| a == f);
@@ -105,16 +107,4 @@ fn census(dir: &str) -> Vec<spnn_bench::systems::Row> {
         100.0 * fraction
     );
     rows
-}
-
-/// A path argument as the user meant it: relative to the workspace root.
-fn user_path(arg: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(arg);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join(path)
-    }
 }

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use spnn::burn::metrics::roc_auc;
 use spnn::burn::simulation::{self, HolderSpec};
 use spnn::burn::tensor::to_vec;
-use spnn::burn::{BottomModel, SecureAggregation, SecureAggregationConfig, SessionSpec};
+use spnn::burn::{LocalModel, SecureAggregation, SecureAggregationConfig, SessionSpec};
 use spnn::data::{VerticalPartition, embedded::breast_cancer};
 use spnn::net::NetworkConfig;
 
@@ -25,7 +25,7 @@ struct Bottom {
     layer: Linear,
 }
 
-impl BottomModel for Bottom {
+impl LocalModel for Bottom {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         relu(self.layer.forward(x))
     }

@@ -6,7 +6,9 @@
 //!   Burn, plain split learning (a bottom-model session whose holders send their outputs
 //!   unmasked), SPNN-SS in memory and over mutual TLS, SPNN-HE — each measured in time, AUC,
 //!   traffic and peak memory;
-//! - `report`: the suite's scalability grid, markdown and JSON results and PNG plots.
+//! - `report`: the suite's scalability grid, markdown and JSON results and PNG plots;
+//! - `labels`: label leakage to the server against the label holder's defences (trade-off
+//!   tables and plots).
 //!
 //! Its targets live in the workspace's `benches/`, `tests/` and `examples/` directories:
 //! `cargo bench -p spnn-bench --bench spnn_ss`, `cargo run -p spnn-bench --release --example
@@ -18,6 +20,22 @@
 //! stay out of every other binary of the workspace.
 
 #[cfg(feature = "insecure-baselines")]
+pub mod labels;
+#[cfg(feature = "insecure-baselines")]
 pub mod report;
 #[cfg(feature = "insecure-baselines")]
 pub mod systems;
+
+/// A path argument of a benchmark or example as the user meant it: relative paths from the
+/// workspace root (where the README's commands run), whatever directory cargo runs the target
+/// in.
+pub fn user_path(arg: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(arg);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path)
+    }
+}

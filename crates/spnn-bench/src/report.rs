@@ -11,7 +11,7 @@ use spnn_net::{Network, NetworkConfig, Roster};
 
 use crate::systems::{Data, Row, Setup, split_learning, spnn};
 
-static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
+pub(crate) static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
 
 /// One scalability measurement: seconds per epoch of plain split learning and SPNN-SS at one
 /// value of one parameter, the others at their base values.

@@ -16,7 +16,7 @@ use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
 use spnn_burn::{
-    BottomModel, PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
+    LocalModel, PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
     SecureAggregationConfig, ServerSession, SessionSpec, SpnnConfig,
 };
 use spnn_data::Table;
@@ -290,7 +290,7 @@ struct Bottom {
     w: Linear,
 }
 
-impl BottomModel for Bottom {
+impl LocalModel for Bottom {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.w.forward(x)
     }

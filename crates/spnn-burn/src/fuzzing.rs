@@ -54,7 +54,7 @@ pub fn message(selector: u8, bytes: &[u8]) {
         k if k == MaskedOutput::KIND => drop(round_trip::<MaskedOutput>(bytes)),
         k if k == BottomGradient::KIND => drop(round_trip::<BottomGradient>(bytes)),
         k if k == HeadReport::KIND => drop(round_trip::<HeadReport>(bytes)),
-        k if k == Metrics::KIND => drop(round_trip::<Metrics>(bytes)),
+        k if k == MetricsReport::KIND => drop(round_trip::<MetricsReport>(bytes)),
         k if k == Ack::KIND => drop(round_trip::<Ack>(bytes)),
         k if k == PaillierKey::KIND => {
             if let Some(PaillierKey(n, h_s)) = round_trip::<PaillierKey>(bytes) {
@@ -96,7 +96,7 @@ pub fn checkpoint(bytes: &[u8], payload: &[u8]) {
     let sealed = crate::checkpoint::seal(payload, &key, path);
     let opened = crate::checkpoint::open_sealed(&sealed, &key, path).expect("own seal");
     assert_eq!(opened, payload);
-    if let Ok((_, _, _, state)) = crate::protocol::holder::parse_checkpoint(payload) {
+    if let Ok((_, _, _, state, _)) = crate::protocol::holder::parse_checkpoint(payload) {
         let _ = crate::protocol::holder::ss::parse_state(&state, (3, 2));
         let _ = crate::protocol::holder::he::parse_state(&state, (3, 2));
     }
@@ -174,14 +174,17 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ),
         (ZShare::KIND, encode_to_vec(&ZShare(m.clone()))),
         (Activations::KIND, encode_to_vec(&Activations(f.clone()))),
-        (HeadReport::KIND, encode_to_vec(&HeadReport { loss: 0.25 })),
         (
-            Metrics::KIND,
-            encode_to_vec(&Metrics {
+            HeadReport::KIND,
+            encode_to_vec(&HeadReport { loss: Some(0.25) }),
+        ),
+        (
+            MetricsReport::KIND,
+            encode_to_vec(&MetricsReport(Some(Metrics {
                 auc: 0.9,
                 loss: 0.3,
                 count: 7,
-            }),
+            }))),
         ),
         (
             PaillierKey::KIND,

@@ -10,7 +10,7 @@
 //! - [`ServerSession`], [`run_holder`], [`run_dealer`]: the parties.
 //! - [`simulation`]: every party in one process over in-memory channels.
 
-pub mod bottom;
+pub mod attack;
 pub mod checkpoint;
 pub mod config;
 pub mod cost;
@@ -18,6 +18,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod head;
+pub mod local;
 pub mod messages;
 pub mod metrics;
 pub mod ops;
@@ -27,10 +28,10 @@ pub mod simulation;
 pub mod tensor;
 pub mod train;
 
-pub use bottom::BottomModel;
 pub use config::{DealerMode, GradientScale, LabelMode, Protocol, Randomness, SpnnConfig};
 pub use error::{Result, SpnnError};
-pub use head::{BinaryCrossEntropyHead, LabelHead};
+pub use head::{LabelDefence, LabelHead, LabelReports, MetricsLog, TopLayers};
+pub use local::LocalModel;
 pub use private_linear::{
     PrivateLinear, PrivateLinearConfig, SecureAggregation, SecureAggregationConfig,
 };

@@ -326,11 +326,12 @@ impl Message for Setup {
     const NAME: &'static str = "setup";
 }
 
-/// A label holder's report on one batch: the loss, for progress display.
+/// A label holder's report on one batch, after every `Activations`: the batch loss if the label
+/// holder's `LabelReports` allow it, else nothing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HeadReport {
-    /// Mean loss of the batch.
-    pub loss: f64,
+    /// Mean loss of the batch, if reported.
+    pub loss: Option<f64>,
 }
 
 impl Codec for HeadReport {
@@ -339,7 +340,7 @@ impl Codec for HeadReport {
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
         Ok(Self {
-            loss: f64::read(r)?,
+            loss: Option::<f64>::read(r)?,
         })
     }
 }
@@ -375,9 +376,23 @@ impl Codec for Metrics {
     }
 }
 
-impl Message for Metrics {
+/// The label holder's answer to `Command::Evaluate`: its metrics if its `LabelReports` allow
+/// it, else nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetricsReport(pub Option<Metrics>);
+
+impl Codec for MetricsReport {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
+        Ok(Self(Option::<Metrics>::read(r)?))
+    }
+}
+
+impl Message for MetricsReport {
     const KIND: u16 = 0x0121;
-    const NAME: &'static str = "metrics";
+    const NAME: &'static str = "metrics report";
 }
 
 /// An acknowledgement: the party finished the command (used where the server must not run
@@ -415,7 +430,7 @@ pub const KINDS: &[(u16, &str)] = &[
     (MaskedOutput::KIND, MaskedOutput::NAME),
     (BottomGradient::KIND, BottomGradient::NAME),
     (HeadReport::KIND, HeadReport::NAME),
-    (Metrics::KIND, Metrics::NAME),
+    (MetricsReport::KIND, MetricsReport::NAME),
     (Ack::KIND, Ack::NAME),
     (
         crate::protocol::he::EncryptedShare::KIND,
@@ -497,12 +512,14 @@ mod tests {
                 resume: Some("x".into()),
             });
         }
-        round_trip(HeadReport { loss: 0.5 });
-        round_trip(Metrics {
+        round_trip(HeadReport { loss: Some(0.5) });
+        round_trip(HeadReport { loss: None });
+        round_trip(MetricsReport(Some(Metrics {
             auc: 0.99,
             loss: 0.1,
             count: 114,
-        });
+        })));
+        round_trip(MetricsReport(None));
         round_trip(Opening(vec![RingMatrix::zeros(2, 3)]));
         assert!(decode_exact::<Command>(&[9]).is_err());
     }

@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 use spnn_data::Table;
 use spnn_net::{Network, NetworkConfig, Roster};
 
-use crate::bottom::BottomModel;
 use crate::config::DealerMode;
 use crate::error::{Result, SpnnError};
+use crate::local::LocalModel;
 use crate::protocol::dealer::run_dealer;
 use crate::protocol::holder::{
     HolderLabels, HolderOptions, HolderSummary, run_bottom_holder, run_holder,
@@ -70,7 +70,7 @@ impl HolderSpec {
 
     /// The same holder running its own Burn bottom `model`, trained by `optim` on the autodiff
     /// `device`.
-    pub fn with_bottom_model<M: BottomModel>(
+    pub fn with_bottom_model<M: LocalModel>(
         mut self,
         model: M,
         optim: ModuleOptimizer,
@@ -147,6 +147,9 @@ fn launch(
             holders.len(),
             if separate { " and a dealer" } else { "" }
         )));
+    }
+    for labels in holders.iter().filter_map(|h| h.labels.as_ref()) {
+        labels.defence.validate()?;
     }
     let bottoms = holders.iter().filter(|h| h.bottom.is_some()).count();
     if bottoms != 0 && bottoms != holders.len() {

@@ -10,11 +10,12 @@ use crate::tensor::{matrix, to_vec};
 /// Label-holder mode, training: sends the model's top activations (`[B, c]`, on an autodiff
 /// device) to the label holder, and back-propagates the gradient it returns through the
 /// server's layers — and from there, through `PrivateLinear`, to the holders. Returns the
-/// gradients (for `GradientsParams::from_grads`) and the batch loss the label holder reports.
+/// gradients (for `GradientsParams::from_grads`) and the batch loss if the label holder reports
+/// losses.
 pub fn backward_from_label_holder(
     session: &ServerSession,
     activations: Tensor<2>,
-) -> Result<(Gradients, f64)> {
+) -> Result<(Gradients, Option<f64>)> {
     let [rows, cols] = activations.dims();
     let host = FloatMatrix::new(rows, cols, to_vec(activations.clone())?)
         .map_err(|_| SpnnError::NonFinite("activations"))?;
@@ -28,9 +29,12 @@ pub fn backward_from_label_holder(
     Ok((grads, loss))
 }
 
-/// Label-holder mode, evaluation: sends activations for the label holder to score; the loss
-/// comes back, the predictions stay with the label holder.
-pub fn evaluate_at_label_holder(session: &ServerSession, activations: Tensor<2>) -> Result<f64> {
+/// Label-holder mode, evaluation: sends activations for the label holder to score. The
+/// predictions stay with the label holder; the loss comes back if it reports losses.
+pub fn evaluate_at_label_holder(
+    session: &ServerSession,
+    activations: Tensor<2>,
+) -> Result<Option<f64>> {
     let [rows, cols] = activations.dims();
     let host = FloatMatrix::new(rows, cols, to_vec(activations)?)
         .map_err(|_| SpnnError::NonFinite("activations"))?;

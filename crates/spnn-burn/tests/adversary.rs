@@ -526,7 +526,7 @@ struct OneLinear {
     w: burn::nn::Linear,
 }
 
-impl spnn_burn::BottomModel for OneLinear {
+impl spnn_burn::LocalModel for OneLinear {
     fn forward(&self, x: burn::tensor::Tensor<2>) -> burn::tensor::Tensor<2> {
         self.w.forward(x)
     }

@@ -44,19 +44,32 @@ fn train_steps(
     grads
 }
 
-/// The 8-byte fixed-point encodings and 4-byte f32 encodings of every feature value of a
-/// holder (values that are not tiny, so they are distinctive).
-fn fingerprints(table: &spnn_data::Table) -> (HashSet<[u8; 8]>, HashSet<[u8; 4]>) {
+/// The 8-byte fixed-point encodings of every feature value of a holder (values that are not
+/// tiny, so they are distinctive), and the f32 encodings of every two adjacent values of a row.
+/// Single f32 values are too few bits to search for: thousands of activations meet thousands of
+/// features by chance (about 2^-25 per pair); a copied row shows as adjacent pairs.
+fn fingerprints(table: &spnn_data::Table) -> (HashSet<[u8; 8]>, HashSet<[u8; 8]>) {
     let fp = FixedPoint::default();
     let mut fixed = HashSet::new();
     let mut floats = HashSet::new();
     for &v in table.data() {
         if v.abs() > 0.01 {
             fixed.insert(fp.encode(v as f64).unwrap().to_le_bytes());
-            floats.insert(v.to_le_bytes());
+        }
+    }
+    for row in table.data().chunks(table.cols()) {
+        for w in row.windows(2) {
+            floats.insert(pair(w[0], w[1]));
         }
     }
     (fixed, floats)
+}
+
+fn pair(a: f32, b: f32) -> [u8; 8] {
+    let mut out = [0; 8];
+    out[..4].copy_from_slice(&a.to_le_bytes());
+    out[4..].copy_from_slice(&b.to_le_bytes());
+    out
 }
 
 fn check_transcripts(k: usize, config: SpnnConfig) -> Vec<spnn_net::Network> {
@@ -78,7 +91,7 @@ fn check_transcripts(k: usize, config: SpnnConfig) -> Vec<spnn_net::Network> {
         ZShare::KIND,
         spnn_burn::messages::HeadGradient::KIND,
         spnn_burn::messages::HeadReport::KIND,
-        spnn_burn::messages::Metrics::KIND,
+        spnn_burn::messages::MetricsReport::KIND,
     ]
     .into();
     let server_log = nets[0].transcript();
@@ -150,6 +163,8 @@ fn check_transcripts(k: usize, config: SpnnConfig) -> Vec<spnn_net::Network> {
                 .iter()
                 .any(|v| fixed.contains(&v.to_le_bytes()))
         );
+        let row = &table.data()[..table.cols()];
+        assert!(row.windows(2).any(|w| floats.contains(&pair(w[0], w[1]))));
         for (p, net) in nets.iter().enumerate() {
             if p == owner + 1 {
                 continue;
@@ -167,7 +182,10 @@ fn check_transcripts(k: usize, config: SpnnConfig) -> Vec<spnn_net::Network> {
                     );
                 }
                 if let Some(f) = float_matrix(&r) {
-                    let hit = f.data.iter().any(|v| floats.contains(&v.to_le_bytes()));
+                    let hit = f
+                        .data
+                        .windows(2)
+                        .any(|w| floats.contains(&pair(w[0], w[1])));
                     assert!(
                         !hit,
                         "a raw feature of holder {owner} reached party {p} (kind {:#06x})",

@@ -15,7 +15,7 @@ use spnn_burn::messages::MaskedOutput;
 use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec};
 use spnn_burn::tensor::{matrix, to_vec};
-use spnn_burn::{BottomModel, SecureAggregation, SecureAggregationConfig, SessionSpec, SpnnConfig};
+use spnn_burn::{LocalModel, SecureAggregation, SecureAggregationConfig, SessionSpec, SpnnConfig};
 use spnn_net::NetworkConfig;
 use spnn_net::codec::{Message, decode_exact};
 
@@ -27,7 +27,7 @@ struct Bottom {
     layer: Linear,
 }
 
-impl BottomModel for Bottom {
+impl LocalModel for Bottom {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         relu(self.layer.forward(x))
     }

@@ -3,8 +3,6 @@
 
 mod common;
 
-use burn::optim::SgdConfig;
-use burn::optim::momentum::MomentumConfig;
 use common::*;
 use spnn_burn::{DealerMode, LabelMode, Protocol, SpnnConfig};
 
@@ -13,21 +11,6 @@ const EPOCHS: usize = 10;
 /// (the benchmark runs the full ten).
 const HE_EPOCHS: usize = 3;
 const LR: f64 = 0.1;
-
-fn optimizer(momentum: f64) -> burn::optim::ModuleOptimizer {
-    if momentum > 0.0 {
-        // spnn's secure momentum is v ← μv + g (no dampening), W ← W − ηv.
-        SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(0.0),
-            ))
-            .init()
-    } else {
-        sgd()
-    }
-}
 
 fn parity(k: usize, config: SpnnConfig) {
     let epochs = if config.protocol == Protocol::Paillier {

@@ -10,7 +10,9 @@ use burn::optim::momentum::MomentumConfig;
 use common::*;
 use spnn_burn::checkpoint::server as server_ckpt;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
-use spnn_burn::{Randomness, SessionSpec, SpnnConfig};
+use spnn_burn::{
+    HolderLabels, LabelDefence, LabelMode, Randomness, SessionSpec, SpnnConfig, TopLayers,
+};
 use spnn_net::NetworkConfig;
 
 fn config() -> SpnnConfig {
@@ -21,6 +23,23 @@ fn config() -> SpnnConfig {
         .with_randomness(Randomness::InsecureSeededForTests(77))
 }
 
+/// Labels at the server, or at holder 0 behind its top layer with the default defence plus
+/// randomised response (so its checkpoint must carry the top layer and the response seed).
+#[derive(Clone, Copy, PartialEq)]
+enum Labels {
+    Server,
+    Holder,
+}
+
+impl Labels {
+    fn config(self) -> SpnnConfig {
+        match self {
+            Labels::Server => config(),
+            Labels::Holder => config().with_labels(LabelMode::Holder(0)),
+        }
+    }
+}
+
 fn optimizer() -> burn::optim::ModuleOptimizer {
     SgdConfig::new()
         .with_momentum(Some(
@@ -29,18 +48,36 @@ fn optimizer() -> burn::optim::ModuleOptimizer {
         .init()
 }
 
-fn start_at(data: &Data, dir: &std::path::Path, resume: Option<&str>) -> Simulation {
+fn start_at(
+    data: &Data,
+    dir: &std::path::Path,
+    resume: Option<&str>,
+    labels: Labels,
+) -> Simulation {
+    let config = labels.config();
     let holders = data
         .holders
         .iter()
-        .map(|t| HolderSpec {
+        .enumerate()
+        .map(|(i, t)| HolderSpec {
             checkpoint_dir: Some(dir.to_path_buf()),
             allow_insecure_reveal: true,
-            policy: test_policy(config()),
+            policy: test_policy(config),
+            labels: (labels == Labels::Holder && i == 0).then(|| {
+                let top = TopLayers::new(
+                    Top {
+                        out: out_layer(&device()),
+                    },
+                    optimizer(),
+                    device(),
+                );
+                HolderLabels::new(data.labels.clone(), top)
+                    .with_defence(LabelDefence::default().with_randomised_response(2.0))
+            }),
             ..HolderSpec::new(t.clone())
         })
         .collect();
-    let mut spec = SessionSpec::new(HIDDEN[0]).with_config(config());
+    let mut spec = SessionSpec::new(HIDDEN[0]).with_config(config);
     if let Some(tag) = resume {
         spec = spec.resuming(tag);
     }
@@ -52,17 +89,27 @@ fn start_at(data: &Data, dir: &std::path::Path, resume: Option<&str>) -> Simulat
     .unwrap()
 }
 
+/// Trains on `batches`; returns the model and every gradient the label holder returned.
 fn train(
     mut m: SpnnMlp,
     optim: &mut burn::optim::ModuleOptimizer,
     data: &Data,
     batches: &[Vec<u64>],
-) -> SpnnMlp {
+    labels: Labels,
+) -> (SpnnMlp, Vec<f32>) {
     let device = device();
+    let mut head_gradients = vec![];
     for ids in batches {
-        m = spnn_step(m, optim, ids, &data.labels(ids), 0.1, &device).0;
+        m = match labels {
+            Labels::Server => spnn_step(m, optim, ids, &data.labels(ids), 0.1, &device).0,
+            Labels::Holder => {
+                let m = spnn_step_label_holder(m, optim, ids, 0.1).0;
+                head_gradients.extend(m.first.session().view().head_gradient);
+                m
+            }
+        };
     }
-    m
+    (m, head_gradients)
 }
 
 fn params(m: &SpnnMlp) -> Vec<f32> {
@@ -75,6 +122,15 @@ fn params(m: &SpnnMlp) -> Vec<f32> {
 
 #[test]
 fn a_resumed_run_continues_exactly() {
+    resumes_exactly(Labels::Server);
+}
+
+#[test]
+fn a_resumed_label_holder_continues_exactly() {
+    resumes_exactly(Labels::Holder);
+}
+
+fn resumes_exactly(labels: Labels) {
     let data = Data::new(2);
     let device = device();
     let batches = data.epoch(0, 64);
@@ -82,11 +138,11 @@ fn a_resumed_run_continues_exactly() {
 
     // Uninterrupted: 6 steps. Both runs start from the same server layers (a record of the
     // first model; Burn's global RNG is shared with tests running in parallel).
-    let sim = start_at(&data, dir.path(), None);
+    let sim = start_at(&data, dir.path(), None, labels);
     let mut optim = optimizer();
     let first = spnn_model(&sim, &device);
     let initial = first.clone().into_record();
-    let m = train(first, &mut optim, &data, &batches[..6]);
+    let (m, g_full) = train(first, &mut optim, &data, &batches[..6], labels);
     let (w_full, p_full) = (
         sim.session().reveal_weights_insecure_for_tests().unwrap(),
         params(&m),
@@ -95,13 +151,14 @@ fn a_resumed_run_continues_exactly() {
     sim.finish().unwrap();
 
     // Interrupted after 3 steps, saved, everything dropped, resumed for 3 more.
-    let sim = start_at(&data, dir.path(), None);
+    let sim = start_at(&data, dir.path(), None, labels);
     let mut optim = optimizer();
-    let m = train(
+    let (m, _) = train(
         spnn_model(&sim, &device).load_record(initial),
         &mut optim,
         &data,
         &batches[..3],
+        labels,
     );
     // ANCHOR: save_load
     server_ckpt::save(&m, &optim, sim.session(), dir.path(), "step-3").unwrap();
@@ -109,12 +166,12 @@ fn a_resumed_run_continues_exactly() {
     sim.finish().unwrap();
 
     // Every party starts again; the session resumes at "step-3" (SessionSpec::resuming).
-    let sim = start_at(&data, dir.path(), Some("step-3"));
+    let sim = start_at(&data, dir.path(), Some("step-3"), labels);
     let fresh = spnn_model(&sim, &device);
     let (m, mut optim) =
         server_ckpt::load(fresh, optimizer(), sim.session(), dir.path(), "step-3").unwrap();
     // ANCHOR_END: save_load
-    let m = train(m, &mut optim, &data, &batches[3..6]);
+    let (m, g_resumed) = train(m, &mut optim, &data, &batches[3..6], labels);
     let (w_resumed, p_resumed) = (
         sim.session().reveal_weights_insecure_for_tests().unwrap(),
         params(&m),
@@ -139,6 +196,15 @@ fn a_resumed_run_continues_exactly() {
         0,
         "server parameters differ after resuming"
     );
+    // The label holder's top layer and defence continue too: the gradients it returns after
+    // the resume are those of the uninterrupted run's last three steps.
+    let tail = &g_full[g_full.len() - g_resumed.len()..];
+    assert_eq!(labels == Labels::Holder, !g_resumed.is_empty());
+    assert_eq!(
+        differ(tail, &g_resumed),
+        0,
+        "head gradients differ after resuming"
+    );
 }
 
 #[test]
@@ -146,7 +212,7 @@ fn corrupted_checkpoints_are_refused() {
     let data = Data::new(2);
     let device = device();
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_at(&data, dir.path(), None);
+    let sim = start_at(&data, dir.path(), None, Labels::Server);
     let optim = optimizer();
     let m = spnn_model(&sim, &device);
     server_ckpt::save(&m, &optim, sim.session(), dir.path(), "t").unwrap();
@@ -193,7 +259,12 @@ fn corrupted_checkpoints_are_refused() {
 fn records_hold_the_server_layers() {
     let data = Data::new(2);
     let device = device();
-    let sim = start_at(&data, tempfile::tempdir().unwrap().path(), None);
+    let sim = start_at(
+        &data,
+        tempfile::tempdir().unwrap().path(),
+        None,
+        Labels::Server,
+    );
     let m = spnn_model(&sim, &device);
     // anchor, bias, hidden weight + bias, out weight + bias: the shares are not in the server's record.
     assert_eq!(m.clone().into_record().len(), 6);

@@ -52,6 +52,18 @@ impl SecureRng {
     }
 }
 
+/// A uniform draw from `[0, 1)` with 53 random bits.
+pub fn uniform01(rng: &mut impl RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A standard normal draw (Box–Muller from two uniforms; the first is kept away from zero).
+pub fn standard_normal(rng: &mut impl RngCore) -> f64 {
+    let u = 1.0 - uniform01(rng);
+    let v = uniform01(rng);
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
 impl RngCore for SecureRng {
     fn next_u32(&mut self) -> u32 {
         self.0.next_u32()

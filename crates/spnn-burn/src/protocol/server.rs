@@ -58,7 +58,10 @@ pub struct ServerView {
     pub z: Vec<f32>,
     /// The last boundary gradient `G = ∂L/∂Z` (B × h, row-major).
     pub g: Vec<f32>,
-    /// The label holder's last reported batch loss (label-holder mode).
+    /// The last gradient the label holder returned for the top activations (label-holder
+    /// mode; B × a, row-major; empty otherwise).
+    pub head_gradient: Vec<f32>,
+    /// The label holder's last reported batch loss, if it reports losses.
     pub head_loss: Option<f64>,
 }
 
@@ -461,12 +464,13 @@ impl ServerSession {
     }
 
     /// Label-holder mode: sends the top activations to the label holder and returns the
-    /// gradient with respect to them (for training) and the batch loss it reports.
+    /// gradient with respect to them (for training) and the batch loss, if the label holder
+    /// reports losses.
     pub fn head(
         &self,
         activations: FloatMatrix,
         train: bool,
-    ) -> Result<(Option<FloatMatrix>, f64)> {
+    ) -> Result<(Option<FloatMatrix>, Option<f64>)> {
         let mut s = self.lock();
         let lh = s.label_holder.ok_or_else(|| {
             SpnnError::Config("the labels are at the server in this session".into())
@@ -478,23 +482,27 @@ impl ServerSession {
             if (g.rows, g.cols) != (rows, cols) {
                 return Err(protocol(lh, "head gradient of the wrong shape"));
             }
+            s.view.head_gradient = g.data.clone();
             Some(g)
         } else {
             None
         };
         let HeadReport { loss } = s.net.recv(lh)?;
-        s.view.head_loss = Some(loss);
+        s.view.head_loss = loss;
         Ok((grad, loss))
     }
 
-    /// Label-holder mode: the metrics the label holder accumulated over evaluation batches.
-    pub fn label_holder_metrics(&self) -> Result<Metrics> {
+    /// Label-holder mode: ends an evaluation round. The label holder records the metrics of
+    /// the evaluation batches since the last round on its side, and returns them only if its
+    /// `LabelReports` allow it (`None` otherwise).
+    pub fn label_holder_metrics(&self) -> Result<Option<Metrics>> {
         let s = self.lock();
         let lh = s.label_holder.ok_or_else(|| {
             SpnnError::Config("the labels are at the server in this session".into())
         })?;
         s.net.send(lh, &Command::Evaluate)?;
-        Ok(s.net.recv(lh)?)
+        let MetricsReport(m) = s.net.recv(lh)?;
+        Ok(m)
     }
 
     /// Asks every party to save its state under `tag` and waits until all have.

@@ -14,8 +14,8 @@ use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
 use spnn_burn::{
-    BinaryCrossEntropyHead, HolderLabels, LabelMode, PartyPolicy, PrivateLinear,
-    PrivateLinearConfig, SessionSpec, SpnnConfig,
+    HolderLabels, LabelDefence, LabelMode, LabelReports, LocalModel, PartyPolicy, PrivateLinear,
+    PrivateLinearConfig, SessionSpec, SpnnConfig, TopLayers,
 };
 use spnn_data::packaged::Partitioned;
 use spnn_data::{Table, embedded::breast_cancer};
@@ -33,9 +33,76 @@ pub struct SpnnMlp {
 
 impl SpnnMlp {
     pub fn forward(&self, ids: &[u64]) -> Tensor<2> {
-        let x = relu(self.first.forward(ids));
-        self.out.forward(relu(self.hidden.forward(x)))
+        self.out.forward(self.activations(ids))
     }
+
+    /// The server's part in label-holder mode: up to the 32 activations the label holder's
+    /// top layer takes (`out` stays unused there).
+    pub fn activations(&self, ids: &[u64]) -> Tensor<2> {
+        relu(self.hidden.forward(relu(self.first.forward(ids))))
+    }
+}
+
+/// The label holder's top layer: `Linear(32, 1)`.
+#[derive(Module, Debug)]
+pub struct Top {
+    pub out: Linear,
+}
+
+impl LocalModel for Top {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.out.forward(x)
+    }
+}
+
+/// The output layer `Linear(32, 1)` with fixed initial weights (uniform in ±1/√32 from a
+/// seeded generator), so the label holder's top layer and the plaintext twin start equal.
+pub fn out_layer(device: &Device) -> Linear {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(32);
+    let bound = 1.0 / (HIDDEN[1] as f32).sqrt();
+    let w: Vec<f32> = (0..HIDDEN[1])
+        .map(|_| rng.random_range(-bound..bound))
+        .collect();
+    let b = rng.random_range(-bound..bound);
+    Linear {
+        weight: Param::from_tensor(matrix(w, HIDDEN[1], 1, device)),
+        bias: Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![b], [1]),
+            device,
+        ))),
+    }
+}
+
+/// SGD, with spnn's secure momentum when `momentum > 0` (`v ← μv + g`, no dampening).
+pub fn optimizer(momentum: f64) -> burn::optim::ModuleOptimizer {
+    if momentum > 0.0 {
+        SgdConfig::new()
+            .with_momentum(Some(
+                burn::optim::momentum::MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0),
+            ))
+            .init()
+    } else {
+        sgd()
+    }
+}
+
+/// The label holder of the crypto tests: the top layer, **undefended** and reporting
+/// everything, so the session computes exactly what plaintext training computes (the label
+/// tests use the defaults).
+pub fn test_labels(data: &Data, config: SpnnConfig) -> HolderLabels {
+    let top = TopLayers::new(
+        Top {
+            out: out_layer(&device()),
+        },
+        optimizer(config.momentum),
+        device(),
+    );
+    HolderLabels::new(data.0.labels.clone(), top)
+        .with_defence(LabelDefence::undefended())
+        .with_reports(LabelReports::everything())
 }
 
 /// The same architecture in plaintext Burn.
@@ -129,10 +196,8 @@ pub fn start_with(data: &Data, config: SpnnConfig, reveal: bool, net: NetworkCon
         .map(|(i, t)| HolderSpec {
             allow_insecure_reveal: reveal,
             policy: test_policy(config),
-            labels: (config.labels == LabelMode::Holder(i as u16)).then(|| HolderLabels {
-                table: data.0.labels.clone(),
-                head: Box::new(BinaryCrossEntropyHead::new(Device::flex())),
-            }),
+            labels: (config.labels == LabelMode::Holder(i as u16))
+                .then(|| test_labels(data, config)),
             ..HolderSpec::new(t.clone())
         })
         .collect();
@@ -144,7 +209,8 @@ pub fn start_with(data: &Data, config: SpnnConfig, reveal: bool, net: NetworkCon
     .unwrap()
 }
 
-/// One step with labels at a holder: the server never sees a label.
+/// One step with labels at a holder: the server sends its activations, the label holder's top
+/// layer computes the loss. Returns the loss the label holder reports (NaN if it reports none).
 pub fn spnn_step_label_holder(
     m: SpnnMlp,
     optim: &mut burn::optim::ModuleOptimizer,
@@ -153,18 +219,26 @@ pub fn spnn_step_label_holder(
 ) -> (SpnnMlp, f32) {
     let session = m.first.session().clone();
     let (grads, loss) =
-        spnn_burn::train::backward_from_label_holder(&session, m.forward(ids)).unwrap();
+        spnn_burn::train::backward_from_label_holder(&session, m.activations(ids)).unwrap();
     let grads = GradientsParams::from_grads(grads, &m);
     m.first.apply_update(lr).unwrap();
-    (optim.step(lr, m, grads), loss as f32)
+    (
+        optim.step(lr, m, grads),
+        loss.map_or(f32::NAN, |l| l as f32),
+    )
 }
 
-/// Test AUC computed by the label holder (the server sees only the metric).
+/// Test AUC computed by the label holder, reported to the server (the test fixture's label
+/// holder reports metrics).
 pub fn label_holder_auc(m: &SpnnMlp, data: &Data) -> f64 {
     let valid = m.clone().valid();
     let session = m.first.session().clone();
-    spnn_burn::train::evaluate_at_label_holder(&session, valid.forward(&data.test)).unwrap();
-    session.label_holder_metrics().unwrap().auc
+    spnn_burn::train::evaluate_at_label_holder(&session, valid.activations(&data.test)).unwrap();
+    session
+        .label_holder_metrics()
+        .unwrap()
+        .expect("the test label holder reports metrics")
+        .auc
 }
 
 pub fn spnn_model(sim: &Simulation, device: &Device) -> SpnnMlp {
@@ -173,7 +247,7 @@ pub fn spnn_model(sim: &Simulation, device: &Device) -> SpnnMlp {
             .init(sim.session(), device)
             .unwrap(),
         hidden: LinearConfig::new(HIDDEN[0], HIDDEN[1]).init(device),
-        out: LinearConfig::new(HIDDEN[1], 1).init(device),
+        out: out_layer(device),
     }
 }
 

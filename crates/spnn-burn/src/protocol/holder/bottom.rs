@@ -8,8 +8,8 @@ use spnn_crypto::RingMatrix;
 use spnn_net::codec::{Blob, Codec, Reader};
 
 use super::{Engine, Party};
-use crate::bottom::BottomRunner;
 use crate::error::{Result, SpnnError, protocol};
+use crate::local::BottomRunner;
 use crate::messages::BottomGradient;
 
 pub(super) struct BottomEngine {

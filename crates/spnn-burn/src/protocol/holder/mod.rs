@@ -37,11 +37,11 @@ use spnn_net::{Network, PartyId, Role};
 
 use super::he::HeCounters;
 use super::policy::PartyPolicy;
-use crate::bottom::{BottomModel, BottomRunner, Runner};
 use crate::checkpoint;
 use crate::config::{DealerMode, LabelMode, Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
-use crate::head::LabelHead;
+use crate::head::{LabelDefence, LabelHead, LabelReports, MetricsLog};
+use crate::local::{BottomRunner, LocalModel, Runner};
 use crate::messages::*;
 
 /// How a holder runs, besides its data.
@@ -63,12 +63,56 @@ pub struct HolderOptions {
     pub policy: PartyPolicy,
 }
 
-/// The label holder's labels and head.
+/// The label holder's labels, its top layers, and what it lets the server learn.
 pub struct HolderLabels {
     /// A table whose labels are looked up by sample id.
     pub table: Table,
-    /// Computes the loss.
+    /// The top layers and the loss.
     pub head: Box<dyn LabelHead>,
+    /// How the gradient is perturbed before it goes to the server (default: the secure
+    /// default, [`LabelDefence::default`]).
+    pub defence: LabelDefence,
+    /// What is reported to the server besides the gradient (default: nothing).
+    pub reports: LabelReports,
+    /// The label holder's own record of its evaluation metrics.
+    pub metrics: MetricsLog,
+}
+
+impl HolderLabels {
+    /// Labels from `table`, the loss from `head`, the default defence, no reports.
+    pub fn new(table: Table, head: impl LabelHead + 'static) -> Self {
+        Self {
+            table,
+            head: Box::new(head),
+            defence: LabelDefence::default(),
+            reports: LabelReports::default(),
+            metrics: MetricsLog::default(),
+        }
+    }
+
+    /// The same with another defence.
+    pub fn with_defence(mut self, defence: LabelDefence) -> Self {
+        self.defence = defence;
+        self
+    }
+
+    /// The same reporting `reports` to the server.
+    pub fn with_reports(mut self, reports: LabelReports) -> Self {
+        self.reports = reports;
+        self
+    }
+
+    /// A handle on the label holder's own metrics record.
+    pub fn metrics(&self) -> MetricsLog {
+        self.metrics.clone()
+    }
+}
+
+/// The label holder's state during a session.
+struct LabelState {
+    labels: HolderLabels,
+    /// The secret that fixes each sample's randomised-response coin for the whole run.
+    response_seed: SecretSeed,
 }
 
 /// What a holder reports when its session ends.
@@ -273,7 +317,7 @@ pub fn run_holder(net: Network, features: Table, options: HolderOptions) -> Resu
 /// Runs holder `net.role()` of a bottom-model session ([`crate::SecureAggregation`]): its own
 /// Burn `model` (on the autodiff `device`) maps its features to the shared output width and
 /// is trained by `optim` with the gradient the server returns.
-pub fn run_bottom_holder<M: BottomModel>(
+pub fn run_bottom_holder<M: LocalModel>(
     net: Network,
     features: Table,
     model: M,
@@ -298,6 +342,9 @@ fn start(
     let Role::Holder(index) = net.role() else {
         return Err(SpnnError::Config(format!("{} is not a holder", net.me())));
     };
+    if let Some(labels) = &options.labels {
+        labels.defence.validate()?;
+    }
     let roster = net.roster().clone();
     // With one holder the zero-sharing mask would be zero: its output would reach the server
     // as it is.
@@ -381,11 +428,25 @@ fn start(
             &options.policy,
         )?),
     };
+    let labels = match options.labels {
+        Some(labels) => {
+            let response_seed = party
+                .config
+                .randomness
+                .rng(party.id(), 0, "randomised-response")
+                .secret_seed();
+            Some(LabelState {
+                labels,
+                response_seed,
+            })
+        }
+        None => None,
+    };
     let mut holder = Holder {
         checkpoint_dir: options.checkpoint_dir,
         #[cfg(feature = "insecure-test-hooks")]
         allow_reveal: options.allow_insecure_reveal,
-        labels: options.labels,
+        labels,
         forwards: 0,
         updates: 0,
         last_step: None,
@@ -416,15 +477,18 @@ fn exchange_pair_seeds(p: &Party) -> Result<Vec<Option<SecretSeed>>> {
     Ok(seeds)
 }
 
-/// Splits a holder checkpoint's payload: `(holder, forwards, updates, engine state)`.
-pub(crate) fn parse_checkpoint(
-    payload: &[u8],
-) -> std::result::Result<(u64, u64, u64, Vec<u8>), String> {
+/// A holder checkpoint's payload: `(holder, forwards, updates, engine state, the label holder's
+/// top layers and randomised-response seed)`.
+pub(crate) type CheckpointParts = (u64, u64, u64, Vec<u8>, Option<(Blob, SecretSeed)>);
+
+/// Splits a holder checkpoint's payload.
+pub(crate) fn parse_checkpoint(payload: &[u8]) -> std::result::Result<CheckpointParts, String> {
     let mut r = Reader::new(payload);
     let (me, forwards, updates) = <(u64, u64, u64)>::read(&mut r).map_err(|e| e.to_string())?;
     let Blob(state) = Blob::read(&mut r).map_err(|e| e.to_string())?;
+    let labels = Option::<(Blob, SecretSeed)>::read(&mut r).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
-    Ok((me, forwards, updates, state))
+    Ok((me, forwards, updates, state, labels))
 }
 
 /// The party loop's own state.
@@ -432,7 +496,7 @@ struct Holder {
     checkpoint_dir: Option<PathBuf>,
     #[cfg(feature = "insecure-test-hooks")]
     allow_reveal: bool,
-    labels: Option<HolderLabels>,
+    labels: Option<LabelState>,
     forwards: u64,
     updates: u64,
     /// The last forward step of this session.
@@ -470,7 +534,7 @@ impl Holder {
                         p.net.send(p.server, &ZShare(masked))?;
                     }
                     self.forwards += 1;
-                    self.head(p, &ids, train)?;
+                    self.head(p, step, &ids, train)?;
                 }
                 Command::Backward { step, scale } => engine.backward(p, step, scale)?,
                 Command::Deal { .. } => {
@@ -478,16 +542,19 @@ impl Holder {
                 }
                 Command::Update { step, lr } => {
                     engine.update(p, step, lr)?;
-                    if let Some(labels) = self.labels.as_mut() {
-                        labels.head.update(lr)?;
+                    if let Some(l) = self.labels.as_mut() {
+                        l.labels.head.update(lr)?;
                     }
                     self.updates += 1;
                 }
                 Command::Evaluate => {
-                    let labels = self.labels.as_mut().ok_or_else(|| {
+                    let l = self.labels.as_mut().ok_or_else(|| {
                         protocol(p.server, "Evaluate sent to a holder without labels")
                     })?;
-                    p.net.send(p.server, &labels.head.take_metrics())?;
+                    let metrics = l.labels.head.take_metrics();
+                    l.labels.metrics.push(metrics);
+                    let report = l.labels.reports.metrics.then_some(metrics);
+                    p.net.send(p.server, &MetricsReport(report))?;
                 }
                 Command::Save { tag } => {
                     self.save(p, engine, &tag)?;
@@ -516,20 +583,29 @@ impl Holder {
         }
     }
 
-    /// The label holder's part of a forward: activations in, loss (and gradient) out.
-    fn head(&mut self, p: &Party, ids: &[u64], train: bool) -> Result<()> {
-        let Some(labels) = self.labels.as_mut() else {
+    /// The label holder's part of a forward: activations in; for training, the defended
+    /// gradient out; then the report its `LabelReports` allow.
+    fn head(&mut self, p: &Party, step: u64, ids: &[u64], train: bool) -> Result<()> {
+        let Some(LabelState {
+            labels,
+            response_seed,
+        }) = self.labels.as_mut()
+        else {
             return Ok(());
         };
         let Activations(act) = p.net.recv(p.server)?;
-        let y = labels.table.gather_labels(ids)?;
+        let truth = labels.table.gather_labels(ids)?;
         let loss = if train {
+            let y = labels.defence.training_labels(response_seed, ids, &truth);
             let (loss, grad) = labels.head.train_batch(&act, &y)?;
+            let mut rng = p.config.randomness.rng(p.id(), step, "label-defence");
+            let grad = labels.defence.perturb(grad, &mut rng)?;
             p.net.send(p.server, &HeadGradient(grad))?;
             loss
         } else {
-            labels.head.eval_batch(&act, &y)?
+            labels.head.eval_batch(&act, &truth)?
         };
+        let loss = labels.reports.loss.then_some(loss);
         p.net.send(p.server, &HeadReport { loss })?;
         Ok(())
     }
@@ -560,6 +636,11 @@ impl Holder {
         let mut payload = Vec::new();
         (p.me as u64, self.forwards, self.updates).encode(&mut payload);
         Blob(engine.save()?).encode(&mut payload);
+        let labels = match &self.labels {
+            Some(l) => Some((Blob(l.labels.head.save()?), l.response_seed.clone())),
+            None => None,
+        };
+        labels.encode(&mut payload);
         checkpoint::write_sealed(&path, &payload)
     }
 
@@ -570,7 +651,7 @@ impl Holder {
             path: path.display().to_string(),
             reason,
         };
-        let (me, forwards, updates, state) = parse_checkpoint(&payload).map_err(bad)?;
+        let (me, forwards, updates, state, head) = parse_checkpoint(&payload).map_err(bad)?;
         if me != p.me as u64 {
             return Err(bad(format!(
                 "checkpoint of holder {me}, this is holder {}",
@@ -578,6 +659,17 @@ impl Holder {
             )));
         }
         engine.load(p, &state).map_err(bad)?;
+        match (self.labels.as_mut(), head) {
+            (Some(l), Some((Blob(head), seed))) => {
+                l.labels.head.load(head)?;
+                l.response_seed = seed;
+            }
+            (None, None) => {}
+            (Some(_), None) => return Err(bad("the checkpoint has no top layers".into())),
+            (None, Some(_)) => {
+                return Err(bad("the checkpoint has a label holder's top layers".into()));
+            }
+        }
         self.forwards = forwards;
         self.updates = updates;
         Ok(())

@@ -1,10 +1,15 @@
-//! Bottom models: each holder runs its own ordinary Burn model on its own features, and
-//! [`crate::SecureAggregation`] gives the server only the sum of their outputs.
+//! A party's own Burn model, trained on its side with its own Burn optimiser.
 //!
-//! Holder `i` sends `enc(H_i) + M_i` where the pairwise masks
-//! `M_i = Σ_{j>i} PRG(s_ij) − Σ_{j<i} PRG(s_ji)` cancel in the sum. The server learns
-//! `Σ_i H_i`; the gradient `G` comes back to every holder **in the clear** for its local
-//! backward — weaker than `PrivateLinear` (holders see `G`) and more flexible (any Burn model).
+//! Two places use one:
+//!
+//! - **Bottom models**: each holder runs a model on its own features, and
+//!   [`crate::SecureAggregation`] gives the server only the sum of their outputs. Holder `i`
+//!   sends `enc(H_i) + M_i` where the pairwise masks `M_i = Σ_{j>i} PRG(s_ij) − Σ_{j<i} PRG(s_ji)`
+//!   cancel in the sum. The server learns `Σ_i H_i`; the gradient `G` comes back to every holder
+//!   **in the clear** for its local backward — weaker than `PrivateLinear` (holders see `G`) and
+//!   more flexible (any Burn model).
+//! - **Top layers** at the label holder ([`crate::head::TopLayers`]): the server's last
+//!   activations in, logits out, the loss against the labels computed where the labels are.
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
@@ -15,8 +20,9 @@ use spnn_net::FloatMatrix;
 use crate::error::{Result, SpnnError};
 use crate::tensor::{matrix, to_vec};
 
-/// A holder's bottom model: any Burn module mapping its features `[B, d_i]` to `[B, h]`.
-pub trait BottomModel: Module + Send + 'static {
+/// A party's own model: any Burn module mapping `[B, in]` to `[B, out]` — a holder's features
+/// to the shared width (bottom model), or the server's activations to logits (top layers).
+pub trait LocalModel: Module + Send + 'static {
     /// The forward pass.
     fn forward(&self, x: Tensor<2>) -> Tensor<2>;
 }
@@ -30,7 +36,7 @@ pub(crate) trait BottomRunner: Send {
     fn load_bytes(&mut self, model: Vec<u8>, optim: Vec<u8>) -> Result<()>;
 }
 
-pub(crate) struct Runner<M: BottomModel> {
+pub(crate) struct Runner<M: LocalModel> {
     model: Option<M>,
     optim: Option<ModuleOptimizer>,
     device: Device,
@@ -39,7 +45,7 @@ pub(crate) struct Runner<M: BottomModel> {
     pending: bool,
 }
 
-impl<M: BottomModel> Runner<M> {
+impl<M: LocalModel> Runner<M> {
     pub(crate) fn new(model: M, optim: ModuleOptimizer, device: Device) -> Self {
         Self {
             // Fresh autodiff leaves: a model cloned from one trained elsewhere in this process
@@ -60,6 +66,41 @@ impl<M: BottomModel> Runner<M> {
             .as_ref()
             .expect("the model is only taken during an update")
     }
+
+    fn accumulate(&mut self, grads: burn::tensor::Gradients) {
+        let model = self.model.take().expect("present");
+        let params = GradientsParams::from_grads(grads, &model);
+        self.accumulated.accumulate(&model, params);
+        self.model = Some(model);
+        self.pending = true;
+    }
+
+    /// Top layers, training: the loss `loss(model(x))` (a scalar tensor) and its gradient with
+    /// respect to the input `x`; the parameters' gradients are kept for the next update.
+    pub(crate) fn train_top(
+        &mut self,
+        x: FloatMatrix,
+        loss: impl FnOnce(Tensor<2>) -> Tensor<1>,
+    ) -> Result<(f64, FloatMatrix)> {
+        let (rows, cols) = (x.rows, x.cols);
+        let x = matrix(x.data, rows, cols, &self.device).require_grad();
+        let loss = loss(self.model().forward(x.clone()));
+        let value = crate::tensor::scalar(loss.clone())?;
+        let grads = loss.backward();
+        let dx = x
+            .grad(&grads)
+            .ok_or_else(|| SpnnError::Tensor("no gradient for the top layers' input".into()))?;
+        let dx = FloatMatrix::new(rows, cols, to_vec(dx)?)
+            .map_err(|_| SpnnError::NonFinite("top layers' input gradient"))?;
+        self.accumulate(grads);
+        Ok((value, dx))
+    }
+
+    /// Top layers, evaluation: the model's output without autodiff.
+    pub(crate) fn infer(&self, x: Vec<f32>, rows: usize, cols: usize) -> Tensor<2> {
+        let valid = self.model().clone().valid();
+        valid.forward(matrix(x, rows, cols, &self.device.clone().inner()))
+    }
 }
 
 fn persist_err(e: impl std::fmt::Debug) -> SpnnError {
@@ -69,7 +110,7 @@ fn persist_err(e: impl std::fmt::Debug) -> SpnnError {
     }
 }
 
-impl<M: BottomModel> BottomRunner for Runner<M> {
+impl<M: LocalModel> BottomRunner for Runner<M> {
     fn forward(&mut self, x: Vec<f32>, rows: usize, cols: usize, train: bool) -> Result<Vec<f32>> {
         let out = if train {
             let x = matrix(x, rows, cols, &self.device);
@@ -77,8 +118,7 @@ impl<M: BottomModel> BottomRunner for Runner<M> {
             self.output = Some(out.clone());
             out
         } else {
-            let valid = self.model().clone().valid();
-            valid.forward(matrix(x, rows, cols, &self.device.clone().inner()))
+            self.infer(x, rows, cols)
         };
         to_vec(out)
     }
@@ -95,11 +135,7 @@ impl<M: BottomModel> BottomRunner for Runner<M> {
             )));
         }
         let upstream = matrix(g.data, rows, cols, &out.device()).detach();
-        let grads = GradientsParams::from_grads((out * upstream).sum().backward(), self.model());
-        let model = self.model.take().expect("present");
-        self.accumulated.accumulate(&model, grads);
-        self.model = Some(model);
-        self.pending = true;
+        self.accumulate((out * upstream).sum().backward());
         Ok(())
     }
 

@@ -1,0 +1,309 @@
+//! What the server learns about the label holder's labels, against the label holder's
+//! defences: one SPNN-SS training run per defence setting (labels at holder 0, its own top layer
+//! `Linear(w1, 1)`, nothing reported to the server), the server's whole view of the returned
+//! gradients attacked after every step, the model's test AUC as the label holder records it.
+//! Used by `cargo run -p spnn-bench --release --example label_leakage`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+use plotters::prelude::*;
+use spnn_burn::attack::labels::{LabelLeakage, LeakageReport};
+use spnn_burn::simulation::{self, HolderSpec};
+use spnn_burn::train::{backward_from_label_holder, evaluate_at_label_holder};
+use spnn_burn::{
+    HolderLabels, LabelDefence, LabelMode, LocalModel, PartyPolicy, PrivateLinear,
+    PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig, TopLayers,
+};
+use spnn_net::NetworkConfig;
+
+use crate::systems::{Data, Setup};
+
+/// The server's layers: the private first layer and one hidden layer, up to `w1` activations.
+#[derive(Module, Debug)]
+struct ServerPart {
+    first: PrivateLinear,
+    hidden: Linear,
+}
+
+impl ServerPart {
+    fn forward(&self, ids: &[u64]) -> Tensor<2> {
+        relu(self.hidden.forward(relu(self.first.forward(ids))))
+    }
+}
+
+/// The label holder's top layer.
+#[derive(Module, Debug)]
+struct Top {
+    out: Linear,
+}
+
+impl LocalModel for Top {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.out.forward(x)
+    }
+}
+
+/// One training run under one defence.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Point {
+    /// The defence family ("gradient noise", "max-norm + noise", "randomised response").
+    pub family: String,
+    /// The knob's value (the noise multiplier, or ε).
+    pub level: f64,
+    /// Test AUC after the last epoch, as the label holder recorded it.
+    pub test_auc: f64,
+    /// Attack AUCs per epoch.
+    pub epochs: Vec<Leak>,
+    /// Attack AUCs over every gradient of the run.
+    pub whole_run: Leak,
+}
+
+/// One epoch's attacks.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Leak {
+    /// Norm attack AUC.
+    pub norm: f64,
+    /// Direction attack AUC.
+    pub direction: f64,
+}
+
+impl Leak {
+    fn of(r: LeakageReport) -> Self {
+        Self {
+            norm: r.norm,
+            direction: r.direction,
+        }
+    }
+}
+
+impl Point {
+    /// The strongest attack over the whole run.
+    pub fn strongest(&self) -> f64 {
+        self.whole_run.norm.max(self.whole_run.direction)
+    }
+
+    fn worst_of(&self, f: impl Fn(&Leak) -> f64) -> f64 {
+        self.epochs.iter().map(f).fold(0.5, f64::max)
+    }
+}
+
+/// The defence settings of one family, weakest first.
+pub fn grid() -> Vec<(String, f64, LabelDefence)> {
+    let mut out = Vec::new();
+    let none = LabelDefence::undefended();
+    out.push(("undefended".to_string(), 0.0, none));
+    for level in [0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0] {
+        out.push((
+            "gradient noise".into(),
+            level,
+            none.with_gradient_noise(level),
+        ));
+    }
+    for level in [0.0, 2.0, 4.0, 8.0] {
+        out.push((
+            "max-norm + noise".into(),
+            level,
+            none.with_max_norm(true).with_gradient_noise(level),
+        ));
+    }
+    for eps in [4.0, 2.0, 1.0, 0.5, 0.25] {
+        out.push((
+            "randomised response".into(),
+            eps,
+            none.with_randomised_response(eps),
+        ));
+    }
+    out
+}
+
+/// Trains under `defence` and attacks the server's view after every step.
+pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelDefence) -> Point {
+    let device = burn::tensor::Device::flex().autodiff();
+    device.seed(42);
+    let top = TopLayers::new(
+        Top {
+            out: LinearConfig::new(setup.widths[1], 1).init(&device),
+        },
+        SgdConfig::new().init(),
+        device.clone(),
+    );
+    let labels = HolderLabels::new(data.labels.clone(), top).with_defence(defence);
+    let record = labels.metrics();
+    let mut labels = Some(labels);
+    // Seeded randomness so that a re-run reproduces the committed numbers exactly.
+    let config = SpnnConfig::default()
+        .with_labels(LabelMode::Holder(0))
+        .with_randomness(Randomness::InsecureSeededForTests(5));
+    let policy = PartyPolicy::default().allowing_insecure_randomness();
+    let holders = data
+        .holders
+        .iter()
+        .enumerate()
+        .map(|(i, t)| HolderSpec {
+            labels: if i == 0 { labels.take() } else { None },
+            ..HolderSpec::new(t.clone()).with_policy(policy.clone())
+        })
+        .collect();
+    let sim = simulation::start(
+        holders,
+        SessionSpec::new(setup.widths[0]).with_config(config),
+        NetworkConfig::new(31).with_timeout(std::time::Duration::from_secs(600)),
+    )
+    .expect("parties start");
+    let session = sim.session().clone();
+    let mut model = ServerPart {
+        first: PrivateLinearConfig::new(setup.widths[0])
+            .init(&session, &device)
+            .expect("width"),
+        hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
+    };
+    let mut optim = SgdConfig::new().init();
+    let mut epochs = Vec::new();
+    let mut whole = LabelLeakage::default();
+    for e in 0..setup.epochs {
+        let mut leak = LabelLeakage::default();
+        for ids in data.batches(e as u64, setup.batch) {
+            let (grads, _) =
+                backward_from_label_holder(&session, model.forward(&ids)).expect("step");
+            let g = session.view().head_gradient;
+            let y = data.labels_of(&ids).expect("labelled ids");
+            leak.observe(&g, setup.widths[1], &y);
+            whole.observe(&g, setup.widths[1], &y);
+            let grads = GradientsParams::from_grads(grads, &model);
+            model.first.apply_update(setup.lr).expect("secure update");
+            model = optim.step(setup.lr, model, grads);
+        }
+        epochs.push(Leak::of(leak.report()));
+    }
+    let valid = model.clone().valid();
+    for ids in data.test.chunks(4096) {
+        evaluate_at_label_holder(&session, valid.forward(ids)).expect("evaluation");
+    }
+    session.label_holder_metrics().expect("evaluation round");
+    let test_auc = record.last().expect("one evaluation").auc;
+    drop((model, valid));
+    sim.finish().expect("parties end cleanly");
+    Point {
+        family: family.into(),
+        level,
+        test_auc,
+        epochs,
+        whole_run: Leak::of(whole.report()),
+    }
+}
+
+/// Every setting of [`grid`] on `data`, printing each point as it finishes.
+pub fn sweep(data: &Data, setup: &Setup) -> Vec<Point> {
+    grid()
+        .into_iter()
+        .map(|(family, level, defence)| {
+            let p = run(data, setup, &family, level, defence);
+            println!(
+                "{family} {level}: test AUC {:.4}, worst epoch: norm {:.4}, direction {:.4}; whole run: norm {:.4}, direction {:.4}",
+                p.test_auc,
+                p.worst_of(|l| l.norm),
+                p.worst_of(|l| l.direction),
+                p.whole_run.norm,
+                p.whole_run.direction
+            );
+            p
+        })
+        .collect()
+}
+
+/// The sweep as a markdown table: per setting, test AUC and the worst epoch's attack AUCs.
+pub fn markdown(points: &[Point]) -> String {
+    let base = points
+        .iter()
+        .find(|p| p.family == "undefended")
+        .map_or(f64::NAN, |p| p.test_auc);
+    let mut md = String::from(
+        "| defence | level | test AUC | Δ vs undefended | norm, worst epoch | direction, worst epoch | norm, whole run | direction, whole run |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.4} | {:+.4} | {:.4} | {:.4} | {:.4} | {:.4} |",
+            p.family,
+            p.level,
+            p.test_auc,
+            p.test_auc - base,
+            p.worst_of(|l| l.norm),
+            p.worst_of(|l| l.direction),
+            p.whole_run.norm,
+            p.whole_run.direction
+        );
+    }
+    md
+}
+
+const COLOURS: [RGBColor; 4] = [BLACK, BLUE, RED, GREEN];
+
+/// Test AUC against the strongest attack's AUC, one series per defence family.
+pub fn plot(points: &[Point], title: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, crate::report::FONT);
+    let root = BitMapBackend::new(path, (820, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let y1 = points.iter().map(|p| p.test_auc).fold(0.0, f64::max);
+    // A diverged run would squash the rest: show at most 0.3 below the best, lower points on
+    // the bottom edge with their value in the label.
+    let y0 = points
+        .iter()
+        .map(|p| p.test_auc)
+        .fold(1.0, f64::min)
+        .min(y1 - 0.02)
+        .max(y1 - 0.3);
+    let pad = (y1 - y0) * 0.1;
+    let shown = |p: &Point| p.test_auc.max(y0 - pad / 2.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0.45f64..1.02, (y0 - pad)..(y1 + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc("strongest label attack's AUC over the run (norm or direction; 0.5 = chance)")
+        .y_desc("model test AUC")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let mut families: Vec<&str> = points.iter().map(|p| p.family.as_str()).collect();
+    families.dedup();
+    for (i, family) in families.into_iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let series: Vec<&Point> = points.iter().filter(|p| p.family == family).collect();
+        let xy: Vec<(f64, f64)> = series.iter().map(|p| (p.strongest(), shown(p))).collect();
+        chart
+            .draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2)))?
+            .label(family.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        chart.draw_series(series.iter().map(|p| {
+            EmptyElement::at((p.strongest(), shown(p)))
+                + Circle::new((0, 0), 4, colour.filled())
+                + Text::new(
+                    if p.test_auc < y0 {
+                        format!("{} (AUC {:.2})", p.level, p.test_auc)
+                    } else {
+                        format!("{}", p.level)
+                    },
+                    (6, -14),
+                    ("sans-serif", 12),
+                )
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! What the server learns about the label holder's training labels, and what each defence buys:
+//! SPNN-SS training with the labels at holder 0 behind its own top layer, once per defence
+//! setting; the norm and direction attacks run on every gradient the server received; the test
+//! AUC as the label holder recorded it.
+//!
+//! ```text
+//! cargo run -p spnn-bench --release --example label_leakage -- book/src/bench/labels
+//! cargo run -p spnn-bench --release --example label_leakage -- book/src/bench/labels --census data
+//! ```
+//!
+//! Writes `results.md`, `results.json` and one `tradeoff-*.png` per data set into the output
+//! directory (relative paths from the workspace root).
+
+use spnn_bench::labels::{Point, markdown, plot, sweep};
+use spnn_bench::systems::{Data, Setup};
+use spnn_bench::user_path;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = user_path(
+        args.first()
+            .ok_or("usage: label_leakage OUT_DIR [--census DATA]")?,
+    );
+    std::fs::create_dir_all(&out)?;
+    let mut sets: Vec<(&str, &str, Data, Setup)> = vec![(
+        "breast-cancer",
+        "Breast cancer (15 + 15 features, 30-64-32 at the server, 32-1 at the label holder, batch 64, 10 epochs)",
+        Data::new(spnn::data::embedded::breast_cancer(), 2)?,
+        Setup::default(),
+    )];
+    if let Some(i) = args.iter().position(|a| a == "--census") {
+        let dir = args.get(i + 1).ok_or("--census needs a data directory")?;
+        let setup = Setup {
+            batch: 256,
+            epochs: 1,
+            lr: 0.05,
+            ..Setup::default()
+        };
+        sets.push((
+            "census",
+            "Census-Income (two holders, d-64-32 at the server, 32-1 at the label holder, batch 256, 1 epoch)",
+            Data::from_partitioned(spnn::data::packaged::census::load(&user_path(dir), 2)?),
+            setup,
+        ));
+    }
+    let mut md = String::new();
+    let mut json: Vec<(&str, Vec<Point>)> = Vec::new();
+    for (name, title, data, setup) in &sets {
+        println!("## {title}");
+        let points = sweep(data, setup);
+        md.push_str(&format!("### {title}\n\n{}\n", markdown(&points)));
+        plot(
+            &points,
+            &format!("Label leakage: {name}"),
+            &out.join(format!("tradeoff-{name}.png")),
+        )?;
+        json.push((name, points));
+    }
+    std::fs::write(out.join("results.md"), &md)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!("{md}");
+    Ok(())
+}
