@@ -69,7 +69,7 @@ fn seeded_session(
         holders,
         SessionSpec::new(HIDDEN[0]).with_config(config),
         NetworkConfig::new(1)
-            .with_timeout(Duration::from_secs(60))
+            .with_timeout(Duration::from_secs(15))
             .with_transcript(),
     )
 }
@@ -251,4 +251,23 @@ fn an_invalid_defence_is_refused_at_start() {
         let err = err.to_string();
         assert!(err.contains("label defence"), "{err}");
     }
+}
+
+#[test]
+fn the_label_holder_refuses_a_sample_twice_in_a_training_batch() {
+    let data = Data::new(2);
+    let (labels, _) = linear_top(&data, LabelDefence::default());
+    let sim = session(&data, labels);
+    let device = device();
+    let m = spnn_model(&sim, &device);
+    let session = sim.session().clone();
+    let id = data.train[0];
+    // Averaging one sample's noisy gradient within a step is refused; the session ends with the
+    // label holder's error.
+    let step = backward_from_label_holder(&session, m.activations(&[id, id, id]));
+    drop(m);
+    let finished = sim.finish();
+    assert!(step.is_err() || finished.is_err());
+    let err = finished.unwrap_err().to_string();
+    assert!(err.contains("twice in one training batch"), "{err}");
 }

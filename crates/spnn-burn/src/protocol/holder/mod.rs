@@ -541,6 +541,14 @@ impl Holder {
                     return Err(protocol(p.server, "a dealer's command sent to a holder"));
                 }
                 Command::Update { step, lr } => {
+                    // A zero or negative rate freezes or reverses the top layers, so the server
+                    // could query the same model again and average its gradients.
+                    if self.labels.is_some() && !(lr.is_finite() && lr > 0.0) {
+                        return Err(protocol(
+                            p.server,
+                            format!("learning rate {lr}: the label holder needs a finite rate > 0"),
+                        ));
+                    }
                     engine.update(p, step, lr)?;
                     if let Some(l) = self.labels.as_mut() {
                         l.labels.head.update(lr)?;
@@ -595,6 +603,16 @@ impl Holder {
         };
         let Activations(act) = p.net.recv(p.server)?;
         let truth = labels.table.gather_labels(ids)?;
+        if train {
+            // One id k times in a batch averages k noise draws of one gradient in a step.
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            if let Some(id) = ids.iter().find(|&&id| !seen.insert(id)) {
+                return Err(protocol(
+                    p.server,
+                    format!("sample {id} twice in one training batch"),
+                ));
+            }
+        }
         let loss = if train {
             let y = labels.defence.training_labels(response_seed, ids, &truth);
             let (loss, grad) = labels.head.train_batch(&act, &y)?;
