@@ -52,7 +52,8 @@ impl LocalModel for Top {
 /// One training run under one defence.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Point {
-    /// The defence family ("gradient noise", "max-norm + noise", "randomised response").
+    /// The defence family ("fresh noise", "persistent noise", "max-norm + fresh noise",
+    /// "randomised response").
     pub family: String,
     /// The knob's value (the noise multiplier, or ε).
     pub level: f64,
@@ -71,6 +72,10 @@ pub struct Leak {
     pub norm: f64,
     /// Direction attack AUC.
     pub direction: f64,
+    /// Projection attack AUC.
+    pub projection: f64,
+    /// Projection attack averaged per sample over its releases.
+    pub averaged: f64,
 }
 
 impl Leak {
@@ -78,14 +83,18 @@ impl Leak {
         Self {
             norm: r.norm,
             direction: r.direction,
+            projection: r.projection,
+            averaged: r.averaged,
         }
     }
 }
 
 impl Point {
-    /// The strongest attack over the whole run.
+    /// The strongest attack: the best of norm, direction and projection in their best epoch,
+    /// and the projection averaged per sample over the run.
     pub fn strongest(&self) -> f64 {
-        self.whole_run.norm.max(self.whole_run.direction)
+        self.worst_of(|l| l.norm.max(l.direction).max(l.projection))
+            .max(self.whole_run.averaged)
     }
 
     fn worst_of(&self, f: impl Fn(&Leak) -> f64) -> f64 {
@@ -99,15 +108,18 @@ pub fn grid() -> Vec<(String, f64, LabelDefence)> {
     let none = LabelDefence::undefended();
     out.push(("undefended".to_string(), 0.0, none));
     for level in [0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0] {
+        out.push(("fresh noise".into(), level, none.with_gradient_noise(level)));
+    }
+    for level in [2.0, 4.0] {
         out.push((
-            "gradient noise".into(),
+            "persistent noise".into(),
             level,
-            none.with_gradient_noise(level),
+            none.with_gradient_noise(level).with_persistent_noise(true),
         ));
     }
-    for level in [0.0, 2.0, 4.0, 8.0] {
+    for level in [0.0, 4.0, 8.0] {
         out.push((
-            "max-norm + noise".into(),
+            "max-norm + fresh noise".into(),
             level,
             none.with_max_norm(true).with_gradient_noise(level),
         ));
@@ -173,8 +185,8 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
                 backward_from_label_holder(&session, model.forward(&ids)).expect("step");
             let g = session.view().head_gradient;
             let y = data.labels_of(&ids).expect("labelled ids");
-            leak.observe(&g, setup.widths[1], &y);
-            whole.observe(&g, setup.widths[1], &y);
+            leak.observe(&ids, &g, setup.widths[1], &y);
+            whole.observe(&ids, &g, setup.widths[1], &y);
             let grads = GradientsParams::from_grads(grads, &model);
             model.first.apply_update(setup.lr).expect("secure update");
             model = optim.step(setup.lr, model, grads);
@@ -205,26 +217,27 @@ pub fn sweep(data: &Data, setup: &Setup) -> Vec<Point> {
         .map(|(family, level, defence)| {
             let p = run(data, setup, &family, level, defence);
             println!(
-                "{family} {level}: test AUC {:.4}, worst epoch: norm {:.4}, direction {:.4}; whole run: norm {:.4}, direction {:.4}",
+                "{family} {level}: test AUC {:.4}, worst epoch: norm {:.4}, direction {:.4}, projection {:.4}; averaged over the run {:.4}",
                 p.test_auc,
                 p.worst_of(|l| l.norm),
                 p.worst_of(|l| l.direction),
-                p.whole_run.norm,
-                p.whole_run.direction
+                p.worst_of(|l| l.projection),
+                p.whole_run.averaged
             );
             p
         })
         .collect()
 }
 
-/// The sweep as a markdown table: per setting, test AUC and the worst epoch's attack AUCs.
+/// The sweep as a markdown table: per setting, test AUC, each attack's AUC in its best epoch,
+/// and the per-sample averaged projection over the whole run.
 pub fn markdown(points: &[Point]) -> String {
     let base = points
         .iter()
         .find(|p| p.family == "undefended")
         .map_or(f64::NAN, |p| p.test_auc);
     let mut md = String::from(
-        "| defence | level | test AUC | Δ vs undefended | norm, worst epoch | direction, worst epoch | norm, whole run | direction, whole run |\n|---|---|---|---|---|---|---|---|\n",
+        "| defence | level | test AUC | Δ vs undefended | norm | direction | projection | projection averaged over the run |\n|---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
         let _ = writeln!(
@@ -236,14 +249,14 @@ pub fn markdown(points: &[Point]) -> String {
             p.test_auc - base,
             p.worst_of(|l| l.norm),
             p.worst_of(|l| l.direction),
-            p.whole_run.norm,
-            p.whole_run.direction
+            p.worst_of(|l| l.projection),
+            p.whole_run.averaged
         );
     }
     md
 }
 
-const COLOURS: [RGBColor; 4] = [BLACK, BLUE, RED, GREEN];
+const COLOURS: [RGBColor; 5] = [BLACK, BLUE, MAGENTA, RED, GREEN];
 
 /// Test AUC against the strongest attack's AUC, one series per defence family.
 pub fn plot(points: &[Point], title: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
@@ -269,7 +282,7 @@ pub fn plot(points: &[Point], title: &str, path: &Path) -> Result<(), Box<dyn st
         .build_cartesian_2d(0.45f64..1.02, (y0 - pad)..(y1 + pad))?;
     chart
         .configure_mesh()
-        .x_desc("strongest label attack's AUC over the run (norm or direction; 0.5 = chance)")
+        .x_desc("strongest label attack's AUC (0.5 = chance)")
         .y_desc("model test AUC")
         .label_style(("sans-serif", 14))
         .draw()?;

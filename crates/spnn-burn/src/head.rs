@@ -193,6 +193,13 @@ pub struct LabelDefence {
     /// coordinate `gradient_noise · max_i ‖g_i‖ / √a` (so the noise vector's norm is about
     /// `gradient_noise` times the batch's largest row norm). `0` adds none.
     pub gradient_noise: f64,
+    /// Draw each sample's noise direction once for the whole run (from the label holder's
+    /// secret and the sample id) instead of afresh at every release. Fresh noise averages away
+    /// when the server averages one sample's gradients over epochs (by `√T` over `T`
+    /// releases); a fixed direction, scaled anew each time, does not. Off by default: the
+    /// server's layers fit the fixed per-sample noise, and at the default level breast-cancer
+    /// training diverged within ten epochs (the guide's label chapter).
+    pub persistent_noise: bool,
     /// The max-norm heuristic of Li et al. (ICLR 2022): every row gets extra Gaussian noise
     /// whose expected squared norm lifts it to the batch's largest, so row norms no longer
     /// separate the classes.
@@ -213,6 +220,7 @@ impl Default for LabelDefence {
     fn default() -> Self {
         Self {
             gradient_noise: DEFAULT_GRADIENT_NOISE,
+            persistent_noise: false,
             max_norm: false,
             randomised_response: None,
         }
@@ -229,6 +237,7 @@ impl LabelDefence {
     pub fn undefended() -> Self {
         Self {
             gradient_noise: 0.0,
+            persistent_noise: false,
             max_norm: false,
             randomised_response: None,
         }
@@ -238,6 +247,12 @@ impl LabelDefence {
     /// [`LabelDefence::gradient_noise`]).
     pub fn with_gradient_noise(mut self, multiplier: f64) -> Self {
         self.gradient_noise = multiplier;
+        self
+    }
+
+    /// The same with persistent noise on or off (see [`LabelDefence::persistent_noise`]).
+    pub fn with_persistent_noise(mut self, on: bool) -> Self {
+        self.persistent_noise = on;
         self
     }
 
@@ -298,8 +313,15 @@ impl LabelDefence {
             .collect()
     }
 
-    /// The gradient as it leaves the label holder: `g` plus the configured noise.
-    pub fn perturb(&self, g: FloatMatrix, rng: &mut impl RngCore) -> Result<FloatMatrix> {
+    /// The gradient as it leaves the label holder: `g` (rows for samples `ids`) plus the
+    /// configured noise; persistent noise is derived from `secret`, fresh noise from `rng`.
+    pub fn perturb(
+        &self,
+        g: FloatMatrix,
+        ids: &[u64],
+        secret: &SecretSeed,
+        rng: &mut impl RngCore,
+    ) -> Result<FloatMatrix> {
         if self.gradient_noise == 0.0 && !self.max_norm {
             return Ok(g);
         }
@@ -312,16 +334,30 @@ impl LabelDefence {
         let max_sq = norms.iter().copied().fold(0.0, f64::max);
         let dim = cols as f64;
         let iso_var = self.gradient_noise * self.gradient_noise * max_sq / dim;
+        if ids.len() != g.rows {
+            return Err(SpnnError::Config(format!(
+                "{} ids for a gradient of {} rows",
+                ids.len(),
+                g.rows
+            )));
+        }
         let mut data = g.data;
-        for (row, sq) in data.chunks_mut(cols).zip(&norms) {
+        for ((row, sq), &id) in data.chunks_mut(cols).zip(&norms).zip(ids) {
             let lift = if self.max_norm {
                 (max_sq - sq).max(0.0) / dim
             } else {
                 0.0
             };
             let sd = (iso_var + lift).sqrt();
-            for v in row {
-                *v += (sd * standard_normal(rng)) as f32;
+            let z: Vec<f64> = if self.persistent_noise {
+                let mut own =
+                    SecureRng::from_secret_seed(&derive_seed(secret, "label-noise", id, 0));
+                (0..cols).map(|_| standard_normal(&mut own)).collect()
+            } else {
+                (0..cols).map(|_| standard_normal(rng)).collect()
+            };
+            for (v, z) in row.iter_mut().zip(z) {
+                *v += (sd * z) as f32;
             }
         }
         FloatMatrix::new(g.rows, g.cols, data).map_err(|_| SpnnError::NonFinite("head gradient"))
@@ -405,6 +441,8 @@ mod tests {
         data[cols] = 10.0; // row 1: norm 10
         let g = FloatMatrix::new(2, cols, data).unwrap();
         let mut rng = SecureRng::from_os_entropy();
+        let secret = rng.secret_seed();
+        let ids = [7, 8];
         let sq = |m: &FloatMatrix, r: usize| {
             m.data[r * cols..(r + 1) * cols]
                 .iter()
@@ -413,7 +451,7 @@ mod tests {
         };
         let out = LabelDefence::undefended()
             .with_max_norm(true)
-            .perturb(g.clone(), &mut rng)
+            .perturb(g.clone(), &ids, &secret, &mut rng)
             .unwrap();
         // E‖row 0‖² = 1 + 99; the largest row gets no lift.
         assert!((sq(&out, 0) - 100.0).abs() < 10.0, "{}", sq(&out, 0));
@@ -421,13 +459,29 @@ mod tests {
         // Isotropic noise at multiplier 2: E‖n‖² = 4 · max‖g‖² = 400 on every row.
         let out = LabelDefence::undefended()
             .with_gradient_noise(2.0)
-            .perturb(g.clone(), &mut rng)
+            .perturb(g.clone(), &ids, &secret, &mut rng)
             .unwrap();
         assert!((sq(&out, 0) - 401.0).abs() < 40.0, "{}", sq(&out, 0));
         assert!((sq(&out, 1) - 500.0).abs() < 50.0, "{}", sq(&out, 1));
+        // Persistent noise: the same draw for the same sample at every release, scaled anew;
+        // other samples get other draws.
+        let persistent = LabelDefence::undefended()
+            .with_gradient_noise(2.0)
+            .with_persistent_noise(true);
+        let a = persistent
+            .perturb(g.clone(), &ids, &secret, &mut rng)
+            .unwrap();
+        let b = persistent
+            .perturb(g.clone(), &ids, &secret, &mut rng)
+            .unwrap();
+        assert_eq!(a, b);
+        let c = persistent
+            .perturb(g.clone(), &[9, 10], &secret, &mut rng)
+            .unwrap();
+        assert_ne!(a, c);
         // Undefended: bit for bit the same.
         let out = LabelDefence::undefended()
-            .perturb(g.clone(), &mut rng)
+            .perturb(g.clone(), &ids, &secret, &mut rng)
             .unwrap();
         assert_eq!(out, g);
     }

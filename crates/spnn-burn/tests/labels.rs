@@ -100,6 +100,9 @@ fn train_and_attack(
 ) -> (Vec<LeakageReport>, f64) {
     let device = device();
     let mut m = spnn_model(sim, &device);
+    // Reproducible server layers (Burn's initialiser shares one generator across tests).
+    m.hidden = seeded_linear(HIDDEN[0], HIDDEN[1], 64, &device);
+    m.first.bias = seeded_linear(1, HIDDEN[0], 65, &device).bias;
     let mut optim = sgd();
     let session = sim.session().clone();
     let mut reports = Vec::new();
@@ -111,8 +114,8 @@ fn train_and_attack(
                 backward_from_label_holder(&session, activations(&m, &ids)).unwrap();
             assert_eq!(loss, None, "the label holder reports no loss by default");
             let (g, y) = (session.view().head_gradient, data.labels(&ids));
-            leak.observe(&g, width, &y);
-            run.observe(&g, width, &y);
+            leak.observe(&ids, &g, width, &y);
+            run.observe(&ids, &g, width, &y);
             let grads = burn::optim::GradientsParams::from_grads(grads, &m);
             m.first.apply_update(0.1).unwrap();
             m = optim.step(0.1, m, grads);
@@ -160,7 +163,6 @@ fn default_defence_holds_both_attacks_at_the_bound_and_keeps_accuracy() {
 fn default_defence_at(seed: u64) {
     let data = Data::new(2);
     let run = |defence: LabelDefence| {
-        device().seed(seed);
         let (labels, log) = linear_top(&data, defence);
         let config =
             SpnnConfig::default().with_randomness(Randomness::InsecureSeededForTests(seed));
@@ -174,6 +176,7 @@ fn default_defence_at(seed: u64) {
     let (open, auc_open) = run(LabelDefence::undefended());
     for r in &open {
         assert!(r.direction > 0.99, "direction attack, undefended: {r:?}");
+        assert!(r.projection > 0.99, "projection attack, undefended: {r:?}");
     }
     // The norms separate the classes while the model still errs (early epochs).
     let norm = open.iter().map(|r| r.norm).fold(0.5, f64::max);
@@ -201,6 +204,20 @@ fn default_defence_at(seed: u64) {
     assert!(
         auc_defended >= auc_open - 0.01,
         "default defence costs at most 0.01 AUC: {auc_defended} vs {auc_open}"
+    );
+    // Averaging one sample's gradients over the epochs beats any single epoch's projection under
+    // the default's fresh noise; persistent noise leaves it nothing to average away.
+    let best_epoch = |r: &[LeakageReport]| r.iter().map(|r| r.projection).fold(0.5, f64::max);
+    assert!(
+        whole.averaged > best_epoch(epochs) + 0.05,
+        "averaging works against fresh noise: {defended:?}"
+    );
+    let (persistent, _) = run(LabelDefence::default().with_persistent_noise(true));
+    let (p_whole, p_epochs) = persistent.split_last().unwrap();
+    println!("seed {seed}: persistent noise {persistent:?}");
+    assert!(
+        p_whole.averaged <= best_epoch(p_epochs) + 0.02,
+        "averaging gains nothing against persistent noise: {persistent:?}"
     );
 }
 

@@ -55,23 +55,32 @@ impl LocalModel for Top {
     }
 }
 
-/// The output layer `Linear(32, 1)` with fixed initial weights (uniform in ±1/√32 from a
-/// seeded generator), so the label holder's top layer and the plaintext twin start equal.
-pub fn out_layer(device: &Device) -> Linear {
+/// A `Linear(d_in, d_out)` with fixed initial weights (uniform in ±1/√d_in from a generator
+/// seeded with `seed`): Burn's own initialiser draws from a global generator that tests running
+/// in parallel share, so it is not reproducible.
+pub fn seeded_linear(d_in: usize, d_out: usize, seed: u64, device: &Device) -> Linear {
     use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(32);
-    let bound = 1.0 / (HIDDEN[1] as f32).sqrt();
-    let w: Vec<f32> = (0..HIDDEN[1])
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let bound = 1.0 / (d_in as f32).sqrt();
+    let w: Vec<f32> = (0..d_in * d_out)
         .map(|_| rng.random_range(-bound..bound))
         .collect();
-    let b = rng.random_range(-bound..bound);
+    let b: Vec<f32> = (0..d_out)
+        .map(|_| rng.random_range(-bound..bound))
+        .collect();
     Linear {
-        weight: Param::from_tensor(matrix(w, HIDDEN[1], 1, device)),
+        weight: Param::from_tensor(matrix(w, d_in, d_out, device)),
         bias: Some(Param::from_tensor(Tensor::from_data(
-            TensorData::new(vec![b], [1]),
+            TensorData::new(b, [d_out]),
             device,
         ))),
     }
+}
+
+/// The output layer `Linear(32, 1)`, the same in every test, so the label holder's top layer
+/// and the plaintext twin start equal.
+pub fn out_layer(device: &Device) -> Linear {
+    seeded_linear(HIDDEN[1], 1, 32, device)
 }
 
 /// SGD, with spnn's secure momentum when `momentum > 0` (`v ← μv + g`, no dampening).

@@ -111,8 +111,9 @@ impl HolderLabels {
 /// The label holder's state during a session.
 struct LabelState {
     labels: HolderLabels,
-    /// The secret that fixes each sample's randomised-response coin for the whole run.
-    response_seed: SecretSeed,
+    /// The label holder's secret for the run: fixes each sample's randomised-response coin and
+    /// its persistent noise direction.
+    secret: SecretSeed,
 }
 
 /// What a holder reports when its session ends.
@@ -430,15 +431,12 @@ fn start(
     };
     let labels = match options.labels {
         Some(labels) => {
-            let response_seed = party
+            let secret = party
                 .config
                 .randomness
                 .rng(party.id(), 0, "randomised-response")
                 .secret_seed();
-            Some(LabelState {
-                labels,
-                response_seed,
-            })
+            Some(LabelState { labels, secret })
         }
         None => None,
     };
@@ -594,11 +592,7 @@ impl Holder {
     /// The label holder's part of a forward: activations in; for training, the defended
     /// gradient out; then the report its `LabelReports` allow.
     fn head(&mut self, p: &Party, step: u64, ids: &[u64], train: bool) -> Result<()> {
-        let Some(LabelState {
-            labels,
-            response_seed,
-        }) = self.labels.as_mut()
-        else {
+        let Some(LabelState { labels, secret }) = self.labels.as_mut() else {
             return Ok(());
         };
         let Activations(act) = p.net.recv(p.server)?;
@@ -614,10 +608,10 @@ impl Holder {
             }
         }
         let loss = if train {
-            let y = labels.defence.training_labels(response_seed, ids, &truth);
+            let y = labels.defence.training_labels(secret, ids, &truth);
             let (loss, grad) = labels.head.train_batch(&act, &y)?;
             let mut rng = p.config.randomness.rng(p.id(), step, "label-defence");
-            let grad = labels.defence.perturb(grad, &mut rng)?;
+            let grad = labels.defence.perturb(grad, ids, secret, &mut rng)?;
             p.net.send(p.server, &HeadGradient(grad))?;
             loss
         } else {
@@ -655,7 +649,7 @@ impl Holder {
         (p.me as u64, self.forwards, self.updates).encode(&mut payload);
         Blob(engine.save()?).encode(&mut payload);
         let labels = match &self.labels {
-            Some(l) => Some((Blob(l.labels.head.save()?), l.response_seed.clone())),
+            Some(l) => Some((Blob(l.labels.head.save()?), l.secret.clone())),
             None => None,
         };
         labels.encode(&mut payload);
@@ -680,7 +674,7 @@ impl Holder {
         match (self.labels.as_mut(), head) {
             (Some(l), Some((Blob(head), seed))) => {
                 l.labels.head.load(head)?;
-                l.response_seed = seed;
+                l.secret = seed;
             }
             (None, None) => {}
             (Some(_), None) => return Err(bad("the checkpoint has no top layers".into())),
