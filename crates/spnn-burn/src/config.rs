@@ -256,6 +256,12 @@ pub struct SpnnConfig {
     /// The server clips each entry of `c·G` to `[−gradient_clip, gradient_clip]` before sharing
     /// it (default [`DEFAULT_GRADIENT_CLIP`]). The other half of the bound.
     pub gradient_clip: f32,
+    /// Standard deviation of Gaussian noise added to every entry of `Z` **as shares**: each of
+    /// the `k` holders adds its own `N(0, z_noise²/k)` to its share of every forward (training
+    /// and evaluation), so the server sees `X·W + N` and no party knows `N`. Blurs the
+    /// differences of `Z` across steps that reveal the data's Gram matrix
+    /// ([`crate::attack::features`]). Default 0 (none).
+    pub z_noise: f32,
 }
 
 impl Default for SpnnConfig {
@@ -271,6 +277,7 @@ impl Default for SpnnConfig {
             he_key_bits: spnn_crypto::paillier::MIN_SECURE_BITS,
             feature_clip: DEFAULT_FEATURE_CLIP,
             gradient_clip: DEFAULT_GRADIENT_CLIP,
+            z_noise: 0.0,
         }
     }
 }
@@ -287,6 +294,7 @@ impl Codec for SpnnConfig {
         self.he_key_bits.encode(out);
         self.feature_clip.encode(out);
         self.gradient_clip.encode(out);
+        self.z_noise.encode(out);
     }
     fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
         Ok(Self {
@@ -300,6 +308,7 @@ impl Codec for SpnnConfig {
             he_key_bits: u32::read(r)?,
             feature_clip: f32::read(r)?,
             gradient_clip: f32::read(r)?,
+            z_noise: f32::read(r)?,
         })
     }
 }
@@ -342,6 +351,13 @@ impl SpnnConfig {
                     fp.max_abs()
                 )));
             }
+        }
+        // Z is decoded from the ring at scale 2^{2f}: noise must stay far inside it.
+        if !(self.z_noise.is_finite() && self.z_noise >= 0.0 && self.z_noise <= 1e3) {
+            return Err(SpnnError::Config(format!(
+                "z_noise {} must be finite, at least 0 and at most 1000",
+                self.z_noise
+            )));
         }
         let bounds = crate::protocol::bounds::Bounds::of(self)?;
         if bounds.headroom_bits() == 0 {
@@ -401,6 +417,13 @@ impl SpnnConfig {
     /// The same with another number of fractional bits.
     pub fn with_frac_bits(mut self, frac_bits: u32) -> Self {
         self.frac_bits = frac_bits;
+        self
+    }
+
+    /// The same with Gaussian noise of standard deviation `sd` on `Z`, added as shares by the
+    /// holders (see [`SpnnConfig::z_noise`]).
+    pub fn with_z_noise(mut self, sd: f32) -> Self {
+        self.z_noise = sd;
         self
     }
 

@@ -180,6 +180,21 @@ impl Party {
         (start, start + self.widths[j])
     }
 
+    /// This holder's part of the session's noise on `Z` (`N(0, z_noise²/k)` per entry, at the
+    /// Z shares' scale `2^{2f}`), fresh for each step; the parts of all holders add up to noise
+    /// of standard deviation `z_noise` that no single party knows.
+    pub(crate) fn z_noise(&self, step: u64, (rows, cols): (usize, usize)) -> Result<RingMatrix> {
+        let sd = f64::from(self.config.z_noise) / (self.k() as f64).sqrt();
+        let scale = 2f64.powi(2 * self.fp.frac_bits() as i32);
+        let mut rng = self.config.randomness.rng(self.id(), step, "z-noise");
+        let data = (0..rows * cols)
+            .map(|_| {
+                ((sd * spnn_crypto::rng::standard_normal(&mut rng) * scale).round() as i64) as u64
+            })
+            .collect();
+        Ok(RingMatrix::from_vec(rows, cols, data)?)
+    }
+
     /// This holder's features of `ids`, as they are (bottom models).
     pub(crate) fn raw_features(&self, ids: &[u64]) -> Result<Vec<f32>> {
         Ok(self.features.gather(ids)?)
@@ -523,6 +538,9 @@ impl Holder {
                     let bottom = p.kind.has_bottom_models();
                     let purpose = if bottom { "bottom-output" } else { "z-share" };
                     let mut masked = out;
+                    if !bottom && p.config.z_noise > 0.0 {
+                        masked.add_assign(&p.z_noise(step, masked.shape())?)?;
+                    }
                     if p.kind.masks_outputs() {
                         masked.add_assign(&p.server_mask(purpose, step, masked.shape())?)?;
                     }

@@ -1,0 +1,297 @@
+//! Feature leakage from what SPNN reveals by design: the server's `Z`s and `G`s over a run.
+//!
+//! The server learns `Z_t = X_{B_t}·W_t` for every batch and knows the `G_t` it sent back and
+//! the learning rate `η_t`. With plain SGD the holders apply `W_{t+1} = W_t − η_t·X_{B_t}ᵀ·G_t`,
+//! so for a sample `i` in the batches of steps `t < s`
+//!
+//! ```text
+//! Z_s[i] − Z_t[i] = x_i·(W_s − W_t) = − Σ_{t ≤ τ < s} η_τ Σ_{j ∈ B_τ} ⟨x_i, x_j⟩ · G_τ[j]
+//! ```
+//!
+//! — `h` equations, linear in the row `K_{i·}` of the Gram matrix `K = X·Xᵀ`, with coefficients
+//! the server knows. Every further epoch adds `h` more; after a few epochs least squares gives
+//! `K`, and `K` gives `X` up to a rotation (its top `d` eigenvectors scaled by the roots of their
+//! eigenvalues). [`gram`] runs this on a [`Record`] of the server's view; [`aligned_r2`] scores
+//! a reconstruction up to rotation (orthogonal Procrustes against the truth, which only the
+//! evaluation knows).
+
+use std::collections::HashMap;
+
+/// One training step as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The batch's sample ids, in order.
+    pub ids: Vec<u64>,
+    /// The aggregated first-layer output `Z` (B × h, row-major), as the server received it.
+    pub z: Vec<f32>,
+    /// The boundary gradient `G = ∂L/∂Z` it sent back (B × h).
+    pub g: Vec<f32>,
+    /// The learning rate of the update that followed.
+    pub lr: f64,
+}
+
+/// The server's record of a run: every training step in order.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// Output width `h`.
+    pub h: usize,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+/// The Gram matrix of `ids` (n × n, row-major, symmetrised) estimated from the record by least
+/// squares with a small ridge `ridge`; `None` if a sample appears fewer than twice.
+pub fn gram(record: &Record, ids: &[u64], ridge: f64) -> Option<Vec<f64>> {
+    let n = ids.len();
+    let h = record.h;
+    let index: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    // Where each sample appears: (step, row in the batch).
+    let mut seen: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for (t, step) in record.steps.iter().enumerate() {
+        for (row, id) in step.ids.iter().enumerate() {
+            if let Some(&i) = index.get(id) {
+                seen[i].push((t, row));
+            }
+        }
+    }
+    let mut k = vec![0.0; n * n];
+    for i in 0..n {
+        if seen[i].len() < 2 {
+            return None;
+        }
+        // Normal equations (AᵀA + ridge·I) k_i = Aᵀ b over every consecutive pair.
+        let mut ata = vec![0.0; n * n];
+        let mut atb = vec![0.0; n];
+        for pair in seen[i].windows(2) {
+            let ((t, rt), (s, rs)) = (pair[0], pair[1]);
+            // a_j ∈ R^h: Σ_τ η_τ G_τ[j] over the steps between the two appearances.
+            let mut a = vec![0.0f64; n * h];
+            let mut touched = Vec::new();
+            for step in &record.steps[t..s] {
+                for (row, id) in step.ids.iter().enumerate() {
+                    let Some(&j) = index.get(id) else { continue };
+                    touched.push(j);
+                    for c in 0..h {
+                        a[j * h + c] += step.lr * f64::from(step.g[row * h + c]);
+                    }
+                }
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            for c in 0..h {
+                let b = -(f64::from(record.steps[s].z[rs * h + c])
+                    - f64::from(record.steps[t].z[rt * h + c]));
+                for &j in &touched {
+                    let aj = a[j * h + c];
+                    atb[j] += aj * b;
+                    for &l in &touched {
+                        ata[j * n + l] += aj * a[l * h + c];
+                    }
+                }
+            }
+        }
+        for j in 0..n {
+            ata[j * n + j] += ridge;
+        }
+        let row = cholesky_solve(ata, &atb, n)?;
+        k[i * n..(i + 1) * n].copy_from_slice(&row);
+    }
+    for i in 0..n {
+        for j in 0..i {
+            let m = 0.5 * (k[i * n + j] + k[j * n + i]);
+            k[i * n + j] = m;
+            k[j * n + i] = m;
+        }
+    }
+    Some(k)
+}
+
+/// `X` up to rotation from a Gram matrix: the top `d` eigenvectors of `k` (n × n) scaled by the
+/// square roots of their (non-negative parts of the) eigenvalues; n × d, row-major.
+pub fn embed(k: &[f64], n: usize, d: usize) -> Vec<f64> {
+    let (values, vectors) = symmetric_eigen(k.to_vec(), n);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    let mut x = vec![0.0; n * d];
+    for (c, &e) in order.iter().take(d).enumerate() {
+        let s = values[e].max(0.0).sqrt();
+        for r in 0..n {
+            x[r * d + c] = vectors[r * n + e] * s;
+        }
+    }
+    x
+}
+
+/// R² of `estimate` against `truth` (both n × d) after the best rotation and scale of the
+/// estimate (orthogonal Procrustes): `1 − Σ(s·X̂R − X)² / Σ(X − mean)²`. 1 is exact up to
+/// rotation; a reconstruction unrelated to `X` still scores above 0 (the rotation and the scale
+/// are fitted to the truth), so compare with an unrelated guess scored the same way.
+pub fn aligned_r2(estimate: &[f64], truth: &[f64], n: usize, d: usize) -> f64 {
+    // M = X̂ᵀX (d × d); R = U·Vᵀ from M = U·S·Vᵀ, via the eigenvectors of MᵀM.
+    let mut m = vec![0.0; d * d];
+    for r in 0..n {
+        for a in 0..d {
+            for b in 0..d {
+                m[a * d + b] += estimate[r * d + a] * truth[r * d + b];
+            }
+        }
+    }
+    let mut mtm = vec![0.0; d * d];
+    for a in 0..d {
+        for b in 0..d {
+            mtm[a * d + b] = (0..d).map(|c| m[c * d + a] * m[c * d + b]).sum();
+        }
+    }
+    let (s2, v) = symmetric_eigen(mtm, d);
+    // U = M·V·S⁻¹ column by column; R = U·Vᵀ.
+    let mut rot = vec![0.0; d * d];
+    for e in 0..d {
+        let s = s2[e].max(0.0).sqrt();
+        if s < 1e-12 {
+            continue;
+        }
+        let u: Vec<f64> = (0..d)
+            .map(|a| (0..d).map(|b| m[a * d + b] * v[b * d + e]).sum::<f64>() / s)
+            .collect();
+        for a in 0..d {
+            for b in 0..d {
+                rot[a * d + b] += u[a] * v[b * d + e];
+            }
+        }
+    }
+    let fitted: Vec<f64> = (0..n * d)
+        .map(|i| {
+            let (r, c) = (i / d, i % d);
+            (0..d).map(|a| estimate[r * d + a] * rot[a * d + c]).sum()
+        })
+        .collect();
+    let ff: f64 = fitted.iter().map(|f| f * f).sum();
+    let scale = if ff > 0.0 {
+        fitted.iter().zip(truth).map(|(f, t)| f * t).sum::<f64>() / ff
+    } else {
+        0.0
+    };
+    let mut sse = 0.0;
+    let mut sst = 0.0;
+    for c in 0..d {
+        let mean = (0..n).map(|r| truth[r * d + c]).sum::<f64>() / n as f64;
+        for r in 0..n {
+            sse += (scale * fitted[r * d + c] - truth[r * d + c]).powi(2);
+            sst += (truth[r * d + c] - mean).powi(2);
+        }
+    }
+    if sst == 0.0 { 0.0 } else { 1.0 - sse / sst }
+}
+
+/// Solves `a·x = b` for a symmetric positive-definite `a` (n × n, consumed); `None` if it is not.
+fn cholesky_solve(mut a: Vec<f64>, b: &[f64], n: usize) -> Option<Vec<f64>> {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    let mut y = b.to_vec();
+    for i in 0..n {
+        for k in 0..i {
+            y[i] -= a[i * n + k] * y[k];
+        }
+        y[i] /= a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        for k in i + 1..n {
+            y[i] -= a[k * n + i] * y[k];
+        }
+        y[i] /= a[i * n + i];
+    }
+    Some(y)
+}
+
+/// Eigenvalues and eigenvectors (columns of an n × n row-major matrix) of a symmetric matrix, by
+/// cyclic Jacobi rotations.
+fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j] * a[i * n + j])
+            .sum();
+        let total: f64 = a.iter().map(|x| x * x).sum();
+        if off <= 1e-24 * total.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq.abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| a[i * n + i]).collect(), v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_algebra_recovers_known_answers() {
+        // Cholesky on a 3 × 3 SPD system.
+        let a = vec![4.0, 2.0, 0.6, 2.0, 5.0, 1.0, 0.6, 1.0, 3.0];
+        let x = [1.0, -2.0, 0.5];
+        let b: Vec<f64> = (0..3)
+            .map(|i| (0..3).map(|j| a[i * 3 + j] * x[j]).sum())
+            .collect();
+        let got = cholesky_solve(a, &b, 3).unwrap();
+        for (g, x) in got.iter().zip(x) {
+            assert!((g - x).abs() < 1e-12);
+        }
+        // X (5 × 2) → its Gram → embed → aligned R² of 1.
+        let xs = [1.0, 0.2, -0.5, 1.3, 0.7, -0.9, 2.0, 0.1, -1.1, -0.4];
+        let mut k = vec![0.0; 25];
+        for i in 0..5 {
+            for j in 0..5 {
+                k[i * 5 + j] = xs[i * 2] * xs[j * 2] + xs[i * 2 + 1] * xs[j * 2 + 1];
+            }
+        }
+        let e = embed(&k, 5, 2);
+        assert!(aligned_r2(&e, &xs, 5, 2) > 1.0 - 1e-9);
+    }
+}
