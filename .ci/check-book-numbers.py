@@ -23,6 +23,7 @@ PAGES = {
                         "bench/synthetic.md", "privynet/run-output.txt",
                         "privynet/quick-output.txt"], None),
     "label-holder.md": (["bench/labels/results.md"], "Measured trade-off"),
+    "security.md": (["bench/features/results.md"], "Features over a run: the Gram attack"),
     "privynet.md": (["privynet/results.md", "privynet/run-output.txt",
                      "privynet/quick-output.txt", "privynet/optimiser-runs.txt"], "Results"),
 }

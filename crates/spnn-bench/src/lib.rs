@@ -8,7 +8,8 @@
 //!   traffic and peak memory;
 //! - `report`: the suite's scalability grid, markdown and JSON results and PNG plots;
 //! - `labels`: label leakage to the server against the label holder's defences (trade-off
-//!   tables and plots).
+//!   tables and plots);
+//! - `features`: the Gram attack on a run's `Z`s and `G`s against noise on `Z`.
 //!
 //! Its targets live in the workspace's `benches/`, `tests/` and `examples/` directories:
 //! `cargo bench -p spnn-bench --bench spnn_ss`, `cargo run -p spnn-bench --release --example
@@ -19,6 +20,8 @@
 //! dependency — as `cargo build --workspace` builds it — the library is empty, and the hooks
 //! stay out of every other binary of the workspace.
 
+#[cfg(feature = "insecure-baselines")]
+pub mod features;
 #[cfg(feature = "insecure-baselines")]
 pub mod labels;
 #[cfg(feature = "insecure-baselines")]

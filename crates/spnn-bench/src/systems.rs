@@ -154,7 +154,7 @@ impl Head {
     }
 }
 
-fn bce(logits: Tensor<2>, y: &[f32], device: &Device) -> Tensor<1> {
+pub(crate) fn bce(logits: Tensor<2>, y: &[f32], device: &Device) -> Tensor<1> {
     let ints: Vec<i64> = y.iter().map(|&v| i64::from(v > 0.5)).collect();
     let targets = Tensor::<2, Int>::from_data(TensorData::new(ints, [y.len(), 1]), device);
     BinaryCrossEntropyLossConfig::new()
@@ -165,7 +165,7 @@ fn bce(logits: Tensor<2>, y: &[f32], device: &Device) -> Tensor<1> {
 
 /// The autodiff device, with Burn's initialisation seeded so every system starts its server
 /// layers from the same weights.
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     let device = Device::flex().autodiff();
     device.seed(42);
     device

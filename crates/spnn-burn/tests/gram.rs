@@ -1,9 +1,9 @@
 //! What SPNN reveals by design, attacked: the server's `Z`s, `G`s and learning rates over a run
 //! give the Gram matrix of the training rows, hence the features up to a rotation
 //! (`spnn_burn::attack::features`). The attack is run on a real SPNN-SS session's server view;
-//! it recovers `X` without noise (a test of the attack), and the `z_noise` defence — noise on
-//! `Z` added as shares by the holders — brings it down to the level of a reconstruction
-//! unrelated to the data.
+//! it recovers `X` without noise (a test of the attack), and the `z_noise` defence at its
+//! default — noise on `Z` added as shares by the holders — brings it down to the level of a
+//! reconstruction unrelated to the data.
 
 mod common;
 
@@ -16,7 +16,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use common::{bce, device, seeded_linear, sgd, test_policy};
 use rand::SeedableRng;
-use spnn_burn::attack::features::{Record, Step, aligned_r2, embed, gram};
+use spnn_burn::attack::features::{Record, Step, aligned_r2, chance_r2, embed, gram};
 use spnn_burn::simulation::{self, HolderSpec};
 use spnn_burn::{PrivateLinear, PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig};
 use spnn_data::Table;
@@ -113,28 +113,17 @@ fn attack(data: &Partitioned, record: &Record, x: &[f64]) -> f64 {
     aligned_r2(&embed(&k, n, D), x, n, D)
 }
 
-/// Reconstructions unrelated to the data, scored the same way (the fitted rotation and scale
-/// alone explain some of the variance): the mean plus three standard deviations of 200 random
-/// guesses' R².
+/// Unrelated reconstructions scored the same way: the mean plus three standard deviations of
+/// 200 random guesses' R² (the fitted rotation and scale alone explain some of the variance).
 fn baseline(n: usize, x: &[f64]) -> f64 {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let scores: Vec<f64> = (0..200)
-        .map(|_| {
-            let guess: Vec<f64> = (0..n * D)
-                .map(|_| spnn_crypto::rng::standard_normal(&mut rng))
-                .collect();
-            aligned_r2(&guess, x, n, D)
-        })
-        .collect();
-    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-    let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / scores.len() as f64;
-    mean + 3.0 * var.sqrt()
+    let (mean, sd) = chance_r2(x, n, D, 200, 5);
+    mean + 3.0 * sd
 }
 
 #[test]
 fn the_servers_view_of_a_run_gives_the_features_up_to_rotation() {
     let data = data();
-    let (record, x) = run(&data, SpnnConfig::default());
+    let (record, x) = run(&data, SpnnConfig::default().with_z_noise(0.0));
     let r2 = attack(&data, &record, &x);
     let base = baseline(data.train.len(), &x);
     println!("no defence: R² {r2:.4} (baseline {base:.4})");
@@ -147,13 +136,17 @@ fn the_servers_view_of_a_run_gives_the_features_up_to_rotation() {
 #[test]
 fn noise_on_z_as_shares_brings_the_attack_to_its_baseline() {
     let data = data();
-    let (record, x) = run(&data, SpnnConfig::default().with_z_noise(Z_NOISE));
+    assert_eq!(
+        SpnnConfig::default().z_noise,
+        Z_NOISE,
+        "the default is what is tested"
+    );
+    let (record, x) = run(&data, SpnnConfig::default());
     let r2 = attack(&data, &record, &x);
     let base = baseline(data.train.len(), &x);
     println!("z_noise {Z_NOISE}: R² {r2:.4} (baseline {base:.4})");
     assert!(r2 <= base, "R² {r2} against the baseline {base}");
 }
 
-/// The level the security chapter documents for this data: `Z`'s entries here are of order 1,
-/// and at 0.01 the attack still explains about half the variance.
-const Z_NOISE: f32 = 0.1;
+/// The default level: `Z`'s entries here are of order 1.
+const Z_NOISE: f32 = spnn_burn::config::DEFAULT_Z_NOISE;

@@ -74,6 +74,10 @@ pub struct Protocol {
     /// (default 16).
     #[serde(default = "default_gradient_clip")]
     pub gradient_clip: f32,
+    /// Standard deviation of the noise the holders add to `Z` as shares (default 0.1): blurs
+    /// the Gram-matrix leak of a run at some cost in accuracy.
+    #[serde(default = "default_z_noise")]
+    pub z_noise: f32,
 }
 
 fn default_frac() -> u32 {
@@ -91,6 +95,9 @@ fn default_feature_clip() -> f32 {
 fn default_gradient_clip() -> f32 {
     spnn_burn::config::DEFAULT_GRADIENT_CLIP
 }
+fn default_z_noise() -> f32 {
+    spnn_burn::config::DEFAULT_Z_NOISE
+}
 
 impl Default for Protocol {
     fn default() -> Self {
@@ -102,6 +109,7 @@ impl Default for Protocol {
             dealer: default_dealer(),
             feature_clip: default_feature_clip(),
             gradient_clip: default_gradient_clip(),
+            z_noise: default_z_noise(),
         }
     }
 }
@@ -463,7 +471,8 @@ impl Deployment {
             .with_dealer(self.protocol.dealer)
             .with_protocol(self.protocol.kind)
             .with_he_key_bits(self.protocol.he_key_bits)
-            .with_clips(self.protocol.feature_clip, self.protocol.gradient_clip);
+            .with_clips(self.protocol.feature_clip, self.protocol.gradient_clip)
+            .with_z_noise(self.protocol.z_noise);
         if let Some(seed) = self.session.insecure_seed {
             c = c.with_randomness(insecure_randomness(seed)?);
         }

@@ -183,6 +183,26 @@ pub fn aligned_r2(estimate: &[f64], truth: &[f64], n: usize, d: usize) -> f64 {
     if sst == 0.0 { 0.0 } else { 1.0 - sse / sst }
 }
 
+/// The R² that reconstructions unrelated to the data score against `truth` (n × d) under
+/// [`aligned_r2`] — the fitted rotation and scale alone explain some variance: mean and standard
+/// deviation over `draws` standard-normal guesses from a generator seeded with `seed`. An attack
+/// is at chance when its R² is within a few standard deviations of the mean.
+pub fn chance_r2(truth: &[f64], n: usize, d: usize, draws: usize, seed: u64) -> (f64, f64) {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let scores: Vec<f64> = (0..draws)
+        .map(|_| {
+            let guess: Vec<f64> = (0..n * d)
+                .map(|_| spnn_crypto::rng::standard_normal(&mut rng))
+                .collect();
+            aligned_r2(&guess, truth, n, d)
+        })
+        .collect();
+    let mean = scores.iter().sum::<f64>() / draws.max(1) as f64;
+    let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / draws.max(1) as f64;
+    (mean, var.sqrt())
+}
+
 /// Solves `a·x = b` for a symmetric positive-definite `a` (n × n, consumed); `None` if it is not.
 fn cholesky_solve(mut a: Vec<f64>, b: &[f64], n: usize) -> Option<Vec<f64>> {
     for j in 0..n {
