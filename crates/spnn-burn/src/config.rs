@@ -262,7 +262,9 @@ pub struct SpnnConfig {
     pub gradient_clip: f32,
     /// Standard deviation of Gaussian noise added to every entry of `Z` **as shares**: each of
     /// the `k` holders adds its own `N(0, z_noise²/k)` to its share of every forward (training
-    /// and evaluation), so the server sees `X·W + N` and no party knows `N`. Blurs the
+    /// and evaluation), so the server sees `X·W + N` and no party knows `N`. The noise is fresh
+    /// at every forward: a server that asks for the same samples many times averages it down
+    /// (the guide's security chapter says what the measured level assumes). Blurs the
     /// differences of `Z` across steps that reveal the data's Gram matrix
     /// ([`crate::attack::features`]). Default [`DEFAULT_Z_NOISE`]; 0 turns it off.
     pub z_noise: f32,
@@ -356,11 +358,18 @@ impl SpnnConfig {
                 )));
             }
         }
-        // Z is decoded from the ring at scale 2^{2f}: noise must stay far inside it.
-        if !(self.z_noise.is_finite() && self.z_noise >= 0.0 && self.z_noise <= 1e3) {
+        // Z is decoded from the ring at scale 2^{2f}: six standard deviations of noise must stay
+        // far inside it (2^{62 − 2f}).
+        let room = 2f64.powi(62 - 2 * fp.frac_bits() as i32);
+        if !(self.z_noise.is_finite()
+            && self.z_noise >= 0.0
+            && f64::from(self.z_noise) * 64.0 < room)
+        {
             return Err(SpnnError::Config(format!(
-                "z_noise {} must be finite, at least 0 and at most 1000",
-                self.z_noise
+                "z_noise {} must be finite, at least 0 and below {} at {} fractional bits",
+                self.z_noise,
+                room / 64.0,
+                fp.frac_bits()
             )));
         }
         let bounds = crate::protocol::bounds::Bounds::of(self)?;

@@ -161,6 +161,10 @@ fn launch(
     let dealer_policy = PartyPolicy {
         allow_insecure_randomness: holders.iter().all(|h| h.policy.allow_insecure_randomness),
         allow_unmasked_outputs: holders.iter().all(|h| h.policy.allow_unmasked_outputs),
+        min_z_noise: holders
+            .iter()
+            .map(|h| h.policy.min_z_noise)
+            .fold(f32::INFINITY, f32::min),
         ..PartyPolicy::default()
     };
     let handles = holders

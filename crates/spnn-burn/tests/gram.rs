@@ -150,3 +150,47 @@ fn noise_on_z_as_shares_brings_the_attack_to_its_baseline() {
 
 /// The default level: `Z`'s entries here are of order 1.
 const Z_NOISE: f32 = spnn_burn::config::DEFAULT_Z_NOISE;
+
+/// The noise is on every forward, evaluation included (or the server would ask for clean `Z`s
+/// between steps), with the configured spread (the policy test in `protocol/policy.rs` checks
+/// that a holder refuses a session without it unless its own policy allows that).
+#[test]
+fn every_forward_carries_the_noise() {
+    let data = data();
+    let start = |config: SpnnConfig, policy: spnn_burn::PartyPolicy| {
+        let holders = data
+            .holders
+            .iter()
+            .map(|t| HolderSpec::new(t.clone()).with_policy(policy.clone()))
+            .collect();
+        simulation::start(
+            holders,
+            SessionSpec::new(H).with_config(config),
+            NetworkConfig::new(1).with_timeout(Duration::from_secs(30)),
+        )
+    };
+    let ids = &data.train[..BATCH];
+    let sim = start(SpnnConfig::default(), spnn_burn::PartyPolicy::default()).unwrap();
+    let session = sim.session().clone();
+    let (a, b) = (
+        session.forward(ids, false).unwrap(),
+        session.forward(ids, false).unwrap(),
+    );
+    sim.finish().unwrap();
+    let diff: Vec<f64> = a.iter().zip(&b).map(|(x, y)| f64::from(x - y)).collect();
+    let sd = (diff.iter().map(|d| d * d).sum::<f64>() / diff.len() as f64).sqrt();
+    // Two independent draws of N(0, 0.1²) differ with sd 0.1·√2 ≈ 0.141 (256 values).
+    assert!((sd - 0.1414).abs() < 0.03, "sd of the difference {sd}");
+    // With the holders' consent, no noise: the same bits twice.
+    let sim = start(
+        SpnnConfig::default().with_z_noise(0.0),
+        spnn_burn::PartyPolicy::default().allowing_z_noise(0.0),
+    )
+    .unwrap();
+    let session = sim.session().clone();
+    assert_eq!(
+        session.forward(ids, false).unwrap(),
+        session.forward(ids, false).unwrap()
+    );
+    sim.finish().unwrap();
+}

@@ -100,9 +100,6 @@ fn train_and_attack(
 ) -> (Vec<LeakageReport>, f64) {
     let device = device();
     let mut m = spnn_model(sim, &device);
-    // Reproducible server layers (Burn's initialiser shares one generator across tests).
-    m.hidden = seeded_linear(HIDDEN[0], HIDDEN[1], 64, &device);
-    m.first.bias = seeded_linear(1, HIDDEN[0], 65, &device).bias;
     let mut optim = sgd();
     let session = sim.session().clone();
     let mut reports = Vec::new();

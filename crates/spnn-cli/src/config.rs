@@ -519,6 +519,8 @@ impl Deployment {
             allow_insecure_randomness: own.allow_insecure_seed,
             min_he_key_bits: own.min_he_key_bits,
             min_frac_bits: own.min_frac_bits,
+            // The party's own copy of the file sets the noise on Z (and is pinned below).
+            min_z_noise: config.z_noise,
             ..PartyPolicy::default()
         }
         .expect(config))

@@ -8,7 +8,7 @@
 //! from a deployment file also pin the whole configuration ([`PartyPolicy::expect`]): any
 //! difference from their own copy is refused.
 
-use crate::config::{MIN_FRAC_BITS, Protocol, SpnnConfig};
+use crate::config::{DEFAULT_Z_NOISE, MIN_FRAC_BITS, Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError};
 use crate::messages::{LayerKind, Setup};
 use crate::protocol::bounds::Bounds;
@@ -31,6 +31,9 @@ pub struct PartyPolicy {
     /// learning, `LayerKind::UnmaskedBottomModelsForBaselines`, a benchmark baseline). Off by
     /// default. **Insecure**: the server sees this holder's output.
     pub allow_unmasked_outputs: bool,
+    /// Least noise on `Z` accepted in a session with private weights (default
+    /// [`DEFAULT_Z_NOISE`]): without it, a run's `Z`s give the server the data's Gram matrix.
+    pub min_z_noise: f32,
     /// Fewest fractional bits accepted (default [`MIN_FRAC_BITS`]).
     pub min_frac_bits: u32,
     /// Least headroom accepted, in bits of training batch size (default
@@ -49,6 +52,7 @@ impl Default for PartyPolicy {
             allow_insecure_randomness: false,
             allow_unmasked_outputs: false,
             min_he_key_bits: MIN_SECURE_BITS,
+            min_z_noise: DEFAULT_Z_NOISE,
             min_frac_bits: MIN_FRAC_BITS,
             min_headroom_bits: MIN_HEADROOM_BITS,
             protocols: vec![Protocol::SecretSharing, Protocol::Paillier],
@@ -71,6 +75,13 @@ impl PartyPolicy {
     /// The same, accepting seeded test randomness. **Insecure**.
     pub fn allowing_insecure_randomness(mut self) -> Self {
         self.allow_insecure_randomness = true;
+        self
+    }
+
+    /// The same, accepting noise on `Z` down to `sd`. Below [`DEFAULT_Z_NOISE`] the Gram attack
+    /// on a run's `Z`s gets back in (0 gives it the data up to rotation).
+    pub fn allowing_z_noise(mut self, sd: f32) -> Self {
+        self.min_z_noise = sd;
         self
     }
 
@@ -117,6 +128,16 @@ impl PartyPolicy {
                 format!(
                     "the server proposes {}-bit Paillier keys; this holder requires at least {}",
                     c.he_key_bits, self.min_he_key_bits
+                ),
+            ));
+        }
+        if !setup.kind.has_bottom_models() && c.z_noise < self.min_z_noise {
+            return Err(refuse(
+                "min_z_noise",
+                format!(
+                    "the server proposes noise {} on Z; this holder requires at least {} (less \
+                     lets a run's Z reveal the data's Gram matrix)",
+                    c.z_noise, self.min_z_noise
                 ),
             ));
         }
@@ -194,6 +215,13 @@ mod tests {
         let few_bits = SpnnConfig::default().with_frac_bits(8);
         let e = p.check(&setup(few_bits), false).unwrap_err().to_string();
         assert!(e.contains("min_frac_bits"), "{e}");
+        let no_noise = SpnnConfig::default().with_z_noise(0.0);
+        let e = p.check(&setup(no_noise), false).unwrap_err().to_string();
+        assert!(e.contains("min_z_noise"), "{e}");
+        p.clone()
+            .allowing_z_noise(0.0)
+            .check(&setup(no_noise), false)
+            .unwrap();
         let no_room = SpnnConfig::default()
             .with_frac_bits(20)
             .with_clips(512.0, 256.0);

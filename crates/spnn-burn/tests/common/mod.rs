@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use burn::module::{Module, Param};
+use burn::nn::Linear;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -179,9 +179,12 @@ impl Data {
 }
 
 /// The policy of a test holder: the secure default, accepting seeded randomness when the test
-/// asks for it and the 512-bit Paillier keys the HE tests use to stay fast.
+/// asks for it, the 512-bit Paillier keys the HE tests use to stay fast, and no noise on `Z`
+/// where a test needs the exact `Z`.
 pub fn test_policy(config: SpnnConfig) -> PartyPolicy {
-    let mut p = PartyPolicy::default().allowing_key_bits(config.he_key_bits.min(2048));
+    let mut p = PartyPolicy::default()
+        .allowing_key_bits(config.he_key_bits.min(2048))
+        .allowing_z_noise(config.z_noise.min(spnn_burn::config::DEFAULT_Z_NOISE));
     if config.randomness.is_insecure() {
         p = p.allowing_insecure_randomness();
     }
@@ -250,12 +253,16 @@ pub fn label_holder_auc(m: &SpnnMlp, data: &Data) -> f64 {
         .auc
 }
 
+/// The SPNN model, its server layers from fixed seeds (Burn's initialiser draws from a generator
+/// shared by the tests running in parallel).
 pub fn spnn_model(sim: &Simulation, device: &Device) -> SpnnMlp {
+    let mut first = PrivateLinearConfig::new(HIDDEN[0])
+        .init(sim.session(), device)
+        .unwrap();
+    first.bias = seeded_linear(1, HIDDEN[0], 65, device).bias;
     SpnnMlp {
-        first: PrivateLinearConfig::new(HIDDEN[0])
-            .init(sim.session(), device)
-            .unwrap(),
-        hidden: LinearConfig::new(HIDDEN[0], HIDDEN[1]).init(device),
+        first,
+        hidden: seeded_linear(HIDDEN[0], HIDDEN[1], 64, device),
         out: out_layer(device),
     }
 }
