@@ -224,6 +224,8 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let mut payload = Vec::new();
         (0u64, 3u64, 1u64).encode(&mut payload);
         spnn_net::Blob(state).encode(&mut payload);
+        // No label holder's top layers and secret.
+        None::<(spnn_net::Blob, spnn_crypto::SecretSeed)>.encode(&mut payload);
         out.push(("checkpoint", format!("{name}-payload"), payload.clone()));
         out.push((
             "checkpoint",
@@ -236,6 +238,23 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 
 #[cfg(test)]
 mod tests {
+    /// The seed corpus starts the fuzzer past the format checks: its checkpoint payloads parse
+    /// with today's layout.
+    #[test]
+    fn checkpoint_seeds_have_the_current_layout() {
+        let payloads: Vec<_> = super::seeds()
+            .into_iter()
+            .filter(|(target, name, _)| *target == "checkpoint" && name.ends_with("-payload"))
+            .collect();
+        assert_eq!(payloads.len(), 2);
+        for (_, name, bytes) in payloads {
+            assert!(
+                crate::protocol::holder::parse_checkpoint(&bytes).is_ok(),
+                "{name}"
+            );
+        }
+    }
+
     /// Inputs the fuzzers found crashes with, kept as regression tests.
     #[test]
     fn past_crashes_are_errors_now() {
