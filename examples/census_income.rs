@@ -117,16 +117,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let labels = HolderLabels::new(data.labels.clone(), top);
     let label_holder_metrics = labels.metrics();
-    let mut labels = Some(labels);
-    let holders: Vec<HolderSpec> = data
+    let mut holders: Vec<HolderSpec> = data
         .holders
         .iter()
-        .enumerate()
-        .map(|(i, t)| HolderSpec {
-            labels: if i == 0 { labels.take() } else { None },
-            ..HolderSpec::new(t.clone())
-        })
+        .map(|t| HolderSpec::new(t.clone()))
         .collect();
+    holders[0].labels = Some(labels);
     // ANCHOR_END: label_holder
     let config = SpnnConfig::default()
         .with_labels(LabelMode::Holder(0))

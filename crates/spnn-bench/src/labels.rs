@@ -147,21 +147,17 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
     );
     let labels = HolderLabels::new(data.labels.clone(), top).with_defence(defence);
     let record = labels.metrics();
-    let mut labels = Some(labels);
     // Seeded randomness so that a re-run reproduces the committed numbers exactly.
     let config = SpnnConfig::default()
         .with_labels(LabelMode::Holder(0))
         .with_randomness(Randomness::InsecureSeededForTests(5));
     let policy = PartyPolicy::default().allowing_insecure_randomness();
-    let holders = data
+    let mut holders: Vec<HolderSpec> = data
         .holders
         .iter()
-        .enumerate()
-        .map(|(i, t)| HolderSpec {
-            labels: if i == 0 { labels.take() } else { None },
-            ..HolderSpec::new(t.clone()).with_policy(policy.clone())
-        })
+        .map(|t| HolderSpec::new(t.clone()).with_policy(policy.clone()))
         .collect();
+    holders[0].labels = Some(labels);
     let sim = simulation::start(
         holders,
         SessionSpec::new(setup.widths[0]).with_config(config),

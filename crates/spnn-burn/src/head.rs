@@ -25,7 +25,7 @@ use spnn_crypto::{SecretSeed, SecureRng};
 use spnn_net::FloatMatrix;
 
 use crate::error::{Result, SpnnError};
-use crate::local::{BottomRunner, LocalModel, Runner};
+use crate::local::{LocalModel, LocalRunner, Runner};
 use crate::messages::Metrics;
 use crate::metrics::roc_auc;
 
@@ -162,25 +162,11 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let (model, optim) = self.runner.to_bytes()?;
-        let mut out = Vec::new();
-        spnn_net::codec::Codec::encode(
-            &(spnn_net::codec::Blob(model), spnn_net::codec::Blob(optim)),
-            &mut out,
-        );
-        Ok(out)
+        self.runner.save()
     }
 
     fn load(&mut self, state: Vec<u8>) -> Result<()> {
-        use spnn_net::codec::{Blob, Codec, Reader};
-        let bad = |e: spnn_net::CodecError| SpnnError::Persistence {
-            path: "top layers".into(),
-            reason: e.to_string(),
-        };
-        let mut r = Reader::new(&state);
-        let (Blob(model), Blob(optim)) = <(Blob, Blob)>::read(&mut r).map_err(bad)?;
-        r.finish().map_err(bad)?;
-        self.runner.load_bytes(model, optim)
+        self.runner.load(&state)
     }
 }
 

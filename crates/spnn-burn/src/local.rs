@@ -16,6 +16,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor};
 use spnn_net::FloatMatrix;
+use spnn_net::codec::{Blob, Codec, Reader};
 
 use crate::error::{Result, SpnnError};
 use crate::tensor::{matrix, to_vec};
@@ -27,13 +28,15 @@ pub trait LocalModel: Module + Send + 'static {
     fn forward(&self, x: Tensor<2>) -> Tensor<2>;
 }
 
-/// The holder-side runner of a bottom model (object-safe, so the holder loop needs no generic).
-pub(crate) trait BottomRunner: Send {
+/// The runner of a party's own model (object-safe, so the holder loop needs no generic).
+pub(crate) trait LocalRunner: Send {
     fn forward(&mut self, x: Vec<f32>, rows: usize, cols: usize, train: bool) -> Result<Vec<f32>>;
     fn backward(&mut self, g: FloatMatrix) -> Result<()>;
     fn update(&mut self, lr: f64) -> Result<()>;
-    fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>)>;
-    fn load_bytes(&mut self, model: Vec<u8>, optim: Vec<u8>) -> Result<()>;
+    /// The model's record and the optimiser's state, as one checkpoint blob.
+    fn save(&self) -> Result<Vec<u8>>;
+    /// Restores a blob written by [`LocalRunner::save`].
+    fn load(&mut self, state: &[u8]) -> Result<()>;
 }
 
 pub(crate) struct Runner<M: LocalModel> {
@@ -105,12 +108,12 @@ impl<M: LocalModel> Runner<M> {
 
 fn persist_err(e: impl std::fmt::Debug) -> SpnnError {
     SpnnError::Persistence {
-        path: "bottom model".into(),
+        path: "a party's own model".into(),
         reason: format!("{e:?}"),
     }
 }
 
-impl<M: LocalModel> BottomRunner for Runner<M> {
+impl<M: LocalModel> LocalRunner for Runner<M> {
     fn forward(&mut self, x: Vec<f32>, rows: usize, cols: usize, train: bool) -> Result<Vec<f32>> {
         let out = if train {
             let x = matrix(x, rows, cols, &self.device);
@@ -150,7 +153,7 @@ impl<M: LocalModel> BottomRunner for Runner<M> {
         Ok(())
     }
 
-    fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+    fn save(&self) -> Result<Vec<u8>> {
         let model = self
             .model()
             .clone()
@@ -163,10 +166,15 @@ impl<M: LocalModel> BottomRunner for Runner<M> {
             .expect("present")
             .into_bytes()
             .map_err(persist_err)?;
-        Ok((model.to_vec(), optim.to_vec()))
+        let mut out = Vec::new();
+        (Blob(model.to_vec()), Blob(optim.to_vec())).encode(&mut out);
+        Ok(out)
     }
 
-    fn load_bytes(&mut self, model: Vec<u8>, optim: Vec<u8>) -> Result<()> {
+    fn load(&mut self, state: &[u8]) -> Result<()> {
+        let mut r = Reader::new(state);
+        let (Blob(model), Blob(optim)) = <(Blob, Blob)>::read(&mut r).map_err(persist_err)?;
+        r.finish().map_err(persist_err)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model)).map_err(persist_err)?;
         let m = self.model.take().expect("present");
         self.model = Some(m.try_load_record(record).map_err(persist_err)?);

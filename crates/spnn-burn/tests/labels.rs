@@ -54,17 +54,13 @@ fn seeded_session(
     labels: HolderLabels,
     config: SpnnConfig,
 ) -> spnn_burn::Result<Simulation> {
-    let mut labels = Some(labels);
     let config = config.with_labels(LabelMode::Holder(0));
-    let holders = data
+    let mut holders: Vec<HolderSpec> = data
         .holders
         .iter()
-        .enumerate()
-        .map(|(i, t)| HolderSpec {
-            labels: if i == 0 { labels.take() } else { None },
-            ..HolderSpec::new(t.clone()).with_policy(test_policy(config))
-        })
+        .map(|t| HolderSpec::new(t.clone()).with_policy(test_policy(config)))
         .collect();
+    holders[0].labels = Some(labels);
     simulation::start(
         holders,
         SessionSpec::new(HIDDEN[0]).with_config(config),

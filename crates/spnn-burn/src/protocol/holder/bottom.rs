@@ -5,21 +5,20 @@
 //! over holders. The gradient comes back **in the clear** for the model's local backward.
 
 use spnn_crypto::RingMatrix;
-use spnn_net::codec::{Blob, Codec, Reader};
 
 use super::{Engine, Party};
 use crate::error::{Result, SpnnError, protocol};
-use crate::local::BottomRunner;
+use crate::local::LocalRunner;
 use crate::messages::BottomGradient;
 
 pub(super) struct BottomEngine {
-    runner: Box<dyn BottomRunner>,
+    runner: Box<dyn LocalRunner>,
     /// The step of the training forward awaiting its backward.
     saved_step: Option<u64>,
 }
 
 impl BottomEngine {
-    pub(super) fn new(runner: Box<dyn BottomRunner>) -> Self {
+    pub(super) fn new(runner: Box<dyn LocalRunner>) -> Self {
         Self {
             runner,
             saved_step: None,
@@ -58,19 +57,11 @@ impl Engine for BottomEngine {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let (model, optim) = self.runner.to_bytes()?;
-        let mut out = Vec::new();
-        (Blob(model), Blob(optim)).encode(&mut out);
-        Ok(out)
+        self.runner.save()
     }
 
     fn load(&mut self, _p: &Party, payload: &[u8]) -> std::result::Result<(), String> {
-        let mut r = Reader::new(payload);
-        let (Blob(model), Blob(optim)) = <(Blob, Blob)>::read(&mut r).map_err(|e| e.to_string())?;
-        r.finish().map_err(|e| e.to_string())?;
-        self.runner
-            .load_bytes(model, optim)
-            .map_err(|e| e.to_string())
+        self.runner.load(payload).map_err(|e| e.to_string())
     }
 
     #[cfg(feature = "insecure-test-hooks")]

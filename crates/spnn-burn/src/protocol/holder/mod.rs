@@ -41,7 +41,7 @@ use crate::checkpoint;
 use crate::config::{DealerMode, LabelMode, Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::head::{LabelDefence, LabelHead, LabelReports, MetricsLog};
-use crate::local::{BottomRunner, LocalModel, Runner};
+use crate::local::{LocalModel, LocalRunner, Runner};
 use crate::messages::*;
 
 /// How a holder runs, besides its data.
@@ -353,7 +353,7 @@ fn start(
     net: Network,
     features: Table,
     options: HolderOptions,
-    bottom: Option<Box<dyn BottomRunner>>,
+    bottom: Option<Box<dyn LocalRunner>>,
 ) -> Result<HolderSummary> {
     let Role::Holder(index) = net.role() else {
         return Err(SpnnError::Config(format!("{} is not a holder", net.me())));
