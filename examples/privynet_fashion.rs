@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use spnn::privynet::experiment::{
-    Characterisation, Experiment, ExperimentConfig, ExperimentData, Strategy,
+    Characterisation, Experiment, ExperimentConfig, ExperimentData, Limits, Strategy,
 };
 use spnn::privynet::optimizer::{self, Budget, Decision, Outcome};
 use spnn::privynet::source::{SourceNet, pretrain};
@@ -117,7 +117,7 @@ pub fn run(
     );
 
     // 3. The optimiser over the random-selection cells (PrivyNet's strategy).
-    let budget = default_budget(&grid, limits);
+    let budget = grid.default_budget(limits);
     decide(grid, budget, &experiment.data().owner_test, out, start)
 }
 // ANCHOR_END: pipeline
@@ -182,7 +182,7 @@ pub fn replay(
         serde_json::from_value(saved["grid"].clone()).map_err(|e| bad(results, e))?;
     let (_, test) = ImageSet::fashion_mnist(data_dir)?;
     let originals = test.slice(0..config.owner_test.min(test.len()));
-    let budget = default_budget(&grid, limits);
+    let budget = grid.default_budget(limits);
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     decide(grid, budget, &originals, out, start)
 }
@@ -213,39 +213,6 @@ pub fn owner_upload(
     Ok(extractor.extract(images, &device).to_bytes())
 }
 // ANCHOR_END: owner
-
-/// Optional budget limits; what is not given comes from [`default_budget`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Limits {
-    /// Largest attacker PSNR, dB.
-    pub max_psnr: Option<f64>,
-    /// Largest multiply-adds per image.
-    pub max_macs: Option<u64>,
-    /// Largest parameter bytes.
-    pub max_bytes: Option<u64>,
-}
-
-/// The default budget: PSNR half-way between the mean-image baseline and the strongest attack
-/// on a random selection, and the local cost of two layers at full width; `limits` override.
-pub fn default_budget(grid: &Characterisation, limits: &Limits) -> Budget {
-    let random = || grid.cells.iter().filter(|c| c.strategy == Strategy::Random);
-    let best = random()
-        .map(|c| c.privacy_loss().psnr)
-        .fold(grid.baseline.psnr, f64::max);
-    let at_two = random()
-        .filter(|c| c.topology.layers <= 2)
-        .map(|c| c.cost)
-        .max_by_key(|c| c.macs_per_image);
-    Budget {
-        max_psnr: limits.max_psnr.unwrap_or((grid.baseline.psnr + best) / 2.0),
-        max_macs: limits
-            .max_macs
-            .unwrap_or(at_two.map_or(u64::MAX, |c| c.macs_per_image)),
-        max_param_bytes: limits
-            .max_bytes
-            .unwrap_or(at_two.map_or(u64::MAX, |c| c.param_bytes)),
-    }
-}
 
 fn describe(d: &Decision) -> String {
     match d {

@@ -1,14 +1,88 @@
-//! PrivyNet end to end on the real data sets at the quick size (the `privynet_fashion`
-//! example): the attack beats the mean-image baseline, the optimiser stays within its budgets,
-//! and the outputs are written. Needs `SPNN_DATA_DIR` (scripts/fetch-data.sh): ignored by a plain
-//! `cargo test`, run by CI with `--ignored`.
+//! PrivyNet end to end. The quick start (`examples/privynet_quickstart.rs`) runs on the digits
+//! compiled into the library, in every `cargo test`. The `privynet_fashion` example at its quick
+//! size needs `SPNN_DATA_DIR` (scripts/fetch-data.sh): ignored by a plain `cargo test`, run by
+//! CI with `--include-ignored`. Both check that the attack beats the mean image and that the
+//! optimiser stays within its budget.
 
 #[path = "../examples/privynet_fashion.rs"]
 #[allow(dead_code)]
 mod privynet_fashion;
 
+#[path = "../examples/privynet_quickstart.rs"]
+#[allow(dead_code)]
+mod privynet_quickstart;
+
 use spnn::privynet::experiment::{ExperimentConfig, Strategy};
 use spnn::privynet::optimizer::{self, Budget, Decision};
+
+#[test]
+fn the_quick_start_learns_attacks_and_picks_within_budget_on_the_embedded_digits() {
+    let artifacts = tempfile::tempdir().unwrap();
+    let config = ExperimentConfig::embedded();
+    let run = privynet_quickstart::run(&config, artifacts.path()).unwrap();
+    let grid = &run.grid;
+    assert_eq!(
+        grid.cells.len(),
+        config.layers.len() * config.channels.len()
+    );
+
+    // Accuracies are measured on n images: "above chance" means by three standard errors of a
+    // chance-level classifier. The source's held-out public digits are 0–4 (chance 1/5); so are
+    // the owner's classes 5–9.
+    let above_chance = |accuracy: f64, n: usize| {
+        let p = 0.2;
+        accuracy > p + 3.0 * (p * (1.0 - p) / n as f64).sqrt()
+    };
+    let held_out = 500 - config.pretrain_images;
+    let source = grid.source_accuracy.unwrap();
+    assert!(above_chance(source, held_out), "source {source}");
+    for cell in &grid.cells {
+        assert!(above_chance(cell.accuracy, config.owner_test), "{cell:?}");
+    }
+
+    // At the widest c of every ℓ, the decoder that knows the channels beats the trivial
+    // reconstruction (the public mean image) on both measures.
+    for &l in &config.layers {
+        let widest = grid
+            .cells
+            .iter()
+            .filter(|c| c.topology.layers == l)
+            .max_by_key(|c| c.topology.channels)
+            .unwrap();
+        assert!(
+            widest.known.psnr > grid.baseline.psnr,
+            "{widest:?} vs {:?}",
+            grid.baseline
+        );
+        assert!(
+            widest.known.ssim > grid.baseline.ssim,
+            "{widest:?} vs {:?}",
+            grid.baseline
+        );
+    }
+
+    // The pick is within the budget, and no affordable topology within the privacy budget is
+    // more accurate than it by more than two standard errors (the optimiser assumes accuracy
+    // grows with c; a small grid need not show it).
+    let Decision::Chosen(pick) = &run.outcome.decision else {
+        panic!("the default budget admits a topology: {:?}", run.budget);
+    };
+    assert!(
+        pick.psnr <= run.budget.max_psnr && run.budget.affords(&pick.cost),
+        "{pick:?}"
+    );
+    let candidates: Vec<_> = grid.cells.iter().map(|c| c.topology).collect();
+    let best = optimizer::brute_force(&candidates, &run.budget, &mut grid.table(Strategy::Random))
+        .unwrap();
+    let Decision::Chosen(best) = best.decision else {
+        panic!("brute force finds what the hierarchical search found")
+    };
+    let se = (best.accuracy * (1.0 - best.accuracy) / config.owner_test as f64).sqrt();
+    assert!(
+        pick.accuracy >= best.accuracy - 2.0 * se,
+        "{pick:?} vs {best:?}"
+    );
+}
 
 #[test]
 #[ignore = "needs scripts/fetch-data.sh; set SPNN_DATA_DIR"]
@@ -21,7 +95,7 @@ fn privynet_quick_run_attacks_better_than_the_mean_image_and_picks_within_budget
         &config,
         data.as_ref(),
         None,
-        &privynet_fashion::Limits::default(),
+        &Default::default(),
         out.path(),
     )
     .unwrap();

@@ -4,6 +4,11 @@ use crate::error::{DataError, Result};
 use crate::table::Table;
 
 const BREAST_CANCER_CSV: &str = include_str!("../data/breast_cancer.csv");
+const MNIST_1000_IMAGES: &[u8] = include_bytes!("../data/mnist_1000-images-idx3-ubyte.gz");
+const MNIST_1000_LABELS: &[u8] = include_bytes!("../data/mnist_1000-labels-idx1-ubyte.gz");
+
+/// Digits per class in [`mnist_1000`].
+pub const MNIST_1000_PER_CLASS: usize = 100;
 
 /// The 30 feature names of the breast-cancer data, in file order.
 pub const BREAST_CANCER_COLUMNS: [&str; 30] = [
@@ -44,6 +49,18 @@ pub const BREAST_CANCER_COLUMNS: [&str; 30] = [
 /// `crates/spnn-data/data/README.md`.
 pub fn breast_cancer() -> Table {
     parse_breast_cancer(BREAST_CANCER_CSV).expect("the embedded file is checked by the tests")
+}
+
+/// 1000 MNIST digits, the first 100 of each class of the 5000-digit MNIST file
+/// `scripts/fetch-data.sh` fetches, as `(images, labels)`: 784 bytes (28×28, row-major,
+/// 0..=255) per image, one label 0..=9 per image, sorted by class. Source, recipe and licence:
+/// `crates/spnn-data/data/README.md`.
+pub fn mnist_1000() -> (Vec<u8>, Vec<u8>) {
+    let images = crate::idx::parse_idx_gz(MNIST_1000_IMAGES, "mnist_1000-images")
+        .expect("the embedded file is checked by the tests");
+    let labels = crate::idx::parse_idx_gz(MNIST_1000_LABELS, "mnist_1000-labels")
+        .expect("the embedded file is checked by the tests");
+    (images.data, labels.data)
 }
 
 fn parse_breast_cancer(text: &str) -> Result<Table> {
@@ -118,6 +135,20 @@ mod tests {
         assert_eq!(labels.iter().filter(|&&y| y == 1.0).count(), 357);
         assert_eq!(labels.iter().filter(|&&y| y == 0.0).count(), 212);
         assert_eq!(&t.features(0).unwrap()[..4], &[17.99, 10.38, 122.8, 1001.0]);
+    }
+
+    #[test]
+    fn the_embedded_digits_are_100_per_class_in_class_order() {
+        let (images, labels) = mnist_1000();
+        assert_eq!((images.len(), labels.len()), (1000 * 784, 1000));
+        for (class, chunk) in labels.chunks(MNIST_1000_PER_CLASS).enumerate() {
+            assert!(chunk.iter().all(|&y| y as usize == class), "class {class}");
+        }
+        // Real strokes, not blank images: every digit has ink and background.
+        for image in images.chunks(784) {
+            let ink = image.iter().filter(|&&p| p > 128).count();
+            assert!((20..500).contains(&ink), "{ink} inked pixels");
+        }
     }
 
     #[test]

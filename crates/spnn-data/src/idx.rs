@@ -45,22 +45,28 @@ impl IdxArray {
 
 /// Reads an IDX file; a `.gz` name is decompressed.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let io = |e: std::io::Error| DataError::Io {
-        path: path.display().to_string(),
+    let source = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
+        path: source.clone(),
         reason: e.to_string(),
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut bytes = Vec::new();
+    })?;
     if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
+        parse_idx_gz(&bytes, &source)
     } else {
-        std::io::BufReader::new(file)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
+        parse_idx(&bytes, &source)
     }
-    parse_idx(&bytes, &path.display().to_string())
+}
+
+/// Parses gzip-compressed IDX bytes; `source` names them in errors. The decompressed size is
+/// bounded by the largest valid IDX file, so a gzip bomb stops there.
+pub fn parse_idx_gz(compressed: &[u8], source: &str) -> Result<IdxArray> {
+    let limit = MAX_ELEMENTS + 4 + 4 * 4 + 1;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(compressed)
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::Invalid(format!("{source}: not gzip data ({e})")))?;
+    parse_idx(&bytes, source)
 }
 
 /// Parses IDX bytes; `source` names them in errors.

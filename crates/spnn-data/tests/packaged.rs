@@ -69,3 +69,25 @@ fn spambase_and_images_load() {
     assert_eq!((images.len(), labels.len()), (5000 * 784, 5000));
     assert!((0..10).all(|d| labels.iter().filter(|&&l| l == d).count() == 500));
 }
+
+#[test]
+#[ignore = "needs scripts/fetch-data.sh; set SPNN_DATA_DIR"]
+fn embedded_digits_are_the_first_100_per_class_of_mnist_5k() {
+    let (images, labels) = mnist_5k(&data_dir()).unwrap();
+    let (embedded, embedded_labels) = spnn_data::embedded::mnist_1000();
+    let per_class = spnn_data::embedded::MNIST_1000_PER_CLASS;
+    let mut expected = Vec::new();
+    let mut expected_labels = Vec::new();
+    for class in 0..10u8 {
+        let first = labels.iter().enumerate().filter(|&(_, &l)| l == class);
+        for (i, _) in first.take(per_class) {
+            expected.extend_from_slice(&images[i * 784..(i + 1) * 784]);
+            expected_labels.push(class);
+        }
+    }
+    assert_eq!(embedded_labels, expected_labels);
+    assert!(
+        embedded == expected,
+        "the embedded pixels differ from the fetched file's"
+    );
+}

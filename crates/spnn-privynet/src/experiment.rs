@@ -23,7 +23,7 @@ use crate::cloud::{CloudData, train_cloud};
 use crate::error::{PrivyError, Result};
 use crate::extractor::{ChannelSelection, InputFormat, LocalCost, LocalExtractor, Upload};
 use crate::images::ImageSet;
-use crate::optimizer::{Pick, TableEvaluator, Topology};
+use crate::optimizer::{Budget, Pick, TableEvaluator, Topology};
 use crate::source::{SourceConfig, Stage, TrainConfig};
 
 /// How the owner picks its `c` channels.
@@ -125,6 +125,39 @@ impl ExperimentConfig {
         }
     }
 
+    /// The quick start's setting on the digits the repository ships
+    /// ([`ExperimentData::embedded`]): 400 public digits to pre-train on, 250 private training
+    /// images, 150 for the attacker, 100 to test, ℓ ∈ {1, 2}, c ∈ {2, 8}, random selection.
+    pub fn embedded() -> Self {
+        Self {
+            pretrain_images: 400,
+            pretrain: TrainConfig {
+                epochs: 4,
+                batch: 32,
+                lr: 2e-3,
+                seed: 0,
+            },
+            owner_train: 250,
+            owner_test: 100,
+            attacker_public: 150,
+            cloud: TrainConfig {
+                epochs: 6,
+                batch: 25,
+                lr: 2e-3,
+                seed: 0,
+            },
+            attack: TrainConfig {
+                epochs: 6,
+                batch: 25,
+                lr: 3e-3,
+                seed: 0,
+            },
+            layers: vec![1, 2],
+            channels: vec![2, 8],
+            ..Self::quick()
+        }
+    }
+
     /// The (ℓ, c) candidates for a network whose layers have `widths` output channels: every
     /// listed c up to the width of layer ℓ.
     pub fn candidates(&self, widths: &[usize]) -> Vec<Topology> {
@@ -165,6 +198,21 @@ impl ExperimentData {
         let mnist = ImageSet::mnist_5k(data_dir)?;
         let (train, test) = ImageSet::fashion_mnist(data_dir)?;
         Self::split(&mnist, &train, &test, config)
+    }
+
+    /// The digits compiled into the library ([`ImageSet::mnist_1000`]), with no file to fetch:
+    /// digits 0–4 are the public pre-training task, and the owner's private task is digits 5–9
+    /// (shuffled, then owner training, attacker, owner test images in that order), so the
+    /// pre-trained network has never seen a digit of the owner's classes. The attacker still
+    /// draws from the owner's distribution, as in [`ExperimentData::load`].
+    pub fn embedded(config: &ExperimentConfig) -> Result<Self> {
+        let digits = ImageSet::mnist_1000();
+        let public = digits.filter_labels(|y| y < 5);
+        let private = digits.filter_labels(|y| y >= 5);
+        // The seed's complement keeps this shuffle apart from the pre-training one in `split`.
+        let private = private.sample(private.len(), !config.seed);
+        let (train, test) = private.split_at(config.owner_train + config.attacker_public);
+        Self::split(&public, &train, &test, config)
     }
 
     /// Splits already-loaded sets for `config`.
@@ -261,7 +309,9 @@ pub struct Characterisation {
 }
 
 impl Characterisation {
-    /// The cells of `strategy` as optimiser measurements (privacy loss = its PSNR).
+    /// The cells of `strategy` as optimiser measurements. A cell's privacy loss is its attack's
+    /// PSNR, but never below the mean-image baseline: an attacker can always answer the mean
+    /// image, so an attack that does worse only shows that this decoder failed.
     pub fn table(&self, strategy: Strategy) -> TableEvaluator {
         TableEvaluator {
             picks: self
@@ -271,12 +321,47 @@ impl Characterisation {
                 .map(|c| Pick {
                     topology: c.topology,
                     accuracy: c.accuracy,
-                    psnr: c.privacy_loss().psnr,
+                    psnr: c.privacy_loss().psnr.max(self.baseline.psnr),
                     cost: c.cost,
                 })
                 .collect(),
         }
     }
+
+    /// The default budget: PSNR half-way between the mean-image baseline and the strongest
+    /// attack on a random selection, and the local cost of the largest random-selection cell
+    /// with ℓ ≤ 2; what `limits` give overrides.
+    pub fn default_budget(&self, limits: &Limits) -> Budget {
+        let random = || self.cells.iter().filter(|c| c.strategy == Strategy::Random);
+        let best = random()
+            .map(|c| c.privacy_loss().psnr)
+            .fold(self.baseline.psnr, f64::max);
+        let at_two = random()
+            .filter(|c| c.topology.layers <= 2)
+            .map(|c| c.cost)
+            .max_by_key(|c| c.macs_per_image);
+        Budget {
+            max_psnr: limits.max_psnr.unwrap_or((self.baseline.psnr + best) / 2.0),
+            max_macs: limits
+                .max_macs
+                .unwrap_or(at_two.map_or(u64::MAX, |c| c.macs_per_image)),
+            max_param_bytes: limits
+                .max_bytes
+                .unwrap_or(at_two.map_or(u64::MAX, |c| c.param_bytes)),
+        }
+    }
+}
+
+/// Budget limits an owner states; what it leaves out comes from
+/// [`Characterisation::default_budget`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// Largest attacker PSNR, dB.
+    pub max_psnr: Option<f64>,
+    /// Largest multiply-adds per image.
+    pub max_macs: Option<u64>,
+    /// Largest parameter bytes.
+    pub max_bytes: Option<u64>,
 }
 
 /// A running experiment: the pre-trained stages, the data and the devices.
@@ -490,4 +575,83 @@ pub fn channel_means(upload: &Upload) -> Vec<f64> {
         }
     }
     sums.iter().map(|s| s / (n * h * w) as f64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optimizer::Evaluator;
+
+    #[test]
+    fn the_embedded_split_keeps_the_public_and_private_digits_apart() {
+        let config = ExperimentConfig::embedded();
+        let data = ExperimentData::embedded(&config).unwrap();
+        let public = [&data.pretrain, &data.pretrain_held_out];
+        let private = [&data.owner_train, &data.attacker_public, &data.owner_test];
+        assert!(public.iter().all(|s| s.labels().iter().all(|&y| y < 5)));
+        assert!(private.iter().all(|s| s.labels().iter().all(|&y| y >= 5)));
+        assert_eq!(
+            [data.pretrain.len(), data.owner_train.len()],
+            [config.pretrain_images, config.owner_train]
+        );
+        assert_eq!(
+            [data.attacker_public.len(), data.owner_test.len()],
+            [config.attacker_public, config.owner_test]
+        );
+        // No image is in two private roles (the 500 private digits are distinct images).
+        let mut seen: Vec<&[f32]> = private
+            .iter()
+            .flat_map(|s| (0..s.len()).map(|i| s.image(i)))
+            .collect();
+        let n = seen.len();
+        seen.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        seen.dedup();
+        assert_eq!(seen.len(), n);
+        // Every private class is present in the owner's test images (the shuffle mixed them).
+        assert!((5..10).all(|c| data.owner_test.labels().contains(&c)));
+        let too_many = ExperimentConfig {
+            owner_train: 400,
+            ..config
+        };
+        assert!(ExperimentData::embedded(&too_many).is_err());
+    }
+
+    #[test]
+    fn an_attack_worse_than_the_mean_image_counts_as_the_mean_image() {
+        let cell = |channels, psnr| Cell {
+            topology: Topology {
+                layers: 1,
+                channels,
+            },
+            strategy: Strategy::Random,
+            accuracy: 0.8,
+            known: Quality {
+                psnr: 30.0,
+                ssim: 0.9,
+            },
+            unknown: Quality { psnr, ssim: 0.1 },
+            cost: LocalCost {
+                macs_per_image: 1,
+                param_bytes: 1,
+            },
+        };
+        let grid = Characterisation {
+            source_accuracy: None,
+            baseline: Quality {
+                psnr: 11.0,
+                ssim: 0.1,
+            },
+            cells: vec![cell(1, 7.0), cell(2, 14.0)],
+            reconstructions: Vec::new(),
+        };
+        let mut table = grid.table(Strategy::Random);
+        let at = |c| Topology {
+            layers: 1,
+            channels: c,
+        };
+        assert_eq!(table.privacy_loss(at(1)).unwrap(), 11.0);
+        assert_eq!(table.privacy_loss(at(2)).unwrap(), 14.0);
+        // The default budget lies half-way between the baseline and the strongest attack.
+        assert_eq!(grid.default_budget(&Limits::default()).max_psnr, 12.5);
+    }
 }

@@ -62,6 +62,19 @@ impl ImageSet {
         Self::from_bytes(&bytes, labels)
     }
 
+    /// The 1000 MNIST digits compiled into `spnn-data` (100 per class, sorted by class;
+    /// `spnn_data::embedded::mnist_1000`): the data of the quick start, no download needed.
+    pub fn mnist_1000() -> Self {
+        let (bytes, labels) = spnn_data::embedded::mnist_1000();
+        Self::from_bytes(&bytes, labels).expect("the embedded digits are 784 bytes per label")
+    }
+
+    /// The images whose label satisfies `keep`, in their order.
+    pub fn filter_labels(&self, keep: impl Fn(u8) -> bool) -> Self {
+        let indices: Vec<usize> = (0..self.len()).filter(|&i| keep(self.labels[i])).collect();
+        self.select(&indices)
+    }
+
     /// Fashion-MNIST `(train, test)` from its IDX files under `data_dir`.
     pub fn fashion_mnist(data_dir: &Path) -> Result<(Self, Self)> {
         let [train_x, train_y, test_x, test_y] = packaged::fashion_mnist_files(data_dir)?;
