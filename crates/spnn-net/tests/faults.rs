@@ -9,7 +9,9 @@ use common::*;
 use spnn_crypto::RingMatrix;
 use spnn_net::certs::DeploymentCerts;
 use spnn_net::frame::{PROTOCOL_VERSION, encode_frame};
-use spnn_net::transport::tls::{TlsConfig, TlsTransport, loopback_listener};
+use spnn_net::transport::tls::{
+    DEFAULT_HANDSHAKE_TIMEOUT, TlsConfig, TlsTransport, loopback_listener,
+};
 use spnn_net::{IdList, NetError, Network, NetworkConfig, PartyId};
 
 fn two_party_tls(
@@ -60,6 +62,11 @@ fn certificate_of_another_deployment_is_refused_on_both_sides() {
     let e0 = r0.unwrap_err().to_string();
     assert!(
         e0.contains("holder-0") && e0.contains("did not connect"),
+        "acceptor error: {e0}"
+    );
+    // Not a stray connection: the acceptor says a certificate was the reason.
+    assert!(
+        e0.contains("refused this party's certificate"),
         "acceptor error: {e0}"
     );
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
@@ -295,4 +302,151 @@ fn unknown_peers_are_errors() {
         nets[0].recv::<IdList>(PartyId(9)),
         Err(NetError::UnknownPeer(_))
     ));
+}
+
+/// Bytes that are not TLS (a fixed xorshift stream).
+fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `idle` connections that never send a byte and `noisy` ones that send random bytes, to `addr`;
+/// they stay open while the returned sockets live.
+fn stall(addr: std::net::SocketAddr, idle: usize, noisy: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let mut held = Vec::new();
+    for i in 0..idle + noisy {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        if i >= idle {
+            // A reset by the acceptor is fine: it has read enough to refuse.
+            let _ = s.write_all(&garbage(i as u64, 4096));
+        }
+        held.push(s);
+    }
+    held
+}
+
+#[test]
+fn idle_and_garbage_connections_do_not_delay_the_real_parties() {
+    let r = roster(3);
+    let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
+    let listeners: Vec<_> = (0..3).map(|_| loopback_listener().unwrap()).collect();
+    let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
+    // The server (party 0) and holder-0 (party 1) accept; both are stalled before anyone dials.
+    let _held: Vec<_> = [addrs[0], addrs[1]]
+        .into_iter()
+        .flat_map(|a| stall(a, 50, 10))
+        .collect();
+    let start = Instant::now();
+    let handles: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, (l, _))| {
+            let me = PartyId(i as u16);
+            let identity = certs.identity(&r.name(me).unwrap()).unwrap();
+            let cfg = TlsConfig::new(me, r.clone(), addrs.clone(), identity);
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let t = TlsTransport::establish_with_listener(cfg, l)?;
+                Network::new(me, r, NetworkConfig::new(4), t)
+            })
+        })
+        .collect();
+    let nets: Vec<Network> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    let elapsed = start.elapsed();
+    // An idle connection would have held a one-at-a-time acceptor for its whole handshake
+    // timeout (10 s) and a 30 s connect timeout's worth of them would have failed the mesh.
+    assert!(
+        elapsed < DEFAULT_HANDSHAKE_TIMEOUT / 2,
+        "the mesh took {elapsed:?}"
+    );
+    let handles: Vec<_> = nets
+        .into_iter()
+        .map(|net| std::thread::spawn(move || all_to_all(&net, 16, 16)))
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn a_refused_connection_says_which_step_failed() {
+    let r = roster(2);
+    let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
+    for (idle, noisy, expected) in [
+        (
+            0,
+            1,
+            "TLS handshake failed, not a TLS client of this deployment",
+        ),
+        (1, 0, "no TLS handshake within 300ms (an idle connection)"),
+    ] {
+        let (l, addr) = loopback_listener().unwrap();
+        let other = loopback_listener().unwrap().1;
+        let mut cfg = TlsConfig::new(
+            PartyId(0),
+            r.clone(),
+            vec![addr, other],
+            certs.identity("server").unwrap(),
+        );
+        cfg.connect_timeout = Duration::from_millis(1500);
+        cfg.handshake_timeout = Duration::from_millis(300);
+        let _held = stall(addr, idle, noisy);
+        let err = TlsTransport::establish_with_listener(cfg, l)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains("holder-0 did not connect"), "{err}");
+    }
+}
+
+#[test]
+fn what_a_peer_sends_ahead_is_bounded_by_the_receive_queue() {
+    use spnn_net::transport::Transport;
+    let r = roster(2);
+    let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
+    let listeners: Vec<_> = (0..2).map(|_| loopback_listener().unwrap()).collect();
+    let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
+    let queue = 64 << 10;
+    let handles: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, (l, _))| {
+            let me = PartyId(i as u16);
+            let identity = certs.identity(&r.name(me).unwrap()).unwrap();
+            let mut cfg = TlsConfig::new(me, r.clone(), addrs.clone(), identity);
+            cfg.max_frame = 16 << 10;
+            cfg.max_queued_bytes = queue;
+            std::thread::spawn(move || TlsTransport::establish_with_listener(cfg, l).unwrap())
+        })
+        .collect();
+    let mut ends: Vec<TlsTransport> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let (receiver, sender) = (ends.remove(0), ends.remove(0));
+    // 200 frames of 10 000 bytes (2 MB) sent at once; the receiver takes none for a while.
+    let frames = 200;
+    for i in 0..frames {
+        sender.send(PartyId(0), vec![i as u8; 10_000]).unwrap();
+    }
+    let mut queued = 0;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(50));
+        queued = receiver.queued_bytes(PartyId(1)).unwrap();
+    }
+    assert!(queued > 0 && queued <= queue, "{queued} bytes queued");
+    // Nothing is lost or reordered by the back-pressure.
+    for i in 0..frames {
+        let frame = receiver.recv(PartyId(1), Duration::from_secs(10)).unwrap();
+        assert_eq!(frame, vec![i as u8; 10_000], "frame {i}");
+    }
+    assert_eq!(receiver.queued_bytes(PartyId(1)).unwrap(), 0);
 }

@@ -5,18 +5,25 @@
 //! `j`; the acceptor requires a client certificate from the deployment's CA, reads a hello with
 //! the dialer's claimed party id, and checks that the certificate names that party. A connection
 //! that fails any check is dropped and the acceptor keeps waiting for the real peer until the
-//! connect timeout, which then reports the last failure.
+//! connect timeout, which then reports the last failure. Accepted connections handshake
+//! concurrently, each within its own [`TlsConfig::handshake_timeout`], and at most
+//! [`MAX_PENDING_HANDSHAKES`] at once: an idle or garbage connection costs one slot for that
+//! long and never delays a real peer. A dialer whose connection is dropped before the verdict
+//! (for example while the acceptor was full) dials again until the connect timeout.
 //!
 //! **Data path.** Each connection is split into a reader task, which reads length-prefixed
 //! frames (refusing any above the maximum before reading it) into a channel, and a writer task,
 //! which drains a queue. Sending therefore never blocks on the peer, and two parties can send
-//! large messages to each other at once. When a connection fails or closes, the reader reports
+//! large messages to each other at once. What a peer sent but this party has not received yet is
+//! bounded by [`TlsConfig::max_queued_bytes`] per peer: beyond it the reader stops reading and TCP
+//! flow control holds the peer back. When a connection fails or closes, the reader reports
 //! [`NetError::PeerLost`] to whoever waits for that peer.
 //!
 //! **Shutdown.** Dropping the transport closes the queues, lets the writers flush what was
 //! queued and send TLS `close_notify` (bounded by [`FLUSH_TIMEOUT`]), then stops the runtime.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
@@ -24,7 +31,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -37,6 +44,12 @@ use crate::party::{PartyId, Roster};
 
 /// How long a dropped transport waits for its queued frames to be written.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections accepted but not yet through their handshake, at most; more are closed at once.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Default of [`TlsConfig::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`TlsConfig::max_queued_bytes`]: 512 MiB, two frames of the default maximum.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 2 * DEFAULT_MAX_FRAME;
 const HELLO_MAGIC: &[u8; 4] = b"SPNN";
 
 /// Everything a party needs to join a TLS mesh.
@@ -54,6 +67,11 @@ pub struct TlsConfig {
     pub connect_timeout: Duration,
     /// Largest frame accepted from a peer.
     pub max_frame: usize,
+    /// How long one accepted connection may take for its TLS handshake and hello.
+    pub handshake_timeout: Duration,
+    /// Bytes received from one peer and not yet taken by [`Transport::recv`], at most (never
+    /// less than one frame of `max_frame`).
+    pub max_queued_bytes: usize,
 }
 
 impl TlsConfig {
@@ -71,6 +89,8 @@ impl TlsConfig {
             identity,
             connect_timeout: Duration::from_secs(30),
             max_frame: DEFAULT_MAX_FRAME,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
     }
 }
@@ -81,6 +101,8 @@ type Incoming = crossbeam_channel::Receiver<Result<Vec<u8>>>;
 struct Link {
     out: mpsc::UnboundedSender<Vec<u8>>,
     incoming: Incoming,
+    /// One permit per byte the reader may still queue; `recv` returns a frame's permits.
+    room: Arc<Semaphore>,
     writer: JoinHandle<()>,
 }
 
@@ -89,6 +111,7 @@ struct Link {
 pub struct TlsTransport {
     runtime: Option<Runtime>,
     links: Vec<Option<Link>>,
+    queue_limit: usize,
 }
 
 type Stream = tokio_rustls::TlsStream<TcpStream>;
@@ -133,22 +156,35 @@ impl TlsTransport {
             .build()?;
         let streams = runtime.block_on(connect_mesh(&config, listener))?;
         let mut links: Vec<Option<Link>> = (0..config.roster.len()).map(|_| None).collect();
+        let queue = config
+            .max_queued_bytes
+            .max(config.max_frame)
+            .min(Semaphore::MAX_PERMITS);
         for (peer, stream) in streams {
             let (rd, wr) = tokio::io::split(stream);
             let (in_tx, in_rx) = crossbeam_channel::unbounded();
             let (out_tx, out_rx) = mpsc::unbounded_channel();
-            runtime.spawn(read_frames(peer, rd, in_tx, config.max_frame));
+            let room = Arc::new(Semaphore::new(queue));
+            runtime.spawn(read_frames(peer, rd, in_tx, config.max_frame, room.clone()));
             let writer = runtime.spawn(write_frames(wr, out_rx));
             links[peer.0 as usize] = Some(Link {
                 out: out_tx,
                 incoming: in_rx,
+                room,
                 writer,
             });
         }
         Ok(Self {
             runtime: Some(runtime),
             links,
+            queue_limit: queue,
         })
+    }
+
+    /// Bytes received from `peer` and waiting for [`Transport::recv`].
+    pub fn queued_bytes(&self, peer: PartyId) -> Result<usize> {
+        let link = self.link(peer)?;
+        Ok(self.queue_limit - link.room.available_permits())
     }
 
     fn link(&self, peer: PartyId) -> Result<&Link> {
@@ -171,8 +207,14 @@ impl Transport for TlsTransport {
     }
 
     fn recv(&self, from: PartyId, timeout: Duration) -> Result<Vec<u8>> {
-        match self.link(from)?.incoming.recv_timeout(timeout) {
-            Ok(frame) => frame,
+        let link = self.link(from)?;
+        match link.incoming.recv_timeout(timeout) {
+            Ok(frame) => {
+                if let Ok(frame) = &frame {
+                    link.room.add_permits(frame.len());
+                }
+                frame
+            }
             Err(RecvTimeoutError::Timeout) => Err(NetError::Timeout {
                 peer: from,
                 waited: timeout,
@@ -216,6 +258,7 @@ async fn read_frames(
     mut rd: ReadHalf<Stream>,
     tx: crossbeam_channel::Sender<Result<Vec<u8>>>,
     max_frame: usize,
+    room: Arc<Semaphore>,
 ) {
     let lost = |e: std::io::Error| NetError::PeerLost {
         peer,
@@ -240,6 +283,13 @@ async fn read_frames(
                 max: max_frame as u64,
             }));
             return;
+        }
+        // Wait for room before reading the frame: while the receiver is behind, nothing more is
+        // read and TCP flow control stops the peer. `len ≤ max_frame ≤ the queue`, and
+        // `max_frame` fits the u32 length prefix.
+        match room.acquire_many(len as u32).await {
+            Ok(permits) => permits.forget(),
+            Err(_) => return, // never closed; kept total
         }
         let mut frame = vec![0u8; len];
         if let Err(e) = rd.read_exact(&mut frame).await {
@@ -299,15 +349,47 @@ async fn dial_peer(
     peer: PartyId,
     deadline: Instant,
 ) -> Result<(PartyId, Stream)> {
-    let addr = config.addresses[peer.0 as usize];
     let name = config.roster.name(peer)?;
-    let server_name =
-        ServerName::try_from(name.clone()).map_err(|e| NetError::Config(e.to_string()))?;
-    let fail = |reason: String| NetError::Connect { peer, reason };
+    loop {
+        match dial_once(config, &connector, peer, &name, deadline).await {
+            Ok(stream) => return Ok((peer, stream)),
+            // Dropped before the verdict: the acceptor may have been full or restarting.
+            Err(Dial::Dropped(why)) if Instant::now() + RETRY_PAUSE < deadline => {
+                tracing::debug!("{name}: {why}; dialling again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(Dial::Dropped(why)) | Err(Dial::Failed(why)) => {
+                return Err(NetError::Connect { peer, reason: why });
+            }
+        }
+    }
+}
+
+/// Pause between two dials of the same peer.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Why one dial did not give a connection.
+enum Dial {
+    /// The connection broke before the acceptor's verdict: worth dialling again.
+    Dropped(String),
+    /// A refusal or a certificate that does not verify, or the deadline: final.
+    Failed(String),
+}
+
+async fn dial_once(
+    config: &TlsConfig,
+    connector: &TlsConnector,
+    peer: PartyId,
+    name: &str,
+    deadline: Instant,
+) -> std::result::Result<Stream, Dial> {
+    let addr = config.addresses[peer.0 as usize];
+    let server_name = ServerName::try_from(name.to_string())
+        .map_err(|e| Dial::Failed(format!("{name} is not a valid server name: {e}")))?;
     let tcp = loop {
         match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => {
-                return Err(fail(format!(
+                return Err(Dial::Failed(format!(
                     "{name} at {addr} did not accept within the connect timeout"
                 )));
             }
@@ -315,28 +397,87 @@ async fn dial_peer(
             Ok(Err(_)) if Instant::now() + Duration::from_millis(50) < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
-            Ok(Err(e)) => return Err(fail(format!("{name} at {addr}: {e}"))),
+            Ok(Err(e)) => return Err(Dial::Failed(format!("{name} at {addr}: {e}"))),
         }
     };
-    tcp.set_nodelay(true)?;
-    let mut tls = tokio::time::timeout_at(deadline, connector.connect(server_name, tcp))
-        .await
-        .map_err(|_| fail(format!("TLS handshake with {name} timed out")))?
-        .map_err(|e| fail(format!("TLS handshake with {name} at {addr}: {e}")))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| Dial::Dropped(format!("{name} at {addr}: {e}")))?;
+    let mut tls = match tokio::time::timeout_at(deadline, connector.connect(server_name, tcp)).await
+    {
+        Err(_) => return Err(Dial::Failed(format!("TLS handshake with {name} timed out"))),
+        Ok(Err(e)) if refused_certificate(&e) == Some(Refused::Ours) => {
+            return Err(Dial::Failed(format!(
+                "{name} at {addr} refused this party's certificate: {e}"
+            )));
+        }
+        Ok(Err(e)) if refused_certificate(&e).is_some() => {
+            return Err(Dial::Failed(format!(
+                "TLS handshake with {name} at {addr}: {e}"
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(Dial::Dropped(format!(
+                "TLS handshake with {name} at {addr}: {e}"
+            )));
+        }
+        Ok(Ok(tls)) => tls,
+    };
     let mut hello = HELLO_MAGIC.to_vec();
     hello.extend_from_slice(&config.me.0.to_le_bytes());
-    tls.write_all(&hello)
-        .await
-        .map_err(|e| fail(format!("hello: {e}")))?;
-    tls.flush().await.map_err(|e| fail(format!("hello: {e}")))?;
+    let sent = async {
+        tls.write_all(&hello).await?;
+        tls.flush().await
+    };
+    sent.await
+        .map_err(|e| Dial::Dropped(format!("hello to {name}: {e}")))?;
     // Wait for the acceptor's one-byte verdict, so a refused identity fails here, not later.
     let mut verdict = [0u8; 1];
     match tokio::time::timeout_at(deadline, tls.read_exact(&mut verdict)).await {
-        Ok(Ok(_)) if verdict[0] == 1 => Ok((peer, Stream::Client(tls))),
-        Ok(_) => Err(fail(format!("{name} refused this party's identity"))),
-        Err(_) => Err(fail(format!(
+        Ok(Ok(_)) if verdict[0] == 1 => Ok(Stream::Client(tls)),
+        Ok(Ok(_)) => Err(Dial::Failed(format!(
+            "{name} refused this party's identity"
+        ))),
+        // In TLS 1.3 the acceptor checks our certificate after our side of the handshake
+        // is done: its refusal arrives here, as an alert.
+        Ok(Err(e)) if refused_certificate(&e).is_some() => Err(Dial::Failed(format!(
+            "{name} refused this party's certificate: {e}"
+        ))),
+        Ok(Err(e)) => Err(Dial::Dropped(format!(
+            "{name} closed the connection before confirming it: {e}"
+        ))),
+        Err(_) => Err(Dial::Failed(format!(
             "{name} did not confirm the connection in time"
         ))),
+    }
+}
+
+/// Whose certificate a failed TLS handshake refused, if a certificate was the reason.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// This party refused the peer's certificate (or its lack of one).
+    Theirs,
+    /// The peer refused ours: its alert says so.
+    Ours,
+}
+
+fn refused_certificate(e: &std::io::Error) -> Option<Refused> {
+    use rustls::AlertDescription as A;
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            Some(Refused::Theirs)
+        }
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateRequired
+            | A::CertificateUnknown
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::UnsupportedCertificate
+            | A::DecryptError
+            | A::AccessDenied,
+        ) => Some(Refused::Ours),
+        _ => None,
     }
 }
 
@@ -349,14 +490,48 @@ async fn accept_peers(
 ) -> Result<Vec<(PartyId, Stream)>> {
     let mut streams = Vec::new();
     let mut last_error = String::from("no connection attempt");
+    // Dropping the set (on return) aborts the handshakes still running.
+    let mut pending = tokio::task::JoinSet::new();
     while !expected.is_empty() {
-        let (tcp, from) = match tokio::time::timeout_at(deadline, listener.accept()).await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                last_error = e.to_string();
-                continue;
-            }
-            Err(_) => {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, from)) if pending.len() < MAX_PENDING_HANDSHAKES => {
+                    let limit = deadline.min(Instant::now() + config.handshake_timeout);
+                    let handshake = handshake(acceptor.clone(), tcp, config.handshake_timeout, limit);
+                    pending.spawn(async move { (from, handshake.await) });
+                }
+                Ok((_, from)) => {
+                    last_error = format!(
+                        "{from}: closed at once, {MAX_PENDING_HANDSHAKES} handshakes already running"
+                    );
+                    tracing::warn!("refused a connection from {last_error}");
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little instead of spinning.
+                    last_error = format!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(done) = pending.join_next(), if !pending.is_empty() => {
+                let Ok((from, result)) = done else {
+                    continue; // a handshake task panicked or was cancelled: nothing to accept
+                };
+                let outcome = match result {
+                    Ok((claimed, tls)) => admit(config, &expected, claimed, tls).await,
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok((peer, stream)) => {
+                        expected.retain(|p| *p != peer);
+                        streams.push((peer, stream));
+                    }
+                    Err(reason) => {
+                        tracing::warn!("refused a connection from {from}: {reason}");
+                        last_error = format!("{from}: {reason}");
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => {
                 let missing: Vec<String> = expected
                     .iter()
                     .map(|p| config.roster.name(*p).unwrap_or_else(|_| p.to_string()))
@@ -369,61 +544,85 @@ async fn accept_peers(
                     ),
                 });
             }
-        };
-        match accept_one(config, &acceptor, tcp, &expected, deadline).await {
-            Ok((peer, stream)) => {
-                expected.retain(|p| *p != peer);
-                streams.push((peer, stream));
-            }
-            Err(e) => {
-                tracing::warn!("refused a connection from {from}: {e}");
-                last_error = format!("{from}: {e}");
-            }
         }
     }
     Ok(streams)
 }
 
-async fn accept_one(
-    config: &TlsConfig,
-    acceptor: &TlsAcceptor,
+/// One accepted connection up to the dialer's hello: the TLS handshake with a client
+/// certificate from the deployment's CA, then the claimed party id. Every failure says which
+/// step failed.
+async fn handshake(
+    acceptor: TlsAcceptor,
     tcp: TcpStream,
-    expected: &[PartyId],
-    deadline: Instant,
-) -> Result<(PartyId, Stream)> {
-    tcp.set_nodelay(true)?;
-    let cfail = |reason: String| NetError::Certificate(reason);
-    let mut tls = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
-        .await
-        .map_err(|_| cfail("TLS handshake timed out".into()))?
-        .map_err(|e| cfail(format!("TLS handshake: {e}")))?;
+    timeout: Duration,
+    limit: Instant,
+) -> std::result::Result<(PartyId, tokio_rustls::server::TlsStream<TcpStream>), String> {
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut tls = match tokio::time::timeout_at(limit, acceptor.accept(tcp)).await {
+        Err(_) => {
+            return Err(format!(
+                "no TLS handshake within {timeout:?} (an idle connection)"
+            ));
+        }
+        Ok(Err(e)) => {
+            return Err(match refused_certificate(&e) {
+                Some(Refused::Theirs) => format!("client certificate refused: {e}"),
+                Some(Refused::Ours) => format!("the dialer refused this party's certificate: {e}"),
+                None => format!("TLS handshake failed, not a TLS client of this deployment: {e}"),
+            });
+        }
+        Ok(Ok(tls)) => tls,
+    };
     let mut hello = [0u8; 6];
-    tokio::time::timeout_at(deadline, tls.read_exact(&mut hello))
-        .await
-        .map_err(|_| cfail("no hello".into()))?
-        .map_err(|e| cfail(format!("hello: {e}")))?;
-    if &hello[..4] != HELLO_MAGIC {
-        return Err(cfail("bad hello".into()));
+    match tokio::time::timeout_at(limit, tls.read_exact(&mut hello)).await {
+        Err(_) => return Err(format!("no hello within {timeout:?} of connecting")),
+        Ok(Err(e)) => return Err(format!("hello: {e}")),
+        Ok(Ok(_)) if &hello[..4] != HELLO_MAGIC => {
+            return Err("the hello is not an spnn party's".into());
+        }
+        Ok(Ok(_)) => {}
     }
-    let claimed = PartyId(u16::from_le_bytes([hello[4], hello[5]]));
+    Ok((PartyId(u16::from_le_bytes([hello[4], hello[5]])), tls))
+}
+
+/// Checks a handshaken connection's claim against the parties still expected and its
+/// certificate, and tells the dialer the verdict.
+async fn admit(
+    config: &TlsConfig,
+    expected: &[PartyId],
+    claimed: PartyId,
+    mut tls: tokio_rustls::server::TlsStream<TcpStream>,
+) -> std::result::Result<(PartyId, Stream), String> {
     let verdict = (|| {
         if !expected.contains(&claimed) {
-            return Err(cfail(format!(
-                "unexpected connection claiming to be {claimed}"
-            )));
+            return Err(format!(
+                "claims to be {claimed}, which is not expected here (not a dialer of this party, \
+                 or already connected)"
+            ));
         }
         let cert = tls
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            .ok_or_else(|| cfail("no client certificate".into()))?;
-        certificate_names(cert, &config.roster.name(claimed)?)
+            .ok_or_else(|| "no client certificate".to_string())?;
+        let name = config.roster.name(claimed).map_err(|e| e.to_string())?;
+        certificate_names(cert, &name).map_err(|e| e.to_string())
     })();
-    let _ = tls.write_all(&[u8::from(verdict.is_ok())]).await;
-    let _ = tls.flush().await;
+    // One byte into a fresh connection's send buffer; bounded anyway, so a peer that stops
+    // reading cannot hold the accept loop.
+    let reply = async {
+        tls.write_all(&[u8::from(verdict.is_ok())]).await?;
+        tls.flush().await
+    };
+    let sent = tokio::time::timeout(Duration::from_secs(1), reply).await;
     verdict?;
-    Ok((claimed, Stream::Server(tls)))
+    match sent {
+        Ok(Ok(())) => Ok((claimed, Stream::Server(tls))),
+        Ok(Err(e)) => Err(format!("verdict to {claimed}: {e}")),
+        Err(_) => Err(format!("verdict to {claimed} not taken within 1 s")),
+    }
 }
 
 /// Binds a listener on `127.0.0.1:0` for tests and returns it with its address.
