@@ -10,7 +10,7 @@ use spnn_crypto::RingMatrix;
 use spnn_net::certs::DeploymentCerts;
 use spnn_net::frame::{PROTOCOL_VERSION, encode_frame};
 use spnn_net::transport::tls::{
-    DEFAULT_HANDSHAKE_TIMEOUT, TlsConfig, TlsTransport, loopback_listener,
+    DEFAULT_HANDSHAKE_TIMEOUT, FRAME_COST, TlsConfig, TlsTransport, loopback_listener,
 };
 use spnn_net::{IdList, NetError, Network, NetworkConfig, PartyId};
 
@@ -339,10 +339,11 @@ fn idle_and_garbage_connections_do_not_delay_the_real_parties() {
     let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
     let listeners: Vec<_> = (0..3).map(|_| loopback_listener().unwrap()).collect();
     let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
-    // The server (party 0) and holder-0 (party 1) accept; both are stalled before anyone dials.
+    // The server (party 0) and holder-0 (party 1) accept; both are stalled before anyone dials,
+    // with more connections than they handshake at once (the oldest are evicted).
     let _held: Vec<_> = [addrs[0], addrs[1]]
         .into_iter()
-        .flat_map(|a| stall(a, 50, 10))
+        .flat_map(|a| stall(a, 100, 10))
         .collect();
     let start = Instant::now();
     let handles: Vec<_> = listeners
@@ -410,14 +411,12 @@ fn a_refused_connection_says_which_step_failed() {
     }
 }
 
-#[test]
-fn what_a_peer_sends_ahead_is_bounded_by_the_receive_queue() {
-    use spnn_net::transport::Transport;
+/// Two parties over TLS with small queue limits: `(party 0, party 1)`.
+fn two_ends(max_queued: usize, max_unsent: usize) -> (TlsTransport, TlsTransport) {
     let r = roster(2);
     let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
     let listeners: Vec<_> = (0..2).map(|_| loopback_listener().unwrap()).collect();
     let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
-    let queue = 64 << 10;
     let handles: Vec<_> = listeners
         .into_iter()
         .enumerate()
@@ -426,27 +425,120 @@ fn what_a_peer_sends_ahead_is_bounded_by_the_receive_queue() {
             let identity = certs.identity(&r.name(me).unwrap()).unwrap();
             let mut cfg = TlsConfig::new(me, r.clone(), addrs.clone(), identity);
             cfg.max_frame = 16 << 10;
-            cfg.max_queued_bytes = queue;
+            cfg.max_queued_bytes = max_queued;
+            cfg.max_unsent_bytes = max_unsent;
             std::thread::spawn(move || TlsTransport::establish_with_listener(cfg, l).unwrap())
         })
         .collect();
     let mut ends: Vec<TlsTransport> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let (receiver, sender) = (ends.remove(0), ends.remove(0));
-    // 200 frames of 10 000 bytes (2 MB) sent at once; the receiver takes none for a while.
-    let frames = 200;
-    for i in 0..frames {
-        sender.send(PartyId(0), vec![i as u8; 10_000]).unwrap();
+    let second = ends.pop().unwrap();
+    (ends.pop().unwrap(), second)
+}
+
+/// Waits until `f` holds (up to 10 s); says whether it did.
+fn eventually(f: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let mut queued = 0;
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(50));
-        queued = receiver.queued_bytes(PartyId(1)).unwrap();
+    false
+}
+
+#[test]
+fn a_receiver_that_falls_behind_holds_the_sender_back_without_losing_frames() {
+    use spnn_net::transport::Transport;
+    let queue = 64 << 10;
+    let (receiver, sender) = two_ends(queue, 1 << 30);
+    // 10 MB of frames, more than the loopback socket buffers hold, some of them empty; the
+    // receiver takes none for a while.
+    let frames: Vec<Vec<u8>> = (0..2000)
+        .map(|i| vec![i as u8; if i % 2 == 0 { 10_000 } else { 0 }])
+        .collect();
+    for f in &frames {
+        sender.send(PartyId(0), f.clone()).unwrap();
     }
+    std::thread::sleep(Duration::from_millis(500));
+    let queued = receiver.queued_bytes(PartyId(1)).unwrap();
     assert!(queued > 0 && queued <= queue, "{queued} bytes queued");
+    // The rest waits at the sender: TCP flow control, not the receiver's memory.
+    let unsent = sender.unsent_bytes(PartyId(0)).unwrap();
+    assert!(
+        unsent > 1 << 20,
+        "only {unsent} bytes held back at the sender"
+    );
     // Nothing is lost or reordered by the back-pressure.
-    for i in 0..frames {
-        let frame = receiver.recv(PartyId(1), Duration::from_secs(10)).unwrap();
-        assert_eq!(frame, vec![i as u8; 10_000], "frame {i}");
+    for (i, f) in frames.iter().enumerate() {
+        let got = receiver.recv(PartyId(1), Duration::from_secs(10)).unwrap();
+        assert!(&got == f, "frame {i}");
     }
+    assert!(eventually(|| sender.unsent_bytes(PartyId(0)).unwrap() == 0));
     assert_eq!(receiver.queued_bytes(PartyId(1)).unwrap(), 0);
+}
+
+#[test]
+fn empty_frames_fill_the_receive_queue_too() {
+    use spnn_net::transport::Transport;
+    let queue = 64 << 10;
+    let (receiver, sender) = two_ends(queue, 1 << 30);
+    // A million empty frames: about 26 MB of TLS records. Were they free, the receiver would
+    // take them all into memory; charged FRAME_COST each, it holds about a thousand.
+    let n = 1_000_000;
+    for _ in 0..n {
+        sender.send(PartyId(0), Vec::new()).unwrap();
+    }
+    // Wait until the sender's writer stops making progress: it is blocked on the socket.
+    let mut unsent = sender.unsent_bytes(PartyId(0)).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = sender.unsent_bytes(PartyId(0)).unwrap();
+        if now == unsent {
+            break;
+        }
+        unsent = now;
+    }
+    let queued = receiver.queued_bytes(PartyId(1)).unwrap();
+    assert!(queued <= queue, "{queued} bytes queued");
+    assert!(
+        unsent > n / 2 * FRAME_COST,
+        "only {unsent} bytes held back at the sender: the receiver read the empty frames freely"
+    );
+    drop(receiver); // first, so the sender's writer is not left waiting to flush
+}
+
+#[test]
+fn a_peer_that_stops_reading_fails_the_link_instead_of_filling_memory() {
+    use spnn_net::transport::Transport;
+    let max_unsent = 256 << 10;
+    let (receiver, sender) = two_ends(64 << 10, max_unsent);
+    // The receiver never reads: its queue fills, then the sockets, then the sender's queue.
+    let mut sent = 0usize;
+    let err = loop {
+        match sender.send(PartyId(0), vec![7; 10_000]) {
+            Ok(()) => sent += 10_000,
+            Err(e) => break e,
+        }
+        assert!(
+            sent < 200 << 20,
+            "200 MB accepted for a peer that reads nothing"
+        );
+        if sent.is_multiple_of(1_000_000) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert!(
+        matches!(
+            &err,
+            NetError::PeerLost {
+                peer: PartyId(0),
+                reason
+            } if reason.contains("stopped reading")
+        ),
+        "{err}"
+    );
+    assert!(sender.unsent_bytes(PartyId(0)).unwrap() <= max_unsent);
+    drop(receiver);
 }

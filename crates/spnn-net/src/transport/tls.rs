@@ -6,17 +6,23 @@
 //! the dialer's claimed party id, and checks that the certificate names that party. A connection
 //! that fails any check is dropped and the acceptor keeps waiting for the real peer until the
 //! connect timeout, which then reports the last failure. Accepted connections handshake
-//! concurrently, each within its own [`TlsConfig::handshake_timeout`], and at most
-//! [`MAX_PENDING_HANDSHAKES`] at once: an idle or garbage connection costs one slot for that
-//! long and never delays a real peer. A dialer whose connection is dropped before the verdict
-//! (for example while the acceptor was full) dials again until the connect timeout.
+//! concurrently, each within its own [`TlsConfig::handshake_timeout`], at most
+//! [`MAX_PENDING_HANDSHAKES`] at once; a new connection beyond that evicts the oldest pending
+//! one. An idle or garbage connection therefore holds a slot only until the handshake timeout
+//! or until 64 newer connections arrive, and a real peer (whose handshake takes milliseconds)
+//! is not delayed unless connections arrive faster than that. A dialer whose connection is
+//! dropped before the verdict dials again until the connect timeout; a TLS error (a
+//! certificate, an incompatible peer) is final.
 //!
 //! **Data path.** Each connection is split into a reader task, which reads length-prefixed
 //! frames (refusing any above the maximum before reading it) into a channel, and a writer task,
 //! which drains a queue. Sending therefore never blocks on the peer, and two parties can send
 //! large messages to each other at once. What a peer sent but this party has not received yet is
-//! bounded by [`TlsConfig::max_queued_bytes`] per peer: beyond it the reader stops reading and TCP
-//! flow control holds the peer back. When a connection fails or closes, the reader reports
+//! bounded by [`TlsConfig::max_queued_bytes`] per peer (each frame counted with
+//! [`FRAME_COST`] bytes of bookkeeping, so empty frames count too): beyond it the reader stops
+//! reading and TCP flow control holds the peer back. What this party sent but a peer has not
+//! taken is bounded by [`TlsConfig::max_unsent_bytes`]: past it the link fails with
+//! [`NetError::PeerLost`] (the peer stopped reading) instead of growing. When a connection fails or closes, the reader reports
 //! [`NetError::PeerLost`] to whoever waits for that peer.
 //!
 //! **Shutdown.** Dropping the transport closes the queues, lets the writers flush what was
@@ -24,6 +30,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
@@ -50,6 +57,11 @@ pub const MAX_PENDING_HANDSHAKES: usize = 64;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`TlsConfig::max_queued_bytes`]: 512 MiB, two frames of the default maximum.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 2 * DEFAULT_MAX_FRAME;
+/// Default of [`TlsConfig::max_unsent_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_UNSENT_BYTES: usize = 4 * DEFAULT_MAX_FRAME;
+/// Bytes a queued frame is charged beyond its length (its slot and allocation), so that a
+/// stream of empty frames fills the receive queue too.
+pub const FRAME_COST: usize = 64;
 const HELLO_MAGIC: &[u8; 4] = b"SPNN";
 
 /// Everything a party needs to join a TLS mesh.
@@ -69,9 +81,13 @@ pub struct TlsConfig {
     pub max_frame: usize,
     /// How long one accepted connection may take for its TLS handshake and hello.
     pub handshake_timeout: Duration,
-    /// Bytes received from one peer and not yet taken by [`Transport::recv`], at most (never
-    /// less than one frame of `max_frame`).
+    /// Bytes received from one peer and not yet taken by [`Transport::recv`], at most, each
+    /// frame counted with [`FRAME_COST`] more (never less than one frame of `max_frame`).
     pub max_queued_bytes: usize,
+    /// Bytes sent to one peer and not yet written to its connection, at most, each frame counted
+    /// with [`FRAME_COST`] more (never less than one frame of `max_frame`); a send beyond it
+    /// fails with [`NetError::PeerLost`].
+    pub max_unsent_bytes: usize,
 }
 
 impl TlsConfig {
@@ -91,6 +107,7 @@ impl TlsConfig {
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_unsent_bytes: DEFAULT_MAX_UNSENT_BYTES,
         }
     }
 }
@@ -103,6 +120,8 @@ struct Link {
     incoming: Incoming,
     /// One permit per byte the reader may still queue; `recv` returns a frame's permits.
     room: Arc<Semaphore>,
+    /// Bytes handed to `send` and not yet written by the writer task.
+    unsent: Arc<AtomicUsize>,
     writer: JoinHandle<()>,
 }
 
@@ -112,6 +131,7 @@ pub struct TlsTransport {
     runtime: Option<Runtime>,
     links: Vec<Option<Link>>,
     queue_limit: usize,
+    unsent_limit: usize,
 }
 
 type Stream = tokio_rustls::TlsStream<TcpStream>;
@@ -140,6 +160,12 @@ impl TlsTransport {
                 config.roster.len()
             )));
         }
+        if config.max_frame > u32::MAX as usize - FRAME_COST {
+            return Err(NetError::Config(format!(
+                "max_frame {} does not fit the 32-bit length prefix",
+                config.max_frame
+            )));
+        }
         let expected_name = config.roster.name(config.me)?;
         if config.identity.name() != expected_name {
             return Err(NetError::Config(format!(
@@ -158,19 +184,22 @@ impl TlsTransport {
         let mut links: Vec<Option<Link>> = (0..config.roster.len()).map(|_| None).collect();
         let queue = config
             .max_queued_bytes
-            .max(config.max_frame)
+            .max(config.max_frame + FRAME_COST)
             .min(Semaphore::MAX_PERMITS);
+        let unsent_limit = config.max_unsent_bytes.max(config.max_frame + FRAME_COST);
         for (peer, stream) in streams {
             let (rd, wr) = tokio::io::split(stream);
             let (in_tx, in_rx) = crossbeam_channel::unbounded();
             let (out_tx, out_rx) = mpsc::unbounded_channel();
             let room = Arc::new(Semaphore::new(queue));
+            let unsent = Arc::new(AtomicUsize::new(0));
             runtime.spawn(read_frames(peer, rd, in_tx, config.max_frame, room.clone()));
-            let writer = runtime.spawn(write_frames(wr, out_rx));
+            let writer = runtime.spawn(write_frames(wr, out_rx, unsent.clone()));
             links[peer.0 as usize] = Some(Link {
                 out: out_tx,
                 incoming: in_rx,
                 room,
+                unsent,
                 writer,
             });
         }
@@ -178,13 +207,20 @@ impl TlsTransport {
             runtime: Some(runtime),
             links,
             queue_limit: queue,
+            unsent_limit,
         })
     }
 
-    /// Bytes received from `peer` and waiting for [`Transport::recv`].
+    /// Bytes received from `peer` and waiting for [`Transport::recv`], with [`FRAME_COST`] per
+    /// frame, plus the room already reserved for the frame being read.
     pub fn queued_bytes(&self, peer: PartyId) -> Result<usize> {
         let link = self.link(peer)?;
         Ok(self.queue_limit - link.room.available_permits())
+    }
+
+    /// Bytes sent to `peer` and not yet written to its connection, with [`FRAME_COST`] per frame.
+    pub fn unsent_bytes(&self, peer: PartyId) -> Result<usize> {
+        Ok(self.link(peer)?.unsent.load(Ordering::Acquire))
     }
 
     fn link(&self, peer: PartyId) -> Result<&Link> {
@@ -197,13 +233,26 @@ impl TlsTransport {
 
 impl Transport for TlsTransport {
     fn send(&self, to: PartyId, frame: Vec<u8>) -> Result<()> {
-        self.link(to)?
-            .out
-            .send(frame)
-            .map_err(|_| NetError::PeerLost {
+        let link = self.link(to)?;
+        let len = frame.len() + FRAME_COST;
+        let before = link.unsent.fetch_add(len, Ordering::AcqRel);
+        if before + len > self.unsent_limit {
+            link.unsent.fetch_sub(len, Ordering::AcqRel);
+            return Err(NetError::PeerLost {
+                peer: to,
+                reason: format!(
+                    "{before} bytes sent to it are still unwritten (limit {}): it stopped reading",
+                    self.unsent_limit
+                ),
+            });
+        }
+        link.out.send(frame).map_err(|_| {
+            link.unsent.fetch_sub(len, Ordering::AcqRel);
+            NetError::PeerLost {
                 peer: to,
                 reason: "the connection is closed".into(),
-            })
+            }
+        })
     }
 
     fn recv(&self, from: PartyId, timeout: Duration) -> Result<Vec<u8>> {
@@ -211,7 +260,7 @@ impl Transport for TlsTransport {
         match link.incoming.recv_timeout(timeout) {
             Ok(frame) => {
                 if let Ok(frame) = &frame {
-                    link.room.add_permits(frame.len());
+                    link.room.add_permits(frame.len() + FRAME_COST);
                 }
                 frame
             }
@@ -285,9 +334,9 @@ async fn read_frames(
             return;
         }
         // Wait for room before reading the frame: while the receiver is behind, nothing more is
-        // read and TCP flow control stops the peer. `len ≤ max_frame ≤ the queue`, and
-        // `max_frame` fits the u32 length prefix.
-        match room.acquire_many(len as u32).await {
+        // read and TCP flow control stops the peer. `len + FRAME_COST ≤ the queue`, and it fits
+        // a u32 because `max_frame` is checked against u32 at set-up.
+        match room.acquire_many((len + FRAME_COST) as u32).await {
             Ok(permits) => permits.forget(),
             Err(_) => return, // never closed; kept total
         }
@@ -302,7 +351,11 @@ async fn read_frames(
     }
 }
 
-async fn write_frames(mut wr: WriteHalf<Stream>, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_frames(
+    mut wr: WriteHalf<Stream>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    unsent: Arc<AtomicUsize>,
+) {
     while let Some(frame) = rx.recv().await {
         let Ok(len) = u32::try_from(frame.len()) else {
             tracing::error!("frame of {} bytes cannot be length-prefixed", frame.len());
@@ -311,6 +364,7 @@ async fn write_frames(mut wr: WriteHalf<Stream>, mut rx: mpsc::UnboundedReceiver
         let ok = wr.write_all(&len.to_le_bytes()).await.is_ok()
             && wr.write_all(&frame).await.is_ok()
             && wr.flush().await.is_ok();
+        unsent.fetch_sub(frame.len() + FRAME_COST, Ordering::AcqRel);
         if !ok {
             return;
         }
@@ -410,11 +464,12 @@ async fn dial_once(
                 "{name} at {addr} refused this party's certificate: {e}"
             )));
         }
-        Ok(Err(e)) if refused_certificate(&e).is_some() => {
+        Ok(Err(e)) if is_tls_error(&e) => {
             return Err(Dial::Failed(format!(
                 "TLS handshake with {name} at {addr}: {e}"
             )));
         }
+        // The socket closed or reset under us: the acceptor was full, or restarting.
         Ok(Err(e)) => {
             return Err(Dial::Dropped(format!(
                 "TLS handshake with {name} at {addr}: {e}"
@@ -442,6 +497,9 @@ async fn dial_once(
         Ok(Err(e)) if refused_certificate(&e).is_some() => Err(Dial::Failed(format!(
             "{name} refused this party's certificate: {e}"
         ))),
+        Ok(Err(e)) if is_tls_error(&e) => {
+            Err(Dial::Failed(format!("{name} ended the connection: {e}")))
+        }
         Ok(Err(e)) => Err(Dial::Dropped(format!(
             "{name} closed the connection before confirming it: {e}"
         ))),
@@ -458,6 +516,13 @@ enum Refused {
     Theirs,
     /// The peer refused ours: its alert says so.
     Ours,
+}
+
+/// Whether an I/O error carries a TLS error (an alert, a certificate, an incompatible peer):
+/// final, unlike a socket that merely closed.
+fn is_tls_error(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
 }
 
 fn refused_certificate(e: &std::io::Error) -> Option<Refused> {
@@ -492,19 +557,28 @@ async fn accept_peers(
     let mut last_error = String::from("no connection attempt");
     // Dropping the set (on return) aborts the handshakes still running.
     let mut pending = tokio::task::JoinSet::new();
+    // The running handshakes, oldest first, to evict when a new connection finds no slot.
+    let mut running: std::collections::VecDeque<(tokio::task::AbortHandle, SocketAddr)> =
+        std::collections::VecDeque::new();
     while !expected.is_empty() {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, from)) if pending.len() < MAX_PENDING_HANDSHAKES => {
+                Ok((tcp, from)) => {
+                    running.retain(|(h, _)| !h.is_finished());
+                    if running.len() >= MAX_PENDING_HANDSHAKES
+                        && let Some((oldest, who)) = running.pop_front()
+                    {
+                        oldest.abort();
+                        last_error = format!(
+                            "{who}: evicted by a newer connection ({MAX_PENDING_HANDSHAKES} \
+                             handshakes were running)"
+                        );
+                        tracing::warn!("refused a connection from {last_error}");
+                    }
                     let limit = deadline.min(Instant::now() + config.handshake_timeout);
                     let handshake = handshake(acceptor.clone(), tcp, config.handshake_timeout, limit);
-                    pending.spawn(async move { (from, handshake.await) });
-                }
-                Ok((_, from)) => {
-                    last_error = format!(
-                        "{from}: closed at once, {MAX_PENDING_HANDSHAKES} handshakes already running"
-                    );
-                    tracing::warn!("refused a connection from {last_error}");
+                    let handle = pending.spawn(async move { (from, handshake.await) });
+                    running.push_back((handle, from));
                 }
                 Err(e) => {
                     // Out of file descriptors, say: wait a little instead of spinning.
