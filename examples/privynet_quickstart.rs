@@ -94,9 +94,11 @@ pub fn run(config: &ExperimentConfig, artifacts: &Path) -> Result<QuickStart> {
 
 #[allow(dead_code)]
 fn main() {
+    let start = std::time::Instant::now();
     let artifacts = Path::new("target/privynet-quickstart");
     if let Err(e) = run(&ExperimentConfig::embedded(), artifacts) {
         eprintln!("privynet_quickstart: {e}");
         std::process::exit(1);
     }
+    println!("{:.0} s", start.elapsed().as_secs_f64());
 }
