@@ -12,8 +12,31 @@ mod privynet_fashion;
 #[allow(dead_code)]
 mod privynet_quickstart;
 
-use spnn::privynet::experiment::{ExperimentConfig, Strategy};
+use spnn::privynet::experiment::{Characterisation, ExperimentConfig, Strategy};
 use spnn::privynet::optimizer::{self, Budget, Decision};
+
+/// At the widest c of every ℓ, the decoder that knows the channels beats the trivial
+/// reconstruction (the public mean image) on both measures.
+fn known_channel_attack_beats_the_mean_image(grid: &Characterisation, layers: &[usize]) {
+    for &l in layers {
+        let widest = grid
+            .cells
+            .iter()
+            .filter(|c| c.topology.layers == l)
+            .max_by_key(|c| c.topology.channels)
+            .unwrap();
+        assert!(
+            widest.known.psnr > grid.baseline.psnr,
+            "{widest:?} vs {:?}",
+            grid.baseline
+        );
+        assert!(
+            widest.known.ssim > grid.baseline.ssim,
+            "{widest:?} vs {:?}",
+            grid.baseline
+        );
+    }
+}
 
 #[test]
 fn the_quick_start_learns_attacks_and_picks_within_budget_on_the_embedded_digits() {
@@ -40,26 +63,7 @@ fn the_quick_start_learns_attacks_and_picks_within_budget_on_the_embedded_digits
         assert!(above_chance(cell.accuracy, config.owner_test), "{cell:?}");
     }
 
-    // At the widest c of every ℓ, the decoder that knows the channels beats the trivial
-    // reconstruction (the public mean image) on both measures.
-    for &l in &config.layers {
-        let widest = grid
-            .cells
-            .iter()
-            .filter(|c| c.topology.layers == l)
-            .max_by_key(|c| c.topology.channels)
-            .unwrap();
-        assert!(
-            widest.known.psnr > grid.baseline.psnr,
-            "{widest:?} vs {:?}",
-            grid.baseline
-        );
-        assert!(
-            widest.known.ssim > grid.baseline.ssim,
-            "{widest:?} vs {:?}",
-            grid.baseline
-        );
-    }
+    known_channel_attack_beats_the_mean_image(grid, &config.layers);
 
     // The pick is within the budget, and no affordable topology within the privacy budget is
     // more accurate than it by more than two standard errors (the optimiser assumes accuracy
@@ -108,26 +112,7 @@ fn privynet_quick_run_attacks_better_than_the_mean_image_and_picks_within_budget
         grid.source_accuracy
     );
 
-    // At the widest c of every ℓ, the decoder that knows the channels beats the trivial
-    // reconstruction (the public mean image) on both measures.
-    for &l in &config.layers {
-        let widest = grid
-            .cells
-            .iter()
-            .filter(|c| c.topology.layers == l)
-            .max_by_key(|c| c.topology.channels)
-            .unwrap();
-        assert!(
-            widest.known.psnr > grid.baseline.psnr,
-            "{widest:?} vs {:?}",
-            grid.baseline
-        );
-        assert!(
-            widest.known.ssim > grid.baseline.ssim,
-            "{widest:?} vs {:?}",
-            grid.baseline
-        );
-    }
+    known_channel_attack_beats_the_mean_image(grid, &config.layers);
 
     // Both searches stay within the budget; PrivyNet's hierarchical pick is as accurate as the
     // brute-force one up to the sampling error of an accuracy measured on n test images

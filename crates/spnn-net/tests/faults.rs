@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -12,7 +13,7 @@ use spnn_net::frame::{PROTOCOL_VERSION, encode_frame};
 use spnn_net::transport::tls::{
     DEFAULT_HANDSHAKE_TIMEOUT, FRAME_COST, TlsConfig, TlsTransport, loopback_listener,
 };
-use spnn_net::{IdList, NetError, Network, NetworkConfig, PartyId};
+use spnn_net::{IdList, NetError, Network, NetworkConfig, PartyId, Roster};
 
 fn two_party_tls(
     certs0: &DeploymentCerts,
@@ -48,6 +49,40 @@ fn two_party_tls(
     (r0, r1, start.elapsed())
 }
 
+/// A loopback listener and a configuration for every party of `r`, holding the certificate of
+/// `identity(party)` and changed by `tune`; the parties' addresses.
+fn configs(
+    r: &Roster,
+    certs: &DeploymentCerts,
+    identity: impl Fn(PartyId) -> String,
+    tune: impl Fn(&mut TlsConfig),
+) -> (Vec<(TlsConfig, std::net::TcpListener)>, Vec<SocketAddr>) {
+    let listeners: Vec<_> = r.ids().map(|_| loopback_listener().unwrap()).collect();
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.1).collect();
+    let configs = r
+        .ids()
+        .zip(listeners)
+        .map(|(me, (l, _))| {
+            let id = certs.identity(&identity(me)).unwrap();
+            let mut cfg = TlsConfig::new(me, r.clone(), addrs.clone(), id);
+            tune(&mut cfg);
+            (cfg, l)
+        })
+        .collect();
+    (configs, addrs)
+}
+
+/// Establishes every configured party, each in its own thread.
+fn establish(
+    configs: Vec<(TlsConfig, std::net::TcpListener)>,
+) -> Vec<Result<TlsTransport, NetError>> {
+    let handles: Vec<_> = configs
+        .into_iter()
+        .map(|(cfg, l)| std::thread::spawn(move || TlsTransport::establish_with_listener(cfg, l)))
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 #[test]
 fn certificate_of_another_deployment_is_refused_on_both_sides() {
     let r = roster(2);
@@ -77,23 +112,14 @@ fn a_party_presenting_another_partys_certificate_is_refused() {
     // Three parties; holder-1 (party 2) tries to pass with holder-0's certificate.
     let r = roster(3);
     let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
-    let listeners: Vec<_> = (0..3).map(|_| loopback_listener().unwrap()).collect();
-    let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
-    let mut handles = vec![];
-    for (i, (l, _)) in listeners.into_iter().enumerate() {
-        let me = PartyId(i as u16);
-        let name = if i == 2 {
-            "holder-0".to_string()
-        } else {
-            r.name(me).unwrap()
-        };
-        let mut cfg = TlsConfig::new(me, r.clone(), addrs.clone(), certs.identity(&name).unwrap());
-        cfg.connect_timeout = Duration::from_secs(3);
-        handles.push(std::thread::spawn(move || {
-            TlsTransport::establish_with_listener(cfg, l).map(|_| ())
-        }));
-    }
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let name = |me: PartyId| match me.0 {
+        2 => "holder-0".to_string(),
+        _ => r.name(me).unwrap(),
+    };
+    let (configs, _) = configs(&r, &certs, name, |c| {
+        c.connect_timeout = Duration::from_secs(3)
+    });
+    let results = establish(configs);
     let e2 = results[2].as_ref().unwrap_err().to_string();
     assert!(e2.contains("identity of holder-0 used by party 2"), "{e2}");
     let e0 = results[0].as_ref().unwrap_err().to_string();
@@ -337,8 +363,7 @@ fn stall(addr: std::net::SocketAddr, idle: usize, noisy: usize) -> Vec<std::net:
 fn idle_and_garbage_connections_do_not_delay_the_real_parties() {
     let r = roster(3);
     let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
-    let listeners: Vec<_> = (0..3).map(|_| loopback_listener().unwrap()).collect();
-    let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
+    let (configs, addrs) = configs(&r, &certs, |me| r.name(me).unwrap(), |_| {});
     // The server (party 0) and holder-0 (party 1) accept; both are stalled before anyone dials,
     // with more connections than they handshake at once (the oldest are evicted).
     let _held: Vec<_> = [addrs[0], addrs[1]]
@@ -346,25 +371,13 @@ fn idle_and_garbage_connections_do_not_delay_the_real_parties() {
         .flat_map(|a| stall(a, 100, 10))
         .collect();
     let start = Instant::now();
-    let handles: Vec<_> = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(i, (l, _))| {
-            let me = PartyId(i as u16);
-            let identity = certs.identity(&r.name(me).unwrap()).unwrap();
-            let cfg = TlsConfig::new(me, r.clone(), addrs.clone(), identity);
-            let r = r.clone();
-            std::thread::spawn(move || {
-                let t = TlsTransport::establish_with_listener(cfg, l)?;
-                Network::new(me, r, NetworkConfig::new(4), t)
-            })
-        })
-        .collect();
-    let nets: Vec<Network> = handles
-        .into_iter()
-        .map(|h| h.join().unwrap().unwrap())
-        .collect();
+    let transports = establish(configs);
     let elapsed = start.elapsed();
+    let nets: Vec<Network> = r
+        .ids()
+        .zip(transports)
+        .map(|(me, t)| Network::new(me, r.clone(), NetworkConfig::new(4), t.unwrap()).unwrap())
+        .collect();
     // An idle connection would have held a one-at-a-time acceptor for its whole handshake
     // timeout (10 s) and a 30 s connect timeout's worth of them would have failed the mesh.
     assert!(
@@ -415,24 +428,19 @@ fn a_refused_connection_says_which_step_failed() {
 fn two_ends(max_queued: usize, max_unsent: usize) -> (TlsTransport, TlsTransport) {
     let r = roster(2);
     let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
-    let listeners: Vec<_> = (0..2).map(|_| loopback_listener().unwrap()).collect();
-    let addrs: Vec<_> = listeners.iter().map(|l| l.1).collect();
-    let handles: Vec<_> = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(i, (l, _))| {
-            let me = PartyId(i as u16);
-            let identity = certs.identity(&r.name(me).unwrap()).unwrap();
-            let mut cfg = TlsConfig::new(me, r.clone(), addrs.clone(), identity);
-            cfg.max_frame = 16 << 10;
-            cfg.max_queued_bytes = max_queued;
-            cfg.max_unsent_bytes = max_unsent;
-            std::thread::spawn(move || TlsTransport::establish_with_listener(cfg, l).unwrap())
-        })
-        .collect();
-    let mut ends: Vec<TlsTransport> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let second = ends.pop().unwrap();
-    (ends.pop().unwrap(), second)
+    let (configs, _) = configs(
+        &r,
+        &certs,
+        |me| r.name(me).unwrap(),
+        |c| {
+            c.max_frame = 16 << 10;
+            c.max_queued_bytes = max_queued;
+            c.max_unsent_bytes = max_unsent;
+        },
+    );
+    let mut ends = establish(configs).into_iter().map(Result::unwrap);
+    let first = ends.next().unwrap();
+    (first, ends.next().unwrap())
 }
 
 /// Waits until `f` holds (up to 10 s); says whether it did.
