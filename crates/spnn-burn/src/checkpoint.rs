@@ -47,6 +47,36 @@ fn key_path(path: &Path) -> PathBuf {
     dir_of(path).join(KEY_FILE)
 }
 
+/// Deletes the numbered checkpoints `{prefix}epoch-{n}.ckpt` in `dir` but the `keep` with the
+/// highest `n`; every other file (`best`, `final`, other tags, the key, other parties' files)
+/// stays. `keep = 0` keeps everything. Returns the paths removed.
+pub fn retain_numbered(dir: &Path, prefix: &str, keep: usize) -> Result<Vec<PathBuf>> {
+    if keep == 0 {
+        return Ok(Vec::new());
+    }
+    let mut numbered: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| err(dir, e.to_string()))? {
+        let entry = entry.map_err(|e| err(dir, e.to_string()))?;
+        let name = entry.file_name();
+        let n = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_prefix("epoch-"))
+            .and_then(|n| n.strip_suffix(".ckpt"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = n {
+            numbered.push((n, entry.path()));
+        }
+    }
+    numbered.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let mut removed = Vec::new();
+    for (_, path) in numbered.into_iter().skip(keep) {
+        std::fs::remove_file(&path).map_err(|e| err(&path, e.to_string()))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
 /// Reads this directory's MAC key; with `create`, makes one if there is none (several parties
 /// sharing a directory, as in tests, agree on the first one created).
 fn key(path: &Path, create: bool) -> Result<[u8; 32]> {
@@ -176,6 +206,50 @@ fn open_sealed_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_newest_numbered_checkpoints_of_one_party_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = |prefix: &str| -> Vec<String> {
+            let mut out: Vec<String> = (1..=12)
+                .map(|n| format!("{prefix}epoch-{n}.ckpt"))
+                .chain(["best", "final", "epoch-x"].map(|t| format!("{prefix}{t}.ckpt")))
+                .collect();
+            out.sort();
+            out
+        };
+        for name in names("server-").iter().chain(&names("holder-1-")) {
+            write_sealed(&dir.path().join(name), b"x").unwrap();
+        }
+        let removed = retain_numbered(dir.path(), "server-", 3).unwrap();
+        assert_eq!(removed.len(), 9);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("server-"))
+            .collect();
+        left.sort();
+        // Numbers, not names, decide: epoch-10..12 stay (epoch-9 sorts after epoch-12 by name).
+        let expected = [
+            "server-best.ckpt",
+            "server-epoch-10.ckpt",
+            "server-epoch-11.ckpt",
+            "server-epoch-12.ckpt",
+            "server-epoch-x.ckpt",
+            "server-final.ckpt",
+        ];
+        assert_eq!(left, expected);
+        // Another party's files and the key are untouched; keep = 0 keeps everything.
+        assert!(
+            retain_numbered(dir.path(), "holder-1-", 0)
+                .unwrap()
+                .is_empty()
+        );
+        for name in names("holder-1-") {
+            assert!(dir.path().join(name).exists());
+        }
+        assert!(dir.path().join(KEY_FILE).exists());
+    }
 
     #[test]
     fn round_trip_and_every_corruption_or_tampering_is_refused() {

@@ -181,6 +181,7 @@ fn launch(
                         labels: h.labels,
                         paillier: h.paillier,
                         policy: h.policy,
+                        ..Default::default()
                     };
                     let me = net.me();
                     let result = match h.bottom {

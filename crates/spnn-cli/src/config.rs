@@ -136,6 +136,14 @@ pub struct Training {
     /// Save a checkpoint every this many epochs (0: only the final model; default 1).
     #[serde(default = "default_every")]
     pub checkpoint_every: usize,
+    /// Keep this many of the newest `epoch-N` checkpoints at every party (0: all; default 3).
+    /// `best` (the best test AUC so far) and `final` are kept besides.
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+}
+
+fn default_keep() -> usize {
+    3
 }
 
 fn default_test_fraction() -> f64 {

@@ -83,6 +83,7 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
                 table,
                 HolderOptions {
                     checkpoint_dir: dep.checkpoint_dir(party),
+                    keep_checkpoints: dep.training.keep_checkpoints,
                     paillier,
                     policy: dep.policy(party)?,
                     ..Default::default()

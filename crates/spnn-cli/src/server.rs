@@ -52,11 +52,14 @@ pub struct Summary {
     pub fingerprint: String,
 }
 
-/// Which checkpoint the next run resumes from.
+/// Which checkpoint the next run resumes from, and the best one so far.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Latest {
     tag: String,
     epoch: usize,
+    /// The epoch and test AUC of checkpoint `best` (absent in files of older versions).
+    #[serde(default)]
+    best: Option<(usize, f64)>,
 }
 
 fn latest_path(dir: &Path) -> PathBuf {
@@ -187,6 +190,7 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
     if let Some(l) = &latest {
         tracing::info!("resuming from checkpoint {} (epoch {})", l.tag, l.epoch);
     }
+    let mut best = latest.as_ref().and_then(|l| l.best);
     let Prepared {
         session,
         mut model,
@@ -242,17 +246,26 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
         let every = dep.training.checkpoint_every;
         if let Some(d) = &dir
             && every > 0
-            && epoch % every == 0
         {
-            let tag = format!("epoch-{epoch}");
-            server_ckpt::save(&model, &optim, &session, d, &tag)?;
-            let latest = serde_json::to_vec(&Latest {
-                tag: tag.clone(),
-                epoch,
-            })
-            .expect("plain struct");
-            checkpoint::write_sealed(&latest_path(d), &latest)?;
-            tracing::info!("checkpoint {tag} saved");
+            // `best` is overwritten whenever the test AUC improves; the numbered checkpoints
+            // beyond `keep_checkpoints` are deleted by every party after each save.
+            if auc.is_finite() && best.is_none_or(|(_, b)| auc > b) {
+                server_ckpt::save(&model, &optim, &session, d, "best")?;
+                best = Some((epoch, auc));
+            }
+            if epoch % every == 0 {
+                let tag = format!("epoch-{epoch}");
+                server_ckpt::save(&model, &optim, &session, d, &tag)?;
+                checkpoint::retain_numbered(d, "server-", dep.training.keep_checkpoints)?;
+                let latest = serde_json::to_vec(&Latest {
+                    tag: tag.clone(),
+                    epoch,
+                    best,
+                })
+                .expect("plain struct");
+                checkpoint::write_sealed(&latest_path(d), &latest)?;
+                tracing::info!("checkpoint {tag} saved");
+            }
         }
     }
     if auc.is_nan() {

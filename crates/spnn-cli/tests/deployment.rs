@@ -261,6 +261,90 @@ fn a_killed_holder_is_detected_and_a_restart_resumes_to_the_same_model() {
     assert_eq!(fingerprint(&outs[0]), expected);
 }
 
+/// The checkpoint files (`*.ckpt`) in `party`'s checkpoint directory, sorted.
+fn checkpoint_files(d: &Deployment, party: &str) -> Vec<String> {
+    let dir = d.dir.path().join("checkpoints").join(party);
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".ckpt"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_party_keeps_only_the_newest_numbered_checkpoints_plus_best_and_final() {
+    let d = deployment(5, false, "keep_checkpoints = 2");
+    let out = simulate(&d.config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expect = |prefix: &str, epochs: [usize; 2]| {
+        let mut v = vec![
+            format!("{prefix}best.ckpt"),
+            format!("{prefix}epoch-{}.ckpt", epochs[0]),
+            format!("{prefix}epoch-{}.ckpt", epochs[1]),
+            format!("{prefix}final.ckpt"),
+        ];
+        v.sort();
+        v
+    };
+    assert_eq!(checkpoint_files(&d, "server"), expect("server-", [4, 5]));
+    for h in 0..2 {
+        let party = format!("holder-{h}");
+        assert_eq!(
+            checkpoint_files(&d, &party),
+            expect(&format!("holder-{h}-"), [4, 5])
+        );
+    }
+    // A longer run resumes from the newest kept checkpoint and prunes as it goes.
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("epochs = 5", "epochs = 7");
+    std::fs::write(&d.config, text).unwrap();
+    let out = simulate(&d.config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resumed from epoch 5"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(checkpoint_files(&d, "server"), expect("server-", [6, 7]));
+    assert_eq!(
+        checkpoint_files(&d, "holder-1"),
+        expect("holder-1-", [6, 7])
+    );
+    // `best` loads at every party: the holders serve, the server scores every sample.
+    let holders: Vec<Child> = ["holder-0", "holder-1"]
+        .into_iter()
+        .map(|p| spawn(&d.config, p))
+        .collect();
+    let scores = d.dir.path().join("scores.csv");
+    let out = spnn_ok(&[
+        "predict",
+        "--config",
+        d.config.to_str().unwrap(),
+        "--tag",
+        "best",
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    for h in holders {
+        let o = h.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("569 predictions"));
+    let lines = std::fs::read_to_string(&scores).unwrap().lines().count();
+    assert_eq!(lines, 570);
+}
+
 #[test]
 fn a_corrupted_checkpoint_is_refused() {
     let d = deployment(2, false, "");

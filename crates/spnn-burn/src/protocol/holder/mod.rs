@@ -50,6 +50,9 @@ pub struct HolderOptions {
     /// Where `Command::Save` writes and a resumed session reads this holder's state. Without
     /// one, the holder refuses to save or resume.
     pub checkpoint_dir: Option<PathBuf>,
+    /// After each save, keep only this many numbered checkpoints (tags `epoch-N`, the newest
+    /// by N) of this holder; other tags stay. 0 keeps every checkpoint.
+    pub keep_checkpoints: usize,
     /// Answer `Command::RevealSharesForTests` by sending the weight share to the server.
     /// **Insecure**: only for tests that reconstruct `W`.
     #[cfg(feature = "insecure-test-hooks")]
@@ -457,6 +460,7 @@ fn start(
     };
     let mut holder = Holder {
         checkpoint_dir: options.checkpoint_dir,
+        keep_checkpoints: options.keep_checkpoints,
         #[cfg(feature = "insecure-test-hooks")]
         allow_reveal: options.allow_insecure_reveal,
         labels,
@@ -507,6 +511,7 @@ pub(crate) fn parse_checkpoint(payload: &[u8]) -> std::result::Result<Checkpoint
 /// The party loop's own state.
 struct Holder {
     checkpoint_dir: Option<PathBuf>,
+    keep_checkpoints: usize,
     #[cfg(feature = "insecure-test-hooks")]
     allow_reveal: bool,
     labels: Option<LabelState>,
@@ -582,6 +587,10 @@ impl Holder {
                 }
                 Command::Save { tag } => {
                     self.save(p, engine, &tag)?;
+                    if let Some(dir) = &self.checkpoint_dir {
+                        let prefix = format!("holder-{}-", p.me);
+                        checkpoint::retain_numbered(dir, &prefix, self.keep_checkpoints)?;
+                    }
                     p.net.send(p.server, &Ack)?;
                 }
                 #[cfg(feature = "insecure-test-hooks")]
