@@ -262,8 +262,14 @@ impl Default for Policy {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Party {
-    /// Where the party listens.
+    /// Where the other parties reach this party (it also listens there unless `listen` says
+    /// otherwise).
     pub address: SocketAddr,
+    /// Where this party binds its listener, when that differs from `address` — behind NAT or a
+    /// container's port mapping, or `0.0.0.0:<port>` for every interface. Only the party itself
+    /// uses it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
     /// The party's features (holders only).
     #[serde(default)]
     pub data: Option<Data>,

@@ -49,11 +49,15 @@ pub fn connect(dep: &Deployment, party: &str) -> Result<Network> {
     let identity = Identity::load(&dep.resolve(&dep.certs.dir), party)?;
     let mut cfg = TlsConfig::new(me, roster.clone(), dep.addresses(), identity);
     cfg.connect_timeout = Duration::from_secs(dep.session.connect_timeout_secs);
+    let entry = &dep.parties[party];
+    let listen = entry.listen.unwrap_or(entry.address);
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| CliError::Io(format!("{party}: listen on {listen}: {e}")))?;
     tracing::info!(
-        "{party} ({me}) listening on {}, connecting to its peers",
-        dep.addresses()[me.0 as usize]
+        "{party} ({me}) listening on {listen} (reached at {}), connecting to its peers",
+        entry.address
     );
-    let transport = TlsTransport::establish(cfg)?;
+    let transport = TlsTransport::establish_with_listener(cfg, listener)?;
     tracing::info!("{party}: all peers connected");
     Ok(Network::new(me, roster, network_config(dep), transport)?)
 }

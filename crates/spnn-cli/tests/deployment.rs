@@ -183,6 +183,21 @@ fn run_all(d: &Deployment, dealer: bool) -> Vec<Output> {
 #[test]
 fn four_processes_on_separate_addresses_equal_the_simulation_bit_for_bit() {
     let d = deployment(3, true, "");
+    // holder-1 binds every interface and is reached on its loopback address, as a party behind
+    // NAT or in a container binds one address and is dialled at another.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let holder1 = "address = \"127.0.0.4:";
+    let at = text.find(holder1).unwrap() + holder1.len();
+    let port: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let text = text.replacen(
+        holder1,
+        &format!("listen = \"0.0.0.0:{port}\"\n{holder1}"),
+        1,
+    );
+    std::fs::write(&d.config, text).unwrap();
     let outs = run_all(&d, true);
     for (o, p) in outs.iter().zip(parties(true)) {
         assert!(
@@ -191,6 +206,13 @@ fn four_processes_on_separate_addresses_equal_the_simulation_bit_for_bit() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    let holder1_log = String::from_utf8_lossy(&outs[2].stderr);
+    assert!(
+        holder1_log.contains(&format!(
+            "listening on 0.0.0.0:{port} (reached at 127.0.0.4:{port})"
+        )),
+        "{holder1_log}"
+    );
     let distributed = fingerprint(&outs[0]);
     // The same deployment in one process, from scratch.
     assert_simulation_gives(&d, &distributed);
