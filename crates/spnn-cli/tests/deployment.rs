@@ -566,16 +566,23 @@ fn holders_refuse_a_server_that_proposes_seeded_randomness() {
         h0.wait_with_output().unwrap(),
         h1.wait_with_output().unwrap(),
     );
+    // Every party's log, for a failure to show who stopped first and why.
+    let logs = [("server", &server), ("holder-0", &h0), ("holder-1", &h1)]
+        .map(|(who, o)| format!("--- {who}\n{}", String::from_utf8_lossy(&o.stderr)))
+        .join("\n");
     for (out, who) in [(&h0, "holder-0"), (&h1, "holder-1")] {
-        assert_refused(
-            out,
-            who,
-            &[
-                "refused by this party's policy",
-                "seeded",
-                "allow_insecure_randomness",
-            ],
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{who} accepted the proposal:\n{logs}"
         );
+        for needle in [
+            "refused by this party's policy",
+            "seeded",
+            "allow_insecure_randomness",
+        ] {
+            assert!(err.contains(needle), "{who}: {needle:?} missing:\n{logs}");
+        }
     }
     assert!(
         !server.status.success(),

@@ -550,3 +550,51 @@ fn a_peer_that_stops_reading_fails_the_link_instead_of_filling_memory() {
     assert!(sender.unsent_bytes(PartyId(0)).unwrap() <= max_unsent);
     drop(receiver);
 }
+
+#[test]
+fn a_party_that_dials_again_replaces_its_earlier_connection() {
+    let r = roster(3);
+    let certs = DeploymentCerts::generate("d", &names(&r)).unwrap();
+    let (mut configs, addrs) = configs(
+        &r,
+        &certs,
+        |me| r.name(me).unwrap(),
+        |c| c.connect_timeout = Duration::from_secs(20),
+    );
+    let (holder1, holder0, server) = (
+        configs.pop().unwrap(),
+        configs.pop().unwrap(),
+        configs.pop().unwrap(),
+    );
+    let server =
+        std::thread::spawn(move || TlsTransport::establish_with_listener(server.0, server.1));
+    // holder-0's first attempt reaches the server, then gives up (holder-1 never dials it in
+    // time), dropping its connection; the server keeps waiting for holder-1.
+    let (mut first, listener) = holder0;
+    let second = first.clone();
+    first.connect_timeout = Duration::from_millis(800);
+    let err = TlsTransport::establish_with_listener(first, listener).unwrap_err();
+    assert!(err.to_string().contains("holder-1"), "{err}");
+    // holder-0 starts again on the same address, and holder-1 comes.
+    let listener = std::net::TcpListener::bind(addrs[1]).unwrap();
+    let again = std::thread::spawn(move || TlsTransport::establish_with_listener(second, listener));
+    let h1 =
+        std::thread::spawn(move || TlsTransport::establish_with_listener(holder1.0, holder1.1));
+    let transports: Vec<TlsTransport> = [server, again, h1]
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    // The server talks to holder-0 over the new connection.
+    let nets: Vec<Network> = r
+        .ids()
+        .zip(transports)
+        .map(|(me, t)| Network::new(me, r.clone(), NetworkConfig::new(5), t).unwrap())
+        .collect();
+    let handles: Vec<_> = nets
+        .into_iter()
+        .map(|net| std::thread::spawn(move || all_to_all(&net, 8, 8)))
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

@@ -553,7 +553,11 @@ async fn accept_peers(
     mut expected: Vec<PartyId>,
     deadline: Instant,
 ) -> Result<Vec<(PartyId, Stream)>> {
-    let mut streams = Vec::new();
+    // Every party that dials this one; a party already connected may connect again (its dial
+    // broke before our verdict reached it, and it dialled anew): its new connection replaces
+    // the old one, which it has given up.
+    let dialers = expected.clone();
+    let mut streams: Vec<(PartyId, Stream)> = Vec::new();
     let mut last_error = String::from("no connection attempt");
     // Dropping the set (on return) aborts the handshakes still running.
     let mut pending = tokio::task::JoinSet::new();
@@ -591,12 +595,13 @@ async fn accept_peers(
                     continue; // a handshake task panicked or was cancelled: nothing to accept
                 };
                 let outcome = match result {
-                    Ok((claimed, tls)) => admit(config, &expected, claimed, tls).await,
+                    Ok((claimed, tls)) => admit(config, &dialers, claimed, tls).await,
                     Err(e) => Err(e),
                 };
                 match outcome {
                     Ok((peer, stream)) => {
                         expected.retain(|p| *p != peer);
+                        streams.retain(|(p, _)| *p != peer);
                         streams.push((peer, stream));
                     }
                     Err(reason) => {
@@ -660,19 +665,18 @@ async fn handshake(
     Ok((PartyId(u16::from_le_bytes([hello[4], hello[5]])), tls))
 }
 
-/// Checks a handshaken connection's claim against the parties still expected and its
+/// Checks a handshaken connection's claim against the parties that dial this one and its
 /// certificate, and tells the dialer the verdict.
 async fn admit(
     config: &TlsConfig,
-    expected: &[PartyId],
+    dialers: &[PartyId],
     claimed: PartyId,
     mut tls: tokio_rustls::server::TlsStream<TcpStream>,
 ) -> std::result::Result<(PartyId, Stream), String> {
     let verdict = (|| {
-        if !expected.contains(&claimed) {
+        if !dialers.contains(&claimed) {
             return Err(format!(
-                "claims to be {claimed}, which is not expected here (not a dialer of this party, \
-                 or already connected)"
+                "claims to be {claimed}, which does not dial this party"
             ));
         }
         let cert = tls
