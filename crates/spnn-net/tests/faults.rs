@@ -575,9 +575,13 @@ fn a_party_that_dials_again_replaces_its_earlier_connection() {
     first.connect_timeout = Duration::from_millis(800);
     let err = TlsTransport::establish_with_listener(first, listener).unwrap_err();
     assert!(err.to_string().contains("holder-1"), "{err}");
-    // holder-0 starts again on the same address, and holder-1 comes.
+    // holder-0 starts again on the same address and reaches the server (a loopback handshake
+    // takes milliseconds; holder-1 comes a second later, so the server is still accepting:
+    // a dialer that comes back after the acceptor has finished finds the port closed, and the
+    // acceptor learns of the dead connection at its first receive).
     let listener = std::net::TcpListener::bind(addrs[1]).unwrap();
     let again = std::thread::spawn(move || TlsTransport::establish_with_listener(second, listener));
+    std::thread::sleep(Duration::from_secs(1));
     let h1 =
         std::thread::spawn(move || TlsTransport::establish_with_listener(holder1.0, holder1.1));
     let transports: Vec<TlsTransport> = [server, again, h1]
