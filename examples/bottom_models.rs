@@ -88,7 +88,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             roc_auc(&scores, &table.gather_labels(&test)?)
         );
     }
-    drop(top);
     sim.finish()?;
     Ok(())
 }

@@ -108,7 +108,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scores = to_vec(sigmoid(valid.forward(&test)))?;
     let auc = roc_auc(&scores, &table.gather_labels(&test)?);
     // Every party stops cleanly; the holders report what they did.
-    drop((model, valid));
     for (j, summary) in sim.finish()?.iter().enumerate() {
         println!(
             "holder {j}: {} forward steps, {} updates",

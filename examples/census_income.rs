@@ -170,7 +170,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (traffic.bytes_sent + traffic.bytes_received) as f64 / 1e6
         );
     }
-    drop(model);
     sim.finish()?;
     Ok(())
 }

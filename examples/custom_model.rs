@@ -185,8 +185,6 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
     let truth =
         Tensor::<1, Int>::from_data(TensorData::new(labels, [test.len()]), &predicted.device());
     let correct = predicted.equal(truth).int().sum().into_scalar::<i64>();
-    drop(model);
-    drop(valid);
     let summaries = sim.finish().expect("every party ends cleanly");
     (
         100.0 * correct as f64 / test.len() as f64,

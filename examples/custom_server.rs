@@ -89,7 +89,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             roc_auc(&scores, &labels.gather_labels(&test)?)
         );
     }
-    drop(model);
     session.shutdown()?;
     Ok(())
 }
