@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
 
@@ -34,6 +34,7 @@ pub struct SecureAggregationConfig {
 /// gradient. [`SecureAggregation::apply_update`] applies the holders' update with the step's
 /// learning rate.
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct SecureAggregation {
     /// One trainable element that makes the private operation tracked by autodiff.
     pub anchor: Param<Tensor<1>>,
@@ -126,6 +127,7 @@ pub struct PrivateLinearConfig {
 /// - **Backward**: `loss.backward()` reaches the layer through [`SecureAggregation`]'s custom
 ///   operation and runs the secure backward protocol; the holders accumulate `∇W` as shares.
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct PrivateLinear {
     /// The aggregation of the holders' output shares.
     pub aggregation: SecureAggregation,
@@ -199,5 +201,50 @@ impl PrivateLinear {
     /// Output width `h`.
     pub fn d_output(&self) -> usize {
         self.aggregation.d_output
+    }
+}
+
+/// How a session's layer is computed, for display.
+fn scheme(session: &ServerSession) -> &'static str {
+    match (session.kind(), session.config().protocol) {
+        (LayerKind::PrivateLinear, crate::config::Protocol::SecretSharing) => "secret sharing",
+        (LayerKind::PrivateLinear, crate::config::Protocol::Paillier) => "paillier",
+        (LayerKind::BottomModels, _) => "masked bottom models",
+        #[allow(unreachable_patterns)]
+        _ => "unmasked bottom models (insecure baseline)",
+    }
+}
+
+impl ModuleDisplay for SecureAggregation {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add("d_output", &self.d_output)
+            .add("holders", &self.session.holders())
+            .add("scheme", &scheme(&self.session).to_string())
+            .optional()
+    }
+}
+
+impl ModuleDisplay for PrivateLinear {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add("d_input", &self.d_input)
+            .add("d_output", &self.aggregation.d_output)
+            .add("bias", &self.bias.is_some())
+            .add("holders", &self.aggregation.session.holders())
+            .add("scheme", &scheme(&self.aggregation.session).to_string())
+            .optional()
     }
 }

@@ -25,6 +25,17 @@ fn spnn_ss_learns_breast_cancer() {
     }
     let auc = spnn_auc(&model, &data);
     println!("losses {losses:?}, auc {auc}");
+    // The private layer prints like burn-nn's `Linear`, with who computes it.
+    let shown = model.first.to_string();
+    for part in [
+        format!("d_input: {}", data.d()),
+        format!("d_output: {}", HIDDEN[0]),
+        "bias: true".into(),
+        "holders: 2".into(),
+        "scheme: secret sharing".into(),
+    ] {
+        assert!(shown.contains(&part), "{part:?} not in {shown}");
+    }
     assert!(losses[2] < losses[0], "{losses:?}");
     assert!(auc > 0.95, "auc {auc}");
     drop(model);
