@@ -11,8 +11,6 @@
 use std::time::Duration;
 
 use burn::data::dataloader::DataLoaderBuilder;
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::InMemDataset;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
@@ -24,6 +22,7 @@ use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{
     ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
 };
+use spnn::burn::batch::{IdBatch, IdBatcher, id_dataset};
 use spnn::burn::simulation::{self, HolderSpec};
 use spnn::burn::{PrivateLinear, PrivateLinearConfig, SessionSpec};
 use spnn::data::{VerticalPartition, embedded::breast_cancer};
@@ -88,34 +87,6 @@ impl InferenceStep for Classifier {
 }
 // ANCHOR_END: model
 
-// ANCHOR: data
-/// A sample: its id (every holder has its features) and, at the server, its label.
-#[derive(Clone, Debug)]
-pub struct Sample {
-    id: u64,
-    label: i64,
-}
-
-/// A batch of sample ids and their labels.
-#[derive(Clone, Debug)]
-pub struct IdBatch {
-    ids: Vec<u64>,
-    targets: Tensor<1, Int>,
-}
-
-struct IdBatcher;
-
-impl Batcher<Sample, IdBatch> for IdBatcher {
-    fn batch(&self, items: Vec<Sample>, device: &Device) -> IdBatch {
-        let labels: Vec<i64> = items.iter().map(|s| s.label).collect();
-        IdBatch {
-            ids: items.iter().map(|s| s.id).collect(),
-            targets: Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device),
-        }
-    }
-}
-// ANCHOR_END: data
-
 /// Trains for `epochs` with gradient accumulation over `accumulation` batches; returns the
 /// test accuracy of the trained model (in percent) and the number of secure updates holder 0
 /// applied.
@@ -147,23 +118,14 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
         hidden: LinearConfig::new(32, 16).init(&device),
         out: LinearConfig::new(16, 2).init(&device),
     };
-    let samples = |ids: &[u64]| -> Vec<Sample> {
-        let labels = table.gather_labels(ids).expect("known ids");
-        ids.iter()
-            .zip(labels)
-            .map(|(&id, y)| Sample {
-                id,
-                label: y as i64,
-            })
-            .collect()
-    };
+    // The server's datasets are ids and labels; the features stay at the holders.
     let train_loader = DataLoaderBuilder::new(IdBatcher)
         .batch_size(32)
         .shuffle(7)
-        .build(InMemDataset::new(samples(&train)));
+        .build(id_dataset(&table, &train).expect("labelled ids"));
     let valid_loader = DataLoaderBuilder::new(IdBatcher)
         .batch_size(128)
-        .build(InMemDataset::new(samples(&test)));
+        .build(id_dataset(&table, &test).expect("labelled ids"));
     let learner = Learner::new(model, SgdConfig::new().init(), 0.1);
     let result = SupervisedTraining::new(artifacts, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))

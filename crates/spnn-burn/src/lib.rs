@@ -11,6 +11,8 @@
 //! - [`simulation`]: every party in one process over in-memory channels.
 
 pub mod attack;
+#[cfg(feature = "train")]
+pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod cost;
