@@ -194,3 +194,38 @@ fn every_forward_carries_the_noise() {
     );
     sim.finish().unwrap();
 }
+
+/// Averaging needs many forwards of the same samples; a holder with a forward budget per
+/// sample serves that many and then refuses the session, whatever the server's schedule.
+#[test]
+fn a_holder_serves_each_sample_at_most_its_forward_budget() {
+    let data = common::Data::new(2);
+    let config = SpnnConfig::default();
+    let holders = data
+        .holders
+        .iter()
+        .map(|t| HolderSpec {
+            policy: test_policy(config).with_max_forwards_per_sample(2),
+            ..HolderSpec::new(t.clone())
+        })
+        .collect();
+    let sim = simulation::start(
+        holders,
+        SessionSpec::new(common::HIDDEN[0]).with_config(config),
+        // A refusing holder leaves the simulated server waiting out its receive timeout.
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let layer = common::spnn_model(&sim, &device()).first.valid();
+    // Two evaluation forwards of 0..3 and one of 3..5 are within the budget.
+    layer.try_forward(&[0, 1, 2]).unwrap();
+    layer.try_forward(&[0, 1, 2]).unwrap();
+    layer.try_forward(&[3, 4]).unwrap();
+    // A third forward of sample 1, even beside a fresh sample, is refused.
+    assert!(layer.try_forward(&[7, 1]).is_err());
+    let err = sim.finish().unwrap_err().to_string();
+    assert!(
+        err.contains("sample 1") && err.contains("budget of 2"),
+        "{err}"
+    );
+}

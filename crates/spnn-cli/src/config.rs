@@ -242,6 +242,10 @@ pub struct Policy {
     /// Fewest fractional bits accepted (default 12).
     #[serde(default = "default_min_frac")]
     pub min_frac_bits: u32,
+    /// Most forwards of one sample a holder serves in a session (default: no limit); the
+    /// schedule needs its epochs plus one per evaluation pass.
+    #[serde(default)]
+    pub max_forwards_per_sample: Option<u32>,
 }
 
 fn default_min_frac() -> u32 {
@@ -254,6 +258,7 @@ impl Default for Policy {
             allow_insecure_seed: false,
             min_he_key_bits: default_he_bits(),
             min_frac_bits: default_min_frac(),
+            max_forwards_per_sample: None,
         }
     }
 }
@@ -533,6 +538,7 @@ impl Deployment {
             allow_insecure_randomness: own.allow_insecure_seed,
             min_he_key_bits: own.min_he_key_bits,
             min_frac_bits: own.min_frac_bits,
+            max_forwards_per_sample: own.max_forwards_per_sample,
             // The party's own copy of the file sets the noise on Z (and is pinned below).
             min_z_noise: config.z_noise,
             ..PartyPolicy::default()

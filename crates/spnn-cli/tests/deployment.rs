@@ -591,6 +591,38 @@ fn holders_refuse_a_server_that_proposes_seeded_randomness() {
 }
 
 #[test]
+fn a_holder_with_a_forward_budget_serves_the_schedule_and_nothing_more() {
+    // Two epochs: each training sample is forwarded twice, each test sample three times (an
+    // evaluation per epoch and the final fingerprint).
+    let d = deployment(2, false, "");
+    let budget = |n: u32| {
+        let path = holders_copy(&d, |t| {
+            t.replace(
+                "[parties.holder-0]\n",
+                &format!("[parties.holder-0]\npolicy = {{ max_forwards_per_sample = {n} }}\n"),
+            )
+        });
+        // From scratch each time (a resumed run would train nothing).
+        let _ = std::fs::remove_dir_all(d.dir.path().join("checkpoints"));
+        let outs = ["server", "holder-0", "holder-1"].map(|p| spawn(&path, p));
+        outs.map(|c| c.wait_with_output().unwrap())
+    };
+    let [server, _, _] = budget(3);
+    assert!(
+        server.status.success(),
+        "{}",
+        String::from_utf8_lossy(&server.stderr)
+    );
+    let [server, holder0, _] = budget(2);
+    assert!(!server.status.success() && !holder0.status.success());
+    let err = String::from_utf8_lossy(&holder0.stderr);
+    assert!(
+        err.contains("budget of 2 per session") && err.contains("max_forwards_per_sample"),
+        "{err}"
+    );
+}
+
+#[test]
 fn holders_refuse_a_server_that_proposes_weak_paillier_keys() {
     let d = deployment(1, false, "");
     let own = holders_copy(&d, |t| t.replace("[protocol]", "[protocol]\nkind = \"he\""));

@@ -44,6 +44,12 @@ pub struct PartyPolicy {
     /// The exact configuration this holder expects, if it has one of its own (a deployment
     /// file): any other proposal is refused.
     pub expected: Option<SpnnConfig>,
+    /// Most forwards of one sample this holder serves in a session (training and evaluation
+    /// alike; `None`, the default: no limit). Each forward releases a fresh noisy `Z` of the
+    /// sample — and, at the label holder, a gradient — so repeated forwards average the noise
+    /// down; a budget of the schedule's epochs plus its evaluation passes bounds that within a
+    /// session. A session resumed from a checkpoint starts a new count.
+    pub max_forwards_per_sample: Option<u32>,
 }
 
 impl Default for PartyPolicy {
@@ -57,6 +63,7 @@ impl Default for PartyPolicy {
             min_headroom_bits: MIN_HEADROOM_BITS,
             protocols: vec![Protocol::SecretSharing, Protocol::Paillier],
             expected: None,
+            max_forwards_per_sample: None,
         }
     }
 }
@@ -82,6 +89,12 @@ impl PartyPolicy {
     /// on a run's `Z`s gets back in (0 gives it the data up to rotation).
     pub fn allowing_z_noise(mut self, sd: f32) -> Self {
         self.min_z_noise = sd;
+        self
+    }
+
+    /// The same, serving at most `n` forwards of any one sample in a session.
+    pub fn with_max_forwards_per_sample(mut self, n: u32) -> Self {
+        self.max_forwards_per_sample = Some(n);
         self
     }
 

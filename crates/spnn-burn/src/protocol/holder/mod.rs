@@ -460,6 +460,10 @@ fn start(
     };
     let mut holder = Holder {
         checkpoint_dir: options.checkpoint_dir,
+        forward_budget: options
+            .policy
+            .max_forwards_per_sample
+            .map(|n| (n, std::collections::HashMap::new())),
         keep_checkpoints: options.keep_checkpoints,
         #[cfg(feature = "insecure-test-hooks")]
         allow_reveal: options.allow_insecure_reveal,
@@ -511,6 +515,8 @@ pub(crate) fn parse_checkpoint(payload: &[u8]) -> std::result::Result<Checkpoint
 /// The party loop's own state.
 struct Holder {
     checkpoint_dir: Option<PathBuf>,
+    /// The policy's forward budget per sample, and the forwards served so far per sample id.
+    forward_budget: Option<(u32, std::collections::HashMap<u64, u32>)>,
     keep_checkpoints: usize,
     #[cfg(feature = "insecure-test-hooks")]
     allow_reveal: bool,
@@ -539,6 +545,7 @@ impl Holder {
                         ));
                     }
                     self.last_step = Some(step);
+                    self.spend_forwards(&ids)?;
                     let out = engine.forward(p, step, &ids, train)?;
                     let bottom = p.kind.has_bottom_models();
                     let purpose = if bottom { "bottom-output" } else { "z-share" };
@@ -614,6 +621,30 @@ impl Holder {
                 }
             }
         }
+    }
+
+    /// Counts a forward of `ids` against the policy's budget per sample; refuses the whole
+    /// forward, before computing anything, if one of them has used its budget.
+    fn spend_forwards(&mut self, ids: &[u64]) -> Result<()> {
+        let Some((budget, served)) = self.forward_budget.as_mut() else {
+            return Ok(());
+        };
+        let mut after: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        for &id in ids {
+            let n = after
+                .entry(id)
+                .or_insert_with(|| served.get(&id).copied().unwrap_or(0));
+            *n += 1;
+            if *n > *budget {
+                return Err(SpnnError::Policy(format!(
+                    "the server asks for sample {id} a forward beyond this holder's budget of \
+                     {budget} per session (repeated forwards average the noise on Z down; \
+                     policy: max_forwards_per_sample)"
+                )));
+            }
+        }
+        served.extend(after);
+        Ok(())
     }
 
     /// The label holder's part of a forward: activations in; for training, the defended
