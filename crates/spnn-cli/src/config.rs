@@ -242,8 +242,9 @@ pub struct Policy {
     /// Fewest fractional bits accepted (default 12).
     #[serde(default = "default_min_frac")]
     pub min_frac_bits: u32,
-    /// Most forwards of one sample a holder serves in a session (default: no limit); the
-    /// schedule needs its epochs plus one per evaluation pass.
+    /// Most forwards of one sample a holder serves in a session (default: `epochs + 1` of this
+    /// party's own copy of the file — one forward per epoch, and for a test sample one
+    /// evaluation per epoch plus the final fingerprint).
     #[serde(default)]
     pub max_forwards_per_sample: Option<u32>,
 }
@@ -538,7 +539,13 @@ impl Deployment {
             allow_insecure_randomness: own.allow_insecure_seed,
             min_he_key_bits: own.min_he_key_bits,
             min_frac_bits: own.min_frac_bits,
-            max_forwards_per_sample: own.max_forwards_per_sample,
+            // What this party's own copy of the schedule needs, unless it says otherwise: more
+            // forwards of a sample would only average the noise on Z down.
+            max_forwards_per_sample: Some(own.max_forwards_per_sample.unwrap_or_else(|| {
+                u32::try_from(self.training.epochs)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1)
+            })),
             // The party's own copy of the file sets the noise on Z (and is pinned below).
             min_z_noise: config.z_noise,
             ..PartyPolicy::default()

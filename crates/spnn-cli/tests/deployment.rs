@@ -620,6 +620,22 @@ fn a_holder_with_a_forward_budget_serves_the_schedule_and_nothing_more() {
         err.contains("budget of 2 per session") && err.contains("max_forwards_per_sample"),
         "{err}"
     );
+    // By default each holder allows what its own copy's schedule needs (epochs + 1 = 3): a
+    // server running one epoch more than the holders agreed to is stopped.
+    let _ = std::fs::remove_dir_all(d.dir.path().join("checkpoints"));
+    let holders = holders_copy(&d, |t| t);
+    let longer = d.dir.path().join("server.toml");
+    let text = std::fs::read_to_string(&holders)
+        .unwrap()
+        .replace("epochs = 2", "epochs = 3");
+    std::fs::write(&longer, text).unwrap();
+    let server = spawn(&longer, "server");
+    let holder0 = spawn(&holders, "holder-0");
+    let holder1 = spawn(&holders, "holder-1");
+    let [server, holder0, _] = [server, holder0, holder1].map(|c| c.wait_with_output().unwrap());
+    assert!(!server.status.success());
+    let err = String::from_utf8_lossy(&holder0.stderr);
+    assert!(err.contains("budget of 3 per session"), "{err}");
 }
 
 #[test]
