@@ -204,47 +204,47 @@ impl PrivateLinear {
     }
 }
 
-/// How a session's layer is computed, for display.
-fn scheme(session: &ServerSession) -> &'static str {
-    match (session.kind(), session.config().protocol) {
+/// The session's part of both modules' display: who computes the layer and how.
+fn session_content(content: Content, session: &ServerSession) -> Content {
+    let scheme = match (session.kind(), session.config().protocol) {
         (LayerKind::PrivateLinear, crate::config::Protocol::SecretSharing) => "secret sharing",
         (LayerKind::PrivateLinear, crate::config::Protocol::Paillier) => "paillier",
         (LayerKind::BottomModels, _) => "masked bottom models",
         #[allow(unreachable_patterns)]
         _ => "unmasked bottom models (insecure baseline)",
-    }
+    };
+    content
+        .add("holders", &session.holders())
+        .add("scheme", &scheme.to_string())
+}
+
+/// One line, like burn-nn's `Linear`.
+fn inline() -> Option<DisplaySettings> {
+    DisplaySettings::new()
+        .with_new_line_after_attribute(false)
+        .optional()
 }
 
 impl ModuleDisplay for SecureAggregation {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        inline()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {
-        content
-            .add("d_output", &self.d_output)
-            .add("holders", &self.session.holders())
-            .add("scheme", &scheme(&self.session).to_string())
-            .optional()
+        session_content(content.add("d_output", &self.d_output), &self.session).optional()
     }
 }
 
 impl ModuleDisplay for PrivateLinear {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        inline()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {
-        content
+        let content = content
             .add("d_input", &self.d_input)
             .add("d_output", &self.aggregation.d_output)
-            .add("bias", &self.bias.is_some())
-            .add("holders", &self.aggregation.session.holders())
-            .add("scheme", &scheme(&self.aggregation.session).to_string())
-            .optional()
+            .add("bias", &self.bias.is_some());
+        session_content(content, &self.aggregation.session).optional()
     }
 }
