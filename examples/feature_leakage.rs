@@ -14,16 +14,11 @@
 //! workspace root).
 
 use spnn_bench::features::{Point, chance_r2, markdown, run, truth};
+use spnn_bench::sweep_args;
 use spnn_bench::systems::{Data, Setup};
-use spnn_bench::user_path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = user_path(
-        args.first()
-            .ok_or("usage: feature_leakage OUT_DIR [--census DATA]")?,
-    );
-    std::fs::create_dir_all(&out)?;
+    let spnn_bench::SweepArgs { out, census } = sweep_args("feature_leakage")?;
     let setup = Setup::default();
     let data = Data::new(spnn::data::embedded::breast_cancer(), 2)?;
     let d = data.holders.iter().map(|t| t.cols()).sum();
@@ -52,16 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         markdown(&points, Some(base))
     );
     let mut json = vec![("breast-cancer", points)];
-    if let Some(i) = args.iter().position(|a| a == "--census") {
-        let dir = args.get(i + 1).ok_or("--census needs a data directory")?;
-        let census =
-            Data::from_partitioned(spnn::data::packaged::census::load(&user_path(dir), 2)?);
-        let setup = Setup {
-            batch: 256,
-            epochs: 1,
-            lr: 0.05,
-            ..Setup::default()
-        };
+    if let Some((census, setup)) = census {
         let points = sweep(&census, &setup, &[0.0, 0.03, 0.1, 0.3, 1.0], false);
         md.push_str(&format!(
             "### Census-Income (two holders, d-64-32-1, batch 256, 1 epoch, plain SGD; not attacked)\n\n{}",

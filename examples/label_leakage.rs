@@ -12,34 +12,22 @@
 //! directory (relative paths from the workspace root).
 
 use spnn_bench::labels::{Point, markdown, plot, sweep};
+use spnn_bench::sweep_args;
 use spnn_bench::systems::{Data, Setup};
-use spnn_bench::user_path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = user_path(
-        args.first()
-            .ok_or("usage: label_leakage OUT_DIR [--census DATA]")?,
-    );
-    std::fs::create_dir_all(&out)?;
+    let spnn_bench::SweepArgs { out, census } = sweep_args("label_leakage")?;
     let mut sets: Vec<(&str, &str, Data, Setup)> = vec![(
         "breast-cancer",
         "Breast cancer (15 + 15 features, 30-64-32 at the server, 32-1 at the label holder, batch 64, 10 epochs)",
         Data::new(spnn::data::embedded::breast_cancer(), 2)?,
         Setup::default(),
     )];
-    if let Some(i) = args.iter().position(|a| a == "--census") {
-        let dir = args.get(i + 1).ok_or("--census needs a data directory")?;
-        let setup = Setup {
-            batch: 256,
-            epochs: 1,
-            lr: 0.05,
-            ..Setup::default()
-        };
+    if let Some((data, setup)) = census {
         sets.push((
             "census",
             "Census-Income (two holders, d-64-32 at the server, 32-1 at the label holder, batch 256, 1 epoch)",
-            Data::from_partitioned(spnn::data::packaged::census::load(&user_path(dir), 2)?),
+            data,
             setup,
         ));
     }

@@ -42,3 +42,43 @@ pub fn user_path(arg: &str) -> std::path::PathBuf {
             .join(path)
     }
 }
+
+/// What the leakage sweeps were asked for ([`sweep_args`]).
+#[cfg(feature = "insecure-baselines")]
+pub struct SweepArgs {
+    /// The output directory (created).
+    pub out: std::path::PathBuf,
+    /// The census data and schedule, with `--census DATA`.
+    pub census: Option<(systems::Data, systems::Setup)>,
+}
+
+/// The arguments of the leakage sweeps, `OUT_DIR [--census DATA]`: the output directory
+/// (created) and, with `--census`, the census data with the sweeps' census schedule (batch 256,
+/// one epoch, learning rate 0.05). `name` is the example's, for the usage line.
+#[cfg(feature = "insecure-baselines")]
+pub fn sweep_args(name: &str) -> Result<SweepArgs, Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = user_path(
+        args.first()
+            .ok_or_else(|| format!("usage: {name} OUT_DIR [--census DATA]"))?,
+    );
+    std::fs::create_dir_all(&out)?;
+    let census = match args.iter().position(|a| a == "--census") {
+        Some(i) => {
+            let dir = args.get(i + 1).ok_or("--census needs a data directory")?;
+            let data = systems::Data::from_partitioned(spnn::data::packaged::census::load(
+                &user_path(dir),
+                2,
+            )?);
+            let setup = systems::Setup {
+                batch: 256,
+                epochs: 1,
+                lr: 0.05,
+                ..systems::Setup::default()
+            };
+            Some((data, setup))
+        }
+        None => None,
+    };
+    Ok(SweepArgs { out, census })
+}
