@@ -12,7 +12,6 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use plotters::prelude::*;
 use spnn_burn::attack::labels::{LabelLeakage, LeakageReport};
 use spnn_burn::simulation::{self, HolderSpec};
 use spnn_burn::train::{backward_from_label_holder, evaluate_at_label_holder};
@@ -22,6 +21,7 @@ use spnn_burn::{
 };
 use spnn_net::NetworkConfig;
 
+use crate::report::{TradeoffSeries, tradeoff_chart};
 use crate::systems::{Data, Setup};
 
 /// The server's layers: the private first layer and one hidden layer, up to `w1` activations.
@@ -252,67 +252,26 @@ pub fn markdown(points: &[Point]) -> String {
     md
 }
 
-const COLOURS: [RGBColor; 5] = [BLACK, BLUE, MAGENTA, RED, GREEN];
-
 /// Test AUC against the strongest attack's AUC, one series per defence family.
 pub fn plot(points: &[Point], title: &str, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, crate::report::FONT);
-    let root = BitMapBackend::new(path, (820, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let y1 = points.iter().map(|p| p.test_auc).fold(0.0, f64::max);
-    // A diverged run would squash the rest: show at most 0.3 below the best, lower points on
-    // the bottom edge with their value in the label.
-    let y0 = points
-        .iter()
-        .map(|p| p.test_auc)
-        .fold(1.0, f64::min)
-        .min(y1 - 0.02)
-        .max(y1 - 0.3);
-    let pad = (y1 - y0) * 0.1;
-    let shown = |p: &Point| p.test_auc.max(y0 - pad / 2.0);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
-        .build_cartesian_2d(0.45f64..1.02, (y0 - pad)..(y1 + pad))?;
-    chart
-        .configure_mesh()
-        .x_desc("strongest label attack's AUC (0.5 = chance)")
-        .y_desc("model test AUC")
-        .label_style(("sans-serif", 14))
-        .draw()?;
     let mut families: Vec<&str> = points.iter().map(|p| p.family.as_str()).collect();
     families.dedup();
-    for (i, family) in families.into_iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let series: Vec<&Point> = points.iter().filter(|p| p.family == family).collect();
-        let xy: Vec<(f64, f64)> = series.iter().map(|p| (p.strongest(), shown(p))).collect();
-        chart
-            .draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2)))?
-            .label(family.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-        chart.draw_series(series.iter().map(|p| {
-            EmptyElement::at((p.strongest(), shown(p)))
-                + Circle::new((0, 0), 4, colour.filled())
-                + Text::new(
-                    if p.test_auc < y0 {
-                        format!("{} (AUC {:.2})", p.level, p.test_auc)
-                    } else {
-                        format!("{}", p.level)
-                    },
-                    (6, -14),
-                    ("sans-serif", 12),
-                )
-        }))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .label_font(("sans-serif", 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    let series: Vec<TradeoffSeries> = families
+        .into_iter()
+        .map(|family| TradeoffSeries {
+            name: family.to_string(),
+            points: points
+                .iter()
+                .filter(|p| p.family == family)
+                .map(|p| (p.strongest(), p.test_auc, p.level.to_string()))
+                .collect(),
+        })
+        .collect();
+    tradeoff_chart(
+        title,
+        ("strongest label attack's AUC (0.5 = chance)", 0.45..1.02),
+        "model test AUC",
+        &series,
+        path,
+    )
 }

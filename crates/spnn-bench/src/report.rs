@@ -253,6 +253,72 @@ pub fn privynet_markdown(grid: &spnn_privynet::experiment::Characterisation) -> 
 
 const LAYER_COLOURS: [RGBColor; 5] = [RED, BLUE, GREEN, MAGENTA, CYAN];
 
+/// One line of a trade-off chart: its name and its points `(x, model metric, label)`.
+pub(crate) struct TradeoffSeries {
+    pub name: String,
+    pub points: Vec<(f64, f64, String)>,
+}
+
+/// A defence trade-off: the model's metric (y) against an attack's success (x), one line per
+/// series, each point labelled with its level. A diverged run would squash the rest, so the
+/// y axis shows at most 0.3 below the best and lower points sit on its bottom edge with their
+/// value in the label.
+pub(crate) fn tradeoff_chart(
+    title: &str,
+    (x_desc, x_range): (&str, std::ops::Range<f64>),
+    y_desc: &str,
+    series: &[TradeoffSeries],
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    let root = BitMapBackend::new(path, (820, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let ys = || series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let y1 = ys().fold(0.0, f64::max);
+    let y0 = ys().fold(1.0, f64::min).min(y1 - 0.02).max(y1 - 0.3);
+    let pad = (y1 - y0) * 0.1;
+    let shown = |y: f64| y.max(y0 - pad / 2.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(x_range, (y0 - pad)..(y1 + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let colour = [BLACK, BLUE, MAGENTA, RED, GREEN][i % 5];
+        let xy: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, shown(p.1))).collect();
+        chart
+            .draw_series(LineSeries::new(xy, colour.stroke_width(2)))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        chart.draw_series(s.points.iter().map(|(x, y, label)| {
+            let label = if *y < y0 {
+                format!("{label} ({y_desc} {y:.2})")
+            } else {
+                label.clone()
+            };
+            EmptyElement::at((*x, shown(*y)))
+                + Circle::new((0, 0), 4, colour.filled())
+                + Text::new(label, (6, -14), ("sans-serif", 12))
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 fn tradeoff(
     grid: &spnn_privynet::experiment::Characterisation,
     budget: &spnn_privynet::Budget,

@@ -229,6 +229,9 @@ pub const DEFAULT_GRADIENT_CLIP: f32 = 16.0;
 /// better than an unrelated guess, at a measured cost of 0.0019 test AUC on census (the guide's
 /// security chapter).
 pub const DEFAULT_Z_NOISE: f32 = 0.1;
+/// Largest [`SpnnConfig::sgld`] a session accepts, far beyond any useful level (an update whose
+/// learning rate would push the noise out of the ring is refused when it comes).
+pub const MAX_SGLD: f32 = 1000.0;
 /// Fewest fractional bits a holder accepts by default (gradients underflow below it).
 pub const MIN_FRAC_BITS: u32 = 12;
 
@@ -268,6 +271,16 @@ pub struct SpnnConfig {
     /// differences of `Z` across steps that reveal the data's Gram matrix
     /// ([`crate::attack::features`]). Default [`DEFAULT_Z_NOISE`]; 0 turns it off.
     pub z_noise: f32,
+    /// Langevin noise on the private weights (stochastic gradient Langevin dynamics), added
+    /// **as shares**: after every secure update each of the `k` holders adds its own
+    /// `N(0, 2·η·sgld²/k)` to every entry of its share of `W` (`η` the update's learning rate),
+    /// so `W` moves by `−η·g + N(0, 2·η·sgld²)` and no party knows the noise. With
+    /// `sgld² = T/N` for `N` training rows this is SGLD sampling the posterior at temperature
+    /// `T`. Blurs the weight differences the Gram attack ([`crate::attack::features`]) reads
+    /// from `Z`; it does not stop a server that holds raw rows
+    /// ([`crate::attack::features::inversion`]). Applies to private weights (not to bottom
+    /// models). Default 0: off.
+    pub sgld: f32,
 }
 
 impl Default for SpnnConfig {
@@ -284,6 +297,7 @@ impl Default for SpnnConfig {
             feature_clip: DEFAULT_FEATURE_CLIP,
             gradient_clip: DEFAULT_GRADIENT_CLIP,
             z_noise: DEFAULT_Z_NOISE,
+            sgld: 0.0,
         }
     }
 }
@@ -301,6 +315,7 @@ impl Codec for SpnnConfig {
         self.feature_clip.encode(out);
         self.gradient_clip.encode(out);
         self.z_noise.encode(out);
+        self.sgld.encode(out);
     }
     fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
         Ok(Self {
@@ -315,6 +330,7 @@ impl Codec for SpnnConfig {
             feature_clip: f32::read(r)?,
             gradient_clip: f32::read(r)?,
             z_noise: f32::read(r)?,
+            sgld: f32::read(r)?,
         })
     }
 }
@@ -370,6 +386,12 @@ impl SpnnConfig {
                 self.z_noise,
                 room / 64.0,
                 fp.frac_bits()
+            )));
+        }
+        if !(self.sgld.is_finite() && (0.0..=MAX_SGLD).contains(&self.sgld)) {
+            return Err(SpnnError::Config(format!(
+                "sgld {} must be finite, at least 0 and at most {MAX_SGLD}",
+                self.sgld
             )));
         }
         let bounds = crate::protocol::bounds::Bounds::of(self)?;
@@ -440,6 +462,13 @@ impl SpnnConfig {
         self
     }
 
+    /// The same with Langevin noise of scale `sgld` on the private weights' updates, added as
+    /// shares by the holders (see [`SpnnConfig::sgld`]).
+    pub fn with_sgld(mut self, sgld: f32) -> Self {
+        self.sgld = sgld;
+        self
+    }
+
     /// The same with other clipping bounds for the features and for `c·G`.
     pub fn with_clips(mut self, feature_clip: f32, gradient_clip: f32) -> Self {
         self.feature_clip = feature_clip;
@@ -463,7 +492,8 @@ mod tests {
                 .with_dealer(DealerMode::Separate)
                 .with_gradient_scale(GradientScale::Fixed(1.0))
                 .with_clips(8.0, 4.0)
-                .with_z_noise(0.25),
+                .with_z_noise(0.25)
+                .with_sgld(0.01),
             SpnnConfig::default()
                 .with_protocol(Protocol::Paillier)
                 .with_he_key_bits(512),
@@ -496,6 +526,9 @@ mod tests {
             SpnnConfig::default().with_frac_bits(28),
             SpnnConfig::default().with_z_noise(-0.1),
             SpnnConfig::default().with_z_noise(f32::INFINITY),
+            SpnnConfig::default().with_sgld(-0.01),
+            SpnnConfig::default().with_sgld(f32::NAN),
+            SpnnConfig::default().with_sgld(MAX_SGLD * 2.0),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -78,6 +78,10 @@ pub struct Protocol {
     /// the Gram-matrix leak of a run at some cost in accuracy.
     #[serde(default = "default_z_noise")]
     pub z_noise: f32,
+    /// Langevin (SGLD) noise scale on the private weights' updates, added as shares by the
+    /// holders (default 0: off; `N(0, 2·lr·sgld²)` per weight per update).
+    #[serde(default)]
+    pub sgld: f32,
 }
 
 fn default_frac() -> u32 {
@@ -110,6 +114,7 @@ impl Default for Protocol {
             feature_clip: default_feature_clip(),
             gradient_clip: default_gradient_clip(),
             z_noise: default_z_noise(),
+            sgld: 0.0,
         }
     }
 }
@@ -492,7 +497,8 @@ impl Deployment {
             .with_protocol(self.protocol.kind)
             .with_he_key_bits(self.protocol.he_key_bits)
             .with_clips(self.protocol.feature_clip, self.protocol.gradient_clip)
-            .with_z_noise(self.protocol.z_noise);
+            .with_z_noise(self.protocol.z_noise)
+            .with_sgld(self.protocol.sgld);
         if let Some(seed) = self.session.insecure_seed {
             c = c.with_randomness(insecure_randomness(seed)?);
         }

@@ -409,6 +409,10 @@ fn bad_config_fields_are_named() {
         ),
         (base.replace("momentum = 0.5", "momentum = 1.5"), "protocol"),
         (
+            base.replace("momentum = 0.5", "momentum = 0.5\nsgld = -1.0"),
+            "sgld",
+        ),
+        (
             base.replace("[parties.holder-1]", "[parties.holder-7]"),
             "parties.holder-7",
         ),

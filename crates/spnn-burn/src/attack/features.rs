@@ -14,6 +14,10 @@
 //! eigenvalues). [`gram`] runs this on a [`Record`] of the server's view; [`aligned_r2`] scores
 //! a reconstruction up to rotation (orthogonal Procrustes against the truth, which only the
 //! evaluation knows).
+//!
+//! A server that also holds some raw rows (bought records, shared customers) needs no Gram
+//! matrix: [`inversion`] learns the map from `Z` back to `X` on those rows, epoch by epoch, and
+//! applies it to everyone; [`feature_r2`] scores it per feature against the truth.
 
 use std::collections::HashMap;
 
@@ -203,40 +207,229 @@ pub fn chance_r2(truth: &[f64], n: usize, d: usize, draws: usize, seed: u64) -> 
     (mean, var.sqrt())
 }
 
-/// Solves `a·x = b` for a symmetric positive-definite `a` (n × n, consumed); `None` if it is not.
-fn cholesky_solve(mut a: Vec<f64>, b: &[f64], n: usize) -> Option<Vec<f64>> {
-    for j in 0..n {
-        let mut d = a[j * n + j];
-        for k in 0..j {
-            d -= a[j * n + k] * a[j * n + k];
+/// Raw rows a server holds beside its view (records it bought, or its own customers who are
+/// also in the holders' data): `ids[r]`'s features are `rows[r·d..(r+1)·d]`, all holders'
+/// columns in order.
+#[derive(Clone, Debug)]
+pub struct Auxiliary {
+    /// The rows' sample ids.
+    pub ids: Vec<u64>,
+    /// Their features (ids.len() × d, row-major).
+    pub rows: Vec<f64>,
+    /// Features per row.
+    pub d: usize,
+}
+
+impl Auxiliary {
+    /// The column means of the rows: the guess of a server that learns nothing from `Z`.
+    pub fn mean(&self) -> Vec<f64> {
+        let n = self.ids.len().max(1) as f64;
+        (0..self.d)
+            .map(|c| self.rows.iter().skip(c).step_by(self.d).sum::<f64>() / n)
+            .collect()
+    }
+}
+
+/// The record's steps cut into epochs: a new epoch starts at the first step holding a sample
+/// the current one has already seen (the honest schedule shows each training row once per
+/// epoch).
+pub fn epochs(record: &Record) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (t, step) in record.steps.iter().enumerate() {
+        if step.ids.iter().any(|id| seen.contains(id)) {
+            out.push(start..t);
+            start = t;
+            seen.clear();
         }
-        if d <= 0.0 || !d.is_finite() {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= a[i * n + k] * a[j * n + k];
+        seen.extend(step.ids.iter().copied());
+    }
+    if start < record.steps.len() {
+        out.push(start..record.steps.len());
+    }
+    out
+}
+
+/// The learned inversion of a server that holds the auxiliary rows `aux`: in each epoch of the
+/// record it fits a ridge regression from `Z` to `X` on the auxiliary rows' `(Z, x)` pairs
+/// (`W` moves little within an epoch, and `Z = X·W + noise` is linear in `x`), predicts every
+/// target's features from its `Z` in that epoch, and averages each target's predictions over
+/// the epochs (which also averages fresh noise on `Z` down). `ridge` is relative to the mean
+/// squared norm of the centred `Z`s. Returns `targets.len() × d` features; a target never seen
+/// in an epoch with at least two auxiliary rows gets the auxiliary mean.
+pub fn inversion(record: &Record, aux: &Auxiliary, targets: &[u64], ridge: f64) -> Vec<f64> {
+    let (h, d) = (record.h, aux.d);
+    let aux_index: HashMap<u64, usize> =
+        aux.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let target_index: HashMap<u64, usize> =
+        targets.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut sum = vec![0.0; targets.len() * d];
+    let mut count = vec![0usize; targets.len()];
+    for epoch in epochs(record) {
+        let steps = &record.steps[epoch];
+        let row = |step: &Step, r: usize| -> Vec<f64> {
+            step.z[r * h..(r + 1) * h]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect()
+        };
+        // The auxiliary pairs of this epoch.
+        let mut zs: Vec<Vec<f64>> = Vec::new();
+        let mut xs: Vec<&[f64]> = Vec::new();
+        for step in steps {
+            for (r, id) in step.ids.iter().enumerate() {
+                if let Some(&a) = aux_index.get(id) {
+                    zs.push(row(step, r));
+                    xs.push(&aux.rows[a * d..(a + 1) * d]);
+                }
             }
-            a[i * n + j] = s / d;
+        }
+        let m = zs.len();
+        if m < 2 {
+            continue;
+        }
+        let z_mean: Vec<f64> = (0..h)
+            .map(|c| zs.iter().map(|z| z[c]).sum::<f64>() / m as f64)
+            .collect();
+        let x_mean: Vec<f64> = (0..d)
+            .map(|c| xs.iter().map(|x| x[c]).sum::<f64>() / m as f64)
+            .collect();
+        for z in &mut zs {
+            for (v, mu) in z.iter_mut().zip(&z_mean) {
+                *v -= mu;
+            }
+        }
+        // Ridge: A = (Zcᵀ·Zc + λI)⁻¹·Zcᵀ·Xc (h × d), prediction x̄ + (z − z̄)·A.
+        let mut gram_z = vec![0.0; h * h];
+        let mut zx = vec![0.0; h * d];
+        for (z, x) in zs.iter().zip(&xs) {
+            for a in 0..h {
+                for b in 0..=a {
+                    gram_z[a * h + b] += z[a] * z[b];
+                }
+                for c in 0..d {
+                    zx[a * d + c] += z[a] * (x[c] - x_mean[c]);
+                }
+            }
+        }
+        for a in 0..h {
+            for b in 0..a {
+                gram_z[b * h + a] = gram_z[a * h + b];
+            }
+        }
+        let lambda = ridge * (0..h).map(|a| gram_z[a * h + a]).sum::<f64>() / m as f64;
+        for a in 0..h {
+            gram_z[a * h + a] += lambda.max(f64::MIN_POSITIVE);
+        }
+        let Some(factor) = Cholesky::new(gram_z, h) else {
+            continue;
+        };
+        let mut coef = vec![0.0; h * d];
+        for c in 0..d {
+            let col = factor.solve(&(0..h).map(|a| zx[a * d + c]).collect::<Vec<_>>());
+            for a in 0..h {
+                coef[a * d + c] = col[a];
+            }
+        }
+        for step in steps {
+            for (r, id) in step.ids.iter().enumerate() {
+                let Some(&t) = target_index.get(id) else {
+                    continue;
+                };
+                let z = row(step, r);
+                for c in 0..d {
+                    sum[t * d + c] += x_mean[c]
+                        + (0..h)
+                            .map(|a| (z[a] - z_mean[a]) * coef[a * d + c])
+                            .sum::<f64>();
+                }
+                count[t] += 1;
+            }
         }
     }
-    let mut y = b.to_vec();
-    for i in 0..n {
-        for k in 0..i {
-            y[i] -= a[i * n + k] * y[k];
+    let fallback = aux.mean();
+    (0..targets.len() * d)
+        .map(|i| {
+            let (t, c) = (i / d, i % d);
+            if count[t] == 0 {
+                fallback[c]
+            } else {
+                sum[i] / count[t] as f64
+            }
+        })
+        .collect()
+}
+
+/// R² of `estimate` against `truth` (both n × d) per feature: `1 − Σ(x̂ − x)² / Σ(x − x̄)²`,
+/// with `x̄` the truth's own column mean (a constant column scores 0). Guessing the auxiliary
+/// mean for every row scores at most about 0; an exact reconstruction scores 1.
+pub fn feature_r2(estimate: &[f64], truth: &[f64], n: usize, d: usize) -> Vec<f64> {
+    (0..d)
+        .map(|c| {
+            let mean = (0..n).map(|r| truth[r * d + c]).sum::<f64>() / n.max(1) as f64;
+            let sst: f64 = (0..n).map(|r| (truth[r * d + c] - mean).powi(2)).sum();
+            let sse: f64 = (0..n)
+                .map(|r| (estimate[r * d + c] - truth[r * d + c]).powi(2))
+                .sum();
+            if sst == 0.0 { 0.0 } else { 1.0 - sse / sst }
+        })
+        .collect()
+}
+
+/// A Cholesky factor `L` (lower, row-major) of a symmetric positive-definite matrix.
+struct Cholesky {
+    l: Vec<f64>,
+    n: usize,
+}
+
+impl Cholesky {
+    /// Factors `a` (n × n, consumed); `None` if it is not positive definite.
+    fn new(mut a: Vec<f64>, n: usize) -> Option<Self> {
+        for j in 0..n {
+            let mut d = a[j * n + j];
+            for k in 0..j {
+                d -= a[j * n + k] * a[j * n + k];
+            }
+            if d <= 0.0 || !d.is_finite() {
+                return None;
+            }
+            let d = d.sqrt();
+            a[j * n + j] = d;
+            for i in j + 1..n {
+                let mut s = a[i * n + j];
+                for k in 0..j {
+                    s -= a[i * n + k] * a[j * n + k];
+                }
+                a[i * n + j] = s / d;
+            }
         }
-        y[i] /= a[i * n + i];
+        Some(Self { l: a, n })
     }
-    for i in (0..n).rev() {
-        for k in i + 1..n {
-            y[i] -= a[k * n + i] * y[k];
+
+    /// `x` with `a·x = b`.
+    fn solve(&self, b: &[f64]) -> Vec<f64> {
+        let (a, n) = (&self.l, self.n);
+        let mut y = b.to_vec();
+        for i in 0..n {
+            for k in 0..i {
+                y[i] -= a[i * n + k] * y[k];
+            }
+            y[i] /= a[i * n + i];
         }
-        y[i] /= a[i * n + i];
+        for i in (0..n).rev() {
+            for k in i + 1..n {
+                y[i] -= a[k * n + i] * y[k];
+            }
+            y[i] /= a[i * n + i];
+        }
+        y
     }
-    Some(y)
+}
+
+/// Solves `a·x = b` for a symmetric positive-definite `a` (n × n, consumed); `None` if it is not.
+fn cholesky_solve(a: Vec<f64>, b: &[f64], n: usize) -> Option<Vec<f64>> {
+    Some(Cholesky::new(a, n)?.solve(b))
 }
 
 /// Eigenvalues and eigenvectors (columns of an n × n row-major matrix) of a symmetric matrix, by
@@ -290,6 +483,74 @@ fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs_split_where_a_sample_repeats_and_a_linear_view_inverts_exactly() {
+        // 12 samples of 3 features, h = 4, batches of 4, two epochs with different W.
+        let (n, d, h) = (12usize, 3usize, 4usize);
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let x: Vec<f64> = (0..n * d)
+            .map(|_| spnn_crypto::rng::standard_normal(&mut rng))
+            .collect();
+        let ws: Vec<Vec<f64>> = (0..2)
+            .map(|_| {
+                (0..d * h)
+                    .map(|_| spnn_crypto::rng::standard_normal(&mut rng))
+                    .collect()
+            })
+            .collect();
+        let mut record = Record {
+            h,
+            steps: Vec::new(),
+        };
+        for (e, order) in [[0usize, 1, 2], [2, 0, 1]].iter().enumerate() {
+            let w = &ws[e];
+            for &b in order {
+                let ids: Vec<u64> = (b * 4..b * 4 + 4).map(|i| i as u64).collect();
+                let z = ids
+                    .iter()
+                    .flat_map(|&i| {
+                        let row = &x[i as usize * d..(i as usize + 1) * d];
+                        (0..h)
+                            .map(|c| (0..d).map(|k| row[k] * w[k * h + c]).sum::<f64>() as f32)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                record.steps.push(Step {
+                    ids,
+                    z,
+                    g: vec![0.0; 4 * h],
+                    lr: 0.1,
+                });
+            }
+        }
+        assert_eq!(epochs(&record), vec![0..3, 3..6]);
+        // Five auxiliary rows (more than d) fix the map; the others are recovered.
+        let aux_ids = [0u64, 3, 5, 8, 10];
+        let aux = Auxiliary {
+            ids: aux_ids.to_vec(),
+            rows: aux_ids
+                .iter()
+                .flat_map(|&i| x[i as usize * d..(i as usize + 1) * d].to_vec())
+                .collect(),
+            d,
+        };
+        let targets: Vec<u64> = (0..n as u64).filter(|i| !aux_ids.contains(i)).collect();
+        let truth: Vec<f64> = targets
+            .iter()
+            .flat_map(|&i| x[i as usize * d..(i as usize + 1) * d].to_vec())
+            .collect();
+        let got = inversion(&record, &aux, &targets, 1e-9);
+        for r2 in feature_r2(&got, &truth, targets.len(), d) {
+            assert!(r2 > 0.999, "{r2}");
+        }
+        // The auxiliary mean as a guess explains nothing beyond the truth's own mean.
+        let guess = aux.mean().repeat(targets.len());
+        for r2 in feature_r2(&guess, &truth, targets.len(), d) {
+            assert!(r2 <= 0.0, "{r2}");
+        }
+    }
 
     #[test]
     fn linear_algebra_recovers_known_answers() {

@@ -198,19 +198,22 @@ impl Engine for HeEngine {
         Ok(())
     }
 
-    fn update(&mut self, p: &Party, _step: u64, lr: f64) -> Result<()> {
+    fn update(&mut self, p: &Party, step: u64, lr: f64) -> Result<()> {
         let g = std::mem::replace(&mut self.pending, IntMatrix::zeros(p.d, p.h));
-        let lr = PublicScale::of(lr)?;
+        let rate = PublicScale::of(lr)?;
         let delta = if p.config.momentum > 0.0 {
             let mu = PublicScale::of(p.config.momentum)?;
             let mut v = self.velocity.scale_round(mu.m, mu.shift);
             v.add_assign(&g)?;
             self.velocity = v;
-            self.velocity.scale_round(lr.m, lr.shift)
+            self.velocity.scale_round(rate.m, rate.shift)
         } else {
-            g.scale_round(lr.m, lr.shift)
+            g.scale_round(rate.m, rate.shift)
         };
         self.w = self.w.sub(&self.w.with_value(delta.to_ring()))?;
+        if let Some(noise) = p.sgld_noise(step, lr)? {
+            self.w = self.w.add(&self.w.with_value(noise))?;
+        }
         Ok(())
     }
 

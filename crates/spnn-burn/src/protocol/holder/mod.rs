@@ -186,10 +186,48 @@ impl Party {
     /// This holder's part of the session's noise on `Z` (`N(0, z_noise²/k)` per entry, at the
     /// Z shares' scale `2^{2f}`), fresh for each step; the parts of all holders add up to noise
     /// of standard deviation `z_noise` that no single party knows.
-    pub(crate) fn z_noise(&self, step: u64, (rows, cols): (usize, usize)) -> Result<RingMatrix> {
-        let sd = f64::from(self.config.z_noise) / (self.k() as f64).sqrt();
-        let scale = 2f64.powi(2 * self.fp.frac_bits() as i32);
-        let mut rng = self.config.randomness.rng(self.id(), step, "z-noise");
+    pub(crate) fn z_noise(&self, step: u64, shape: (usize, usize)) -> Result<RingMatrix> {
+        let f = self.fp.frac_bits();
+        self.gaussian_part(
+            f64::from(self.config.z_noise),
+            2 * f,
+            step,
+            "z-noise",
+            shape,
+        )
+    }
+
+    /// This holder's part of the session's Langevin noise on the update of step `step` with
+    /// learning rate `lr` ([`crate::SpnnConfig::sgld`]): `N(0, 2·|lr|·sgld²/k)` per weight, at
+    /// the weight shares' scale `2^f`; `None` when the session has none.
+    pub(crate) fn sgld_noise(&self, step: u64, lr: f64) -> Result<Option<RingMatrix>> {
+        let sd = f64::from(self.config.sgld) * (2.0 * lr.abs()).sqrt();
+        if sd == 0.0 {
+            return Ok(None);
+        }
+        let part = self.gaussian_part(sd, self.fp.frac_bits(), step, "sgld", (self.d, self.h))?;
+        Ok(Some(part))
+    }
+
+    /// This holder's part of Gaussian noise of standard deviation `sd` per entry that the `k`
+    /// holders add up to (each draws `N(0, sd²/k)` from its own generator), encoded at scale
+    /// `2^frac_bits`; refuses a spread whose draws could leave a signed 64-bit word.
+    fn gaussian_part(
+        &self,
+        sd: f64,
+        frac_bits: u32,
+        step: u64,
+        purpose: &str,
+        (rows, cols): (usize, usize),
+    ) -> Result<RingMatrix> {
+        let sd = sd / (self.k() as f64).sqrt();
+        let scale = 2f64.powi(frac_bits as i32);
+        if !(sd.is_finite() && sd * scale * 64.0 < 2f64.powi(62)) {
+            return Err(SpnnError::Config(format!(
+                "{purpose} of standard deviation {sd} does not fit the ring at 2^{frac_bits}"
+            )));
+        }
+        let mut rng = self.config.randomness.rng(self.id(), step, purpose);
         let data = (0..rows * cols)
             .map(|_| {
                 ((sd * spnn_crypto::rng::standard_normal(&mut rng) * scale).round() as i64) as u64

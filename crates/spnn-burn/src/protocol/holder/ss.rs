@@ -336,7 +336,7 @@ impl Engine for SsEngine {
         Ok(())
     }
 
-    fn update(&mut self, p: &Party, _step: u64, lr: f64) -> Result<()> {
+    fn update(&mut self, p: &Party, step: u64, lr: f64) -> Result<()> {
         self.receive_truncations(p, &update_shifts(&p.config, lr)?)?;
         let zero = self.w.with_value(RingMatrix::zeros(p.d, p.h));
         let g = std::mem::replace(&mut self.pending, zero);
@@ -363,6 +363,9 @@ impl Engine for SsEngine {
             self.mul_public(p, g, g_bound, lr, "the weight update")?.0
         };
         self.w = self.w.sub(&delta)?;
+        if let Some(noise) = p.sgld_noise(step, lr)? {
+            self.w = self.w.add(&self.w.with_value(noise))?;
+        }
         Ok(())
     }
 
