@@ -152,7 +152,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let train_secs = t.elapsed().as_secs_f64();
         let valid = model.clone().valid();
-        for ids in data.test.chunks(4096) {
+        // At a label holder every forward pairs with one scoring round, so a large
+        // evaluation set is cut here (at the labels-at-server default the session does it).
+        for ids in data.test.chunks(spnn::burn::EVALUATION_ROWS) {
             evaluate_at_label_holder(&session, valid.forward(ids))?;
         }
         // The server closes the evaluation round; the metrics stay with the label holder,

@@ -160,11 +160,7 @@ pub fn run(data: &Data, setup: &Setup, defence: Defence, gram_attack: bool) -> P
         }
     }
     let valid = model.clone().valid();
-    let scores: Vec<f32> = data
-        .test
-        .chunks(4096)
-        .flat_map(|c| to_vec(sigmoid(valid.forward(c))).expect("finite scores"))
-        .collect();
+    let scores = to_vec(sigmoid(valid.forward(&data.test))).expect("finite scores");
     let test_auc = roc_auc(&scores, &data.labels_of(&data.test).expect("labelled"));
     drop((model, valid));
     sim.finish().expect("parties end cleanly");

@@ -190,7 +190,7 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
         epochs.push(Leak::of(leak.report()));
     }
     let valid = model.clone().valid();
-    for ids in data.test.chunks(4096) {
+    for ids in data.test.chunks(spnn_burn::EVALUATION_ROWS) {
         evaluate_at_label_holder(&session, valid.forward(ids)).expect("evaluation");
     }
     session.label_holder_metrics().expect("evaluation round");

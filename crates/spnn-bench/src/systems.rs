@@ -178,12 +178,10 @@ fn traffic(meters: &[MeterSnapshot]) -> (u64, u64) {
     (bytes, rounds)
 }
 
-/// Sigmoid scores of the test ids, evaluated in chunks (a whole large test set is far beyond a
-/// frame).
+/// Sigmoid scores of the test ids (an SPNN session runs a large evaluation batch in steps
+/// itself).
 fn scores(ids: &[u64], logits: impl Fn(&[u64]) -> Tensor<2>) -> Vec<f32> {
-    ids.chunks(4096)
-        .flat_map(|c| to_vec(sigmoid(logits(c))).expect("finite scores"))
-        .collect()
+    to_vec(sigmoid(logits(ids))).expect("finite scores")
 }
 
 fn timed_epochs(setup: &Setup, mut epoch: impl FnMut(usize)) -> f64 {

@@ -42,4 +42,4 @@ pub use protocol::holder::{
     HolderLabels, HolderOptions, HolderSummary, run_bottom_holder, run_holder,
 };
 pub use protocol::policy::PartyPolicy;
-pub use protocol::server::{ServerSession, ServerView, SessionSpec};
+pub use protocol::server::{EVALUATION_ROWS, ServerSession, ServerView, SessionSpec};

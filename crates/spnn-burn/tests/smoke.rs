@@ -41,3 +41,33 @@ fn spnn_ss_learns_breast_cancer() {
     drop(model);
     sim.finish().unwrap();
 }
+
+/// An evaluation batch of any size is one call: the session runs it in steps of
+/// `EVALUATION_ROWS` and returns exactly what those steps would (no noise on `Z` here, so
+/// forwards of the same weights are bit-for-bit repeatable).
+#[test]
+fn an_evaluation_batch_beyond_one_step_is_split_by_the_session() {
+    let data = Data::new(2);
+    let sim = start(&data, SpnnConfig::default().with_z_noise(0.0), false);
+    let session = sim.session().clone();
+    let n = spnn_burn::EVALUATION_ROWS + 321;
+    let rows = data.holders[0].rows() as u64;
+    let ids: Vec<u64> = (0..n as u64).map(|i| (i * 7) % rows).collect();
+    let before = session.meters().total.messages_sent;
+    let whole = session.forward(&ids, false).unwrap();
+    let after = session.meters().total.messages_sent;
+    let mut pieces = Vec::new();
+    for chunk in ids.chunks(spnn_burn::EVALUATION_ROWS) {
+        pieces.extend(session.forward(chunk, false).unwrap());
+    }
+    assert_eq!(whole.len(), n * HIDDEN[0]);
+    assert_eq!(whole, pieces);
+    assert_eq!(
+        after - before,
+        session.meters().total.messages_sent - after,
+        "the same steps, the same messages"
+    );
+    // A training batch stays one step: its backward pairs with it.
+    assert!(session.forward(&ids[..64], true).is_ok());
+    sim.finish().unwrap();
+}

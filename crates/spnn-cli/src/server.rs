@@ -155,12 +155,7 @@ fn targets(labels: &Table, ids: &[u64], device: &Device) -> Result<Tensor<2, Int
 }
 
 fn logits(model: &Mlp, ids: &[u64]) -> Result<Vec<f32>> {
-    let valid = model.clone().valid();
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(4096) {
-        out.extend(to_vec(valid.forward(chunk)?)?);
-    }
-    Ok(out)
+    Ok(to_vec(model.clone().valid().forward(ids)?)?)
 }
 
 fn test_auc(model: &Mlp, labels: &Table, ids: &[u64]) -> Result<f64> {
@@ -297,10 +292,8 @@ pub fn predict(dep: &Deployment, net: Network, tag: &str, out: &Path) -> Result<
     let valid = p.model.clone().valid();
     let ids = p.labels.ids();
     let mut lines = String::from("id,score\n");
-    for chunk in ids.chunks(4096) {
-        for (id, s) in chunk.iter().zip(to_vec(sigmoid(valid.forward(chunk)?))?) {
-            lines += &format!("{id},{s}\n");
-        }
+    for (id, s) in ids.iter().zip(to_vec(sigmoid(valid.forward(ids)?))?) {
+        lines += &format!("{id},{s}\n");
     }
     std::fs::write(out, lines).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))?;
     drop((valid, p.model));

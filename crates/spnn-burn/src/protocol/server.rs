@@ -83,6 +83,12 @@ struct State {
     view: ServerView,
 }
 
+/// Most rows of one evaluation step: [`ServerSession::forward`] runs a larger evaluation batch
+/// in steps of this size, so every message stays far below the network's frame limit and the
+/// parties' memory stays bounded (SPNN-HE's packed ciphertexts are the largest: about
+/// 4096 × ⌈h / slots⌉ × 512 bytes).
+pub const EVALUATION_ROWS: usize = 4096;
+
 /// The server's handle on an SPNN session.
 #[derive(Clone)]
 pub struct ServerSession {
@@ -309,8 +315,24 @@ impl ServerSession {
     }
 
     /// The first-layer output `Z` (ids.len() × h, row-major) for a batch of sample ids.
-    /// With `train`, a [`Self::backward`] may follow.
+    /// With `train`, a [`Self::backward`] may follow. An evaluation batch of any size is run
+    /// in steps of at most [`EVALUATION_ROWS`] rows when the labels are at the server (at a
+    /// label holder each forward pairs with one [`Self::head`], so the caller splits); a
+    /// training batch is one step, bounded by the ring's headroom.
     pub fn forward(&self, ids: &[u64], train: bool) -> Result<Vec<f32>> {
+        let split = !train && ids.len() > EVALUATION_ROWS && self.lock().label_holder.is_none();
+        if !split {
+            return self.forward_step(ids, train);
+        }
+        let mut out = Vec::with_capacity(ids.len() * self.lock().h);
+        for chunk in ids.chunks(EVALUATION_ROWS) {
+            out.extend(self.forward_step(chunk, false)?);
+        }
+        Ok(out)
+    }
+
+    /// One forward step.
+    fn forward_step(&self, ids: &[u64], train: bool) -> Result<Vec<f32>> {
         let mut s = self.lock();
         if let Some(e) = s.error.take() {
             return Err(e);
