@@ -118,7 +118,8 @@ pub fn run(data: &Data, setup: &Setup, defence: Defence, gram_attack: bool) -> P
         .with_randomness(Randomness::InsecureSeededForTests(13));
     let policy = PartyPolicy::default()
         .allowing_insecure_randomness()
-        .allowing_z_noise(0.0);
+        .allowing_z_noise(0.0)
+        .allowing_sgld(defence.sgld);
     let holders = data
         .holders
         .iter()

@@ -35,6 +35,8 @@ pub struct HolderSpec {
     pub labels: Option<HolderLabels>,
     /// Where it saves checkpoints.
     pub checkpoint_dir: Option<PathBuf>,
+    /// Its forward ledger over sessions ([`crate::HolderOptions::forward_ledger`]).
+    pub forward_ledger: Option<PathBuf>,
     /// Allow the test-only reconstruction of `W`.
     #[cfg(feature = "insecure-test-hooks")]
     pub allow_insecure_reveal: bool,
@@ -54,6 +56,7 @@ impl HolderSpec {
             features,
             labels: None,
             checkpoint_dir: None,
+            forward_ledger: None,
             #[cfg(feature = "insecure-test-hooks")]
             allow_insecure_reveal: false,
             policy: PartyPolicy::default(),
@@ -176,6 +179,7 @@ fn launch(
                 .spawn(move || {
                     let options = HolderOptions {
                         checkpoint_dir: h.checkpoint_dir,
+                        forward_ledger: h.forward_ledger,
                         #[cfg(feature = "insecure-test-hooks")]
                         allow_insecure_reveal: h.allow_insecure_reveal,
                         labels: h.labels,

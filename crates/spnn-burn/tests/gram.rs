@@ -302,3 +302,83 @@ fn a_holder_serves_each_sample_at_most_its_forward_budget() {
         "{err}"
     );
 }
+
+/// A server that ends a session and starts another draws fresh noise for the same samples; a
+/// holder with a ledger counts forwards over every session that shares it and refuses once a
+/// sample has had its budget, whatever the session; a ledger that does not verify is an
+/// error, never a fresh budget.
+#[test]
+fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
+    let data = common::Data::new(2);
+    let config = SpnnConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let session = |budget: u32| {
+        let holders = data
+            .holders
+            .iter()
+            .enumerate()
+            .map(|(i, t)| HolderSpec {
+                policy: test_policy(config).with_max_forwards_per_sample_overall(budget),
+                forward_ledger: Some(dir.path().join(format!("holder-{i}.ledger"))),
+                ..HolderSpec::new(t.clone())
+            })
+            .collect();
+        simulation::start(
+            holders,
+            SessionSpec::new(common::HIDDEN[0]).with_config(config),
+            NetworkConfig::new(1).with_timeout(Duration::from_secs(2)),
+        )
+        .unwrap()
+    };
+    // Session 1: two forwards of samples 0..3 (the budget is 3 overall).
+    let sim = session(3);
+    let layer = common::spnn_model(&sim, &device()).first.valid();
+    layer.try_forward(&[0, 1, 2]).unwrap();
+    layer.try_forward(&[0, 1, 2]).unwrap();
+    drop(layer);
+    sim.finish().unwrap();
+    // Session 2: one more of sample 1 is within it; a fourth is refused.
+    let sim = session(3);
+    let layer = common::spnn_model(&sim, &device()).first.valid();
+    layer.try_forward(&[1, 5]).unwrap();
+    assert!(layer.try_forward(&[1]).is_err());
+    drop(layer);
+    let err = sim.finish().unwrap_err().to_string();
+    assert!(
+        err.contains("sample 1") && err.contains("budget of 3 over every session"),
+        "{err}"
+    );
+    // The refused session's forwards were recorded too: sample 5 has one left.
+    let sim = session(3);
+    let layer = common::spnn_model(&sim, &device()).first.valid();
+    layer.try_forward(&[5, 5]).unwrap();
+    assert!(layer.try_forward(&[5]).is_err());
+    drop(layer);
+    assert!(sim.finish().is_err());
+    // A tampered ledger is refused at start.
+    let ledger = dir.path().join("holder-0.ledger");
+    let mut bytes = std::fs::read(&ledger).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&ledger, bytes).unwrap();
+    let holders = data
+        .holders
+        .iter()
+        .enumerate()
+        .map(|(i, t)| HolderSpec {
+            policy: test_policy(config).with_max_forwards_per_sample_overall(3),
+            forward_ledger: Some(dir.path().join(format!("holder-{i}.ledger"))),
+            ..HolderSpec::new(t.clone())
+        })
+        .collect();
+    let started = simulation::start(
+        holders,
+        SessionSpec::new(common::HIDDEN[0]).with_config(config),
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(2)),
+    );
+    let err = match started {
+        Ok(sim) => sim.finish().unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("holder-0.ledger"), "{err}");
+}

@@ -252,6 +252,12 @@ pub struct Policy {
     /// evaluation per epoch plus the final fingerprint).
     #[serde(default)]
     pub max_forwards_per_sample: Option<u32>,
+    /// Most forwards of one sample a holder serves over every session of this deployment,
+    /// counted in `forwards.ledger` in its checkpoint directory (default, when checkpoints are
+    /// configured: `2 × (epochs + 1)` — a resume after a crash and predictions fit; a server
+    /// that restarts sessions to average the noise on Z down gains at most a factor √2).
+    #[serde(default)]
+    pub max_forwards_per_sample_overall: Option<u32>,
 }
 
 fn default_min_frac() -> u32 {
@@ -265,6 +271,7 @@ impl Default for Policy {
             min_he_key_bits: default_he_bits(),
             min_frac_bits: default_min_frac(),
             max_forwards_per_sample: None,
+            max_forwards_per_sample_overall: None,
         }
     }
 }
@@ -552,8 +559,18 @@ impl Deployment {
                     .unwrap_or(u32::MAX)
                     .saturating_add(1)
             })),
+            // Over sessions (with a ledger beside the checkpoints): twice one run's budget.
+            max_forwards_per_sample_overall: self.forward_ledger(party).map(|_| {
+                own.max_forwards_per_sample_overall.unwrap_or_else(|| {
+                    u32::try_from(self.training.epochs)
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(1)
+                        .saturating_mul(2)
+                })
+            }),
             // The party's own copy of the file sets the noise on Z (and is pinned below).
             min_z_noise: config.z_noise,
+            max_sgld: config.sgld,
             ..PartyPolicy::default()
         }
         .expect(config))
@@ -566,6 +583,13 @@ impl Deployment {
         } else {
             self.base.join(p)
         }
+    }
+
+    /// The forward ledger of `party` (`forwards.ledger` in its checkpoint directory), if
+    /// checkpoints are configured.
+    pub fn forward_ledger(&self, party: &str) -> Option<PathBuf> {
+        self.checkpoint_dir(party)
+            .map(|d| d.join("forwards.ledger"))
     }
 
     /// The checkpoint directory of `party`, if checkpoints are configured.

@@ -87,6 +87,7 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
                 table,
                 HolderOptions {
                     checkpoint_dir: dep.checkpoint_dir(party),
+                    forward_ledger: dep.forward_ledger(party),
                     keep_checkpoints: dep.training.keep_checkpoints,
                     paillier,
                     policy: dep.policy(party)?,

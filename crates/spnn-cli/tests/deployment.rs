@@ -643,6 +643,33 @@ fn a_holder_with_a_forward_budget_serves_the_schedule_and_nothing_more() {
 }
 
 #[test]
+fn holders_count_forwards_across_sessions_and_stop_a_server_that_keeps_starting_over() {
+    // Two epochs: one run serves a test sample three times; by default a holder serves it at
+    // most 2 × 3 = 6 times over every session recorded in its ledger.
+    let d = deployment(2, false, "");
+    let from_scratch = || {
+        // The server forgets its checkpoints; the holders keep theirs and their ledgers.
+        let _ = std::fs::remove_dir_all(d.dir.path().join("checkpoints").join("server"));
+        run_all(&d, false)
+    };
+    for run in 0..2 {
+        let outs = from_scratch();
+        assert!(
+            outs.iter().all(|o| o.status.success()),
+            "run {run}: {}",
+            String::from_utf8_lossy(&outs[0].stderr)
+        );
+    }
+    let outs = from_scratch();
+    assert!(!outs[0].status.success(), "a third run was served");
+    let err = String::from_utf8_lossy(&outs[1].stderr);
+    assert!(
+        err.contains("budget of 6 over every session") && err.contains("forwards.ledger"),
+        "{err}"
+    );
+}
+
+#[test]
 fn holders_refuse_a_server_that_proposes_weak_paillier_keys() {
     let d = deployment(1, false, "");
     let own = holders_copy(&d, |t| t.replace("[protocol]", "[protocol]\nkind = \"he\""));

@@ -50,6 +50,19 @@ pub struct PartyPolicy {
     /// down; a budget of the schedule's epochs plus its evaluation passes bounds that within a
     /// session. A session resumed from a checkpoint starts a new count.
     pub max_forwards_per_sample: Option<u32>,
+    /// Most forwards of one sample this holder serves over **every** session that shares its
+    /// forward ledger ([`crate::HolderOptions::forward_ledger`]; `None`, the default: no
+    /// limit). A server that ends sessions and starts them again — from the same checkpoint,
+    /// or from scratch — draws fresh noise on `Z` each time; this bounds how far it can
+    /// average it down over the deployment's life. Set it above the per-session budget to
+    /// leave room for a resume after a crash and for predictions.
+    pub max_forwards_per_sample_overall: Option<u32>,
+    /// Most Langevin noise on the weight updates accepted ([`SpnnConfig::sgld`]; default 0:
+    /// none). Measured, SGLD noise reaches the server as `X·N`, which keeps the features'
+    /// inner products: it never stops the Gram attack and, beside noise on `Z`, undoes part of
+    /// that noise's protection (the guide's security chapter), so a holder refuses it unless
+    /// its own policy allows it.
+    pub max_sgld: f32,
 }
 
 impl Default for PartyPolicy {
@@ -64,6 +77,8 @@ impl Default for PartyPolicy {
             protocols: vec![Protocol::SecretSharing, Protocol::Paillier],
             expected: None,
             max_forwards_per_sample: None,
+            max_forwards_per_sample_overall: None,
+            max_sgld: 0.0,
         }
     }
 }
@@ -92,9 +107,23 @@ impl PartyPolicy {
         self
     }
 
+    /// The same, accepting Langevin noise on the updates up to `sgld`; it weakens the noise on
+    /// `Z` against the Gram attack (see [`PartyPolicy::max_sgld`]).
+    pub fn allowing_sgld(mut self, sgld: f32) -> Self {
+        self.max_sgld = sgld;
+        self
+    }
+
     /// The same, serving at most `n` forwards of any one sample in a session.
     pub fn with_max_forwards_per_sample(mut self, n: u32) -> Self {
         self.max_forwards_per_sample = Some(n);
+        self
+    }
+
+    /// The same, serving at most `n` forwards of any one sample over every session that shares
+    /// the holder's forward ledger.
+    pub fn with_max_forwards_per_sample_overall(mut self, n: u32) -> Self {
+        self.max_forwards_per_sample_overall = Some(n);
         self
     }
 
@@ -151,6 +180,17 @@ impl PartyPolicy {
                     "the server proposes noise {} on Z; this holder requires at least {} (less \
                      lets a run's Z reveal the data's Gram matrix)",
                     c.z_noise, self.min_z_noise
+                ),
+            ));
+        }
+        if c.sgld > self.max_sgld {
+            return Err(refuse(
+                "max_sgld",
+                format!(
+                    "the server proposes Langevin noise {} on the weight updates; this holder \
+                     accepts at most {} (that noise reaches the server as X·N, which keeps the \
+                     features' inner products and weakens the noise on Z)",
+                    c.sgld, self.max_sgld
                 ),
             ));
         }
@@ -234,6 +274,13 @@ mod tests {
         p.clone()
             .allowing_z_noise(0.0)
             .check(&setup(no_noise), false)
+            .unwrap();
+        let langevin = SpnnConfig::default().with_sgld(0.01);
+        let e = p.check(&setup(langevin), false).unwrap_err().to_string();
+        assert!(e.contains("max_sgld"), "{e}");
+        p.clone()
+            .allowing_sgld(0.01)
+            .check(&setup(langevin), false)
             .unwrap();
         let no_room = SpnnConfig::default()
             .with_frac_bits(20)

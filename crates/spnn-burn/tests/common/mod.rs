@@ -184,7 +184,8 @@ impl Data {
 pub fn test_policy(config: SpnnConfig) -> PartyPolicy {
     let mut p = PartyPolicy::default()
         .allowing_key_bits(config.he_key_bits.min(2048))
-        .allowing_z_noise(config.z_noise.min(spnn_burn::config::DEFAULT_Z_NOISE));
+        .allowing_z_noise(config.z_noise.min(spnn_burn::config::DEFAULT_Z_NOISE))
+        .allowing_sgld(config.sgld);
     if config.randomness.is_insecure() {
         p = p.allowing_insecure_randomness();
     }

@@ -64,6 +64,10 @@ pub struct HolderOptions {
     pub paillier: Option<Keypair>,
     /// What this holder accepts from the server's proposal (default: the secure policy).
     pub policy: PartyPolicy,
+    /// The file in which this holder keeps, across sessions, how many forwards it has served
+    /// of each sample, for [`PartyPolicy::max_forwards_per_sample_overall`] (sealed like a
+    /// checkpoint; created on first use). Required when that budget is set.
+    pub forward_ledger: Option<PathBuf>,
 }
 
 /// The label holder's labels, its top layers, and what it lets the server learn.
@@ -496,12 +500,27 @@ fn start(
         }
         None => None,
     };
+    let ledger = match (
+        options.policy.max_forwards_per_sample_overall,
+        options.forward_ledger,
+    ) {
+        (None, _) => None,
+        (Some(budget), Some(path)) => Some(Ledger::open(path, budget)?),
+        (Some(_), None) => {
+            return Err(SpnnError::Config(
+                "a forward budget over sessions (max_forwards_per_sample_overall) needs a \
+                 forward ledger file (HolderOptions::forward_ledger)"
+                    .into(),
+            ));
+        }
+    };
     let mut holder = Holder {
         checkpoint_dir: options.checkpoint_dir,
         forward_budget: options
             .policy
             .max_forwards_per_sample
             .map(|n| (n, std::collections::HashMap::new())),
+        ledger,
         keep_checkpoints: options.keep_checkpoints,
         #[cfg(feature = "insecure-test-hooks")]
         allow_reveal: options.allow_insecure_reveal,
@@ -513,7 +532,51 @@ fn start(
     if let Some(tag) = &setup.resume {
         holder.load(&party, engine.as_mut(), tag)?;
     }
-    holder.serve(&party, engine.as_mut())
+    let served = holder.serve(&party, engine.as_mut());
+    // Whatever ended the session — the schedule, an error, a server that vanished — the
+    // forwards it served stay counted.
+    let recorded = holder.ledger.as_ref().map_or(Ok(()), Ledger::save);
+    let summary = served?;
+    recorded?;
+    Ok(summary)
+}
+
+/// A holder's count of forwards served per sample over every session that shares the ledger
+/// file ([`PartyPolicy::max_forwards_per_sample_overall`]).
+struct Ledger {
+    path: PathBuf,
+    budget: u32,
+    served: std::collections::HashMap<u64, u32>,
+}
+
+impl Ledger {
+    /// Reads the ledger at `path`, or starts an empty one if there is none; a ledger that does
+    /// not verify is an error (never a fresh budget).
+    fn open(path: PathBuf, budget: u32) -> Result<Self> {
+        let served = if path.exists() {
+            let bytes = checkpoint::read_sealed(&path)?;
+            let entries: Vec<(u64, u32)> =
+                spnn_net::codec::decode_exact(&bytes).map_err(|e| SpnnError::Persistence {
+                    path: path.display().to_string(),
+                    reason: format!("not a forward ledger: {e}"),
+                })?;
+            entries.into_iter().collect()
+        } else {
+            std::collections::HashMap::new()
+        };
+        Ok(Self {
+            path,
+            budget,
+            served,
+        })
+    }
+
+    /// Writes the counts (sorted by sample id).
+    fn save(&self) -> Result<()> {
+        let mut entries: Vec<(u64, u32)> = self.served.iter().map(|(&k, &v)| (k, v)).collect();
+        entries.sort_unstable();
+        checkpoint::write_sealed(&self.path, &spnn_net::codec::encode_to_vec(&entries))
+    }
 }
 
 /// Set-up: holder `i` draws the seed it shares with every holder `j > i` and sends it to `j`
@@ -536,6 +599,33 @@ fn exchange_pair_seeds(p: &Party) -> Result<Vec<Option<SecretSeed>>> {
     Ok(seeds)
 }
 
+/// Adds one forward of each of `ids` to `served`, or refuses (changing nothing) if a sample
+/// would exceed `budget`.
+fn spend(
+    served: &mut std::collections::HashMap<u64, u32>,
+    budget: u32,
+    ids: &[u64],
+    scope: &str,
+    rule: &str,
+) -> Result<()> {
+    let mut after: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    for &id in ids {
+        let n = after
+            .entry(id)
+            .or_insert_with(|| served.get(&id).copied().unwrap_or(0));
+        *n += 1;
+        if *n > budget {
+            return Err(SpnnError::Policy(format!(
+                "the server asks for sample {id} a forward beyond this holder's budget of \
+                 {budget} {scope} (repeated forwards average the noise on Z down; policy: \
+                 {rule})"
+            )));
+        }
+    }
+    served.extend(after);
+    Ok(())
+}
+
 /// A holder checkpoint's payload: `(holder, forwards, updates, engine state, the label holder's
 /// top layers and randomised-response seed)`.
 pub(crate) type CheckpointParts = (u64, u64, u64, Vec<u8>, Option<(Blob, SecretSeed)>);
@@ -555,6 +645,8 @@ struct Holder {
     checkpoint_dir: Option<PathBuf>,
     /// The policy's forward budget per sample, and the forwards served so far per sample id.
     forward_budget: Option<(u32, std::collections::HashMap<u64, u32>)>,
+    /// The budget over sessions and its ledger.
+    ledger: Option<Ledger>,
     keep_checkpoints: usize,
     #[cfg(feature = "insecure-test-hooks")]
     allow_reveal: bool,
@@ -566,7 +658,7 @@ struct Holder {
 }
 
 impl Holder {
-    fn serve(mut self, p: &Party, engine: &mut dyn Engine) -> Result<HolderSummary> {
+    fn serve(&mut self, p: &Party, engine: &mut dyn Engine) -> Result<HolderSummary> {
         loop {
             let cmd: Command = p.net.recv(p.server)?;
             match cmd {
@@ -632,6 +724,9 @@ impl Holder {
                 }
                 Command::Save { tag } => {
                     self.save(p, engine, &tag)?;
+                    if let Some(l) = &self.ledger {
+                        l.save()?;
+                    }
                     if let Some(dir) = &self.checkpoint_dir {
                         let prefix = format!("holder-{}-", p.me);
                         checkpoint::retain_numbered(dir, &prefix, self.keep_checkpoints)?;
@@ -661,27 +756,29 @@ impl Holder {
         }
     }
 
-    /// Counts a forward of `ids` against the policy's budget per sample; refuses the whole
-    /// forward, before computing anything, if one of them has used its budget.
+    /// Counts a forward of `ids` against the policy's budgets per sample (in this session, and
+    /// over sessions in the ledger); refuses the whole forward, before computing anything, if
+    /// one of them has used a budget.
     fn spend_forwards(&mut self, ids: &[u64]) -> Result<()> {
-        let Some((budget, served)) = self.forward_budget.as_mut() else {
-            return Ok(());
-        };
-        let mut after: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
-        for &id in ids {
-            let n = after
-                .entry(id)
-                .or_insert_with(|| served.get(&id).copied().unwrap_or(0));
-            *n += 1;
-            if *n > *budget {
-                return Err(SpnnError::Policy(format!(
-                    "the server asks for sample {id} a forward beyond this holder's budget of \
-                     {budget} per session (repeated forwards average the noise on Z down; \
-                     policy: max_forwards_per_sample)"
-                )));
-            }
+        if let Some((budget, served)) = self.forward_budget.as_mut() {
+            spend(
+                served,
+                *budget,
+                ids,
+                "per session",
+                "max_forwards_per_sample",
+            )?;
         }
-        served.extend(after);
+        if let Some(l) = self.ledger.as_mut() {
+            let scope = format!("over every session recorded in {}", l.path.display());
+            spend(
+                &mut l.served,
+                l.budget,
+                ids,
+                &scope,
+                "max_forwards_per_sample_overall",
+            )?;
+        }
         Ok(())
     }
 
