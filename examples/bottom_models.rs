@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
     )?;
     let mut top = Top {
-        sum: SecureAggregationConfig::new(16).init(sim.session(), &device)?,
+        sum: SecureAggregationConfig::new().init(sim.session(), &device),
         out: LinearConfig::new(16, 1).init(&device),
     };
     // ANCHOR_END: start

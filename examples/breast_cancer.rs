@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR: train
     let device = Device::flex().autodiff();
     let mut model = Mlp {
-        first: PrivateLinearConfig::new(64).init(sim.session(), &device)?,
+        first: PrivateLinearConfig::new().init(sim.session(), &device),
         hidden: LinearConfig::new(64, 32).init(&device),
         out: LinearConfig::new(32, 1).init(&device),
     };

@@ -134,7 +134,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let session = sim.session().clone();
     let mut model = Bottom {
-        first: PrivateLinearConfig::new(64).init(&session, &device)?,
+        first: PrivateLinearConfig::new().init(&session, &device),
         hidden: LinearConfig::new(64, 32).init(&device),
     };
     let mut optim = momentum_sgd();

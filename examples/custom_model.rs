@@ -112,9 +112,7 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
     // ANCHOR: learner
     let device = Device::flex().autodiff();
     let model = Classifier {
-        first: PrivateLinearConfig::new(32)
-            .init(sim.session(), &device)
-            .expect("session width"),
+        first: PrivateLinearConfig::new().init(sim.session(), &device),
         hidden: LinearConfig::new(32, 16).init(&device),
         out: LinearConfig::new(16, 2).init(&device),
     };

@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let device = Device::flex().autodiff();
     let mut model = MyModel {
-        first: PrivateLinearConfig::new(dep.model.hidden[0]).init(&session, &device)?,
+        first: PrivateLinearConfig::new().init(&session, &device),
         dropout: DropoutConfig::new(0.1).init(),
         out: LinearConfig::new(dep.model.hidden[0], 1).init(&device),
     };

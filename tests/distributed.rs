@@ -44,10 +44,9 @@ fn train(sim: Simulation, table: &Table, train: &[u64], out: &Linear) -> (Vec<f3
     let device = Device::flex().autodiff();
     let mut model = Model {
         // No bias: its random initialisation would differ between the two runs.
-        first: PrivateLinearConfig::new(16)
+        first: PrivateLinearConfig::new()
             .with_bias(false)
-            .init(sim.session(), &device)
-            .unwrap(),
+            .init(sim.session(), &device),
         out: out.clone(),
     };
     let mut optim = SgdConfig::new().init();

@@ -133,9 +133,7 @@ pub fn run(data: &Data, setup: &Setup, defence: Defence, gram_attack: bool) -> P
     .expect("parties start");
     let device = crate::systems::device();
     let mut model = Model {
-        first: PrivateLinearConfig::new(setup.widths[0])
-            .init(sim.session(), &device)
-            .expect("width"),
+        first: PrivateLinearConfig::new().init(sim.session(), &device),
         hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
         out: LinearConfig::new(setup.widths[1], 1).init(&device),
     };

@@ -166,9 +166,7 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
     .expect("parties start");
     let session = sim.session().clone();
     let mut model = ServerPart {
-        first: PrivateLinearConfig::new(setup.widths[0])
-            .init(&session, &device)
-            .expect("width"),
+        first: PrivateLinearConfig::new().init(&session, &device),
         hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
     };
     let mut optim = SgdConfig::new().init();

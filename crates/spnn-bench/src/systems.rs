@@ -270,9 +270,7 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
         SessionSpec::new(h),
     )
     .expect("parties start");
-    let first = SecureAggregationConfig::new(h)
-        .init(sim.session(), &device())
-        .expect("width");
+    let first = SecureAggregationConfig::new().init(sim.session(), &device());
     simulated(
         data,
         setup,
@@ -348,9 +346,7 @@ pub fn spnn(
         SessionSpec::new(setup.widths[0]).with_config(config),
     )
     .expect("parties start");
-    let first = PrivateLinearConfig::new(setup.widths[0])
-        .init(sim.session(), &device())
-        .expect("width");
+    let first = PrivateLinearConfig::new().init(sim.session(), &device());
     simulated(data, setup, label, sim, First::Private(first))
 }
 

@@ -12,12 +12,10 @@ use crate::messages::LayerKind;
 use crate::ops::{PrivateCall, PrivateOps};
 use crate::protocol::server::ServerSession;
 
-/// Configuration of a [`SecureAggregation`] module.
+/// Configuration of a [`SecureAggregation`] module. Its width is the session's
+/// ([`crate::SessionSpec::new`] states it once).
 #[derive(Config, Debug)]
-pub struct SecureAggregationConfig {
-    /// Output width `h`; must equal the session's.
-    pub d_output: usize,
-}
+pub struct SecureAggregationConfig {}
 
 /// The server learns only the sum of the holders' contributions for a batch of sample ids:
 /// `[batch, h]`.
@@ -44,24 +42,13 @@ pub struct SecureAggregation {
 }
 
 impl SecureAggregationConfig {
-    /// Builds the module on `device` for an established session.
-    pub fn init(
-        &self,
-        session: &ServerSession,
-        device: &Device,
-    ) -> crate::error::Result<SecureAggregation> {
-        let h = session.output_width();
-        if self.d_output != h {
-            return Err(SpnnError::Config(format!(
-                "aggregation of {} outputs on a session of width {h}",
-                self.d_output
-            )));
-        }
-        Ok(SecureAggregation {
+    /// Builds the module on `device` for an established session, of the session's width.
+    pub fn init(&self, session: &ServerSession, device: &Device) -> SecureAggregation {
+        SecureAggregation {
             anchor: Param::from_tensor(Tensor::<1>::zeros([1], device)),
             session: session.clone(),
-            d_output: h,
-        })
+            d_output: session.output_width(),
+        }
     }
 }
 
@@ -104,14 +91,19 @@ impl SecureAggregation {
     }
 }
 
-/// Configuration of a [`PrivateLinear`] layer.
+/// Configuration of a [`PrivateLinear`] layer. Its widths are the session's: `d` is the sum of
+/// the holders' columns, `h` what [`crate::SessionSpec::new`] states.
 #[derive(Config, Debug)]
 pub struct PrivateLinearConfig {
-    /// Output width `h`; must equal the session's.
-    pub d_output: usize,
     /// Whether the layer adds a (plaintext, server-side) bias. Default: true.
     #[config(default = true)]
     pub bias: bool,
+    /// How the bias is initialised (default: Kaiming-uniform as Burn's `Linear`). `W` is
+    /// initialised by the holders jointly, with the variance of that default.
+    #[config(
+        default = "Initializer::KaimingUniform { gain: 1.0 / 3f64.sqrt(), fan_out_only: false }"
+    )]
+    pub initializer: Initializer,
 }
 
 /// `O = X·W + b` where the rows of `X` are the features of a batch of samples split by columns
@@ -137,26 +129,31 @@ pub struct PrivateLinear {
 }
 
 impl PrivateLinearConfig {
-    /// Builds the layer on `device` for an established SPNN-SS session.
-    pub fn init(
+    /// Builds the layer on `device` for an established SPNN session. Panics on a bottom-model
+    /// session, as Burn's `init` does on a configuration that cannot work;
+    /// [`Self::try_init`] returns the error instead.
+    pub fn init(&self, session: &ServerSession, device: &Device) -> PrivateLinear {
+        self.try_init(session, device)
+            .unwrap_or_else(|e| panic!("PrivateLinearConfig::init: {e}"))
+    }
+
+    /// [`Self::init`], returning an error for a bottom-model session.
+    pub fn try_init(
         &self,
         session: &ServerSession,
         device: &Device,
     ) -> crate::error::Result<PrivateLinear> {
         if session.kind() != LayerKind::PrivateLinear {
             return Err(SpnnError::Config(
-                "PrivateLinear needs an SPNN-SS session, not a bottom-model one".into(),
+                "PrivateLinear needs an SPNN session with private weights, not a bottom-model one"
+                    .into(),
             ));
         }
-        let aggregation = SecureAggregationConfig::new(self.d_output).init(session, device)?;
-        let (d, h) = (session.input_width(), self.d_output);
-        let bias = self.bias.then(|| {
-            Initializer::KaimingUniform {
-                gain: 1.0 / 3f64.sqrt(),
-                fan_out_only: false,
-            }
-            .init_with([h], Some(d), Some(h), device)
-        });
+        let aggregation = SecureAggregationConfig::new().init(session, device);
+        let (d, h) = (session.input_width(), session.output_width());
+        let bias = self
+            .bias
+            .then(|| self.initializer.init_with([h], Some(d), Some(h), device));
         Ok(PrivateLinear {
             aggregation,
             bias,

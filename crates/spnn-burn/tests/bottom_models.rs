@@ -88,10 +88,14 @@ fn bottom_models_train_like_plaintext_and_the_server_sees_only_the_sum() {
         net,
     )
     .unwrap();
+    // A private first layer needs private weights: on this session its init says so.
+    let err = spnn_burn::PrivateLinearConfig::new()
+        .try_init(sim.session(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bottom-model"), "{err}");
     let mut top = Top {
-        agg: SecureAggregationConfig::new(H)
-            .init(sim.session(), &device)
-            .unwrap(),
+        agg: SecureAggregationConfig::new().init(sim.session(), &device),
         out: LinearConfig::new(H, 1).init(&device),
     };
     let mut plain = Plain {

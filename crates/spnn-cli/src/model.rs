@@ -25,7 +25,7 @@ impl Mlp {
         activation: Activation,
         device: &Device,
     ) -> spnn_burn::Result<Self> {
-        let first = PrivateLinearConfig::new(hidden[0]).init(session, device)?;
+        let first = PrivateLinearConfig::new().init(session, device);
         let mut widths = hidden.to_vec();
         widths.push(1);
         let layers = widths

@@ -257,9 +257,7 @@ pub fn label_holder_auc(m: &SpnnMlp, data: &Data) -> f64 {
 /// The SPNN model, its server layers from fixed seeds (Burn's initialiser draws from a generator
 /// shared by the tests running in parallel).
 pub fn spnn_model(sim: &Simulation, device: &Device) -> SpnnMlp {
-    let mut first = PrivateLinearConfig::new(HIDDEN[0])
-        .init(sim.session(), device)
-        .unwrap();
+    let mut first = PrivateLinearConfig::new().init(sim.session(), device);
     first.bias = seeded_linear(1, HIDDEN[0], 65, device).bias;
     SpnnMlp {
         first,
