@@ -4,7 +4,9 @@
 //! Burn Flex's f32 matmul of the same shape; Paillier-2048 key generation, encryption
 //! (fixed-base and textbook), CRT decryption, addition, scalar multiplication, packed
 //! encryption per value, and the circuit-private re-randomisation of a returned product next to
-//! the homomorphic product it protects.
+//! the homomorphic product it protects; SPNN-HE's plaintext-times-ciphertext products at the
+//! breast-cancer shapes (forward `X_j·Enc(W)`, backward `X_jᵀ·Enc(G)`), by Straus
+//! multi-exponentiation next to one exponentiation per term, on one thread and on all.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -117,5 +119,49 @@ fn paillier(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ring_matmul, paillier);
+/// SPNN-HE's products at the breast-cancer shapes (batch 64, a holder's 15 features encoded
+/// below 2^22, `h` = 64 in packed cells of the protocol's slot width): the forward
+/// `X_j (64 × 15) ⊗ Enc(W) (15 × ⌈64 / slots⌉)` and the backward
+/// `X_jᵀ (15 × 64) ⊗ Enc(cG) (64 × ⌈64 / slots⌉)`.
+fn he_products(c: &mut Criterion) {
+    let mut rng = SecureRng::insecure_from_seed_for_tests(3);
+    let kp = Keypair::generate(KeySize::Bits2048, &mut rng);
+    let pk = &kp.public;
+    pk.precompute();
+    let packing = Packing::new(pk, 64 + 22 + 6 + 40 + 3).unwrap();
+    let (batch, d, h) = (64usize, 15usize, 64usize);
+    let blocks = h.div_ceil(packing.slots());
+    let encrypted = |rows: usize, rng: &mut SecureRng| {
+        let m = RingMatrix::random(rows, h, rng);
+        pk.encrypt_rows(&packing, &m, rng).unwrap()
+    };
+    let features = |rows: usize, cols: usize, rng: &mut SecureRng| {
+        let v = (0..rows * cols)
+            .map(|_| ((rand::RngCore::next_u64(rng) as i64) >> 43) as u64)
+            .collect();
+        RingMatrix::from_vec(rows, cols, v).unwrap()
+    };
+    let forward = (features(batch, d, &mut rng), encrypted(d, &mut rng));
+    let backward = (features(d, batch, &mut rng), encrypted(batch, &mut rng));
+    let mut g = c.benchmark_group("he_product_2048");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    for (name, pool) in pools() {
+        for (shape, (p, enc)) in [("forward", &forward), ("backward", &backward)] {
+            let terms = (p.rows() * blocks * p.cols()) as u64;
+            g.throughput(Throughput::Elements(terms));
+            g.bench_function(BenchmarkId::new(format!("{shape}/by_terms"), &name), |b| {
+                b.iter(|| {
+                    pool.install(|| black_box(pk.plain_matmul_packed_by_terms(p, 22, enc).unwrap()))
+                })
+            });
+            g.bench_function(BenchmarkId::new(format!("{shape}/straus"), &name), |b| {
+                b.iter(|| pool.install(|| black_box(pk.plain_matmul_packed(p, 22, enc).unwrap())))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ring_matmul, paillier, he_products);
 criterion_main!(benches);

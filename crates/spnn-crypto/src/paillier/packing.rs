@@ -332,15 +332,168 @@ impl PublicKey {
 
     /// The product of a plaintext matrix `P` (`a × d`, entries read as signed `i64`, each below
     /// the public bound `2^plain_bits` in magnitude) with a matrix `C` (`d × b`) of packed
-    /// ciphertexts: cell `(i, j)` is `Σ_k P[i,k] ⊗ C[k,j]`, slot by slot. Parallel over output
-    /// cells. An entry of `P` beyond the bound is an error, so the result's bound (and every
-    /// mask sized from it) depends only on public parameters.
+    /// ciphertexts: cell `(i, j)` is `Σ_k P[i,k] ⊗ C[k,j]`, slot by slot. An entry of `P`
+    /// beyond the bound is an error, so the result's bound (and every mask sized from it)
+    /// depends only on public parameters.
+    ///
+    /// Each output cell is the multi-exponentiation `Π_k C[k,j]^{P[i,k]}` mod `n²`, computed by
+    /// Straus's method: every base `C[k,j]` (or its inverse, for negative entries) gets a table
+    /// of its first `2^w − 1` powers once, shared by the `a` rows, and each cell then needs
+    /// `⌈plain_bits / w⌉·w` squarings in all plus one table product per base and window — not
+    /// one square-and-multiply per term. The window `w` minimises that cost for `a` rows
+    /// ([`straus_window`]). Parallel over tables, then over output cells. The result is the
+    /// same group element as [`PublicKey::plain_matmul_packed_by_terms`], bit for bit.
     pub fn plain_matmul_packed(
         &self,
         p: &RingMatrix,
         plain_bits: u32,
         c: &PackedMatrix,
     ) -> Result<PackedMatrix> {
+        let Some(product) = self.product_layout(p, plain_bits, c)? else {
+            return PackedMatrix::new(p.rows(), c.cols, Vec::new());
+        };
+        let (a, d) = p.shape();
+        let cols = c.cols;
+        let w = straus_window(a, plain_bits);
+        let entry = |i: usize, k: usize| p.as_slice()[i * d + k] as i64;
+        // Which signs each column of P uses, so only needed tables are built.
+        let signs: Vec<(bool, bool)> = (0..d)
+            .map(|k| {
+                (0..a).fold((false, false), |(pos, neg), i| {
+                    let s = entry(i, k);
+                    (pos || s > 0, neg || s < 0)
+                })
+            })
+            .collect();
+        let n2 = &self.n_squared;
+        let table = |base: &Integer| -> Vec<Integer> {
+            let mut t = Vec::with_capacity((1 << w) - 1);
+            t.push(base.clone());
+            for v in 1..(1usize << w) - 1 {
+                let mut next = Integer::from(&t[v - 1] * base);
+                next %= n2;
+                t.push(next);
+            }
+            t
+        };
+        type Tables = (Option<Vec<Integer>>, Option<Vec<Integer>>);
+        let tables: Vec<Tables> = c
+            .cells
+            .par_iter()
+            .enumerate()
+            .map(|(idx, cell)| {
+                let (pos, neg) = signs[idx / cols];
+                let positive = pos.then(|| table(&cell.ct.c));
+                let negative = if neg {
+                    let inverse = cell.ct.c.clone().invert(n2).map_err(|_| {
+                        CryptoError::InvalidCiphertext("not invertible modulo n²".into())
+                    })?;
+                    Some(table(&inverse))
+                } else {
+                    None
+                };
+                Ok((positive, negative))
+            })
+            .collect::<Result<_>>()?;
+        let windows = plain_bits.div_ceil(w);
+        let mask = (1u64 << w) - 1;
+        let cells = (0..a * cols)
+            .into_par_iter()
+            .map(|idx| {
+                let (i, j) = (idx / cols, idx % cols);
+                let mut acc: Option<Integer> = None;
+                for win in (0..windows).rev() {
+                    if let Some(x) = acc.as_mut() {
+                        for _ in 0..w {
+                            x.square_mut();
+                            *x %= n2;
+                        }
+                    }
+                    for k in 0..d {
+                        let s = entry(i, k);
+                        let digit = (s.unsigned_abs() >> (win * w)) & mask;
+                        if digit == 0 {
+                            continue;
+                        }
+                        let (positive, negative) = &tables[k * cols + j];
+                        let t = if s > 0 { positive } else { negative };
+                        let power =
+                            &t.as_ref().expect("a table for every sign in use")[digit as usize - 1];
+                        match acc.as_mut() {
+                            Some(x) => {
+                                *x *= power;
+                                *x %= n2;
+                            }
+                            None => acc = Some(power.clone()),
+                        }
+                    }
+                }
+                let count = (0..d).map(|k| c.cells[k * cols + j].count).max();
+                product.cell(self, acc.unwrap_or_else(|| Integer::from(1)), count)
+            })
+            .collect();
+        PackedMatrix::new(a, cols, cells)
+    }
+
+    /// [`PublicKey::plain_matmul_packed`] by one modular exponentiation per term
+    /// (square-and-multiply in GMP): the reference the multi-exponentiation is tested and
+    /// benchmarked against.
+    pub fn plain_matmul_packed_by_terms(
+        &self,
+        p: &RingMatrix,
+        plain_bits: u32,
+        c: &PackedMatrix,
+    ) -> Result<PackedMatrix> {
+        let Some(product) = self.product_layout(p, plain_bits, c)? else {
+            return PackedMatrix::new(p.rows(), c.cols, Vec::new());
+        };
+        let (a, d) = p.shape();
+        let inverses: Vec<Integer> =
+            c.cells
+                .par_iter()
+                .map(|x| {
+                    x.ct.c.clone().invert(&self.n_squared).map_err(|_| {
+                        CryptoError::InvalidCiphertext("not invertible modulo n²".into())
+                    })
+                })
+                .collect::<Result<_>>()?;
+        let cells = (0..a * c.cols)
+            .into_par_iter()
+            .map(|idx| {
+                let (i, j) = (idx / c.cols, idx % c.cols);
+                let mut acc = Integer::from(1);
+                for k in 0..d {
+                    let s = p.as_slice()[i * d + k] as i64;
+                    if s == 0 {
+                        continue;
+                    }
+                    let base = if s < 0 {
+                        &inverses[k * c.cols + j]
+                    } else {
+                        &c.cells[k * c.cols + j].ct.c
+                    };
+                    let e = Integer::from(s.unsigned_abs());
+                    acc *= Integer::from(
+                        base.pow_mod_ref(&e, &self.n_squared)
+                            .expect("exponent is positive"),
+                    );
+                    acc %= &self.n_squared;
+                }
+                let count = (0..d).map(|k| c.cells[k * c.cols + j].count).max();
+                product.cell(self, acc, count)
+            })
+            .collect();
+        PackedMatrix::new(a, c.cols, cells)
+    }
+
+    /// Checks a plaintext-times-ciphertext product's inputs and returns the layout of its
+    /// output cells; `None` for an empty `C`.
+    fn product_layout(
+        &self,
+        p: &RingMatrix,
+        plain_bits: u32,
+        c: &PackedMatrix,
+    ) -> Result<Option<ProductLayout>> {
         let (a, d) = p.shape();
         if d != c.rows {
             return Err(CryptoError::ShapeMismatch {
@@ -350,7 +503,7 @@ impl PublicKey {
             });
         }
         let Some(first) = c.cells.first() else {
-            return PackedMatrix::new(a, c.cols, Vec::new());
+            return Ok(None);
         };
         let packing = first.packing;
         self.check_packing(&packing)?;
@@ -383,57 +536,46 @@ impl PublicKey {
         }
         let log_d = (d.max(1) as u64).next_power_of_two().ilog2();
         let bound_bits = packing.check_bound(in_bound + plain_bits + log_d)?;
-        let rand_bits = in_rand + plain_bits + log_d;
-        // Inverses for negative entries, computed once per input cell.
-        let inverses: Vec<Integer> =
-            c.cells
-                .par_iter()
-                .map(|x| {
-                    x.ct.c.clone().invert(&self.n_squared).map_err(|_| {
-                        CryptoError::InvalidCiphertext("not invertible modulo n²".into())
-                    })
-                })
-                .collect::<Result<_>>()?;
-        let cells = (0..a * c.cols)
-            .into_par_iter()
-            .map(|idx| {
-                let (i, j) = (idx / c.cols, idx % c.cols);
-                let mut acc = Integer::from(1);
-                let mut count = 0;
-                for k in 0..d {
-                    let s = p.as_slice()[i * d + k] as i64;
-                    let cell = &c.cells[k * c.cols + j];
-                    count = count.max(cell.count);
-                    if s == 0 {
-                        continue;
-                    }
-                    let base = if s < 0 {
-                        &inverses[k * c.cols + j]
-                    } else {
-                        &cell.ct.c
-                    };
-                    let e = Integer::from(s.unsigned_abs());
-                    acc *= Integer::from(
-                        base.pow_mod_ref(&e, &self.n_squared)
-                            .expect("exponent is positive"),
-                    );
-                    acc %= &self.n_squared;
-                }
-                PackedCiphertext {
-                    ct: self.wrap_element(acc),
-                    count,
-                    bound_bits,
-                    rand_bits,
-                    packing,
-                }
-            })
-            .collect();
-        PackedMatrix::new(a, c.cols, cells)
+        Ok(Some(ProductLayout {
+            packing,
+            bound_bits,
+            rand_bits: in_rand + plain_bits + log_d,
+        }))
     }
 
     pub(super) fn wrap_element(&self, c: Integer) -> Ciphertext {
         Ciphertext { c, key: self.id }
     }
+}
+
+/// What every output cell of a plaintext-times-ciphertext product carries besides its group
+/// element: the layout and the public bounds of its slots and of its randomness.
+struct ProductLayout {
+    packing: Packing,
+    bound_bits: u32,
+    rand_bits: u32,
+}
+
+impl ProductLayout {
+    fn cell(&self, key: &PublicKey, c: Integer, count: Option<usize>) -> PackedCiphertext {
+        PackedCiphertext {
+            ct: key.wrap_element(c),
+            count: count.unwrap_or(0),
+            bound_bits: self.bound_bits,
+            rand_bits: self.rand_bits,
+            packing: self.packing,
+        }
+    }
+}
+
+/// The window `w` (1 to 6) that minimises Straus's multiplications per base and output cell
+/// for `rows` cells sharing each base and exponents below `2^bits`: the table's `2^w − 2`
+/// products spread over the rows, plus one product per window, `⌈bits / w⌉`.
+pub fn straus_window(rows: usize, bits: u32) -> u32 {
+    let cost = |w: u32| ((1u64 << w) - 2) as f64 / rows.max(1) as f64 + bits.div_ceil(w) as f64;
+    (1..=6)
+        .min_by(|&x, &y| cost(x).total_cmp(&cost(y)))
+        .unwrap_or(1)
 }
 
 impl SecretKey {
@@ -611,6 +753,68 @@ mod tests {
             "too many values"
         );
         assert!(Packing::new(&kp.public, 2000).is_err());
+    }
+
+    #[test]
+    fn the_multi_exponentiation_is_the_product_by_terms_bit_for_bit() {
+        let kp = keypair();
+        let packing = Packing::new(&kp.public, 200).unwrap();
+        let mut rng = SecureRng::insecure_from_seed_for_tests(8);
+        for (a, d, b, bits) in [
+            (1, 3, 2, 1),
+            (5, 4, 3, 5),
+            (9, 2, 1, 22),
+            (64, 3, 2, 22),
+            (3, 2, 2, 63),
+        ] {
+            let w = straus_window(a, bits);
+            let cells = (0..d * b)
+                .map(|_| {
+                    let v = ints(&[rand::RngCore::next_u64(&mut rng) as i64 >> 8, -3]);
+                    kp.public.encrypt_packed(&packing, &v, &mut rng).unwrap()
+                })
+                .collect();
+            let c = PackedMatrix::new(d, b, cells).unwrap();
+            // Entries across the bound: zeros, ±1, the extremes, and random values of both
+            // signs, so every window digit and both tables are used.
+            let top = (1i64 << bits.min(62)) - 1 + i64::from(bits == 63) * i64::MAX / 2;
+            let p: Vec<u64> = (0..a * d)
+                .map(|i| {
+                    let r = rand::RngCore::next_u64(&mut rng) as i64;
+                    let v = match i % 5 {
+                        0 => 0,
+                        1 => 1,
+                        2 => -top,
+                        3 => r.rem_euclid(top.max(1) + 1),
+                        _ => -(r.rem_euclid(top.max(1) + 1)),
+                    };
+                    v as u64
+                })
+                .collect();
+            let p = RingMatrix::from_vec(a, d, p).unwrap();
+            let fast = kp.public.plain_matmul_packed(&p, bits, &c).unwrap();
+            let slow = kp
+                .public
+                .plain_matmul_packed_by_terms(&p, bits, &c)
+                .unwrap();
+            for (f, s) in fast.cells().iter().zip(slow.cells()) {
+                assert_eq!(
+                    f.ct.c, s.ct.c,
+                    "a {a}, d {d}, b {b}, bits {bits}, window {w}"
+                );
+                assert_eq!(
+                    (f.count, f.bound_bits, f.rand_bits),
+                    (s.count, s.bound_bits, s.rand_bits)
+                );
+            }
+        }
+        // The window grows with the rows that share a table.
+        assert_eq!(
+            straus_window(1, 22),
+            2,
+            "2 products for the table, 11 windows"
+        );
+        assert!(straus_window(64, 22) > straus_window(4, 22));
     }
 
     #[test]
