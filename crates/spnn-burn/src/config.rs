@@ -276,10 +276,14 @@ pub struct SpnnConfig {
     /// `N(0, 2·η·sgld²/k)` to every entry of its share of `W` (`η` the update's learning rate),
     /// so `W` moves by `−η·g + N(0, 2·η·sgld²)` and no party knows the noise. With
     /// `sgld² = T/N` for `N` training rows this is SGLD sampling the posterior at temperature
-    /// `T`. Blurs the weight differences the Gram attack ([`crate::attack::features`]) reads
-    /// from `Z`; it does not stop a server that holds raw rows
-    /// ([`crate::attack::features::inversion`]). Applies to private weights (not to bottom
-    /// models). Default 0: off.
+    /// `T` (with the honest learning rate and no momentum: the noise is added outside the
+    /// velocity). Measured, it does **not** protect the features from the server: the noise
+    /// reaches it as `X·N`, which keeps the inner products the Gram attack
+    /// ([`crate::attack::features`]) estimates, and beside `z_noise` it weakens that defence
+    /// (the guide's security chapter); holders refuse it by default
+    /// ([`crate::PartyPolicy::max_sgld`]). Each holder's part is rounded to the weights' scale
+    /// `2^−f`, so a part below about half a unit (`sd·2^f/√k < ½`) adds less than configured.
+    /// Applies to private weights; a session with bottom models refuses it. Default 0: off.
     pub sgld: f32,
 }
 

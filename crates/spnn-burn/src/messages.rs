@@ -11,7 +11,7 @@ use spnn_net::{CodecError, FloatMatrix};
 use crate::config::SpnnConfig;
 
 /// Version of the SPNN protocol spoken by this build (checked at set-up).
-pub const SPNN_PROTOCOL_VERSION: u16 = 1;
+pub const SPNN_PROTOCOL_VERSION: u16 = 2;
 
 macro_rules! newtype_message {
     ($($(#[$doc:meta])* $name:ident($inner:ty) = $kind:expr, $desc:expr;)*) => {$(

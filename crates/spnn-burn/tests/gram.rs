@@ -339,6 +339,40 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
     let sim = session(3);
     let layer = common::spnn_model(&sim, &device()).first.valid();
     layer.try_forward(&[1, 5]).unwrap();
+    // While it runs, the file charges every sample what the session could spend (no
+    // per-session budget here: all that is left), so a holder killed now loses nothing of
+    // its count...
+    let on_disk = |i: usize| -> std::collections::HashMap<u64, u32> {
+        let bytes =
+            spnn_burn::checkpoint::read_sealed(&dir.path().join(format!("holder-{i}.ledger")))
+                .unwrap();
+        spnn_net::codec::decode_exact::<Vec<(u64, u32)>>(&bytes)
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!((on_disk(0)[&0], on_disk(0)[&7]), (3, 3));
+    // ...and a second session on the same ledger cannot start.
+    let holders = data
+        .holders
+        .iter()
+        .enumerate()
+        .map(|(i, t)| HolderSpec {
+            policy: test_policy(config).with_max_forwards_per_sample_overall(3),
+            forward_ledger: Some(dir.path().join(format!("holder-{i}.ledger"))),
+            ..HolderSpec::new(t.clone())
+        })
+        .collect();
+    let concurrent = simulation::start(
+        holders,
+        SessionSpec::new(common::HIDDEN[0]).with_config(config),
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(2)),
+    );
+    let err = match concurrent {
+        Ok(other) => other.finish().unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("another session"), "{err}");
     assert!(layer.try_forward(&[1]).is_err());
     drop(layer);
     let err = sim.finish().unwrap_err().to_string();
@@ -346,7 +380,9 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
         err.contains("sample 1") && err.contains("budget of 3 over every session"),
         "{err}"
     );
-    // The refused session's forwards were recorded too: sample 5 has one left.
+    // The refused session's forwards were recorded too (and the reservation returned):
+    // sample 5 has one left, sample 7 all three.
+    assert_eq!((on_disk(0)[&5], on_disk(0).get(&7)), (1, None));
     let sim = session(3);
     let layer = common::spnn_model(&sim, &device()).first.valid();
     layer.try_forward(&[5, 5]).unwrap();
@@ -379,4 +415,46 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("holder-0.ledger"), "{err}");
+}
+
+/// The Langevin noise is applied as configured: an update with no gradient moves the (revealed,
+/// test-only) weights by `N(0, 2·lr·sgld²)` per entry in total over the `k` holders' parts, for
+/// two and three holders; without `sgld` the same update leaves them bit for bit.
+#[test]
+fn langevin_noise_moves_the_weights_by_its_configured_spread() {
+    for k in [2, 3] {
+        let data = common::Data::new(k);
+        let (lr, sgld): (f64, f32) = (0.02, 0.5);
+        for (level, want_sd) in [(sgld, sgld as f64 * (2.0 * lr).sqrt()), (0.0, 0.0)] {
+            let sim = common::start(&data, SpnnConfig::default().with_sgld(level), true);
+            let session = sim.session().clone();
+            let before = session.reveal_weights_insecure_for_tests().unwrap();
+            session.update(lr).unwrap();
+            let after = session.reveal_weights_insecure_for_tests().unwrap();
+            sim.finish().unwrap();
+            let diff: Vec<f64> = after
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| f64::from(a - b))
+                .collect();
+            let n = diff.len() as f64;
+            let mean = diff.iter().sum::<f64>() / n;
+            let sd = (diff.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt();
+            println!("k {k}, sgld {level}: mean {mean:.5}, sd {sd:.5} (want {want_sd:.5})");
+            if level == 0.0 {
+                assert!(
+                    diff.iter().all(|&d| d == 0.0),
+                    "k {k}: W moved without noise"
+                );
+            } else {
+                // 1920 entries: the sample sd is within 10 % of the truth with overwhelming
+                // probability (its relative standard error is 1.6 %).
+                assert!(
+                    (sd / want_sd - 1.0).abs() < 0.1,
+                    "k {k}: sd {sd} against {want_sd}"
+                );
+                assert!(mean.abs() < 4.0 * want_sd / n.sqrt(), "k {k}: mean {mean}");
+            }
+        }
+    }
 }

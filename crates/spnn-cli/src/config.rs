@@ -548,6 +548,13 @@ impl Deployment {
         let config = self
             .spnn_config()
             .map_err(|reason| self.error("session.insecure_seed", reason))?;
+        if own.max_forwards_per_sample_overall.is_some() && self.forward_ledger(party).is_none() {
+            return Err(self.error(
+                &format!("parties.{party}.policy.max_forwards_per_sample_overall"),
+                "a budget over sessions is counted in forwards.ledger in the party's checkpoint \
+                 directory: set training.checkpoint_dir",
+            ));
+        }
         Ok(PartyPolicy {
             allow_insecure_randomness: own.allow_insecure_seed,
             min_he_key_bits: own.min_he_key_bits,

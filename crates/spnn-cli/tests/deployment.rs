@@ -413,6 +413,15 @@ fn bad_config_fields_are_named() {
             "sgld",
         ),
         (
+            base.replace("checkpoint_dir = \"checkpoints\"\n", "")
+                .replace(
+                    "[parties.holder-0]\npolicy = { allow_insecure_seed = true }",
+                    "[parties.holder-0]\npolicy = { allow_insecure_seed = true, \
+                     max_forwards_per_sample_overall = 9 }",
+                ),
+            "parties.holder-0.policy.max_forwards_per_sample_overall",
+        ),
+        (
             base.replace("[parties.holder-1]", "[parties.holder-7]"),
             "parties.holder-7",
         ),

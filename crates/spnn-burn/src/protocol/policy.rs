@@ -183,6 +183,16 @@ impl PartyPolicy {
                 ),
             ));
         }
+        if setup.kind.has_bottom_models() && c.sgld > 0.0 {
+            return Err(refuse(
+                "max_sgld",
+                format!(
+                    "the server proposes Langevin noise {} in a session with bottom models, \
+                     which have no private weights to add it to",
+                    c.sgld
+                ),
+            ));
+        }
         if c.sgld > self.max_sgld {
             return Err(refuse(
                 "max_sgld",

@@ -54,7 +54,8 @@ impl SessionSpec {
 /// What the server may inspect after a step: only values it legitimately learns.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServerView {
-    /// The last aggregated first-layer output `Z` (B × h, row-major).
+    /// The last aggregated first-layer output `Z` (B × h, row-major; of the last step when
+    /// an evaluation batch was run in steps).
     pub z: Vec<f32>,
     /// The last boundary gradient `G = ∂L/∂Z` (B × h, row-major).
     pub g: Vec<f32>,

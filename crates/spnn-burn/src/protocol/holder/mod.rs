@@ -505,7 +505,13 @@ fn start(
         options.forward_ledger,
     ) {
         (None, _) => None,
-        (Some(budget), Some(path)) => Some(Ledger::open(path, budget)?),
+        (Some(budget), Some(path)) => Some(Ledger::open(
+            path,
+            budget,
+            options.policy.max_forwards_per_sample,
+            party.features.ids(),
+            setup.resume.is_some(),
+        )?),
         (Some(_), None) => {
             return Err(SpnnError::Config(
                 "a forward budget over sessions (max_forwards_per_sample_overall) needs a \
@@ -534,7 +540,7 @@ fn start(
     }
     let served = holder.serve(&party, engine.as_mut());
     // Whatever ended the session — the schedule, an error, a server that vanished — the
-    // forwards it served stay counted.
+    // forwards it served replace the reservation (a killed process leaves the reservation).
     let recorded = holder.ledger.as_ref().map_or(Ok(()), Ledger::save);
     let summary = served?;
     recorded?;
@@ -543,37 +549,92 @@ fn start(
 
 /// A holder's count of forwards served per sample over every session that shares the ledger
 /// file ([`PartyPolicy::max_forwards_per_sample_overall`]).
+///
+/// It fails closed: at the start of a session the file is charged, for every sample this
+/// holder has, with what the session could spend — the per-session budget, or the whole
+/// remaining budget without one — and only a session that ends with the holder process alive
+/// (on schedule, on an error, or because the server vanished) writes back what it actually
+/// served. A holder killed mid-session therefore loses its reservation, never its count. The
+/// file is locked for the session: two sessions on one ledger cannot run at once.
 struct Ledger {
     path: PathBuf,
     budget: u32,
     served: std::collections::HashMap<u64, u32>,
+    /// Held for the session (an OS lock, released if the process dies).
+    _lock: std::fs::File,
 }
 
 impl Ledger {
-    /// Reads the ledger at `path`, or starts an empty one if there is none; a ledger that does
-    /// not verify is an error (never a fresh budget).
-    fn open(path: PathBuf, budget: u32) -> Result<Self> {
+    /// Locks and reads the ledger at `path` (or starts an empty one, except for a resumed
+    /// session, which must find the ledger its first session wrote), then writes the
+    /// reservation of a session that may serve `per_session` forwards of each of `ids`.
+    fn open(
+        path: PathBuf,
+        budget: u32,
+        per_session: Option<u32>,
+        ids: &[u64],
+        resume: bool,
+    ) -> Result<Self> {
+        let persistence = |reason: String| SpnnError::Persistence {
+            path: path.display().to_string(),
+            reason,
+        };
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| persistence(e.to_string()))?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| persistence(format!("cannot open its lock: {e}")))?;
+        lock.try_lock().map_err(|e| {
+            persistence(format!(
+                "another session is using this forward ledger ({e}); sessions that share a \
+                 ledger run one at a time"
+            ))
+        })?;
         let served = if path.exists() {
             let bytes = checkpoint::read_sealed(&path)?;
-            let entries: Vec<(u64, u32)> =
-                spnn_net::codec::decode_exact(&bytes).map_err(|e| SpnnError::Persistence {
-                    path: path.display().to_string(),
-                    reason: format!("not a forward ledger: {e}"),
-                })?;
+            let entries: Vec<(u64, u32)> = spnn_net::codec::decode_exact(&bytes)
+                .map_err(|e| persistence(format!("not a forward ledger: {e}")))?;
             entries.into_iter().collect()
+        } else if resume {
+            return Err(persistence(
+                "a resumed session needs the forward ledger its earlier sessions wrote; it is \
+                 missing"
+                    .into(),
+            ));
         } else {
             std::collections::HashMap::new()
         };
-        Ok(Self {
+        let ledger = Self {
             path,
             budget,
             served,
-        })
+            _lock: lock,
+        };
+        let reserve = per_session.unwrap_or(budget);
+        let reserved: std::collections::HashMap<u64, u32> = ids
+            .iter()
+            .map(|&id| {
+                let now = ledger.served.get(&id).copied().unwrap_or(0);
+                (id, now.saturating_add(reserve).min(budget.max(now)))
+            })
+            .collect();
+        ledger.write(&reserved)?;
+        Ok(ledger)
     }
 
-    /// Writes the counts (sorted by sample id).
+    /// Writes what was actually served.
     fn save(&self) -> Result<()> {
-        let mut entries: Vec<(u64, u32)> = self.served.iter().map(|(&k, &v)| (k, v)).collect();
+        self.write(&self.served)
+    }
+
+    /// Writes `counts` (sorted by sample id).
+    fn write(&self, counts: &std::collections::HashMap<u64, u32>) -> Result<()> {
+        let mut entries: Vec<(u64, u32)> = counts.iter().map(|(&k, &v)| (k, v)).collect();
         entries.sort_unstable();
         checkpoint::write_sealed(&self.path, &spnn_net::codec::encode_to_vec(&entries))
     }
@@ -675,6 +736,13 @@ impl Holder {
                         ));
                     }
                     self.last_step = Some(step);
+                    // Ids this holder does not have are refused before anything is counted.
+                    if let Some(&id) = ids.iter().find(|&&id| p.features.row_of(id).is_err()) {
+                        return Err(protocol(
+                            p.server,
+                            format!("a forward of sample {id}, which this holder does not have"),
+                        ));
+                    }
                     self.spend_forwards(&ids)?;
                     let out = engine.forward(p, step, &ids, train)?;
                     let bottom = p.kind.has_bottom_models();
@@ -724,9 +792,6 @@ impl Holder {
                 }
                 Command::Save { tag } => {
                     self.save(p, engine, &tag)?;
-                    if let Some(l) = &self.ledger {
-                        l.save()?;
-                    }
                     if let Some(dir) = &self.checkpoint_dir {
                         let prefix = format!("holder-{}-", p.me);
                         checkpoint::retain_numbered(dir, &prefix, self.keep_checkpoints)?;
