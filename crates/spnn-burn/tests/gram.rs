@@ -310,13 +310,13 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
     let data = common::Data::new(2);
     let config = SpnnConfig::default();
     let dir = tempfile::tempdir().unwrap();
-    let session = |budget: u32| {
+    let start = || {
         let holders = data
             .holders
             .iter()
             .enumerate()
             .map(|(i, t)| HolderSpec {
-                policy: test_policy(config).with_max_forwards_per_sample_overall(budget),
+                policy: test_policy(config).with_max_forwards_per_sample_overall(3),
                 forward_ledger: Some(dir.path().join(format!("holder-{i}.ledger"))),
                 ..HolderSpec::new(t.clone())
             })
@@ -326,17 +326,22 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
             SessionSpec::new(common::HIDDEN[0]).with_config(config),
             NetworkConfig::new(1).with_timeout(Duration::from_secs(2)),
         )
-        .unwrap()
+    };
+    let session = || start().unwrap();
+    // What stopped a session that a holder refused at its start.
+    let refusal = |started: spnn_burn::Result<simulation::Simulation>| match started {
+        Ok(sim) => sim.finish().unwrap_err().to_string(),
+        Err(e) => e.to_string(),
     };
     // Session 1: two forwards of samples 0..3 (the budget is 3 overall).
-    let sim = session(3);
+    let sim = session();
     let layer = common::spnn_model(&sim, &device()).first.valid();
     layer.try_forward(&[0, 1, 2]).unwrap();
     layer.try_forward(&[0, 1, 2]).unwrap();
     drop(layer);
     sim.finish().unwrap();
     // Session 2: one more of sample 1 is within it; a fourth is refused.
-    let sim = session(3);
+    let sim = session();
     let layer = common::spnn_model(&sim, &device()).first.valid();
     layer.try_forward(&[1, 5]).unwrap();
     // While it runs, the file charges every sample what the session could spend (no
@@ -353,25 +358,7 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
     };
     assert_eq!((on_disk(0)[&0], on_disk(0)[&7]), (3, 3));
     // ...and a second session on the same ledger cannot start.
-    let holders = data
-        .holders
-        .iter()
-        .enumerate()
-        .map(|(i, t)| HolderSpec {
-            policy: test_policy(config).with_max_forwards_per_sample_overall(3),
-            forward_ledger: Some(dir.path().join(format!("holder-{i}.ledger"))),
-            ..HolderSpec::new(t.clone())
-        })
-        .collect();
-    let concurrent = simulation::start(
-        holders,
-        SessionSpec::new(common::HIDDEN[0]).with_config(config),
-        NetworkConfig::new(1).with_timeout(Duration::from_secs(2)),
-    );
-    let err = match concurrent {
-        Ok(other) => other.finish().unwrap_err().to_string(),
-        Err(e) => e.to_string(),
-    };
+    let err = refusal(start());
     assert!(err.contains("another session"), "{err}");
     assert!(layer.try_forward(&[1]).is_err());
     drop(layer);
@@ -383,7 +370,7 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
     // The refused session's forwards were recorded too (and the reservation returned):
     // sample 5 has one left, sample 7 all three.
     assert_eq!((on_disk(0)[&5], on_disk(0).get(&7)), (1, None));
-    let sim = session(3);
+    let sim = session();
     let layer = common::spnn_model(&sim, &device()).first.valid();
     layer.try_forward(&[5, 5]).unwrap();
     assert!(layer.try_forward(&[5]).is_err());
@@ -395,25 +382,7 @@ fn a_holder_with_a_ledger_keeps_its_forward_budget_across_sessions() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&ledger, bytes).unwrap();
-    let holders = data
-        .holders
-        .iter()
-        .enumerate()
-        .map(|(i, t)| HolderSpec {
-            policy: test_policy(config).with_max_forwards_per_sample_overall(3),
-            forward_ledger: Some(dir.path().join(format!("holder-{i}.ledger"))),
-            ..HolderSpec::new(t.clone())
-        })
-        .collect();
-    let started = simulation::start(
-        holders,
-        SessionSpec::new(common::HIDDEN[0]).with_config(config),
-        NetworkConfig::new(1).with_timeout(Duration::from_secs(2)),
-    );
-    let err = match started {
-        Ok(sim) => sim.finish().unwrap_err().to_string(),
-        Err(e) => e.to_string(),
-    };
+    let err = refusal(start());
     assert!(err.contains("holder-0.ledger"), "{err}");
 }
 
