@@ -1,6 +1,13 @@
 //! The deployment file: one TOML file describes every party of a deployment; each party process
 //! reads it and runs the part named by `--party`.
 //!
+//! What only one party needs — its data and columns, its key directory, its policy, its listen
+//! address, and the server's `[labels]` — may instead live in that party's **private file**
+//! ([`PrivateFile`], `--private` on the command line), which never leaves its host; the shared
+//! file then holds the roster, the addresses, the protocol, the schedule and the model. A field
+//! in both is an error, and relative paths in a private file are resolved against its own
+//! directory.
+//!
 //! Relative paths are resolved against the file's directory. Every problem is reported with the
 //! file and the dotted name of the field (`training.batch_size: must be at least 1`).
 
@@ -296,9 +303,31 @@ pub struct Party {
     /// generated when the session starts.
     #[serde(default)]
     pub paillier_keys: Option<PathBuf>,
-    /// This party's policy (module docs of [`Policy`]).
+    /// This party's policy (module docs of [`Policy`]; default: the secure one).
     #[serde(default)]
-    pub policy: Policy,
+    pub policy: Option<Policy>,
+}
+
+/// A party's private file: the fields of its `[parties.<party>]` section that only its own
+/// host needs, and for the server its `[labels]` (module docs).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateFile {
+    /// As [`Party::listen`].
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// As [`Party::data`].
+    #[serde(default)]
+    pub data: Option<Data>,
+    /// As [`Party::paillier_keys`].
+    #[serde(default)]
+    pub paillier_keys: Option<PathBuf>,
+    /// As [`Party::policy`].
+    #[serde(default)]
+    pub policy: Option<Policy>,
+    /// As [`Deployment::labels`] (the server's).
+    #[serde(default)]
+    pub labels: Option<Labels>,
 }
 
 #[cfg(feature = "insecure-test-hooks")]
@@ -326,8 +355,9 @@ pub struct Deployment {
     pub model: Model,
     /// `[certs]`.
     pub certs: Certs,
-    /// `[labels]`.
-    pub labels: Labels,
+    /// `[labels]`: the server's ids and labels (here or in the server's private file).
+    #[serde(default)]
+    pub labels: Option<Labels>,
     /// `[parties.*]`: `server`, `holder-0 … holder-{k−1}`, and `dealer` if separate.
     pub parties: BTreeMap<String, Party>,
     /// The file's directory (filled in by [`Deployment::load`]).
@@ -366,6 +396,109 @@ impl Deployment {
         d.file = file;
         d.validate()?;
         Ok(d)
+    }
+
+    /// Reads `party`'s private file at `path` and moves its fields into this deployment; a
+    /// field set in both files is an error, and relative paths in the private file are made
+    /// absolute against its own directory.
+    pub fn with_private(mut self, party: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let err = |field: &str, reason: String| ConfigError {
+            file: file.clone(),
+            field: field.into(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err("file", e.to_string()))?;
+        let private: PrivateFile =
+            toml::from_str(&text).map_err(|e| err("toml", e.to_string().replace('\n', " ")))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let absolute = |p: &str| -> String {
+            if p.starts_with("embedded:") || Path::new(p).is_absolute() {
+                p.to_string()
+            } else {
+                base.join(p).display().to_string()
+            }
+        };
+        let is_server = party == "server";
+        let entry = self.parties.get_mut(party).ok_or_else(|| {
+            err(
+                "file",
+                format!(
+                    "{party} is not a party of the deployment file {}",
+                    self.file
+                ),
+            )
+        })?;
+        let both = |field: &str| {
+            err(
+                field,
+                format!(
+                    "set in this private file and in the shared file {}: keep {party}'s own \
+                     fields in one place, its private file",
+                    self.file
+                ),
+            )
+        };
+        // Moves one field over; a field in both files is refused.
+        fn fill<T>(
+            slot: &mut Option<T>,
+            value: Option<T>,
+            name: &str,
+            both: &dyn Fn(&str) -> ConfigError,
+        ) -> Result<(), ConfigError> {
+            if let Some(v) = value {
+                if slot.is_some() {
+                    return Err(both(name));
+                }
+                *slot = Some(v);
+            }
+            Ok(())
+        }
+        let data = private.data.map(|mut d| {
+            d.path = absolute(&d.path);
+            d
+        });
+        fill(&mut entry.listen, private.listen, "listen", &both)?;
+        fill(&mut entry.data, data, "data", &both)?;
+        let keys = private.paillier_keys.map(|k| base.join(k));
+        fill(&mut entry.paillier_keys, keys, "paillier_keys", &both)?;
+        fill(&mut entry.policy, private.policy, "policy", &both)?;
+        if private.labels.is_some() && !is_server {
+            return Err(err(
+                "labels",
+                format!("only the server's file has labels, not {party}'s"),
+            ));
+        }
+        let labels = private.labels.map(|mut l| {
+            l.data.path = absolute(&l.data.path);
+            l
+        });
+        fill(&mut self.labels, labels, "labels", &both)?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// `party`'s data, from the shared file or its private file.
+    pub fn data_of(&self, party: &str) -> Result<&Data, ConfigError> {
+        self.parties
+            .get(party)
+            .and_then(|p| p.data.as_ref())
+            .ok_or_else(|| {
+                self.error(
+                    &format!("parties.{party}.data"),
+                    "a holder needs its data (in the deployment file or its private file)",
+                )
+            })
+    }
+
+    /// The server's labels, from the shared file or its private file.
+    pub fn labels(&self) -> Result<&Labels, ConfigError> {
+        self.labels.as_ref().ok_or_else(|| {
+            self.error(
+                "labels",
+                "the server needs [labels] (in the deployment file or its private file)",
+            )
+        })
     }
 
     fn error(&self, field: &str, reason: impl Into<String>) -> ConfigError {
@@ -443,18 +576,9 @@ impl Deployment {
                 .parties
                 .get(&name)
                 .ok_or_else(|| self.error(&format!("parties.{name}"), "missing"))?;
-            match &p.data {
-                None => {
-                    return Err(
-                        self.error(&format!("parties.{name}.data"), "a holder needs its data")
-                    );
-                }
-                Some(d) if d.columns.is_empty() => {
-                    return Err(
-                        self.error(&format!("parties.{name}.data.columns"), "lists no column")
-                    );
-                }
-                Some(_) => {}
+            // A holder's data may be in its private file; where it is given it must list columns.
+            if p.data.as_ref().is_some_and(|d| d.columns.is_empty()) {
+                return Err(self.error(&format!("parties.{name}.data.columns"), "lists no column"));
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -527,7 +651,7 @@ impl Deployment {
         let own = self
             .parties
             .get(party)
-            .map(|p| p.policy.clone())
+            .and_then(|p| p.policy.clone())
             .unwrap_or_default();
         let field = format!("parties.{party}.policy");
         if self.session.insecure_seed.is_some() {
@@ -605,5 +729,69 @@ impl Deployment {
             .checkpoint_dir
             .as_ref()
             .map(|d| self.resolve(d).join(party))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example deployment without holder-0's data and without the labels.
+    fn shared() -> Deployment {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/breast_cancer.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("[parties.holder-0]").unwrap();
+        let data = start + text[start..].find("data = ").unwrap();
+        let end = data + text[data..].find("] }\n").unwrap() + 4;
+        let text = format!("{}{}", &text[..data], &text[end..]);
+        let labels = text.find("[labels]").unwrap();
+        let server = text.find("[parties.server]").unwrap();
+        let text = format!("{}{}", &text[..labels], &text[server..]);
+        Deployment::parse(&text, &path).unwrap()
+    }
+
+    #[test]
+    fn private_files_fill_their_partys_fields_and_nothing_else() {
+        let dep = shared();
+        assert!(dep.data_of("holder-0").is_err() && dep.labels().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        // Relative paths are the private file's own; the labels go to the server.
+        let holder = write(
+            "holder.toml",
+            "data = { path = \"bank.csv\", columns = [\"age\"] }\npolicy = { min_frac_bits = 16 }\n",
+        );
+        let dep = dep.with_private("holder-0", &holder).unwrap();
+        let data = dep.data_of("holder-0").unwrap();
+        assert_eq!(Path::new(&data.path), dir.path().join("bank.csv"));
+        assert_eq!(dep.policy("holder-0").unwrap().min_frac_bits, 16);
+        let server = write(
+            "server.toml",
+            "[labels]\npath = \"labels.csv\"\ncolumn = \"y\"\npositive = \"1\"\n",
+        );
+        let dep = dep.with_private("server", &server).unwrap();
+        assert_eq!(
+            Path::new(&dep.labels().unwrap().data.path),
+            dir.path().join("labels.csv")
+        );
+        // Refused, naming the field: a field in both files, labels at a holder, unknown keys,
+        // a party the shared file does not have.
+        let both = dep.clone().with_private("holder-0", &holder).unwrap_err();
+        assert_eq!(both.field, "data");
+        let at_holder = shared().with_private("holder-1", &server).unwrap_err();
+        assert_eq!(at_holder.field, "labels");
+        let unknown = write("unknown.toml", "epochs = 3\n");
+        assert_eq!(
+            shared()
+                .with_private("holder-0", &unknown)
+                .unwrap_err()
+                .field,
+            "toml"
+        );
+        assert!(shared().with_private("holder-7", &holder).is_err());
     }
 }

@@ -6,7 +6,7 @@ use spnn_data::csv::{CsvOptions, FeatureEncoder, binary_labels, read_csv};
 use spnn_data::embedded::breast_cancer;
 use spnn_data::{Standardizer, Table};
 
-use crate::config::{Data, Deployment};
+use crate::config::{Data, Deployment, Labels};
 
 /// The embedded breast-cancer data, usable as `path = "embedded:breast_cancer"`.
 pub const EMBEDDED_BREAST_CANCER: &str = "embedded:breast_cancer";
@@ -48,8 +48,13 @@ pub fn holder_table(dep: &Deployment, data: &Data) -> spnn_data::Result<Table> {
 }
 
 /// The server's sample ids and labels (a table without feature columns).
-pub fn server_labels(dep: &Deployment) -> spnn_data::Result<Table> {
-    let l = &dep.labels;
+pub fn server_labels(dep: &Deployment) -> crate::Result<Table> {
+    let l = dep.labels()?;
+    Ok(read_labels(dep, l)?)
+}
+
+/// The labels `l` describes.
+fn read_labels(dep: &Deployment, l: &Labels) -> spnn_data::Result<Table> {
     if l.data.path == EMBEDDED_BREAST_CANCER {
         let all = breast_cancer();
         let labels = all.labels().expect("labelled").to_vec();

@@ -69,12 +69,19 @@ enum Command {
         /// Which party: server, holder-<i> or dealer.
         #[arg(long)]
         party: String,
+        /// This party's private file (its data, keys, policy, listen address; the server's
+        /// labels), kept on its own host.
+        #[arg(long)]
+        private: Option<PathBuf>,
     },
     /// Runs every party of a deployment in this process (no network).
     Simulate {
         /// The deployment file.
         #[arg(long)]
         config: PathBuf,
+        /// A party's private file, as PARTY=PATH (repeat for each party that has one).
+        #[arg(long)]
+        private: Vec<String>,
     },
     /// The server's side of prediction: loads checkpoint TAG on every party and writes id,score
     /// for every sample id it knows. The other parties run `spnn run` as usual.
@@ -88,7 +95,19 @@ enum Command {
         /// Output CSV.
         #[arg(long)]
         out: PathBuf,
+        /// The server's private file.
+        #[arg(long)]
+        private: Option<PathBuf>,
     },
+}
+
+/// The deployment file, with `party`'s private file merged in if there is one.
+fn load(config: &std::path::Path, party: &str, private: Option<&PathBuf>) -> Result<Deployment> {
+    let dep = Deployment::load(config)?;
+    Ok(match private {
+        Some(path) => dep.with_private(party, path)?,
+        None => dep,
+    })
 }
 
 /// The steps of the certificate workflow, each on its own host.
@@ -266,8 +285,12 @@ fn run(cli: &Cli) -> Result<()> {
                 out.display()
             );
         }
-        Command::Run { config, party } => {
-            let dep = Deployment::load(config)?;
+        Command::Run {
+            config,
+            party,
+            private,
+        } => {
+            let dep = load(config, party, private.as_ref())?;
             match party::run(&dep, party, ServerOptions { progress })? {
                 Outcome::Server(s) => print_summary(&s),
                 Outcome::Holder { forwards, updates } => {
@@ -276,12 +299,23 @@ fn run(cli: &Cli) -> Result<()> {
                 Outcome::Dealer => println!("dealer done"),
             }
         }
-        Command::Simulate { config } => {
-            let dep = Deployment::load(config)?;
+        Command::Simulate { config, private } => {
+            let mut dep = Deployment::load(config)?;
+            for entry in private {
+                let (party, path) = entry.split_once('=').ok_or_else(|| {
+                    CliError::Usage(format!("--private {entry}: expected PARTY=PATH"))
+                })?;
+                dep = dep.with_private(party, std::path::Path::new(path))?;
+            }
             print_summary(&party::simulate(&dep, ServerOptions { progress })?);
         }
-        Command::Predict { config, tag, out } => {
-            let dep = Deployment::load(config)?;
+        Command::Predict {
+            config,
+            tag,
+            out,
+            private,
+        } => {
+            let dep = load(config, "server", private.as_ref())?;
             let net = party::connect(&dep, "server")?;
             let n = server::predict(&dep, net, tag, out)?;
             println!("{n} predictions written to {}", out.display());

@@ -68,10 +68,7 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
     match role {
         Role::Server => Ok(Outcome::Server(server::train(dep, net, opts)?)),
         Role::Holder(_) => {
-            let data = dep.parties[party]
-                .data
-                .as_ref()
-                .expect("validated: holders have data");
+            let data = dep.data_of(party)?;
             let table = holder_table(dep, data)?;
             tracing::info!(
                 "{party}: {} samples, {} features",

@@ -678,6 +678,117 @@ fn holders_count_forwards_across_sessions_and_stop_a_server_that_keeps_starting_
     );
 }
 
+/// Three hosts, each in its own directory with the shared file, its own certificate and key,
+/// and its private file (data, policy; the server's labels), started with `--private`: the
+/// run equals the in-process simulation of the complete file bit for bit, and no host holds
+/// another's private fields. A private field also in the shared file is refused.
+#[test]
+fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
+    let d = deployment(2, false, "");
+    let full = std::fs::read_to_string(&d.config).unwrap();
+    let private_line = |party: &str, key: &str| -> String {
+        let section = full.split(&format!("[parties.{party}]\n")).nth(1).unwrap();
+        let line = section.lines().find(|l| l.starts_with(key)).unwrap();
+        format!("{line}\n")
+    };
+    let labels =
+        full[full.find("[labels]").unwrap()..full.find("[parties.server]").unwrap()].to_string();
+    // The shared file: roster, addresses, protocol, schedule, model; no data, labels or policy.
+    let shared: String = full
+        .replace(&labels, "")
+        .lines()
+        .filter(|l| !l.starts_with("data = ") && !l.starts_with("policy = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!shared.contains("embedded:") && !shared.contains("policy"));
+    let mut children = Vec::new();
+    for party in ["server", "holder-0", "holder-1"] {
+        let host = d.dir.path().join("hosts").join(party);
+        let certs = host.join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        for file in [
+            "ca.pem".to_string(),
+            format!("{party}.pem"),
+            format!("{party}.key"),
+        ] {
+            std::fs::copy(d.dir.path().join("certs").join(&file), certs.join(&file)).unwrap();
+        }
+        std::fs::write(host.join("deployment.toml"), &shared).unwrap();
+        let mut private = private_line(party, "policy = ");
+        if party == "server" {
+            private += &labels;
+        } else {
+            private = private_line(party, "data = ") + &private;
+        }
+        std::fs::write(host.join("private.toml"), private).unwrap();
+        children.push(
+            Command::new(SPNN)
+                .current_dir(&host)
+                .args([
+                    "run",
+                    "--config",
+                    "deployment.toml",
+                    "--party",
+                    party,
+                    "--private",
+                    "private.toml",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // No host directory holds another party's private fields.
+    for party in ["server", "holder-0", "holder-1"] {
+        let host = d.dir.path().join("hosts").join(party);
+        let private = std::fs::read_to_string(host.join("private.toml")).unwrap();
+        assert_eq!(private.contains("[labels]"), party == "server");
+        assert_eq!(private.contains("data = "), party != "server");
+        let certs: Vec<_> = std::fs::read_dir(host.join("certs")).unwrap().collect();
+        assert_eq!(
+            certs.len(),
+            3,
+            "{party}: its own certificate and key, and the CA's"
+        );
+    }
+    let sim = simulate(&d.config);
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert_eq!(fingerprint(&sim), fingerprint(&outs[0]));
+    // A private field in both files is refused, naming it.
+    let host = d.dir.path().join("hosts").join("holder-0");
+    std::fs::write(host.join("deployment.toml"), &full).unwrap();
+    let out = Command::new(SPNN)
+        .current_dir(&host)
+        .args([
+            "run",
+            "--config",
+            "deployment.toml",
+            "--party",
+            "holder-0",
+            "--private",
+            "private.toml",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("data: set in this private file and in the shared"),
+        "{err}"
+    );
+}
+
 #[test]
 fn holders_refuse_a_server_that_proposes_weak_paillier_keys() {
     let d = deployment(1, false, "");

@@ -33,7 +33,7 @@ pub use keys::{
     CIRCUIT_PRIVACY_MARGIN_BITS, KeyId, KeySize, Keypair, MIN_SECURE_BITS, PublicKey,
     PublicKeyData, SecretKey, SecretKeyData,
 };
-pub use packing::{PackedCiphertext, PackedMatrix, Packing};
+pub use packing::{PackedCiphertext, PackedMatrix, Packing, straus_window};
 
 #[cfg(doc)]
 use crate::error::CryptoError;
