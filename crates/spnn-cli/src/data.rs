@@ -47,6 +47,39 @@ pub fn holder_table(dep: &Deployment, data: &Data) -> spnn_data::Result<Table> {
     FeatureEncoder::fit(&raw, &data.columns, &data.categorical, &train, &opts)?.transform(&raw)
 }
 
+/// A holder's new, unlabelled records at `path` (a CSV with its data's columns and id column),
+/// preprocessed exactly as its training data: the encoder is fitted on the training rows of
+/// the data the model was trained on and applied to the new rows.
+pub fn holder_scoring_table(
+    dep: &Deployment,
+    data: &Data,
+    path: &std::path::Path,
+) -> crate::Result<Table> {
+    if data.path == EMBEDDED_BREAST_CANCER {
+        return Err(crate::CliError::Usage(
+            "scoring new records needs the holder's training data in a CSV file (its encoder \
+             is fitted on it), not embedded:breast_cancer"
+                .into(),
+        ));
+    }
+    let t = &dep.training;
+    let opts = options(data);
+    let raw = read_csv(&dep.resolve(data.path.as_ref()), &opts, &data.columns)?;
+    let (train, _) = split(&raw.ids, t.test_fraction, t.split_seed)?;
+    let encoder = FeatureEncoder::fit(&raw, &data.columns, &data.categorical, &train, &opts)?;
+    let new = read_csv(path, &opts, &data.columns)?;
+    Ok(encoder.transform(&new)?)
+}
+
+/// The sample ids listed in the `id` column of the CSV file at `path` (the records to score).
+pub fn ids_to_score(path: &std::path::Path) -> crate::Result<Vec<u64>> {
+    let opts = CsvOptions {
+        id_column: Some("id".into()),
+        ..Default::default()
+    };
+    Ok(read_csv(path, &opts, &[])?.ids)
+}
+
 /// The server's sample ids and labels (a table without feature columns).
 pub fn server_labels(dep: &Deployment) -> crate::Result<Table> {
     let l = dep.labels()?;

@@ -73,6 +73,10 @@ enum Command {
         /// labels), kept on its own host.
         #[arg(long)]
         private: Option<PathBuf>,
+        /// A holder: serve these new, unlabelled records (a CSV with its data's columns and id
+        /// column) for the server's `spnn predict --ids`, preprocessed as its training data.
+        #[arg(long)]
+        score: Option<PathBuf>,
     },
     /// Runs every party of a deployment in this process (no network).
     Simulate {
@@ -98,6 +102,10 @@ enum Command {
         /// The server's private file.
         #[arg(long)]
         private: Option<PathBuf>,
+        /// Score these sample ids (a CSV with an `id` column; the holders run
+        /// `spnn run --score` with their new records) instead of every labelled id.
+        #[arg(long)]
+        ids: Option<PathBuf>,
     },
 }
 
@@ -289,9 +297,14 @@ fn run(cli: &Cli) -> Result<()> {
             config,
             party,
             private,
+            score,
         } => {
             let dep = load(config, party, private.as_ref())?;
-            match party::run(&dep, party, ServerOptions { progress })? {
+            let outcome = match score {
+                Some(records) => party::score(&dep, party, records)?,
+                None => party::run(&dep, party, ServerOptions { progress })?,
+            };
+            match outcome {
                 Outcome::Server(s) => print_summary(&s),
                 Outcome::Holder { forwards, updates } => {
                     println!("{party} done: {forwards} forward steps, {updates} updates")
@@ -314,10 +327,15 @@ fn run(cli: &Cli) -> Result<()> {
             tag,
             out,
             private,
+            ids,
         } => {
             let dep = load(config, "server", private.as_ref())?;
+            let ids = ids
+                .as_deref()
+                .map(spnn_cli::data::ids_to_score)
+                .transpose()?;
             let net = party::connect(&dep, "server")?;
-            let n = server::predict(&dep, net, tag, out)?;
+            let n = server::predict(&dep, net, tag, out, ids.as_deref())?;
             println!("{n} predictions written to {}", out.display());
         }
     }

@@ -1,15 +1,17 @@
 //! Running one party of a deployment over mutual TLS, or every party in one process.
 
+use std::path::Path;
 use std::time::Duration;
 
 use spnn_burn::{HolderOptions, run_dealer, run_holder};
 use spnn_crypto::paillier::{Keypair, PublicKeyData, SecretKeyData};
+use spnn_data::Table;
 use spnn_net::certs::Identity;
 use spnn_net::transport::tls::{TlsConfig, TlsTransport};
 use spnn_net::{Network, NetworkConfig, Role, Roster};
 
 use crate::config::Deployment;
-use crate::data::holder_table;
+use crate::data::{holder_scoring_table, holder_table};
 use crate::error::{CliError, Result};
 use crate::server::{self, ServerOptions, Summary};
 
@@ -68,39 +70,51 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
     match role {
         Role::Server => Ok(Outcome::Server(server::train(dep, net, opts)?)),
         Role::Holder(_) => {
-            let data = dep.data_of(party)?;
-            let table = holder_table(dep, data)?;
-            tracing::info!(
-                "{party}: {} samples, {} features",
-                table.rows(),
-                table.cols()
-            );
-            let paillier = match &dep.parties[party].paillier_keys {
-                Some(dir) => Some(load_paillier(&dep.resolve(dir), party)?),
-                None => None,
-            };
-            let summary = run_holder(
-                net,
-                table,
-                HolderOptions {
-                    checkpoint_dir: dep.checkpoint_dir(party),
-                    forward_ledger: dep.forward_ledger(party),
-                    keep_checkpoints: dep.training.keep_checkpoints,
-                    paillier,
-                    policy: dep.policy(party)?,
-                    ..Default::default()
-                },
-            )?;
-            Ok(Outcome::Holder {
-                forwards: summary.forwards,
-                updates: summary.updates,
-            })
+            let table = holder_table(dep, dep.data_of(party)?)?;
+            serve(dep, party, net, table)
         }
         Role::Dealer => {
             run_dealer(net, &dep.policy(party)?)?;
             Ok(Outcome::Dealer)
         }
     }
+}
+
+/// Runs holder `party` on `net` with `table` until the session ends.
+fn serve(dep: &Deployment, party: &str, net: Network, table: Table) -> Result<Outcome> {
+    tracing::info!(
+        "{party}: {} samples, {} features",
+        table.rows(),
+        table.cols()
+    );
+    let paillier = match &dep.parties[party].paillier_keys {
+        Some(dir) => Some(load_paillier(&dep.resolve(dir), party)?),
+        None => None,
+    };
+    let summary = run_holder(
+        net,
+        table,
+        HolderOptions {
+            checkpoint_dir: dep.checkpoint_dir(party),
+            forward_ledger: dep.forward_ledger(party),
+            keep_checkpoints: dep.training.keep_checkpoints,
+            paillier,
+            policy: dep.policy(party)?,
+            ..Default::default()
+        },
+    )?;
+    Ok(Outcome::Holder {
+        forwards: summary.forwards,
+        updates: summary.updates,
+    })
+}
+
+/// Runs holder `party` serving the new, unlabelled records in `records` (its data's columns
+/// and id column, preprocessed as its training data) for the server's `spnn predict --ids`.
+pub fn score(dep: &Deployment, party: &str, records: &Path) -> Result<Outcome> {
+    dep.policy(party)?;
+    let table = holder_scoring_table(dep, dep.data_of(party)?, records)?;
+    serve(dep, party, connect(dep, party)?, table)
 }
 
 /// Loads the key pair `spnn keygen --name <party>` wrote into `dir`.

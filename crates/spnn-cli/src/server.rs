@@ -285,12 +285,19 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
     Ok(summary)
 }
 
-/// Loads checkpoint `tag` on every party and writes `id,score` for every sample id the server
-/// knows to `out`.
-pub fn predict(dep: &Deployment, net: Network, tag: &str, out: &Path) -> Result<usize> {
+/// Loads checkpoint `tag` on every party and writes `id,score` to `out` for `ids` — new records
+/// the holders serve with `spnn run --score` — or, without them, for every labelled sample id.
+/// The scores stay with the server (the label owner).
+pub fn predict(
+    dep: &Deployment,
+    net: Network,
+    tag: &str,
+    out: &Path,
+    ids: Option<&[u64]>,
+) -> Result<usize> {
     let p = prepare(dep, net, Some((tag.to_string(), 0)))?;
     let valid = p.model.clone().valid();
-    let ids = p.labels.ids();
+    let ids = ids.unwrap_or(p.labels.ids());
     let mut lines = String::from("id,score\n");
     for (id, s) in ids.iter().zip(to_vec(sigmoid(valid.forward(ids)?))?) {
         lines += &format!("{id},{s}\n");

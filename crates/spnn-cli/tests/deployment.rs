@@ -789,6 +789,144 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
     );
 }
 
+/// New, unlabelled records scored after training: each holder serves a CSV of new rows
+/// (`spnn run --score`), preprocessed as its training data; the server (the label owner) scores
+/// the ids it is given (`spnn predict --ids`). The new records are the first 114 samples under
+/// new ids, so — the same model, the same steps, the same seeded noise — their scores are
+/// those of the same samples scored under their own ids, bit for bit.
+#[test]
+fn new_records_are_scored_like_the_same_rows_of_the_training_data() {
+    let d = deployment(2, false, "");
+    let bc = spnn_data::embedded::breast_cancer();
+    let names = spnn_data::embedded::BREAST_CANCER_COLUMNS;
+    let dir = d.dir.path();
+    // Training data as CSV files (the encoder of a new record is fitted on them).
+    let write_csv = |file: &str, cols: std::ops::Range<usize>, ids: &[u64], offset: u64| {
+        let mut text = format!("id,{}\n", names[cols.clone()].join(","));
+        for &id in ids {
+            let row = bc.features(id).unwrap();
+            let values: Vec<String> = cols.clone().map(|c| row[c].to_string()).collect();
+            text += &format!("{},{}\n", id + offset, values.join(","));
+        }
+        std::fs::write(dir.join(file), text).unwrap();
+    };
+    let all: Vec<u64> = bc.ids().to_vec();
+    write_csv("h0.csv", 0..15, &all, 0);
+    write_csv("h1.csv", 15..30, &all, 0);
+    let mut labels = String::from("id,label\n");
+    for (id, y) in all.iter().zip(bc.labels().unwrap()) {
+        labels += &format!("{id},{y}\n");
+    }
+    std::fs::write(dir.join("labels.csv"), labels).unwrap();
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(
+            &format!(
+                "data = {{ path = \"embedded:breast_cancer\", columns = [{}] }}",
+                columns(0..15)
+            ),
+            &format!(
+                "data = {{ path = \"h0.csv\", id_column = \"id\", columns = [{}] }}",
+                columns(0..15)
+            ),
+        )
+        .replace(
+            &format!(
+                "data = {{ path = \"embedded:breast_cancer\", columns = [{}] }}",
+                columns(15..30)
+            ),
+            &format!(
+                "data = {{ path = \"h1.csv\", id_column = \"id\", columns = [{}] }}",
+                columns(15..30)
+            ),
+        )
+        .replace(
+            "path = \"embedded:breast_cancer\"\ncolumn = \"label\"\npositive = \"1\"",
+            "path = \"labels.csv\"\nid_column = \"id\"\ncolumn = \"label\"\npositive = \"1\"",
+        );
+    assert!(!text.contains("embedded:"), "{text}");
+    std::fs::write(&d.config, text).unwrap();
+    let trained = simulate(&d.config);
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    // The new records: the first 114 samples under ids 100000 + id.
+    let fresh: Vec<u64> = all[..114].to_vec();
+    write_csv("h0-new.csv", 0..15, &fresh, 100_000);
+    write_csv("h1-new.csv", 15..30, &fresh, 100_000);
+    let ids: String = fresh
+        .iter()
+        .map(|id| format!("{}\n", id + 100_000))
+        .collect();
+    std::fs::write(dir.join("new-ids.csv"), format!("id\n{ids}")).unwrap();
+    let predict = |extra: &[&str], holder_args: &dyn Fn(usize) -> Vec<String>| -> String {
+        let holders: Vec<Child> = (0..2)
+            .map(|i| {
+                let party = format!("holder-{i}");
+                let mut args = vec![
+                    "run".to_string(),
+                    "--config".into(),
+                    d.config.display().to_string(),
+                    "--party".into(),
+                    party,
+                ];
+                args.extend(holder_args(i));
+                Command::new(SPNN)
+                    .args(&args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let out = dir.join("scores.csv");
+        let mut args = vec![
+            "predict",
+            "--config",
+            d.config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        spnn_ok(&args);
+        for h in holders {
+            let o = h.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        std::fs::read_to_string(out).unwrap()
+    };
+    // The same 114 samples under their own ids (the same batch, so Burn's float kernels sum
+    // in the same order).
+    let old: String = fresh.iter().map(|id| format!("{id}\n")).collect();
+    std::fs::write(dir.join("old-ids.csv"), format!("id\n{old}")).unwrap();
+    let old_file = dir.join("old-ids.csv");
+    let labelled = predict(&["--ids", old_file.to_str().unwrap()], &|_| Vec::new());
+    let ids_file = dir.join("new-ids.csv");
+    let new = predict(&["--ids", ids_file.to_str().unwrap()], &|i| {
+        vec![
+            "--score".into(),
+            dir.join(format!("h{i}-new.csv")).display().to_string(),
+        ]
+    });
+    let scores = |csv: &str| -> Vec<(u64, String)> {
+        csv.lines()
+            .skip(1)
+            .map(|l| {
+                let (id, s) = l.split_once(',').unwrap();
+                (id.parse().unwrap(), s.to_string())
+            })
+            .collect()
+    };
+    let (labelled, new) = (scores(&labelled), scores(&new));
+    assert_eq!((labelled.len(), new.len()), (114, 114));
+    for ((id, s), (new_id, t)) in labelled.iter().zip(&new) {
+        assert_eq!(*new_id, id + 100_000);
+        assert_eq!(s, t, "sample {id} scored as new record {new_id}");
+    }
+}
+
 #[test]
 fn holders_refuse_a_server_that_proposes_weak_paillier_keys() {
     let d = deployment(1, false, "");
