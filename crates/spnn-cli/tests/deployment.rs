@@ -678,13 +678,16 @@ fn holders_count_forwards_across_sessions_and_stop_a_server_that_keeps_starting_
     );
 }
 
-/// Three hosts, each in its own directory with the shared file, its own certificate and key,
-/// and its private file (data, policy; the server's labels), started with `--private`: the
-/// run equals the in-process simulation of the complete file bit for bit, and no host holds
-/// another's private fields. A private field also in the shared file is refused.
+/// A rehearsal of four hosts (server, two holders, a separate dealer), each in its own
+/// directory with the shared file, its own certificate and key, and its private file (data,
+/// policy; the server's labels), started with `--private`: training equals the in-process
+/// simulation of the complete file bit for bit, prediction then runs from the same directories
+/// on each party's own checkpoints, and no host holds another's private fields. A private
+/// field also in the shared file is refused.
 #[test]
 fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
-    let d = deployment(2, false, "");
+    let d = deployment(2, true, "");
+    let parties = ["server", "holder-0", "holder-1", "dealer"];
     let full = std::fs::read_to_string(&d.config).unwrap();
     let private_line = |party: &str, key: &str| -> String {
         let section = full.split(&format!("[parties.{party}]\n")).nth(1).unwrap();
@@ -701,9 +704,21 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(!shared.contains("embedded:") && !shared.contains("policy"));
-    let mut children = Vec::new();
-    for party in ["server", "holder-0", "holder-1"] {
-        let host = d.dir.path().join("hosts").join(party);
+    let host_of = |party: &str| d.dir.path().join("hosts").join(party);
+    // Each host runs `spnn <args> --config deployment.toml --private private.toml` in its own
+    // directory.
+    let start = |party: &str, args: &[&str]| -> Child {
+        Command::new(SPNN)
+            .current_dir(host_of(party))
+            .args(args)
+            .args(["--config", "deployment.toml", "--private", "private.toml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for party in parties {
+        let host = host_of(party);
         let certs = host.join("certs");
         std::fs::create_dir_all(&certs).unwrap();
         for file in [
@@ -717,28 +732,15 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
         let mut private = private_line(party, "policy = ");
         if party == "server" {
             private += &labels;
-        } else {
+        } else if party.starts_with("holder") {
             private = private_line(party, "data = ") + &private;
         }
         std::fs::write(host.join("private.toml"), private).unwrap();
-        children.push(
-            Command::new(SPNN)
-                .current_dir(&host)
-                .args([
-                    "run",
-                    "--config",
-                    "deployment.toml",
-                    "--party",
-                    party,
-                    "--private",
-                    "private.toml",
-                ])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
     }
+    let children: Vec<Child> = parties
+        .iter()
+        .map(|&p| start(p, &["run", "--party", p]))
+        .collect();
     let outs: Vec<Output> = children
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
@@ -747,11 +749,11 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     // No host directory holds another party's private fields.
-    for party in ["server", "holder-0", "holder-1"] {
-        let host = d.dir.path().join("hosts").join(party);
+    for party in parties {
+        let host = host_of(party);
         let private = std::fs::read_to_string(host.join("private.toml")).unwrap();
         assert_eq!(private.contains("[labels]"), party == "server");
-        assert_eq!(private.contains("data = "), party != "server");
+        assert_eq!(private.contains("data = "), party.starts_with("holder"));
         let certs: Vec<_> = std::fs::read_dir(host.join("certs")).unwrap().collect();
         assert_eq!(
             certs.len(),
@@ -766,6 +768,28 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
         String::from_utf8_lossy(&sim.stderr)
     );
     assert_eq!(fingerprint(&sim), fingerprint(&outs[0]));
+    // Prediction from the same directories: every party loads its own checkpoint.
+    let predictors: Vec<Child> = parties[1..]
+        .iter()
+        .map(|&p| start(p, &["run", "--party", p]))
+        .collect();
+    let scores = start(
+        "server",
+        &["predict", "--tag", "final", "--out", "scores.csv"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(
+        scores.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scores.stderr)
+    );
+    for c in predictors {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let written = std::fs::read_to_string(host_of("server").join("scores.csv")).unwrap();
+    assert_eq!(written.lines().count(), 570, "a header and 569 scores");
     // A private field in both files is refused, naming it.
     let host = d.dir.path().join("hosts").join("holder-0");
     std::fs::write(host.join("deployment.toml"), &full).unwrap();
