@@ -190,6 +190,24 @@ pub struct Model {
     /// `"relu"` (default), `"tanh"` or `"sigmoid"`.
     #[serde(default)]
     pub activation: Activation,
+    /// Dropout probability after each hidden activation, in training only (default 0: none).
+    #[serde(default)]
+    pub dropout: f64,
+    /// `"none"` (default) or `"layer"`: layer normalisation of each hidden layer's output,
+    /// before its activation.
+    #[serde(default)]
+    pub norm: Norm,
+}
+
+/// Normalisation of the hidden layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// None, the default.
+    #[default]
+    None,
+    /// Burn's `LayerNorm` over each hidden layer's width.
+    Layer,
 }
 
 /// `[certs]`.
@@ -526,6 +544,9 @@ impl Deployment {
         }
         if self.model.hidden.is_empty() || self.model.hidden.contains(&0) {
             return Err(self.error("model.hidden", "needs at least one width, all positive"));
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            return Err(self.error("model.dropout", "must be in [0, 1)"));
         }
         if self.protocol.kind == Kind::Paillier && self.protocol.he_key_bits < 2048 {
             return Err(self.error(

@@ -122,7 +122,7 @@ fn prepare(dep: &Deployment, net: Network, resume: Option<(String, usize)>) -> R
     }
     let session = ServerSession::establish(net, spec)?;
     let device = device(dep);
-    let model = Mlp::new(&session, &dep.model.hidden, dep.model.activation, &device)?;
+    let model = Mlp::new(&session, &dep.model, &device);
     let optim = optimizer(dep.protocol.momentum);
     let (model, optim, start_epoch) = match (&resume, dep.checkpoint_dir("server")) {
         (Some((tag, epoch)), Some(dir)) => {

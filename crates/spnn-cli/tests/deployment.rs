@@ -413,6 +413,14 @@ fn bad_config_fields_are_named() {
             "sgld",
         ),
         (
+            base.replace("hidden = [16, 8]", "hidden = [16, 8]\ndropout = 1.5"),
+            "model.dropout",
+        ),
+        (
+            base.replace("hidden = [16, 8]", "hidden = [16, 8]\nnorm = \"batch\""),
+            "norm",
+        ),
+        (
             base.replace("checkpoint_dir = \"checkpoints\"\n", "")
                 .replace(
                     "[parties.holder-0]\npolicy = { allow_insecure_seed = true }",
@@ -949,6 +957,32 @@ fn new_records_are_scored_like_the_same_rows_of_the_training_data() {
         assert_eq!(*new_id, id + 100_000);
         assert_eq!(s, t, "sample {id} scored as new record {new_id}");
     }
+}
+
+/// The server's model with dropout and layer normalisation from `[model]`: across processes
+/// it trains to the simulation's model bit for bit (the dropout masks come from the seeded
+/// device generator) and still learns.
+#[test]
+fn a_model_with_dropout_and_layer_norm_runs_like_the_simulation() {
+    let d = deployment(3, false, "");
+    let text = std::fs::read_to_string(&d.config).unwrap().replace(
+        "hidden = [16, 8]",
+        "hidden = [16, 8]\ndropout = 0.2\nnorm = \"layer\"",
+    );
+    std::fs::write(&d.config, text).unwrap();
+    let outs = run_all(&d, false);
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&outs[0].stdout);
+    let auc: f64 = stdout
+        .lines()
+        .find_map(|l| l.split("test AUC ").nth(1))
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no test AUC in {stdout}"));
+    assert!(auc > 0.9, "test AUC {auc}");
+    assert_simulation_gives(&d, &fingerprint(&outs[0]));
 }
 
 #[test]
