@@ -591,20 +591,37 @@ fn holders_refuse_a_server_that_proposes_seeded_randomness() {
     let logs = [("server", &server), ("holder-0", &h0), ("holder-1", &h1)]
         .map(|(who, o)| format!("--- {who}\n{}", String::from_utf8_lossy(&o.stderr)))
         .join("\n");
+    // Each holder refuses on reading the proposal. The first to refuse leaves, the server
+    // stops, and the other may find its connection to the server closed before it has read
+    // the proposal (seen in CI: holder-0 reported the closed connection, holder-1 the
+    // refusal); so every holder fails, at least one names the rule, and any other either names
+    // it too or lost the server. (The policy itself is unit-tested in spnn-burn's policy.rs.)
+    let refusal = |err: &str| {
+        [
+            "refused by this party's policy",
+            "seeded",
+            "allow_insecure_randomness",
+        ]
+        .iter()
+        .all(|needle| err.contains(needle))
+    };
+    let mut refused = 0;
     for (out, who) in [(&h0, "holder-0"), (&h1, "holder-1")] {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success(),
             "{who} accepted the proposal:\n{logs}"
         );
-        for needle in [
-            "refused by this party's policy",
-            "seeded",
-            "allow_insecure_randomness",
-        ] {
-            assert!(err.contains(needle), "{who}: {needle:?} missing:\n{logs}");
+        if refusal(&err) {
+            refused += 1;
+        } else {
+            assert!(
+                err.contains("lost connection to party 0"),
+                "{who} neither refused nor lost the server:\n{logs}"
+            );
         }
     }
+    assert!(refused >= 1, "no holder named the rule:\n{logs}");
     assert!(
         !server.status.success(),
         "the server trained without holders"
