@@ -45,6 +45,22 @@ impl Batcher<IdSample, IdBatch> for IdBatcher {
     }
 }
 
+/// Batches bare sample ids — for a server that has no labels (they are at a label holder,
+/// [`crate::LabelMode::Holder`]): a minibatch is the ids in batch order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdsOnlyBatcher;
+
+impl Batcher<u64, Vec<u64>> for IdsOnlyBatcher {
+    fn batch(&self, items: Vec<u64>, _device: &Device) -> Vec<u64> {
+        items
+    }
+}
+
+/// The sample ids as a dataset for [`IdsOnlyBatcher`].
+pub fn ids_dataset(ids: &[u64]) -> InMemDataset<u64> {
+    InMemDataset::new(ids.to_vec())
+}
+
 /// The samples `ids` of `table` with their labels as class indices, as a dataset for burn's
 /// `DataLoaderBuilder`. A label that is not a whole number ≥ 0, or an id the table lacks, is an
 /// error naming it.
