@@ -26,8 +26,7 @@ use spnn::burn::batch::{IdsOnlyBatcher, ids_dataset};
 use spnn::burn::simulation::{self, HolderSpec};
 use spnn::burn::train::{backward_from_label_holder, evaluate_at_label_holder};
 use spnn::burn::{
-    HolderLabels, LabelMode, LocalModel, PrivateLinear, PrivateLinearConfig, SessionSpec,
-    SpnnConfig, TopLayers,
+    HolderLabels, LabelMode, PrivateLinear, PrivateLinearConfig, SessionSpec, SpnnConfig, TopLayers,
 };
 use spnn::data::{VerticalPartition, embedded::breast_cancer};
 use spnn::net::NetworkConfig;
@@ -84,18 +83,6 @@ impl InferenceStep for ServerPart {
 }
 // ANCHOR_END: steps
 
-/// The label holder's top layer.
-#[derive(Module, Debug)]
-struct Top {
-    out: Linear,
-}
-
-impl LocalModel for Top {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.out.forward(x)
-    }
-}
-
 /// Trains for `epochs` and returns the test AUC the label holder recorded and the number of
 /// metric reports the server received (0: the label holder reports nothing by default).
 pub fn run(epochs: usize, artifacts: &std::path::Path) -> (f64, usize) {
@@ -105,9 +92,7 @@ pub fn run(epochs: usize, artifacts: &std::path::Path) -> (f64, usize) {
     let device = Device::flex().autodiff();
     // ANCHOR: label_holder
     let top = TopLayers::new(
-        Top {
-            out: LinearConfig::new(16, 1).init(&device),
-        },
+        LinearConfig::new(16, 1).init(&device),
         SgdConfig::new().init(),
         device.clone(),
     );

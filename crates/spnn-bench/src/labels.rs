@@ -16,8 +16,8 @@ use spnn_burn::attack::labels::{LabelLeakage, LeakageReport};
 use spnn_burn::simulation::{self, HolderSpec};
 use spnn_burn::train::{backward_from_label_holder, evaluate_at_label_holder};
 use spnn_burn::{
-    HolderLabels, LabelDefence, LabelMode, LocalModel, PartyPolicy, PrivateLinear,
-    PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig, TopLayers,
+    HolderLabels, LabelDefence, LabelMode, PartyPolicy, PrivateLinear, PrivateLinearConfig,
+    Randomness, SessionSpec, SpnnConfig, TopLayers,
 };
 use spnn_net::NetworkConfig;
 
@@ -34,18 +34,6 @@ struct ServerPart {
 impl ServerPart {
     fn forward(&self, ids: &[u64]) -> Tensor<2> {
         relu(self.hidden.forward(relu(self.first.forward(ids))))
-    }
-}
-
-/// The label holder's top layer.
-#[derive(Module, Debug)]
-struct Top {
-    out: Linear,
-}
-
-impl LocalModel for Top {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.out.forward(x)
     }
 }
 
@@ -139,9 +127,7 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
     let device = burn::tensor::Device::flex().autodiff();
     device.seed(42);
     let top = TopLayers::new(
-        Top {
-            out: LinearConfig::new(setup.widths[1], 1).init(&device),
-        },
+        LinearConfig::new(setup.widths[1], 1).init(&device),
         SgdConfig::new().init(),
         device.clone(),
     );

@@ -16,7 +16,7 @@ use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
 use spnn_burn::{
-    LocalModel, PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
+    PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
     SecureAggregationConfig, ServerSession, SessionSpec, SpnnConfig,
 };
 use spnn_data::Table;
@@ -253,6 +253,7 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
         .iter()
         .map(|t| {
             let device = device();
+            // The bottom model: one bias-free linear map.
             let w = LinearConfig::new(t.cols(), h)
                 .with_bias(false)
                 .init(&device);
@@ -261,7 +262,7 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
                     allow_unmasked_outputs: true,
                     ..PartyPolicy::default()
                 })
-                .with_bottom_model(Bottom { w }, SgdConfig::new().init(), device)
+                .with_bottom_model(w, SgdConfig::new().init(), device)
         })
         .collect();
     let sim = simulation::start_unmasked_bottom_models_for_baselines(
@@ -278,18 +279,6 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
         sim,
         First::Sum(first),
     )
-}
-
-/// A split-learning holder's bottom model: one bias-free linear map.
-#[derive(Module, Debug)]
-struct Bottom {
-    w: Linear,
-}
-
-impl LocalModel for Bottom {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.w.forward(x)
-    }
 }
 
 /// The first layer of a simulated system.

@@ -28,6 +28,14 @@ pub trait LocalModel: Module + Send + 'static {
     fn forward(&self, x: Tensor<2>) -> Tensor<2>;
 }
 
+/// A single Burn `Linear` layer is a party's model as it stands (a linear bottom model, or one
+/// top layer to a logit).
+impl LocalModel for burn::nn::Linear {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        burn::nn::Linear::forward(self, x)
+    }
+}
+
 /// The runner of a party's own model (object-safe, so the holder loop needs no generic).
 pub(crate) trait LocalRunner: Send {
     fn forward(&mut self, x: Vec<f32>, rows: usize, cols: usize, train: bool) -> Result<Vec<f32>>;

@@ -71,13 +71,7 @@ fn seeded_session(
 }
 
 fn linear_top(data: &Data, defence: LabelDefence) -> (HolderLabels, MetricsLog) {
-    let top = TopLayers::new(
-        Top {
-            out: out_layer(&device()),
-        },
-        sgd(),
-        device(),
-    );
+    let top = TopLayers::new(out_layer(&device()), sgd(), device());
     let labels = HolderLabels::new(data.labels.clone(), top).with_defence(defence);
     let log = labels.metrics();
     (labels, log)

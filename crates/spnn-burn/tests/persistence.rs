@@ -64,13 +64,7 @@ fn start_at(
             allow_insecure_reveal: true,
             policy: test_policy(config),
             labels: (labels == Labels::Holder && i == 0).then(|| {
-                let top = TopLayers::new(
-                    Top {
-                        out: out_layer(&device()),
-                    },
-                    optimizer(),
-                    device(),
-                );
+                let top = TopLayers::new(out_layer(&device()), optimizer(), device());
                 HolderLabels::new(data.labels.clone(), top)
                     .with_defence(LabelDefence::default().with_randomised_response(2.0))
             }),

@@ -14,7 +14,7 @@ use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
 use spnn_burn::{
-    HolderLabels, LabelDefence, LabelMode, LabelReports, LocalModel, PartyPolicy, PrivateLinear,
+    HolderLabels, LabelDefence, LabelMode, LabelReports, PartyPolicy, PrivateLinear,
     PrivateLinearConfig, SessionSpec, SpnnConfig, TopLayers,
 };
 use spnn_data::packaged::Partitioned;
@@ -40,18 +40,6 @@ impl SpnnMlp {
     /// top layer takes (`out` stays unused there).
     pub fn activations(&self, ids: &[u64]) -> Tensor<2> {
         relu(self.hidden.forward(relu(self.first.forward(ids))))
-    }
-}
-
-/// The label holder's top layer: `Linear(32, 1)`.
-#[derive(Module, Debug)]
-pub struct Top {
-    pub out: Linear,
-}
-
-impl LocalModel for Top {
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.out.forward(x)
     }
 }
 
@@ -102,13 +90,7 @@ pub fn optimizer(momentum: f64) -> burn::optim::ModuleOptimizer {
 /// everything, so the session computes exactly what plaintext training computes (the label
 /// tests use the defaults).
 pub fn test_labels(data: &Data, config: SpnnConfig) -> HolderLabels {
-    let top = TopLayers::new(
-        Top {
-            out: out_layer(&device()),
-        },
-        optimizer(config.momentum),
-        device(),
-    );
+    let top = TopLayers::new(out_layer(&device()), optimizer(config.momentum), device());
     HolderLabels::new(data.0.labels.clone(), top)
         .with_defence(LabelDefence::undefended())
         .with_reports(LabelReports::everything())
