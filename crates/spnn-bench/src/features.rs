@@ -74,9 +74,14 @@ pub struct Point {
 
 /// The holders' training rows as the server would have to reconstruct them.
 pub fn truth(data: &Data) -> Vec<f64> {
+    rows(data, &data.train)
+}
+
+/// All holders' columns of the samples `ids`, row-major.
+fn rows(data: &Data, ids: &[u64]) -> Vec<f64> {
     Table::join_columns(&data.holders)
         .expect("aligned holders")
-        .gather(&data.train)
+        .gather(ids)
         .expect("training ids")
         .into_iter()
         .map(f64::from)
@@ -91,18 +96,11 @@ pub const AUX_FRACTION: f64 = 0.01;
 pub fn auxiliary(data: &Data) -> (Auxiliary, Vec<u64>) {
     let n_aux = ((data.train.len() as f64 * AUX_FRACTION).round() as usize).max(2);
     let (aux, targets) = data.train.split_at(n_aux);
-    let joined = Table::join_columns(&data.holders).expect("aligned holders");
-    let rows = joined
-        .gather(aux)
-        .expect("training ids")
-        .into_iter()
-        .map(f64::from)
-        .collect();
     (
         Auxiliary {
             ids: aux.to_vec(),
-            rows,
-            d: joined.cols(),
+            rows: rows(data, aux),
+            d: data.holders.iter().map(Table::cols).sum(),
         },
         targets.to_vec(),
     )
@@ -165,13 +163,7 @@ pub fn run(data: &Data, setup: &Setup, defence: Defence, gram_attack: bool) -> P
     sim.finish().expect("parties end cleanly");
     let (aux, targets) = auxiliary(data);
     let (n, d) = (targets.len(), aux.d);
-    let target_truth: Vec<f64> = Table::join_columns(&data.holders)
-        .expect("aligned holders")
-        .gather(&targets)
-        .expect("training ids")
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    let target_truth = rows(data, &targets);
     let mean_r2 = |estimate: &[f64]| {
         let r2 = feature_r2(estimate, &target_truth, n, d);
         r2.iter().sum::<f64>() / d as f64

@@ -700,25 +700,22 @@ impl Deployment {
                  directory: set training.checkpoint_dir",
             ));
         }
+        // One run of this party's own copy of the schedule: a forward per epoch, and for a test
+        // sample an evaluation per epoch plus the final fingerprint.
+        let one_run = u32::try_from(self.training.epochs)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         Ok(PartyPolicy {
             allow_insecure_randomness: own.allow_insecure_seed,
             min_he_key_bits: own.min_he_key_bits,
             min_frac_bits: own.min_frac_bits,
             // What this party's own copy of the schedule needs, unless it says otherwise: more
             // forwards of a sample would only average the noise on Z down.
-            max_forwards_per_sample: Some(own.max_forwards_per_sample.unwrap_or_else(|| {
-                u32::try_from(self.training.epochs)
-                    .unwrap_or(u32::MAX)
-                    .saturating_add(1)
-            })),
+            max_forwards_per_sample: Some(own.max_forwards_per_sample.unwrap_or(one_run)),
             // Over sessions (with a ledger beside the checkpoints): twice one run's budget.
             max_forwards_per_sample_overall: self.forward_ledger(party).map(|_| {
-                own.max_forwards_per_sample_overall.unwrap_or_else(|| {
-                    u32::try_from(self.training.epochs)
-                        .unwrap_or(u32::MAX)
-                        .saturating_add(1)
-                        .saturating_mul(2)
-                })
+                own.max_forwards_per_sample_overall
+                    .unwrap_or(one_run.saturating_mul(2))
             }),
             // The party's own copy of the file sets the noise on Z (and is pinned below).
             min_z_noise: config.z_noise,

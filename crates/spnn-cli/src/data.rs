@@ -2,7 +2,7 @@
 //! (sample ids sorted, shuffled by `training.split_seed`) and fits its preprocessing on its own
 //! training rows only.
 
-use spnn_data::csv::{CsvOptions, FeatureEncoder, binary_labels, read_csv};
+use spnn_data::csv::{CsvOptions, FeatureEncoder, RawTable, binary_labels, read_csv};
 use spnn_data::embedded::breast_cancer;
 use spnn_data::{Standardizer, Table};
 
@@ -41,10 +41,18 @@ pub fn holder_table(dep: &Deployment, data: &Data) -> spnn_data::Result<Table> {
         let (train, _) = split(own.ids(), t.test_fraction, t.split_seed)?;
         return Standardizer::fit(&own, &train)?.transform(&own);
     }
+    let (raw, encoder) = csv_encoder(dep, data)?;
+    encoder.transform(&raw)
+}
+
+/// A holder's CSV data and the encoder fitted on its training rows.
+fn csv_encoder(dep: &Deployment, data: &Data) -> spnn_data::Result<(RawTable, FeatureEncoder)> {
+    let t = &dep.training;
     let opts = options(data);
     let raw = read_csv(&dep.resolve(data.path.as_ref()), &opts, &data.columns)?;
     let (train, _) = split(&raw.ids, t.test_fraction, t.split_seed)?;
-    FeatureEncoder::fit(&raw, &data.columns, &data.categorical, &train, &opts)?.transform(&raw)
+    let encoder = FeatureEncoder::fit(&raw, &data.columns, &data.categorical, &train, &opts)?;
+    Ok((raw, encoder))
 }
 
 /// A holder's new, unlabelled records at `path` (a CSV with its data's columns and id column),
@@ -62,12 +70,8 @@ pub fn holder_scoring_table(
                 .into(),
         ));
     }
-    let t = &dep.training;
-    let opts = options(data);
-    let raw = read_csv(&dep.resolve(data.path.as_ref()), &opts, &data.columns)?;
-    let (train, _) = split(&raw.ids, t.test_fraction, t.split_seed)?;
-    let encoder = FeatureEncoder::fit(&raw, &data.columns, &data.categorical, &train, &opts)?;
-    let new = read_csv(path, &opts, &data.columns)?;
+    let (_, encoder) = csv_encoder(dep, data)?;
+    let new = read_csv(path, &options(data), &data.columns)?;
     Ok(encoder.transform(&new)?)
 }
 

@@ -210,10 +210,8 @@ impl Engine for HeEngine {
         } else {
             g.scale_round(rate.m, rate.shift)
         };
-        self.w = self.w.sub(&self.w.with_value(delta.to_ring()))?;
-        if let Some(noise) = p.sgld_noise(step, lr)? {
-            self.w = self.w.add(&self.w.with_value(noise))?;
-        }
+        let w = self.w.sub(&self.w.with_value(delta.to_ring()))?;
+        self.w = p.with_sgld_noise(w, step, lr)?;
         Ok(())
     }
 

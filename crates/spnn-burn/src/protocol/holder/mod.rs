@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use spnn_crypto::derive::zero_sharing_mask;
 use spnn_crypto::paillier::Keypair;
-use spnn_crypto::{FixedPoint, RingMatrix, SecretSeed};
+use spnn_crypto::{FixedPoint, RingMatrix, SecretSeed, Share};
 use spnn_data::Table;
 use spnn_net::codec::{Blob, Codec, Reader};
 use spnn_net::{Network, PartyId, Role};
@@ -201,16 +201,17 @@ impl Party {
         )
     }
 
-    /// This holder's part of the session's Langevin noise on the update of step `step` with
-    /// learning rate `lr` ([`crate::SpnnConfig::sgld`]): `N(0, 2·|lr|·sgld²/k)` per weight, at
-    /// the weight shares' scale `2^f`; `None` when the session has none.
-    pub(crate) fn sgld_noise(&self, step: u64, lr: f64) -> Result<Option<RingMatrix>> {
+    /// This holder's weight share `w` after its part of the session's Langevin noise on the
+    /// update of step `step` with learning rate `lr` ([`crate::SpnnConfig::sgld`]):
+    /// `N(0, 2·|lr|·sgld²/k)` per weight, at the weight shares' scale `2^f`; `w` itself when
+    /// the session has none.
+    pub(crate) fn with_sgld_noise(&self, w: Share, step: u64, lr: f64) -> Result<Share> {
         let sd = f64::from(self.config.sgld) * (2.0 * lr.abs()).sqrt();
         if sd == 0.0 {
-            return Ok(None);
+            return Ok(w);
         }
         let part = self.gaussian_part(sd, self.fp.frac_bits(), step, "sgld", (self.d, self.h))?;
-        Ok(Some(part))
+        Ok(w.add(&w.with_value(part))?)
     }
 
     /// This holder's part of Gaussian noise of standard deviation `sd` per entry that the `k`

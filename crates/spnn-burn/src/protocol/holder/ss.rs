@@ -362,10 +362,7 @@ impl Engine for SsEngine {
         } else {
             self.mul_public(p, g, g_bound, lr, "the weight update")?.0
         };
-        self.w = self.w.sub(&delta)?;
-        if let Some(noise) = p.sgld_noise(step, lr)? {
-            self.w = self.w.add(&self.w.with_value(noise))?;
-        }
+        self.w = p.with_sgld_noise(self.w.sub(&delta)?, step, lr)?;
         Ok(())
     }
 
