@@ -662,13 +662,12 @@ fn exchange_pair_seeds(p: &Party) -> Result<Vec<Option<SecretSeed>>> {
 }
 
 /// Adds one forward of each of `ids` to `served`, or refuses (changing nothing) if a sample
-/// would exceed `budget`.
+/// would exceed `budget`; `scope` names the budget and its rule in the refusal.
 fn spend(
     served: &mut std::collections::HashMap<u64, u32>,
     budget: u32,
     ids: &[u64],
-    scope: &str,
-    rule: &str,
+    scope: impl FnOnce() -> String,
 ) -> Result<()> {
     let mut after: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
     for &id in ids {
@@ -679,8 +678,8 @@ fn spend(
         if *n > budget {
             return Err(SpnnError::Policy(format!(
                 "the server asks for sample {id} a forward beyond this holder's budget of \
-                 {budget} {scope} (repeated forwards average the noise on Z down; policy: \
-                 {rule})"
+                 {budget} {} — repeated forwards average the noise on Z down",
+                scope()
             )));
         }
     }
@@ -827,23 +826,19 @@ impl Holder {
     /// one of them has used a budget.
     fn spend_forwards(&mut self, ids: &[u64]) -> Result<()> {
         if let Some((budget, served)) = self.forward_budget.as_mut() {
-            spend(
-                served,
-                *budget,
-                ids,
-                "per session",
-                "max_forwards_per_sample",
-            )?;
+            spend(served, *budget, ids, || {
+                "per session (policy: max_forwards_per_sample)".into()
+            })?;
         }
         if let Some(l) = self.ledger.as_mut() {
-            let scope = format!("over every session recorded in {}", l.path.display());
-            spend(
-                &mut l.served,
-                l.budget,
-                ids,
-                &scope,
-                "max_forwards_per_sample_overall",
-            )?;
+            let path = &l.path;
+            spend(&mut l.served, l.budget, ids, || {
+                format!(
+                    "over every session recorded in {} (policy: \
+                     max_forwards_per_sample_overall)",
+                    path.display()
+                )
+            })?;
         }
         Ok(())
     }
