@@ -19,7 +19,7 @@ use spnn_burn::metrics::roc_auc;
 use spnn_burn::tensor::to_vec;
 use spnn_burn::{PrivateLinear, PrivateLinearConfig, ServerSession, SessionSpec};
 use spnn_cli::config::Deployment;
-use spnn_cli::data::{server_labels, split};
+use spnn_cli::data::{label_table, split};
 use spnn_cli::party::connect;
 
 // ANCHOR: model
@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         net,
         SessionSpec::new(dep.model.hidden[0]).with_config(dep.config_for("server")?),
     )?;
-    let labels = server_labels(&dep)?;
+    let labels = label_table(&dep)?;
     let (train, test) = split(
         labels.ids(),
         dep.training.test_fraction,

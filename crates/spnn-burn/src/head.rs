@@ -12,6 +12,7 @@
 //! layer) and norm (imbalanced classes) separate the classes. [`LabelDefence`] perturbs it
 //! before it leaves, and [`crate::attack::labels`] measures what is left.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use burn::nn::loss::{BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig};
@@ -39,8 +40,14 @@ pub trait LabelHead: Send {
         activations: &FloatMatrix,
         labels: &[f32],
     ) -> Result<(f64, FloatMatrix)>;
-    /// Loss of an evaluation batch; predictions are kept for [`LabelHead::take_metrics`].
-    fn eval_batch(&mut self, activations: &FloatMatrix, labels: &[f32]) -> Result<f64>;
+    /// Scores (probabilities of the positive class) of an evaluation batch and, given its
+    /// labels, its loss; with labels, the predictions are kept for [`LabelHead::take_metrics`].
+    /// Without labels (new records being scored) only the scores are computed.
+    fn eval_batch(
+        &mut self,
+        activations: &FloatMatrix,
+        labels: Option<&[f32]>,
+    ) -> Result<(Vec<f32>, Option<f64>)>;
     /// Applies the head's own parameter update with the session's learning rate.
     fn update(&mut self, lr: f64) -> Result<()>;
     /// Metrics of the evaluation batches since the last call.
@@ -124,20 +131,30 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
         out
     }
 
-    fn eval_batch(&mut self, activations: &FloatMatrix, labels: &[f32]) -> Result<f64> {
-        Self::check_rows(activations, labels)?;
+    fn eval_batch(
+        &mut self,
+        activations: &FloatMatrix,
+        labels: Option<&[f32]>,
+    ) -> Result<(Vec<f32>, Option<f64>)> {
+        if let Some(labels) = labels {
+            Self::check_rows(activations, labels)?;
+        }
         let logits =
             self.runner
                 .infer(activations.data.clone(), activations.rows, activations.cols);
         Self::check_logits(&logits)?;
+        let scores = crate::tensor::to_vec(sigmoid(logits.clone()))?;
+        let Some(labels) = labels else {
+            return Ok((scores, None));
+        };
         let loss = crate::tensor::scalar(
             self.loss
-                .forward(logits.clone(), Self::targets(labels, &self.device)),
+                .forward(logits, Self::targets(labels, &self.device)),
         )?;
-        self.scores.extend(crate::tensor::to_vec(sigmoid(logits))?);
+        self.scores.extend_from_slice(&scores);
         self.labels.extend_from_slice(labels);
         self.loss_sum += loss * labels.len() as f64;
-        Ok(loss)
+        Ok((scores, Some(loss)))
     }
 
     fn update(&mut self, lr: f64) -> Result<()> {
@@ -390,6 +407,25 @@ impl MetricsLog {
     /// The latest evaluation.
     pub fn last(&self) -> Option<Metrics> {
         self.all().last().copied()
+    }
+}
+
+/// The label holder's latest score (probability of the positive class) of every sample it
+/// scored outside training — the test set at each evaluation, the records of a prediction
+/// session — by sample id. Only the label holder has it. Clone the handle to read it.
+#[derive(Clone, Debug, Default)]
+pub struct ScoreLog(Arc<Mutex<BTreeMap<u64, f32>>>);
+
+impl ScoreLog {
+    pub(crate) fn record(&self, ids: &[u64], scores: &[f32]) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.extend(ids.iter().copied().zip(scores.iter().copied()));
+    }
+
+    /// `(id, score)` of every sample scored so far, by id.
+    pub fn all(&self) -> Vec<(u64, f32)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(&id, &s)| (id, s)).collect()
     }
 }
 

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use spnn_burn::{DealerMode, PartyPolicy, Protocol as Kind, SpnnConfig};
+use spnn_burn::{DealerMode, LabelMode, PartyPolicy, Protocol as Kind, SpnnConfig};
 use spnn_net::{Role, Roster};
 
 /// A configuration problem, naming the file and the field.
@@ -89,6 +89,16 @@ pub struct Protocol {
     /// holders (default 0: off; `N(0, 2·lr·sgld²)` per weight per update).
     #[serde(default)]
     pub sgld: f32,
+    /// Who owns the labels and the loss: `"server"` (default) or a holder, `"holder-0"` …. A
+    /// label holder computes the top layers (`model.top`) and the loss on its own host; the
+    /// server then never receives a label, a prediction, a loss or a metric unless the label
+    /// holder's `[labels]` says so.
+    #[serde(default = "default_labels_at")]
+    pub labels_at: String,
+}
+
+fn default_labels_at() -> String {
+    "server".into()
 }
 
 fn default_frac() -> u32 {
@@ -122,6 +132,7 @@ impl Default for Protocol {
             gradient_clip: default_gradient_clip(),
             z_noise: default_z_noise(),
             sgld: 0.0,
+            labels_at: default_labels_at(),
         }
     }
 }
@@ -197,6 +208,12 @@ pub struct Model {
     /// before its activation.
     #[serde(default)]
     pub norm: Norm,
+    /// With `protocol.labels_at` naming a holder: the widths of the label holder's own hidden
+    /// layers between the server's last hidden layer and the logit (default none: one linear
+    /// layer from the server's activations to the logit). The server's part then ends with the
+    /// last hidden layer's activation.
+    #[serde(default)]
+    pub top: Vec<usize>,
 }
 
 /// Normalisation of the hidden layers.
@@ -245,7 +262,8 @@ fn default_true() -> bool {
     true
 }
 
-/// `[labels]`: the server's ids and labels.
+/// `[labels]`: the label owner's ids and labels (the server's, or with `protocol.labels_at`
+/// a holder's), and for a label holder what it lets the server learn.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Labels {
@@ -256,6 +274,58 @@ pub struct Labels {
     pub column: String,
     /// The value that means the positive class.
     pub positive: String,
+    /// Label holder: Gaussian noise on the gradient it returns, as a multiple of the batch's
+    /// largest row norm (default 8, the level the guide's label-leakage measurement chose;
+    /// `0` sends the gradient as it is, which reveals the labels).
+    #[serde(default = "default_gradient_noise")]
+    pub gradient_noise: f64,
+    /// Label holder: the max-norm heuristic of Li et al. on top (default false).
+    #[serde(default)]
+    pub max_norm: bool,
+    /// Label holder: one noise direction per sample for the whole run (default false).
+    #[serde(default)]
+    pub persistent_noise: bool,
+    /// Label holder: randomised response with this ε, flipping each label once before
+    /// training (default none).
+    #[serde(default)]
+    pub randomised_response: Option<f64>,
+    /// Label holder: send the server each training batch's loss (default false; a loss is a
+    /// function of the batch's labels).
+    #[serde(default)]
+    pub report_loss: bool,
+    /// Label holder: send the server each evaluation's AUC and loss (default false).
+    #[serde(default)]
+    pub report_metrics: bool,
+}
+
+fn default_gradient_noise() -> f64 {
+    spnn_burn::head::DEFAULT_GRADIENT_NOISE
+}
+
+impl Labels {
+    /// The label holder's defence of its labels, as this section sets it.
+    pub fn defence(&self) -> spnn_burn::LabelDefence {
+        spnn_burn::LabelDefence {
+            gradient_noise: self.gradient_noise,
+            persistent_noise: self.persistent_noise,
+            max_norm: self.max_norm,
+            randomised_response: self.randomised_response,
+        }
+    }
+
+    /// What the label holder reports to the server.
+    pub fn reports(&self) -> spnn_burn::LabelReports {
+        spnn_burn::LabelReports {
+            loss: self.report_loss,
+            metrics: self.report_metrics,
+        }
+    }
+
+    /// Whether any field that only a label holder uses differs from its default.
+    fn sets_label_holder_fields(&self) -> bool {
+        self.defence() != spnn_burn::LabelDefence::default()
+            || self.reports() != spnn_burn::LabelReports::default()
+    }
 }
 
 /// `[parties.<name>.policy]`: what this party accepts from the server's proposal, on top of
@@ -272,14 +342,14 @@ pub struct Policy {
     /// Fewest fractional bits accepted (default 12).
     #[serde(default = "default_min_frac")]
     pub min_frac_bits: u32,
-    /// Most forwards of one sample a holder serves in a session (default: `epochs + 1` of this
-    /// party's own copy of the file — one forward per epoch, and for a test sample one
-    /// evaluation per epoch plus the final fingerprint).
+    /// Most forwards of one sample a holder serves in a session (default: `epochs` of this
+    /// party's own copy of the file — one forward per epoch, a training step or a test
+    /// sample's evaluation; the final fingerprint reuses the last evaluation).
     #[serde(default)]
     pub max_forwards_per_sample: Option<u32>,
     /// Most forwards of one sample a holder serves over every session of this deployment,
     /// counted in `forwards.ledger` in its checkpoint directory (default, when checkpoints are
-    /// configured: `2 × (epochs + 1)` — a resume after a crash and predictions fit; a server
+    /// configured: `2 × epochs` — a resume after a crash and predictions fit; a server
     /// that restarts sessions to average the noise on Z down gains at most a factor √2).
     #[serde(default)]
     pub max_forwards_per_sample_overall: Option<u32>,
@@ -316,6 +386,10 @@ pub struct Party {
     /// The party's features (holders only).
     #[serde(default)]
     pub data: Option<Data>,
+    /// The server, with the labels at a holder: the sample ids it trains on (`path` and
+    /// `id_column` of a file every party's rows are aligned with; no `columns`).
+    #[serde(default)]
+    pub ids: Option<Data>,
     /// SPNN-HE: the directory holding this holder's key pair from `spnn keygen --name <party>`
     /// (`<party>.paillier.pub.json`, `<party>.paillier.key.json`). Without it a fresh pair is
     /// generated when the session starts.
@@ -337,13 +411,16 @@ pub struct PrivateFile {
     /// As [`Party::data`].
     #[serde(default)]
     pub data: Option<Data>,
+    /// As [`Party::ids`].
+    #[serde(default)]
+    pub ids: Option<Data>,
     /// As [`Party::paillier_keys`].
     #[serde(default)]
     pub paillier_keys: Option<PathBuf>,
     /// As [`Party::policy`].
     #[serde(default)]
     pub policy: Option<Policy>,
-    /// As [`Deployment::labels`] (the server's).
+    /// As [`Deployment::labels`] (the label owner's).
     #[serde(default)]
     pub labels: Option<Labels>,
 }
@@ -373,7 +450,7 @@ pub struct Deployment {
     pub model: Model,
     /// `[certs]`.
     pub certs: Certs,
-    /// `[labels]`: the server's ids and labels (here or in the server's private file).
+    /// `[labels]`: the label owner's ids and labels (here or in its private file).
     #[serde(default)]
     pub labels: Option<Labels>,
     /// `[parties.*]`: `server`, `holder-0 … holder-{k−1}`, and `dealer` if separate.
@@ -437,7 +514,7 @@ impl Deployment {
                 base.join(p).display().to_string()
             }
         };
-        let is_server = party == "server";
+        let is_label_owner = party == self.protocol.labels_at;
         let entry = self.parties.get_mut(party).ok_or_else(|| {
             err(
                 "file",
@@ -478,13 +555,21 @@ impl Deployment {
         });
         fill(&mut entry.listen, private.listen, "listen", &both)?;
         fill(&mut entry.data, data, "data", &both)?;
+        let ids = private.ids.map(|mut d| {
+            d.path = absolute(&d.path);
+            d
+        });
+        fill(&mut entry.ids, ids, "ids", &both)?;
         let keys = private.paillier_keys.map(|k| base.join(k));
         fill(&mut entry.paillier_keys, keys, "paillier_keys", &both)?;
         fill(&mut entry.policy, private.policy, "policy", &both)?;
-        if private.labels.is_some() && !is_server {
+        if private.labels.is_some() && !is_label_owner {
             return Err(err(
                 "labels",
-                format!("only the server's file has labels, not {party}'s"),
+                format!(
+                    "only the label owner's file has labels ({}, protocol.labels_at), not {party}'s",
+                    self.protocol.labels_at
+                ),
             ));
         }
         let labels = private.labels.map(|mut l| {
@@ -509,14 +594,50 @@ impl Deployment {
             })
     }
 
-    /// The server's labels, from the shared file or its private file.
+    /// The label owner's labels, from the shared file or its private file.
     pub fn labels(&self) -> Result<&Labels, ConfigError> {
         self.labels.as_ref().ok_or_else(|| {
             self.error(
                 "labels",
-                "the server needs [labels] (in the deployment file or its private file)",
+                format!(
+                    "the label owner ({}) needs [labels] (in the deployment file or its private \
+                     file)",
+                    self.protocol.labels_at
+                ),
             )
         })
+    }
+
+    /// Where the labels are, from `protocol.labels_at`.
+    pub fn label_mode(&self) -> Result<LabelMode, ConfigError> {
+        let at = &self.protocol.labels_at;
+        let bad = || {
+            self.error(
+                "protocol.labels_at",
+                format!(
+                    "{at:?}: expected \"server\" or a holder of this deployment (\"holder-0\" …)"
+                ),
+            )
+        };
+        match Role::from_name(at) {
+            Ok(Role::Server) => Ok(LabelMode::Server),
+            Ok(Role::Holder(i)) if (i as usize) < self.holders() => Ok(LabelMode::Holder(i)),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The server's sample ids with the labels at a holder (`parties.server.ids`).
+    pub fn server_ids(&self) -> Result<&Data, ConfigError> {
+        self.parties
+            .get("server")
+            .and_then(|p| p.ids.as_ref())
+            .ok_or_else(|| {
+                self.error(
+                    "parties.server.ids",
+                    "with the labels at a holder the server needs the sample ids it trains on \
+                     (in the deployment file or its private file)",
+                )
+            })
     }
 
     fn error(&self, field: &str, reason: impl Into<String>) -> ConfigError {
@@ -547,6 +668,43 @@ impl Deployment {
         }
         if !(0.0..1.0).contains(&self.model.dropout) {
             return Err(self.error("model.dropout", "must be in [0, 1)"));
+        }
+        let mode = self.label_mode()?;
+        if mode == LabelMode::Server && !self.model.top.is_empty() {
+            return Err(self.error(
+                "model.top",
+                "the label holder's layers: set protocol.labels_at to a holder, or list them in \
+                 model.hidden",
+            ));
+        }
+        if self.model.top.contains(&0) {
+            return Err(self.error("model.top", "widths must be positive"));
+        }
+        if let Some(l) = &self.labels {
+            if mode == LabelMode::Server && l.sets_label_holder_fields() {
+                return Err(self.error(
+                    "labels",
+                    "gradient_noise, max_norm, persistent_noise, randomised_response and \
+                     report_* apply to a label holder: set protocol.labels_at to a holder",
+                ));
+            }
+            l.defence()
+                .validate()
+                .map_err(|e| self.error("labels", e.to_string()))?;
+        }
+        for (name, p) in &self.parties {
+            if p.ids.is_some() && (name != "server" || mode == LabelMode::Server) {
+                return Err(self.error(
+                    &format!("parties.{name}.ids"),
+                    "only the server has ids of its own, and only with the labels at a holder",
+                ));
+            }
+            if p.ids.as_ref().is_some_and(|d| !d.columns.is_empty()) {
+                return Err(self.error(
+                    &format!("parties.{name}.ids.columns"),
+                    "the server's ids file lends it ids only, no columns",
+                ));
+            }
         }
         if self.protocol.kind == Kind::Paillier && self.protocol.he_key_bits < 2048 {
             return Err(self.error(
@@ -650,7 +808,8 @@ impl Deployment {
             .with_he_key_bits(self.protocol.he_key_bits)
             .with_clips(self.protocol.feature_clip, self.protocol.gradient_clip)
             .with_z_noise(self.protocol.z_noise)
-            .with_sgld(self.protocol.sgld);
+            .with_sgld(self.protocol.sgld)
+            .with_labels(self.label_mode().map_err(|e| e.to_string())?);
         if let Some(seed) = self.session.insecure_seed {
             c = c.with_randomness(insecure_randomness(seed)?);
         }
@@ -675,20 +834,14 @@ impl Deployment {
             .and_then(|p| p.policy.clone())
             .unwrap_or_default();
         let field = format!("parties.{party}.policy");
-        if self.session.insecure_seed.is_some() {
-            if !own.allow_insecure_seed {
-                return Err(self.error(
-                    "session.insecure_seed",
-                    format!(
-                        "reproducible, insecure randomness: {party} refuses it unless its own \
-                         `{field}.allow_insecure_seed = true`"
-                    ),
-                ));
-            }
-            tracing::warn!(
-                "INSECURE: {party} runs with session.insecure_seed; anyone who knows the seed \
-                 knows every share. For tests and demonstrations only."
-            );
+        if self.session.insecure_seed.is_some() && !own.allow_insecure_seed {
+            return Err(self.error(
+                "session.insecure_seed",
+                format!(
+                    "reproducible, insecure randomness: {party} refuses it unless its own \
+                     `{field}.allow_insecure_seed = true`"
+                ),
+            ));
         }
         let config = self
             .spnn_config()
@@ -700,11 +853,9 @@ impl Deployment {
                  directory: set training.checkpoint_dir",
             ));
         }
-        // One run of this party's own copy of the schedule: a forward per epoch, and for a test
-        // sample an evaluation per epoch plus the final fingerprint.
-        let one_run = u32::try_from(self.training.epochs)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1);
+        // One run of this party's own copy of the schedule: a forward per epoch (a training
+        // step, or a test sample's evaluation, whose outputs the final fingerprint reuses).
+        let one_run = u32::try_from(self.training.epochs).unwrap_or(u32::MAX);
         Ok(PartyPolicy {
             allow_insecure_randomness: own.allow_insecure_seed,
             min_he_key_bits: own.min_he_key_bits,
@@ -811,5 +962,63 @@ mod tests {
             "toml"
         );
         assert!(shared().with_private("holder-7", &holder).is_err());
+    }
+
+    #[test]
+    fn with_the_labels_at_a_holder_its_private_file_has_them_and_the_servers_has_its_ids() {
+        let mut dep = shared();
+        dep.protocol.labels_at = "holder-1".into();
+        dep.model.top = vec![4];
+        dep.validate().unwrap();
+        assert_eq!(dep.label_mode().unwrap(), LabelMode::Holder(1));
+        assert!(dep.server_ids().is_err() && dep.labels().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let labels = write(
+            "labels.toml",
+            "[labels]\npath = \"y.csv\"\ncolumn = \"y\"\npositive = \"1\"\n\
+             gradient_noise = 4.0\nrandomised_response = 2.0\n",
+        );
+        let ids = write(
+            "ids.toml",
+            "ids = { path = \"ids.csv\", id_column = \"id\" }\n",
+        );
+        // Only the label owner's file may have labels; only the server's, ids.
+        assert_eq!(
+            dep.clone()
+                .with_private("server", &labels)
+                .unwrap_err()
+                .field,
+            "labels"
+        );
+        let err = dep.clone().with_private("holder-0", &ids).unwrap_err();
+        assert_eq!(err.field, "parties.holder-0.ids");
+        let dep = dep
+            .with_private("holder-1", &labels)
+            .unwrap()
+            .with_private("server", &ids)
+            .unwrap();
+        let l = dep.labels().unwrap();
+        assert_eq!(Path::new(&l.data.path), dir.path().join("y.csv"));
+        assert_eq!(
+            l.defence(),
+            spnn_burn::LabelDefence::default()
+                .with_gradient_noise(4.0)
+                .with_randomised_response(2.0)
+        );
+        assert_eq!(l.reports(), spnn_burn::LabelReports::default());
+        assert_eq!(
+            Path::new(&dep.server_ids().unwrap().path),
+            dir.path().join("ids.csv")
+        );
+        assert_eq!(
+            dep.spnn_config().unwrap().labels,
+            LabelMode::Holder(1),
+            "every party proposes or expects the label holder"
+        );
     }
 }

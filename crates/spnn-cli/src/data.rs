@@ -84,10 +84,26 @@ pub fn ids_to_score(path: &std::path::Path) -> crate::Result<Vec<u64>> {
     Ok(read_csv(path, &opts, &[])?.ids)
 }
 
-/// The server's sample ids and labels (a table without feature columns).
-pub fn server_labels(dep: &Deployment) -> crate::Result<Table> {
+/// The label owner's sample ids and labels (a table without feature columns).
+pub fn label_table(dep: &Deployment) -> crate::Result<Table> {
     let l = dep.labels()?;
     Ok(read_labels(dep, l)?)
+}
+
+/// The sample ids the server trains on: the label table's with the labels at the server, else
+/// its own ids file (`parties.server.ids`). A table without columns or labels.
+pub fn server_ids(dep: &Deployment) -> crate::Result<Table> {
+    if dep.label_mode()? == spnn_burn::LabelMode::Server {
+        let labels = label_table(dep)?;
+        return Ok(Table::new(labels.ids().to_vec(), vec![], vec![], None)?);
+    }
+    let d = dep.server_ids()?;
+    let ids = if d.path == EMBEDDED_BREAST_CANCER {
+        breast_cancer().ids().to_vec()
+    } else {
+        read_csv(&dep.resolve(d.path.as_ref()), &options(d), &[])?.ids
+    };
+    Ok(Table::new(ids, vec![], vec![], None)?)
 }
 
 /// The labels `l` describes.

@@ -77,6 +77,11 @@ enum Command {
         /// column) for the server's `spnn predict --ids`, preprocessed as its training data.
         #[arg(long)]
         score: Option<PathBuf>,
+        /// The label owner (`protocol.labels_at` a holder): write `id,score` here for every
+        /// sample it scored outside training — the test set after training, the records of
+        /// a prediction.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Runs every party of a deployment in this process (no network).
     Simulate {
@@ -86,9 +91,14 @@ enum Command {
         /// A party's private file, as PARTY=PATH (repeat for each party that has one).
         #[arg(long)]
         private: Vec<String>,
+        /// With the labels at a holder: the label holder's `--out`.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
-    /// The server's side of prediction: loads checkpoint TAG on every party and writes id,score
-    /// for every sample id it knows. The other parties run `spnn run` as usual.
+    /// The server's side of prediction: loads checkpoint TAG on every party and scores every
+    /// sample id (or those of --ids). With the labels at the server it writes id,score to
+    /// --out; with them at a holder the scores are written there (its `spnn run --out`). The
+    /// other parties run `spnn run` as usual.
     Predict {
         /// The deployment file.
         #[arg(long)]
@@ -96,9 +106,9 @@ enum Command {
         /// The checkpoint to load (default: the final model).
         #[arg(long, default_value = "final")]
         tag: String,
-        /// Output CSV.
+        /// Output CSV (labels at the server only).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// The server's private file.
         #[arg(long)]
         private: Option<PathBuf>,
@@ -220,21 +230,49 @@ fn init_logging(cli: &Cli) {
 }
 
 fn print_summary(s: &server::Summary) {
-    // A run that resumes from its last epoch trains nothing and has no loss to report.
-    let loss = if s.train_loss.is_finite() {
-        format!("{:.4}", s.train_loss)
-    } else {
-        "none (no epoch trained)".into()
+    // A run that resumes from its last epoch trains nothing and has no loss to report; a label
+    // holder keeps its loss and AUC unless it reports them.
+    let auc = match s.test_auc {
+        Some(a) => format!("test AUC {a:.4}"),
+        None => "test AUC at the label holder".into(),
+    };
+    let loss = match (s.train_loss, s.epochs_run) {
+        (Some(l), _) => format!("{l:.4}"),
+        (None, 0) => "none (no epoch trained)".into(),
+        (None, _) => "at the label holder".into(),
     };
     println!(
-        "done: {} epochs (resumed from epoch {}), test AUC {:.4}, last train loss {loss}, {:.1}s, server traffic {:.1} MB\nmodel fingerprint {}",
+        "done: {} epochs (resumed from epoch {}), {auc}, last train loss {loss}, {:.1}s, server traffic {:.1} MB\nmodel fingerprint {}",
         s.epochs_run,
         s.resumed_from_epoch,
-        s.test_auc,
         s.seconds,
         s.server_bytes as f64 / 1e6,
         s.fingerprint
     );
+}
+
+fn print_outcome(party: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Server(s) => print_summary(s),
+        Outcome::Holder {
+            forwards,
+            updates,
+            metrics,
+            scores_written,
+        } => {
+            println!("{party} done: {forwards} forward steps, {updates} updates");
+            if let Some(m) = metrics {
+                println!(
+                    "{party} (label holder): test AUC {:.4}, test loss {:.4} over {} samples",
+                    m.auc, m.loss, m.count
+                );
+            }
+            if *scores_written > 0 {
+                println!("{party} (label holder): {scores_written} scores written");
+            }
+        }
+        Outcome::Dealer => println!("dealer done"),
+    }
 }
 
 fn run(cli: &Cli) -> Result<()> {
@@ -298,21 +336,26 @@ fn run(cli: &Cli) -> Result<()> {
             party,
             private,
             score,
+            out,
         } => {
             let dep = load(config, party, private.as_ref())?;
             let outcome = match score {
-                Some(records) => party::score(&dep, party, records)?,
-                None => party::run(&dep, party, ServerOptions { progress })?,
-            };
-            match outcome {
-                Outcome::Server(s) => print_summary(&s),
-                Outcome::Holder { forwards, updates } => {
-                    println!("{party} done: {forwards} forward steps, {updates} updates")
+                Some(records) => party::score(&dep, party, records, out.as_deref())?,
+                None => {
+                    let opts = ServerOptions {
+                        progress,
+                        scores: out.clone(),
+                    };
+                    party::run(&dep, party, opts)?
                 }
-                Outcome::Dealer => println!("dealer done"),
-            }
+            };
+            print_outcome(party, &outcome);
         }
-        Command::Simulate { config, private } => {
+        Command::Simulate {
+            config,
+            private,
+            out,
+        } => {
             let mut dep = Deployment::load(config)?;
             for entry in private {
                 let (party, path) = entry.split_once('=').ok_or_else(|| {
@@ -320,7 +363,15 @@ fn run(cli: &Cli) -> Result<()> {
                 })?;
                 dep = dep.with_private(party, std::path::Path::new(path))?;
             }
-            print_summary(&party::simulate(&dep, ServerOptions { progress })?);
+            let opts = ServerOptions {
+                progress,
+                scores: out.clone(),
+            };
+            let (summary, others) = party::simulate(&dep, opts)?;
+            print_summary(&summary);
+            for (party, outcome) in &others {
+                print_outcome(party, outcome);
+            }
         }
         Command::Predict {
             config,
@@ -334,9 +385,17 @@ fn run(cli: &Cli) -> Result<()> {
                 .as_deref()
                 .map(spnn_cli::data::ids_to_score)
                 .transpose()?;
+            party::check_inputs(&dep, "server")?;
+            server::check_prediction_output(&dep, out.as_deref())?;
             let net = party::connect(&dep, "server")?;
-            let n = server::predict(&dep, net, tag, out, ids.as_deref())?;
-            println!("{n} predictions written to {}", out.display());
+            let n = server::predict(&dep, net, tag, out.as_deref(), ids.as_deref())?;
+            match out {
+                Some(out) => println!("{n} predictions written to {}", out.display()),
+                None => println!(
+                    "{n} records scored; the scores are at the label holder, {}",
+                    dep.protocol.labels_at
+                ),
+            }
         }
     }
     Ok(())

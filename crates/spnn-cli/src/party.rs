@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use spnn_burn::{HolderOptions, run_dealer, run_holder};
+use spnn_burn::messages::Metrics;
+use spnn_burn::{HolderLabels, HolderOptions, TopLayers, run_dealer, run_holder};
 use spnn_crypto::paillier::{Keypair, PublicKeyData, SecretKeyData};
 use spnn_data::Table;
 use spnn_net::certs::Identity;
@@ -11,8 +12,9 @@ use spnn_net::transport::tls::{TlsConfig, TlsTransport};
 use spnn_net::{Network, NetworkConfig, Role, Roster};
 
 use crate::config::Deployment;
-use crate::data::{holder_scoring_table, holder_table};
+use crate::data::{holder_scoring_table, holder_table, label_table};
 use crate::error::{CliError, Result};
+use crate::model::Top;
 use crate::server::{self, ServerOptions, Summary};
 
 /// What a party did.
@@ -26,6 +28,11 @@ pub enum Outcome {
         forwards: u64,
         /// Updates.
         updates: u64,
+        /// The label holder: its last evaluation, on its own side (none for another holder,
+        /// or a session without an evaluation with labels).
+        metrics: Option<Metrics>,
+        /// The label holder: how many samples' scores it wrote to `--out`.
+        scores_written: usize,
     },
     /// The dealer finished.
     Dealer,
@@ -71,7 +78,8 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
         Role::Server => Ok(Outcome::Server(server::train(dep, net, opts)?)),
         Role::Holder(_) => {
             let table = holder_table(dep, dep.data_of(party)?)?;
-            serve(dep, party, net, table)
+            let labels = label_holder(dep, party, None)?;
+            serve(dep, party, net, table, labels, opts.scores.as_deref())
         }
         Role::Dealer => {
             run_dealer(net, &dep.policy(party)?)?;
@@ -80,17 +88,65 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
     }
 }
 
-/// Runs holder `party` on `net` with `table` until the session ends.
-fn serve(dep: &Deployment, party: &str, net: Network, table: Table) -> Result<Outcome> {
+/// The label holder's labels, top layers and defence if `party` owns the labels (else
+/// none): its label table, or for scoring new records the ids `scoring` without labels.
+fn label_holder(
+    dep: &Deployment,
+    party: &str,
+    scoring: Option<&[u64]>,
+) -> Result<Option<HolderLabels>> {
+    if party != dep.protocol.labels_at {
+        return Ok(None);
+    }
+    let table = match scoring {
+        None => label_table(dep)?,
+        Some(ids) => Table::new(ids.to_vec(), vec![], vec![], None)?,
+    };
+    let device = server::device(dep);
+    let top = TopLayers::new(
+        Top::new(&dep.model, &device),
+        server::optimizer(dep.protocol.momentum),
+        device,
+    );
+    let l = dep.labels()?;
+    Ok(Some(
+        HolderLabels::new(table, top)
+            .with_defence(l.defence())
+            .with_reports(l.reports()),
+    ))
+}
+
+/// Runs holder `party` on `net` with `table` (and `labels`, for the label owner) until the
+/// session ends; the label owner writes its scores to `scores_out` if given.
+fn serve(
+    dep: &Deployment,
+    party: &str,
+    net: Network,
+    table: Table,
+    labels: Option<HolderLabels>,
+    scores_out: Option<&Path>,
+) -> Result<Outcome> {
+    if scores_out.is_some() && labels.is_none() {
+        return Err(CliError::Usage(format!(
+            "--out: only the label owner ({}) has scores to write, not {party}",
+            dep.protocol.labels_at
+        )));
+    }
     tracing::info!(
-        "{party}: {} samples, {} features",
+        "{party}: {} samples, {} features{}",
         table.rows(),
-        table.cols()
+        table.cols(),
+        if labels.is_some() {
+            ", and the labels"
+        } else {
+            ""
+        }
     );
     let paillier = match &dep.parties[party].paillier_keys {
         Some(dir) => Some(load_paillier(&dep.resolve(dir), party)?),
         None => None,
     };
+    let logs = labels.as_ref().map(|l| (l.metrics(), l.scores()));
     let summary = run_holder(
         net,
         table,
@@ -100,21 +156,46 @@ fn serve(dep: &Deployment, party: &str, net: Network, table: Table) -> Result<Ou
             keep_checkpoints: dep.training.keep_checkpoints,
             paillier,
             policy: dep.policy(party)?,
+            labels,
             ..Default::default()
         },
     )?;
+    let (metrics, scores) = match logs {
+        Some((m, s)) => (m.last(), s.all()),
+        None => (None, Vec::new()),
+    };
+    if let Some(out) = scores_out {
+        let mut lines = String::from("id,score\n");
+        for (id, s) in &scores {
+            lines += &format!("{id},{s}\n");
+        }
+        std::fs::write(out, lines).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))?;
+    }
     Ok(Outcome::Holder {
         forwards: summary.forwards,
         updates: summary.updates,
+        metrics,
+        scores_written: if scores_out.is_some() {
+            scores.len()
+        } else {
+            0
+        },
     })
 }
 
 /// Runs holder `party` serving the new, unlabelled records in `records` (its data's columns
-/// and id column, preprocessed as its training data) for the server's `spnn predict --ids`.
-pub fn score(dep: &Deployment, party: &str, records: &Path) -> Result<Outcome> {
-    dep.policy(party)?;
+/// and id column, preprocessed as its training data) for the server's `spnn predict --ids`;
+/// the label owner writes its scores of them to `scores_out`.
+pub fn score(
+    dep: &Deployment,
+    party: &str,
+    records: &Path,
+    scores_out: Option<&Path>,
+) -> Result<Outcome> {
+    check_inputs(dep, party)?;
     let table = holder_scoring_table(dep, dep.data_of(party)?, records)?;
-    serve(dep, party, connect(dep, party)?, table)
+    let labels = label_holder(dep, party, Some(table.ids()))?;
+    serve(dep, party, connect(dep, party)?, table, labels, scores_out)
 }
 
 /// Loads the key pair `spnn keygen --name <party>` wrote into `dir`.
@@ -137,17 +218,49 @@ pub fn load_paillier(dir: &std::path::Path, party: &str) -> Result<Keypair> {
     })
 }
 
-/// Runs `party` of the deployment as its own process would. The party's policy is checked
-/// before it connects to anyone.
-pub fn run(dep: &Deployment, party: &str, opts: ServerOptions) -> Result<Outcome> {
+/// Checks, before `party` connects to anyone, its policy and that its own inputs are
+/// configured: a holder's data, the label owner's labels, the server's ids.
+pub fn check_inputs(dep: &Deployment, party: &str) -> Result<()> {
     dep.policy(party)?;
+    if dep.session.insecure_seed.is_some() {
+        tracing::warn!(
+            "INSECURE: {party} runs with session.insecure_seed; anyone who knows the seed \
+             knows every share. For tests and demonstrations only."
+        );
+    }
+    if party == dep.protocol.labels_at {
+        dep.labels()?;
+    }
+    match Role::from_name(party) {
+        Ok(Role::Holder(_)) => {
+            dep.data_of(party)?;
+        }
+        Ok(Role::Server) if party != dep.protocol.labels_at => {
+            dep.server_ids()?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs `party` of the deployment as its own process would. The party's policy and inputs are
+/// checked before it connects to anyone.
+pub fn run(dep: &Deployment, party: &str, opts: ServerOptions) -> Result<Outcome> {
+    check_inputs(dep, party)?;
     run_on(dep, party, connect(dep, party)?, opts)
 }
 
-/// Runs every party in this process over in-memory channels; returns the server's summary.
-/// With the same `session.insecure_seed`, the result is bit for bit that of a deployment.
-pub fn simulate(dep: &Deployment, opts: ServerOptions) -> Result<Summary> {
+/// Runs every party in this process over in-memory channels; returns the server's summary
+/// and every other party's outcome, by name. With the same `session.insecure_seed`, the result
+/// is bit for bit that of a deployment. `opts.scores` goes to the label holder.
+pub fn simulate(
+    dep: &Deployment,
+    opts: ServerOptions,
+) -> Result<(Summary, Vec<(String, Outcome)>)> {
     let roster = dep.roster();
+    for party in roster.ids() {
+        check_inputs(dep, &roster.name(party).expect("roster"))?;
+    }
     let nets = Network::in_memory(&roster, network_config(dep));
     let others: Vec<_> = nets[1..]
         .iter()
@@ -155,14 +268,52 @@ pub fn simulate(dep: &Deployment, opts: ServerOptions) -> Result<Summary> {
         .map(|net| {
             let dep = dep.clone();
             let name = roster.name(net.me()).expect("roster");
-            std::thread::spawn(move || run_on(&dep, &name, net, ServerOptions::default()))
+            let opts = ServerOptions {
+                progress: false,
+                scores: opts
+                    .scores
+                    .clone()
+                    .filter(|_| name == dep.protocol.labels_at),
+            };
+            std::thread::spawn(move || Ok((name.clone(), run_on(&dep, &name, net, opts)?)))
         })
         .collect();
+    let opts = ServerOptions {
+        scores: None,
+        ..opts
+    };
     let result = server::train(dep, nets[0].clone(), opts);
     drop(nets);
-    for h in others {
-        h.join()
-            .map_err(|_| CliError::Usage("a party thread panicked".into()))??;
+    let others: Vec<Result<(String, Outcome)>> = others
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .map_err(|_| CliError::Usage("a party thread panicked".into()))?
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    let summary = result.map_err(|e| errors.push(e)).ok();
+    for other in others {
+        match other {
+            Ok(o) => outcomes.push(o),
+            Err(e) => errors.push(e),
+        }
     }
-    result
+    // The cause, not its echo: a party that fails makes the others lose it or time out.
+    let cause = errors.iter().position(|e| !lost_a_peer(e)).unwrap_or(0);
+    match summary {
+        Some(summary) if errors.is_empty() => Ok((summary, outcomes)),
+        _ => Err(errors.swap_remove(cause)),
+    }
+}
+
+/// Whether `e` only says that another party vanished or fell silent.
+fn lost_a_peer(e: &CliError) -> bool {
+    use spnn_net::NetError::{PeerLost, Timeout};
+    matches!(
+        e,
+        CliError::Net(PeerLost { .. } | Timeout { .. })
+            | CliError::Spnn(spnn_burn::SpnnError::Net(PeerLost { .. } | Timeout { .. }))
+    )
 }

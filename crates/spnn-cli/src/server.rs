@@ -1,5 +1,6 @@
 //! The server's side of `spnn run` and `spnn simulate`: training with progress, checkpoints and
-//! resumption, and prediction.
+//! resumption, and prediction — with the labels at the server, or at a holder that computes the
+//! top layers and the loss itself.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,27 +10,31 @@ use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use spnn_burn::checkpoint::{self, server as server_ckpt};
 use spnn_burn::metrics::roc_auc;
 use spnn_burn::tensor::to_vec;
-use spnn_burn::{ServerSession, SessionSpec};
+use spnn_burn::train::{backward_from_label_holder, evaluate_at_label_holder};
+use spnn_burn::{EVALUATION_ROWS, LabelMode, ServerSession, SessionSpec};
 use spnn_data::Table;
 use spnn_net::Network;
 
 use crate::config::Deployment;
-use crate::data::{server_labels, split};
+use crate::data::{label_table, server_ids, split};
 use crate::error::{CliError, Result};
 use crate::model::Mlp;
 
-/// How the server reports.
-#[derive(Clone, Copy, Debug, Default)]
+/// How a party reports.
+#[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
-    /// Draw a progress bar per epoch.
+    /// The server: draw a progress bar per epoch.
     pub progress: bool,
+    /// The label holder: write `id,score` of its latest score of each sample scored outside
+    /// training (the test set after training; the records of a prediction) to this file.
+    pub scores: Option<PathBuf>,
 }
 
 /// What a training run did.
@@ -39,16 +44,19 @@ pub struct Summary {
     pub resumed_from_epoch: usize,
     /// Epochs trained in this run.
     pub epochs_run: usize,
-    /// Test AUC after the last epoch.
-    pub test_auc: f64,
-    /// Mean training loss of the last epoch.
-    pub train_loss: f64,
+    /// Test AUC after the last epoch: none with the labels at a holder that does not report
+    /// its metrics.
+    pub test_auc: Option<f64>,
+    /// Mean training loss of the last epoch: none if no epoch ran, or with the labels at a
+    /// holder that does not report losses.
+    pub train_loss: Option<f64>,
     /// Wall-clock seconds of this run's training.
     pub seconds: f64,
     /// Bytes the server sent and received.
     pub server_bytes: u64,
-    /// SHA-256 of the final model's test-set logits (their f32 bits): equal fingerprints mean
-    /// the whole model — private weights included — computes the same function bit for bit.
+    /// SHA-256 of the final model's test-set outputs (their f32 bits: the logits, or with the
+    /// labels at a holder the activations it receives): equal fingerprints mean the server's
+    /// model — private weights included — computes the same function bit for bit.
     pub fingerprint: String,
 }
 
@@ -57,7 +65,8 @@ pub struct Summary {
 struct Latest {
     tag: String,
     epoch: usize,
-    /// The epoch and test AUC of checkpoint `best` (absent in files of older versions).
+    /// The epoch and test AUC of checkpoint `best` (absent in files of older versions, and
+    /// with the labels at a holder that keeps its metrics).
     #[serde(default)]
     best: Option<(usize, f64)>,
 }
@@ -77,7 +86,8 @@ fn read_latest(dir: &Path) -> Result<Option<Latest>> {
     Ok(Some(latest))
 }
 
-fn optimizer(momentum: f64) -> ModuleOptimizer {
+/// SGD with the deployment's momentum: the server's optimiser, and the label holder's.
+pub(crate) fn optimizer(momentum: f64) -> ModuleOptimizer {
     let mut c = SgdConfig::new();
     if momentum > 0.0 {
         // The same rule as the secure update of the shares: v ← μv + g, W ← W − ηv.
@@ -90,7 +100,8 @@ fn optimizer(momentum: f64) -> ModuleOptimizer {
     c.init()
 }
 
-fn device(dep: &Deployment) -> Device {
+/// The autodiff device of a party's own layers, seeded by `session.insecure_seed` if set.
+pub(crate) fn device(dep: &Deployment) -> Device {
     let device = Device::flex().autodiff();
     if let Some(seed) = dep.session.insecure_seed {
         device.seed(seed);
@@ -102,7 +113,10 @@ struct Prepared {
     session: ServerSession,
     model: Mlp,
     optim: ModuleOptimizer,
-    labels: Table,
+    /// The labels, when they are at the server.
+    labels: Option<Table>,
+    /// Every sample id of the deployment.
+    ids: Vec<u64>,
     train: Vec<u64>,
     test: Vec<u64>,
     start_epoch: usize,
@@ -110,19 +124,20 @@ struct Prepared {
 
 /// Establishes the session (resuming from `resume` when given) and builds or loads the model.
 fn prepare(dep: &Deployment, net: Network, resume: Option<(String, usize)>) -> Result<Prepared> {
-    let labels = server_labels(dep)?;
-    let (train, test) = split(
-        labels.ids(),
-        dep.training.test_fraction,
-        dep.training.split_seed,
-    )?;
+    let at_server = dep.label_mode()? == LabelMode::Server;
+    let labels = at_server.then(|| label_table(dep)).transpose()?;
+    let ids = match &labels {
+        Some(l) => l.ids().to_vec(),
+        None => server_ids(dep)?.ids().to_vec(),
+    };
+    let (train, test) = split(&ids, dep.training.test_fraction, dep.training.split_seed)?;
     let mut spec = SessionSpec::new(dep.model.hidden[0]).with_config(dep.config_for("server")?);
     if let Some((tag, _)) = &resume {
         spec = spec.resuming(tag.clone());
     }
     let session = ServerSession::establish(net, spec)?;
     let device = device(dep);
-    let model = Mlp::new(&session, &dep.model, &device);
+    let model = Mlp::new(&session, &dep.model, at_server, &device);
     let optim = optimizer(dep.protocol.momentum);
     let (model, optim, start_epoch) = match (&resume, dep.checkpoint_dir("server")) {
         (Some((tag, epoch)), Some(dir)) => {
@@ -136,6 +151,7 @@ fn prepare(dep: &Deployment, net: Network, resume: Option<(String, usize)>) -> R
         model,
         optim,
         labels,
+        ids,
         train,
         test,
         start_epoch,
@@ -154,25 +170,69 @@ fn targets(labels: &Table, ids: &[u64], device: &Device) -> Result<Tensor<2, Int
     ))
 }
 
-fn logits(model: &Mlp, ids: &[u64]) -> Result<Vec<f32>> {
-    Ok(to_vec(model.clone().valid().forward(ids)?)?)
+/// The gradients of one training batch and its loss, if the server may know it: the loss at
+/// the server with the labels there, else the label holder's gradient back-propagated (its
+/// loss only if it reports losses).
+fn batch_gradients(
+    model: &Mlp,
+    labels: Option<&Table>,
+    ids: &[u64],
+) -> Result<(Gradients, Option<f64>)> {
+    let out = model.forward(ids)?;
+    let Some(labels) = labels else {
+        return Ok(backward_from_label_holder(model.first().session(), out)?);
+    };
+    let device = out.device();
+    let bce = BinaryCrossEntropyLossConfig::new()
+        .with_logits(true)
+        .init(&device);
+    let loss = bce.forward(out, targets(labels, ids, &device)?);
+    let value = f64::from(to_vec(loss.clone())?[0]);
+    Ok((loss.backward(), Some(value)))
 }
 
-fn test_auc(model: &Mlp, labels: &Table, ids: &[u64]) -> Result<f64> {
-    let scores: Vec<f32> = logits(model, ids)?
-        .into_iter()
-        .map(|z| 1.0 / (1.0 + (-z).exp()))
-        .collect();
-    Ok(roc_auc(&scores, &labels.gather_labels(ids)?))
+/// The test AUC the server may know (none with the labels at a holder that keeps its
+/// metrics) and the model's outputs on `ids`. With the labels at a holder, the outputs go to it
+/// in steps of at most `EVALUATION_ROWS`, and it records their scores and its metrics.
+fn evaluate(model: &Mlp, labels: Option<&Table>, ids: &[u64]) -> Result<(Option<f64>, Vec<f32>)> {
+    let valid = model.clone().valid();
+    let Some(labels) = labels else {
+        let session = valid.first().session().clone();
+        let mut outputs = Vec::new();
+        for chunk in ids.chunks(EVALUATION_ROWS) {
+            let a = valid.forward(chunk)?;
+            outputs.extend(to_vec(a.clone())?);
+            evaluate_at_label_holder(&session, a)?;
+        }
+        return Ok((session.label_holder_metrics()?.map(|m| m.auc), outputs));
+    };
+    let logits = to_vec(valid.forward(ids)?)?;
+    let scores: Vec<f32> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+    Ok((Some(roc_auc(&scores, &labels.gather_labels(ids)?)), logits))
 }
 
-fn fingerprint(model: &Mlp, ids: &[u64]) -> Result<String> {
+fn fingerprint(outputs: &[f32]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for z in logits(model, ids)? {
+    for z in outputs {
         h.update(z.to_bits().to_le_bytes());
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn progress_bar(opts: &ServerOptions, epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
+    let bar = if opts.progress {
+        ProgressBar::new(batches as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
 }
 
 /// Trains as the deployment file says, resuming from the latest checkpoint if there is one.
@@ -194,59 +254,58 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
         train,
         test,
         start_epoch,
+        ..
     } = prepare(dep, net, latest.map(|l| (l.tag, l.epoch)))?;
-    let device = device(dep);
-    let bce = BinaryCrossEntropyLossConfig::new()
-        .with_logits(true)
-        .init(&device);
+    let labels = labels.as_ref();
     let lr = dep.training.learning_rate;
     let start = Instant::now();
-    let (mut auc, mut loss) = (f64::NAN, f64::NAN);
+    let (mut auc, mut loss, mut outputs) = (None, None, None);
     for epoch in start_epoch + 1..=dep.training.epochs {
         let mut order = train.clone();
         order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
             dep.training.split_seed ^ ((epoch as u64) << 32),
         ));
         let batches: Vec<&[u64]> = order.chunks(dep.training.batch_size).collect();
-        let bar = if opts.progress {
-            ProgressBar::new(batches.len() as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{epoch}/{}", dep.training.epochs));
-        let mut sum = 0.0;
+        let bar = progress_bar(&opts, epoch, dep.training.epochs, batches.len());
+        let (mut sum, mut reported) = (0.0, 0usize);
         for ids in &batches {
-            let l = bce.forward(model.forward(ids)?, targets(&labels, ids, &device)?);
-            sum += to_vec(l.clone())?[0] as f64;
-            let grads = GradientsParams::from_grads(l.backward(), &model);
+            let (grads, l) = batch_gradients(&model, labels, ids)?;
+            if let Some(l) = l {
+                sum += l;
+                reported += 1;
+            }
+            let grads = GradientsParams::from_grads(grads, &model);
             model.first().apply_update(lr)?;
             model = optim.step(lr, model, grads);
             let traffic = session.meters().total;
-            bar.set_message(format!(
-                "loss {:.4}  {:.1} MB",
-                sum / (bar.position() + 1) as f64,
-                (traffic.bytes_sent + traffic.bytes_received) as f64 / 1e6
-            ));
+            let mb = (traffic.bytes_sent + traffic.bytes_received) as f64 / 1e6;
+            bar.set_message(match reported {
+                0 => format!("{mb:.1} MB"),
+                n => format!("loss {:.4}  {mb:.1} MB", sum / n as f64),
+            });
             bar.inc(1);
         }
         bar.finish_and_clear();
-        loss = sum / batches.len() as f64;
-        auc = test_auc(&model, &labels, &test)?;
-        tracing::info!("epoch {epoch}: train loss {loss:.4}, test AUC {auc:.4}");
+        loss = (reported > 0).then(|| sum / reported as f64);
+        let (a, out) = evaluate(&model, labels, &test)?;
+        (auc, outputs) = (a, Some(out));
+        match (loss, auc) {
+            (Some(l), Some(a)) => {
+                tracing::info!("epoch {epoch}: train loss {l:.4}, test AUC {a:.4}")
+            }
+            _ => tracing::info!("epoch {epoch} trained (loss and AUC stay with the label holder)"),
+        }
         let every = dep.training.checkpoint_every;
         if let Some(d) = &dir
             && every > 0
         {
             // `best` is overwritten whenever the test AUC improves; the numbered checkpoints
             // beyond `keep_checkpoints` are deleted by every party after each save.
-            if auc.is_finite() && best.is_none_or(|(_, b)| auc > b) {
+            if let Some(a) = auc.filter(|a| a.is_finite())
+                && best.is_none_or(|(_, b)| a > b)
+            {
                 server_ckpt::save(&model, &optim, &session, d, "best")?;
-                best = Some((epoch, auc));
+                best = Some((epoch, a));
             }
             if epoch % every == 0 {
                 let tag = format!("epoch-{epoch}");
@@ -263,13 +322,18 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
             }
         }
     }
-    if auc.is_nan() {
-        auc = test_auc(&model, &labels, &test)?;
-    }
+    let outputs = match outputs {
+        Some(o) => o,
+        // No epoch ran (a resumed run that had finished): evaluate the model as it is.
+        None => {
+            let (a, o) = evaluate(&model, labels, &test)?;
+            auc = a;
+            o
+        }
+    };
     if let Some(d) = &dir {
         server_ckpt::save(&model, &optim, &session, d, "final")?;
     }
-    let fingerprint = fingerprint(&model, &test)?;
     let traffic = session.meters().total;
     let summary = Summary {
         resumed_from_epoch: start_epoch,
@@ -278,32 +342,58 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
         train_loss: loss,
         seconds: start.elapsed().as_secs_f64(),
         server_bytes: traffic.bytes_sent + traffic.bytes_received,
-        fingerprint,
+        fingerprint: fingerprint(&outputs),
     };
     drop(model);
     session.shutdown()?;
     Ok(summary)
 }
 
-/// Loads checkpoint `tag` on every party and writes `id,score` to `out` for `ids` — new records
-/// the holders serve with `spnn run --score` — or, without them, for every labelled sample id.
-/// The scores stay with the server (the label owner).
+/// Checks that `out` is given exactly when the server writes the scores (the labels at the
+/// server); with the labels at a holder the scores are written there (its `spnn run --out`).
+pub fn check_prediction_output(dep: &Deployment, out: Option<&Path>) -> Result<()> {
+    match (dep.label_mode()?, out) {
+        (LabelMode::Server, Some(_)) | (LabelMode::Holder(_), None) => Ok(()),
+        (LabelMode::Server, None) => Err(CliError::Usage(
+            "spnn predict: --out is needed: the server owns the labels and writes the scores"
+                .into(),
+        )),
+        (LabelMode::Holder(_), Some(_)) => Err(CliError::Usage(format!(
+            "spnn predict: no --out with the labels at {}: the scores are written there (its \
+             `spnn run --out FILE`), never at the server",
+            dep.protocol.labels_at
+        ))),
+    }
+}
+
+/// Loads checkpoint `tag` on every party and scores `ids` — new records the holders serve with
+/// `spnn run --score` — or, without them, every sample id. With the labels at the server it
+/// writes `id,score` to `out`; with them at a holder the scores are computed and kept there
+/// (see [`check_prediction_output`]). Returns the number of records scored.
 pub fn predict(
     dep: &Deployment,
     net: Network,
     tag: &str,
-    out: &Path,
+    out: Option<&Path>,
     ids: Option<&[u64]>,
 ) -> Result<usize> {
+    check_prediction_output(dep, out)?;
     let p = prepare(dep, net, Some((tag.to_string(), 0)))?;
-    let valid = p.model.clone().valid();
-    let ids = ids.unwrap_or(p.labels.ids());
+    let ids = ids.unwrap_or(&p.ids);
+    let result = match out {
+        Some(out) => score_at_server(&p.model, ids, out),
+        None => evaluate(&p.model, None, ids).map(|_| ()),
+    };
+    drop(p.model);
+    p.session.shutdown()?;
+    result.map(|()| ids.len())
+}
+
+fn score_at_server(model: &Mlp, ids: &[u64], out: &Path) -> Result<()> {
+    let scores = to_vec(sigmoid(model.clone().valid().forward(ids)?))?;
     let mut lines = String::from("id,score\n");
-    for (id, s) in ids.iter().zip(to_vec(sigmoid(valid.forward(ids)?))?) {
+    for (id, s) in ids.iter().zip(scores) {
         lines += &format!("{id},{s}\n");
     }
-    std::fs::write(out, lines).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))?;
-    drop((valid, p.model));
-    p.session.shutdown()?;
-    Ok(ids.len())
+    std::fs::write(out, lines).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))
 }

@@ -121,6 +121,10 @@ fn parties(dealer: bool) -> Vec<&'static str> {
 }
 
 fn spawn(config: &Path, party: &str) -> Child {
+    spawn_with(config, party, &[])
+}
+
+fn spawn_with(config: &Path, party: &str, extra: &[&str]) -> Child {
     Command::new(SPNN)
         .args([
             "run",
@@ -129,6 +133,7 @@ fn spawn(config: &Path, party: &str) -> Child {
             "--party",
             party,
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -434,6 +439,26 @@ fn bad_config_fields_are_named() {
             "parties.holder-7",
         ),
         (
+            base.replace("momentum = 0.5", "momentum = 0.5\nlabels_at = \"holder-2\""),
+            "protocol.labels_at",
+        ),
+        (
+            base.replace("hidden = [16, 8]", "hidden = [16, 8]\ntop = [4]"),
+            "model.top",
+        ),
+        (
+            base.replace("positive = \"1\"", "positive = \"1\"\ngradient_noise = 2.0"),
+            "labels",
+        ),
+        (
+            label_holder_mode(&base).replace("gradient_noise = 8.0", "gradient_noise = -1.0"),
+            "labels",
+        ),
+        (
+            label_holder_mode(&base).replace("\nids = { path = \"embedded:breast_cancer\" }", ""),
+            "parties.server.ids",
+        ),
+        (
             base.replace("epochs = 1", "epochs = 1\nbatchsize = 3"),
             "batchsize",
         ),
@@ -630,8 +655,8 @@ fn holders_refuse_a_server_that_proposes_seeded_randomness() {
 
 #[test]
 fn a_holder_with_a_forward_budget_serves_the_schedule_and_nothing_more() {
-    // Two epochs: each training sample is forwarded twice, each test sample three times (an
-    // evaluation per epoch and the final fingerprint).
+    // Two epochs: each sample is forwarded twice (a training sample in each epoch's steps, a
+    // test sample in each epoch's evaluation, which the final fingerprint reuses).
     let d = deployment(2, false, "");
     let budget = |n: u32| {
         let path = holders_copy(&d, |t| {
@@ -645,20 +670,20 @@ fn a_holder_with_a_forward_budget_serves_the_schedule_and_nothing_more() {
         let outs = ["server", "holder-0", "holder-1"].map(|p| spawn(&path, p));
         outs.map(|c| c.wait_with_output().unwrap())
     };
-    let [server, _, _] = budget(3);
+    let [server, _, _] = budget(2);
     assert!(
         server.status.success(),
         "{}",
         String::from_utf8_lossy(&server.stderr)
     );
-    let [server, holder0, _] = budget(2);
+    let [server, holder0, _] = budget(1);
     assert!(!server.status.success() && !holder0.status.success());
     let err = String::from_utf8_lossy(&holder0.stderr);
     assert!(
-        err.contains("budget of 2 per session") && err.contains("max_forwards_per_sample"),
+        err.contains("budget of 1 per session") && err.contains("max_forwards_per_sample"),
         "{err}"
     );
-    // By default each holder allows what its own copy's schedule needs (epochs + 1 = 3): a
+    // By default each holder allows what its own copy's schedule needs (epochs = 2): a
     // server running one epoch more than the holders agreed to is stopped.
     let _ = std::fs::remove_dir_all(d.dir.path().join("checkpoints"));
     let holders = holders_copy(&d, |t| t);
@@ -673,13 +698,13 @@ fn a_holder_with_a_forward_budget_serves_the_schedule_and_nothing_more() {
     let [server, holder0, _] = [server, holder0, holder1].map(|c| c.wait_with_output().unwrap());
     assert!(!server.status.success());
     let err = String::from_utf8_lossy(&holder0.stderr);
-    assert!(err.contains("budget of 3 per session"), "{err}");
+    assert!(err.contains("budget of 2 per session"), "{err}");
 }
 
 #[test]
 fn holders_count_forwards_across_sessions_and_stop_a_server_that_keeps_starting_over() {
-    // Two epochs: one run serves a test sample three times; by default a holder serves it at
-    // most 2 × 3 = 6 times over every session recorded in its ledger.
+    // Two epochs: one run serves a sample twice; by default a holder serves it at most
+    // 2 × 2 = 4 times over every session recorded in its ledger.
     let d = deployment(2, false, "");
     let from_scratch = || {
         // The server forgets its checkpoints; the holders keep theirs and their ledgers.
@@ -698,7 +723,7 @@ fn holders_count_forwards_across_sessions_and_stop_a_server_that_keeps_starting_
     assert!(!outs[0].status.success(), "a third run was served");
     let err = String::from_utf8_lossy(&outs[1].stderr);
     assert!(
-        err.contains("budget of 6 over every session") && err.contains("forwards.ledger"),
+        err.contains("budget of 4 over every session") && err.contains("forwards.ledger"),
         "{err}"
     );
 }
@@ -1114,4 +1139,166 @@ fn certificates_requested_on_each_host_run_a_deployment() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+}
+
+/// The test deployment with the labels at holder-0: its top layers (`model.top`), the default
+/// defence spelled out, the server's ids from the embedded data, and half the learning rate
+/// (the default gradient noise needs `lr / (1 − momentum) ≤ 0.1` here: the guide's label
+/// chapter).
+fn label_holder_mode(config: &str) -> String {
+    let text = config
+        .replace("momentum = 0.5", "momentum = 0.5\nlabels_at = \"holder-0\"")
+        .replace("learning_rate = 0.1", "learning_rate = 0.05")
+        .replace("hidden = [16, 8]", "hidden = [16, 8]\ntop = [8]")
+        .replace("positive = \"1\"", "positive = \"1\"\ngradient_noise = 8.0")
+        .replace(
+            "[parties.server]\n",
+            "[parties.server]\nids = { path = \"embedded:breast_cancer\" }\n",
+        );
+    assert!(text.contains("labels_at") && text.contains("ids = "));
+    text
+}
+
+/// The number after `prefix` on the first line of `out` that has it.
+fn number_after(out: &str, prefix: &str) -> f64 {
+    out.lines()
+        .find_map(|l| l.split(prefix).nth(1))
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {out}"))
+}
+
+/// `(id, score)` rows of a scores file.
+fn read_scores(path: &Path) -> Vec<(u64, f32)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (id, s) = l.split_once(',').unwrap();
+            (id.parse().unwrap(), s.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Labels at a holder from the command line (`protocol.labels_at`): holder-0 trains its own top
+/// layers on the server's activations over mutual TLS, bit for bit like the simulation; it
+/// keeps its AUC, losses and scores, and the server prints none of them — unless holder-0's
+/// `[labels]` reports its metrics. Prediction then scores every sample at holder-0 and
+/// nowhere else.
+#[test]
+fn labels_at_a_holder_stay_there_across_processes_like_the_simulation() {
+    let d = deployment(10, false, "");
+    let text = label_holder_mode(&std::fs::read_to_string(&d.config).unwrap());
+    std::fs::write(&d.config, &text).unwrap();
+    let dir = d.dir.path();
+    let trained = dir.join("trained-scores.csv");
+    let children = [
+        spawn(&d.config, "server"),
+        spawn_with(&d.config, "holder-0", &["--out", trained.to_str().unwrap()]),
+        spawn(&d.config, "holder-1"),
+    ];
+    let outs = children.map(|c| c.wait_with_output().unwrap());
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let holder0 = String::from_utf8_lossy(&outs[1].stdout).to_string();
+    let auc = number_after(&holder0, "(label holder): test AUC ");
+    assert!(auc > 0.9, "holder-0's test AUC {auc}");
+    let server = format!(
+        "{}{}",
+        String::from_utf8_lossy(&outs[0].stdout),
+        String::from_utf8_lossy(&outs[0].stderr)
+    );
+    assert!(server.contains("test AUC at the label holder"), "{server}");
+    assert!(
+        !server.contains("AUC 0.") && !server.contains("loss 0."),
+        "{server}"
+    );
+    // The test set's scores, at holder-0 only.
+    let scores = read_scores(&trained);
+    assert_eq!(scores.len(), 114);
+    assert!(scores.iter().all(|(_, s)| (0.0..=1.0).contains(s)));
+
+    // The simulation of the same file: the same server model, the same AUC, the same scores.
+    let copy = tempfile::tempdir().unwrap();
+    let config = copy.path().join("deployment.toml");
+    std::fs::write(&config, &text).unwrap();
+    std::fs::create_dir(copy.path().join("certs")).unwrap();
+    let sim_scores = copy.path().join("scores.csv");
+    let sim = Command::new(SPNN)
+        .args(["simulate", "--config", config.to_str().unwrap()])
+        .args(["--out", sim_scores.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert_eq!(fingerprint(&sim), fingerprint(&outs[0]));
+    let sim_out = String::from_utf8_lossy(&sim.stdout);
+    assert_eq!(number_after(&sim_out, "(label holder): test AUC "), auc);
+    assert_eq!(read_scores(&sim_scores), scores);
+    // Reported only when holder-0's section says so (from scratch: no checkpoints to resume).
+    std::fs::remove_dir_all(copy.path().join("checkpoints")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "gradient_noise = 8.0",
+            "gradient_noise = 8.0\nreport_metrics = true",
+        ),
+    )
+    .unwrap();
+    let reported = Command::new(SPNN)
+        .args(["simulate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let reported = String::from_utf8_lossy(&reported.stdout);
+    assert_eq!(number_after(&reported, "), test AUC "), auc);
+
+    // Prediction: the server may not write scores; holder-0 writes them for every sample.
+    let refused = Command::new(SPNN)
+        .args([
+            "predict",
+            "--config",
+            d.config.to_str().unwrap(),
+            "--out",
+            "x.csv",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("written there"),
+        "{err}"
+    );
+    let predicted = dir.join("predicted.csv");
+    let holders = [
+        spawn_with(
+            &d.config,
+            "holder-0",
+            &["--out", predicted.to_str().unwrap()],
+        ),
+        spawn(&d.config, "holder-1"),
+    ];
+    let server = spnn_ok(&["predict", "--config", d.config.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&server.stdout).contains("569 records scored"),
+        "{}",
+        String::from_utf8_lossy(&server.stdout)
+    );
+    for h in holders {
+        let o = h.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let predicted = read_scores(&predicted);
+    let bc = spnn_data::embedded::breast_cancer();
+    assert_eq!(
+        predicted.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
+        bc.ids().to_vec()
+    );
+    let s: Vec<f32> = predicted.iter().map(|&(_, s)| s).collect();
+    let all_auc = spnn_burn::metrics::roc_auc(&s, bc.labels().unwrap());
+    assert!(all_auc > 0.9, "AUC of the predictions {all_auc}");
 }

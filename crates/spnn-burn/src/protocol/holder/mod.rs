@@ -40,7 +40,7 @@ use super::policy::PartyPolicy;
 use crate::checkpoint;
 use crate::config::{DealerMode, LabelMode, Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
-use crate::head::{LabelDefence, LabelHead, LabelReports, MetricsLog};
+use crate::head::{LabelDefence, LabelHead, LabelReports, MetricsLog, ScoreLog};
 use crate::local::{LocalModel, LocalRunner, Runner};
 use crate::messages::*;
 
@@ -83,6 +83,9 @@ pub struct HolderLabels {
     pub reports: LabelReports,
     /// The label holder's own record of its evaluation metrics.
     pub metrics: MetricsLog,
+    /// The label holder's own record of its latest score of each sample scored outside
+    /// training.
+    pub scores: ScoreLog,
 }
 
 impl HolderLabels {
@@ -94,6 +97,7 @@ impl HolderLabels {
             defence: LabelDefence::default(),
             reports: LabelReports::default(),
             metrics: MetricsLog::default(),
+            scores: ScoreLog::default(),
         }
     }
 
@@ -112,6 +116,11 @@ impl HolderLabels {
     /// A handle on the label holder's own metrics record.
     pub fn metrics(&self) -> MetricsLog {
         self.metrics.clone()
+    }
+
+    /// A handle on the label holder's own record of its scores.
+    pub fn scores(&self) -> ScoreLog {
+        self.scores.clone()
     }
 }
 
@@ -786,6 +795,19 @@ impl Holder {
                         protocol(p.server, "Evaluate sent to a holder without labels")
                     })?;
                     let metrics = l.labels.head.take_metrics();
+                    // The label holder's own log, on its own host.
+                    tracing::info!(
+                        "label holder: evaluation {}: AUC {:.4}, loss {:.4} over {} samples{}",
+                        l.labels.metrics.all().len() + 1,
+                        metrics.auc,
+                        metrics.loss,
+                        metrics.count,
+                        if l.labels.reports.metrics {
+                            " (reported to the server)"
+                        } else {
+                            ""
+                        }
+                    );
                     l.labels.metrics.push(metrics);
                     let report = l.labels.reports.metrics.then_some(metrics);
                     p.net.send(p.server, &MetricsReport(report))?;
@@ -850,7 +872,6 @@ impl Holder {
             return Ok(());
         };
         let Activations(act) = p.net.recv(p.server)?;
-        let truth = labels.table.gather_labels(ids)?;
         if train {
             // One id k times in a batch averages k noise draws of one gradient in a step.
             let mut seen = std::collections::HashSet::with_capacity(ids.len());
@@ -862,16 +883,24 @@ impl Holder {
             }
         }
         let loss = if train {
+            let truth = labels.table.gather_labels(ids)?;
             let y = labels.defence.training_labels(secret, ids, &truth);
             let (loss, grad) = labels.head.train_batch(&act, &y)?;
             let mut rng = p.config.randomness.rng(p.id(), step, "label-defence");
             let grad = labels.defence.perturb(grad, ids, secret, &mut rng)?;
             p.net.send(p.server, &HeadGradient(grad))?;
-            loss
+            Some(loss)
         } else {
-            labels.head.eval_batch(&act, &truth)?
+            // New records being scored have no labels: scores only, no metrics.
+            let truth = match labels.table.labels() {
+                Some(_) => Some(labels.table.gather_labels(ids)?),
+                None => None,
+            };
+            let (scores, loss) = labels.head.eval_batch(&act, truth.as_deref())?;
+            labels.scores.record(ids, &scores);
+            loss
         };
-        let loss = labels.reports.loss.then_some(loss);
+        let loss = loss.filter(|_| labels.reports.loss);
         p.net.send(p.server, &HeadReport { loss })?;
         Ok(())
     }
