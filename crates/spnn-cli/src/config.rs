@@ -965,6 +965,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_label_holder_deployment_names_holder_0_and_the_servers_ids() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/breast_cancer_label_holder.toml");
+        let dep = Deployment::load(&path).unwrap();
+        assert_eq!(dep.label_mode().unwrap(), LabelMode::Holder(0));
+        assert_eq!(dep.server_ids().unwrap().path, "embedded:breast_cancer");
+        assert_eq!(
+            dep.labels().unwrap().defence(),
+            spnn_burn::LabelDefence::default()
+        );
+    }
+
+    #[test]
     fn with_the_labels_at_a_holder_its_private_file_has_them_and_the_servers_has_its_ids() {
         let mut dep = shared();
         dep.protocol.labels_at = "holder-1".into();
