@@ -55,6 +55,8 @@ pub fn message(selector: u8, bytes: &[u8]) {
         k if k == BottomGradient::KIND => drop(round_trip::<BottomGradient>(bytes)),
         k if k == HeadReport::KIND => drop(round_trip::<HeadReport>(bytes)),
         k if k == MetricsReport::KIND => drop(round_trip::<MetricsReport>(bytes)),
+        k if k == PsiCount::KIND => drop(round_trip::<PsiCount>(bytes)),
+        k if k == PsiPoints::KIND => drop(round_trip::<PsiPoints>(bytes)),
         k if k == Ack::KIND => drop(round_trip::<Ack>(bytes)),
         k if k == PaillierKey::KIND => {
             if let Some(PaillierKey(n, h_s)) = round_trip::<PaillierKey>(bytes) {
@@ -185,6 +187,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                 loss: 0.3,
                 count: 7,
             }))),
+        ),
+        (PsiCount::KIND, encode_to_vec(&PsiCount(2))),
+        (
+            PsiPoints::KIND,
+            encode_to_vec(&PsiPoints(spnn_net::codec::Blob(vec![7; 64]))),
         ),
         (
             PaillierKey::KIND,

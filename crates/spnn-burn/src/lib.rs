@@ -10,6 +10,7 @@
 //! - [`ServerSession`], [`run_holder`], [`run_dealer`]: the parties.
 //! - [`simulation`]: every party in one process over in-memory channels.
 
+pub mod align;
 pub mod attack;
 #[cfg(feature = "train")]
 pub mod batch;

@@ -5,7 +5,7 @@
 //! `0x01xx` belong to this crate.
 
 use spnn_crypto::{RingMatrix, SecretSeed};
-use spnn_net::codec::{Codec, Message, Reader};
+use spnn_net::codec::{Blob, Codec, Message, Reader};
 use spnn_net::{CodecError, FloatMatrix};
 
 use crate::config::SpnnConfig;
@@ -59,6 +59,14 @@ newtype_message! {
     MaskedOutput(RingMatrix) = 0x0119, "masked output";
     /// The boundary gradient in the clear, to a holder's bottom model (bottom-model mode only).
     BottomGradient(FloatMatrix) = 0x011a, "bottom gradient";
+}
+
+newtype_message! {
+    /// Private set intersection: how many points the following `PsiPoints` frames carry.
+    PsiCount(u64) = 0x0130, "PSI count";
+    /// Private set intersection: encoded ristretto255 points, 32 bytes each, at most
+    /// `align::CHUNK_POINTS` per frame.
+    PsiPoints(Blob) = 0x0131, "PSI points";
 }
 
 #[cfg(feature = "insecure-test-hooks")]

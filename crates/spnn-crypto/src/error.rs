@@ -91,6 +91,10 @@ pub enum CryptoError {
     /// A ciphertext that is not an element of Z*_{n²}, or bytes that do not encode one.
     #[error("invalid ciphertext: {0}")]
     InvalidCiphertext(String),
+    /// Bytes that do not encode a ristretto255 point, or encode the identity (private set
+    /// intersection).
+    #[error("invalid group element: {0}")]
+    InvalidPoint(String),
     /// A plaintext outside the range the key can encrypt.
     #[error("plaintext out of range: {0}")]
     PlaintextOutOfRange(String),

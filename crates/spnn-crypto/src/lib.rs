@@ -11,6 +11,7 @@
 //! - [`integer`]: additive shares over Z that truncate exactly (SPNN-HE's gradient path).
 //! - [`paillier`]: Paillier with DJN fixed-base encryption, CRT decryption and packing.
 //! - [`mod@derive`]: named streams from one secret seed, and zero-sharing masks.
+//! - [`psi`]: ECDH private set intersection over ristretto255 (hash to the group, blinding).
 //! - [`rng`]: ChaCha20 from OS entropy for everything secret.
 //!
 //! Everything that can receive data from another party or a file returns [`CryptoError`]
@@ -22,6 +23,7 @@ pub mod error;
 pub mod fixed;
 pub mod integer;
 pub mod paillier;
+pub mod psi;
 pub mod ring;
 pub mod rng;
 pub mod share;

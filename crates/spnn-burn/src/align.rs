@@ -1,0 +1,247 @@
+//! Private sample alignment: ECDH private set intersection over ristretto255 among the parties
+//! that hold ids, through one aggregator.
+//!
+//! Every **participant** (the data holders, and the label owner) holds a set of sample ids; the
+//! **aggregator** (the server) may be one of them. The run:
+//!
+//! 1. Each participant draws a fresh secret scalar `a_j` (CSPRNG) and blinds its ids:
+//!    `H(id)^{a_j}`, with `H` bound to the session id ([`spnn_crypto::psi`]).
+//! 2. The participants form a ring in roster order. In each of `k − 1` rounds every participant
+//!    passes the list it holds to the next and raises the list it receives from the previous to
+//!    its own scalar, keeping the order; a last pass returns every list to its origin, which now
+//!    holds the **tag** `H(id)^{a_1⋯a_k}` of each of its ids, in its own order.
+//! 3. Each participant sends its tags, sorted (so their order says nothing of its ids), to the
+//!    aggregator, which keeps the tags every participant sent and returns them sorted to each.
+//! 4. Each participant maps the returned tags back to its ids: the **intersection, in one
+//!    order all participants share** (the sorted tags: a pseudo-random permutation of the
+//!    common ids, fresh per run). Position `i` in that order is the same sample everywhere.
+//!
+//! What each party learns (semi-honest, non-colluding; proof sketch in the guide's deployment
+//! chapter): a participant, the intersection and every other participant's set size (the
+//! lengths of the lists it relays); the points it relays are blinded by at least one scalar it
+//! does not know, so under DDH they look random. The aggregator, every participant's set size
+//! and — from which tags recur — the size of every region of the participants' Venn diagram
+//! (for two participants, just the intersection's size), but no id unless it is a participant
+//! itself. Ids are deduplicated first. Lists travel in frames of at most [`CHUNK_POINTS`]
+//! points; a party refuses more than [`MAX_ALIGN_IDS`] points, malformed points, lists of the
+//! wrong length and tags it never sent.
+
+use std::collections::{HashMap, HashSet};
+
+use spnn_crypto::SecureRng;
+use spnn_crypto::psi::{POINT_BYTES, Point, PsiKey};
+use spnn_net::codec::Blob;
+use spnn_net::{Network, PartyId};
+
+use crate::error::{Result, SpnnError, protocol};
+use crate::messages::{PsiCount, PsiPoints};
+
+/// Points per frame (2 MiB).
+pub const CHUNK_POINTS: usize = 1 << 16;
+
+/// The most ids a party aligns, and the most points it accepts in one list (512 MiB of points).
+pub const MAX_ALIGN_IDS: usize = 1 << 24;
+
+/// Who takes part in an alignment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlignSpec {
+    /// The parties that hold ids, at least two, in ring order (every party must give the same).
+    pub participants: Vec<PartyId>,
+    /// The party that intersects the tags (it may be a participant).
+    pub aggregator: PartyId,
+}
+
+impl AlignSpec {
+    fn check(&self, me: PartyId) -> Result<()> {
+        let distinct: HashSet<_> = self.participants.iter().collect();
+        if self.participants.len() < 2 || distinct.len() != self.participants.len() {
+            return Err(SpnnError::Config(format!(
+                "alignment needs at least two distinct participants, got {:?}",
+                self.participants
+            )));
+        }
+        if me != self.aggregator && !self.participants.contains(&me) {
+            return Err(SpnnError::Config(format!(
+                "party {me} neither holds ids nor aggregates in this alignment"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What an alignment gave this party.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alignment {
+    /// The number of common ids.
+    pub size: usize,
+    /// A participant's ids of the intersection in the shared order (none for an aggregator
+    /// that holds no ids).
+    pub ids: Option<Vec<u64>>,
+}
+
+fn send_points(net: &Network, to: PartyId, points: &[Point]) -> Result<()> {
+    net.send(to, &PsiCount(points.len() as u64))?;
+    for chunk in points.chunks(CHUNK_POINTS) {
+        net.send(to, &PsiPoints(Blob(chunk.concat())))?;
+    }
+    Ok(())
+}
+
+/// Receives a list of points from `from`: exactly `expected` if given, else at most
+/// [`MAX_ALIGN_IDS`], in frames of at most [`CHUNK_POINTS`].
+fn recv_points(net: &Network, from: PartyId, expected: Option<usize>) -> Result<Vec<Point>> {
+    let PsiCount(n) = net.recv(from)?;
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    if n > MAX_ALIGN_IDS || expected.is_some_and(|e| e != n) {
+        return Err(protocol(
+            from,
+            match expected {
+                Some(e) => format!("a list of {n} points where {e} were sent out"),
+                None => format!("a list of {n} points, more than {MAX_ALIGN_IDS}"),
+            },
+        ));
+    }
+    let mut points = Vec::with_capacity(n);
+    while points.len() < n {
+        let PsiPoints(Blob(bytes)) = net.recv(from)?;
+        let want = (n - points.len()).min(CHUNK_POINTS);
+        if bytes.len() != want * POINT_BYTES {
+            return Err(protocol(
+                from,
+                format!(
+                    "a frame of {} bytes where {want} points ({} bytes) were due",
+                    bytes.len(),
+                    want * POINT_BYTES
+                ),
+            ));
+        }
+        points.extend(bytes.chunks_exact(POINT_BYTES).map(|c| {
+            let mut p = [0u8; POINT_BYTES];
+            p.copy_from_slice(c);
+            p
+        }));
+    }
+    Ok(points)
+}
+
+fn domain(net: &Network) -> Vec<u8> {
+    let mut d = b"spnn-align-v1:".to_vec();
+    d.extend_from_slice(&net.config().session.to_le_bytes());
+    d
+}
+
+/// Runs this party's side of an alignment: `ids` for a participant, `None` for an aggregator
+/// that holds none. Every party of `spec` must call it with the same `spec`.
+pub fn align(net: &Network, spec: &AlignSpec, ids: Option<&[u64]>) -> Result<Alignment> {
+    let me = net.me();
+    spec.check(me)?;
+    let position = spec.participants.iter().position(|&p| p == me);
+    let tags = match (position, ids) {
+        (Some(at), Some(ids)) => Some(participate(net, spec, at, ids)?),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(SpnnError::Config(format!(
+                "party {me} is a participant and gave no ids"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(SpnnError::Config(format!(
+                "party {me} only aggregates and holds no ids"
+            )));
+        }
+    };
+    let common: Vec<Point> = if me == spec.aggregator {
+        let common = intersect(net, spec, tags.as_ref().map(|t| &t.0))?;
+        for &p in spec.participants.iter().filter(|&&p| p != me) {
+            send_points(net, p, &common)?;
+        }
+        common
+    } else {
+        let (sorted, _) = tags.as_ref().expect("a participant has tags");
+        send_points(net, spec.aggregator, sorted)?;
+        recv_points(net, spec.aggregator, None)?
+    };
+    let ids = match tags {
+        None => None,
+        Some((_, by_tag)) => Some(
+            common
+                .iter()
+                .map(|t| {
+                    by_tag.get(t).copied().ok_or_else(|| {
+                        protocol(spec.aggregator, "a common tag this party never sent")
+                    })
+                })
+                .collect::<Result<Vec<u64>>>()?,
+        ),
+    };
+    Ok(Alignment {
+        size: common.len(),
+        ids,
+    })
+}
+
+/// The participant's tags: sorted, and by tag its id.
+type Tags = (Vec<Point>, HashMap<Point, u64>);
+
+/// Steps 1 and 2 for the participant at ring position `at`.
+fn participate(net: &Network, spec: &AlignSpec, at: usize, ids: &[u64]) -> Result<Tags> {
+    let mut own: Vec<u64> = ids.to_vec();
+    own.sort_unstable();
+    own.dedup();
+    if own.len() > MAX_ALIGN_IDS {
+        return Err(SpnnError::Config(format!(
+            "{} ids to align, more than {MAX_ALIGN_IDS}",
+            own.len()
+        )));
+    }
+    let k = spec.participants.len();
+    let next = spec.participants[(at + 1) % k];
+    let prev = spec.participants[(at + k - 1) % k];
+    let key = PsiKey::random(&mut SecureRng::from_os_entropy());
+    let mut held = key.blind_ids(&domain(net), &own);
+    for _ in 1..k {
+        send_points(net, next, &held)?;
+        let received = recv_points(net, prev, None)?;
+        held = key
+            .reblind(&received)
+            .map_err(|e| protocol(prev, e.to_string()))?;
+    }
+    send_points(net, next, &held)?;
+    let tags = recv_points(net, prev, Some(own.len()))?;
+    let by_tag: HashMap<Point, u64> = tags.iter().copied().zip(own.iter().copied()).collect();
+    if by_tag.len() != own.len() {
+        return Err(protocol(
+            prev,
+            "two of this party's ids came back with one tag",
+        ));
+    }
+    let mut sorted = tags;
+    sorted.sort_unstable();
+    Ok((sorted, by_tag))
+}
+
+/// Step 3 at the aggregator: the tags every participant sent, sorted. `own` are its own tags
+/// if it participates.
+fn intersect(net: &Network, spec: &AlignSpec, own: Option<&Vec<Point>>) -> Result<Vec<Point>> {
+    let me = net.me();
+    let mut counts: HashMap<Point, usize> = HashMap::new();
+    for &p in &spec.participants {
+        let list = if p == me {
+            own.cloned().unwrap_or_default()
+        } else {
+            recv_points(net, p, None)?
+        };
+        let distinct: HashSet<Point> = list.into_iter().collect();
+        for t in distinct {
+            *counts.entry(t).or_default() += 1;
+        }
+    }
+    let k = spec.participants.len();
+    let mut common: Vec<Point> = counts
+        .into_iter()
+        .filter(|&(_, c)| c == k)
+        .map(|(t, _)| t)
+        .collect();
+    common.sort_unstable();
+    Ok(common)
+}
