@@ -95,7 +95,7 @@ pub fn grid() -> Vec<(String, f64, LabelDefence)> {
     let mut out = Vec::new();
     let none = LabelDefence::undefended();
     out.push(("undefended".to_string(), 0.0, none));
-    for level in [0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0] {
+    for level in [0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0] {
         out.push(("fresh noise".into(), level, none.with_gradient_noise(level)));
     }
     for level in [2.0, 4.0] {

@@ -33,7 +33,7 @@ pub mod train;
 
 pub use config::{DealerMode, GradientScale, LabelMode, Protocol, Randomness, SpnnConfig};
 pub use error::{Result, SpnnError};
-pub use head::{LabelDefence, LabelHead, LabelReports, MetricsLog, ScoreLog, TopLayers};
+pub use head::{HeadStep, LabelDefence, LabelHead, LabelReports, MetricsLog, ScoreLog, TopLayers};
 pub use local::LocalModel;
 pub use private_linear::{
     PrivateLinear, PrivateLinearConfig, SecureAggregation, SecureAggregationConfig,

@@ -107,6 +107,27 @@ impl<M: LocalModel> Runner<M> {
         Ok((value, dx))
     }
 
+    /// The norm of `∂s_i/∂x_i` for every row `i` of `x`, where `s_i` is the model's one output
+    /// of row `i` (rows computed independently): what a row's input gradient would be under a
+    /// loss whose derivative in `s_i` has magnitude 1. Keeps no gradient.
+    pub(crate) fn output_input_norms(&self, x: &FloatMatrix) -> Result<Vec<f64>> {
+        let (rows, cols) = (x.rows, x.cols);
+        let x = matrix(x.data.clone(), rows, cols, &self.device).require_grad();
+        let grads = self.model().forward(x.clone()).sum().backward();
+        let dx = x
+            .grad(&grads)
+            .ok_or_else(|| SpnnError::Tensor("no gradient for the top layers' input".into()))?;
+        Ok(to_vec(dx)?
+            .chunks(cols.max(1))
+            .map(|r| {
+                r.iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect())
+    }
+
     /// Top layers, evaluation: the model's output without autodiff.
     pub(crate) fn infer(&self, x: Vec<f32>, rows: usize, cols: usize) -> Tensor<2> {
         let valid = self.model().clone().valid();

@@ -54,6 +54,16 @@ fn seeded_session(
     labels: HolderLabels,
     config: SpnnConfig,
 ) -> spnn_burn::Result<Simulation> {
+    timed_session(data, labels, config, Duration::from_secs(15))
+}
+
+/// The same with receive timeout `timeout` (short where a party is expected to fail).
+fn timed_session(
+    data: &Data,
+    labels: HolderLabels,
+    config: SpnnConfig,
+    timeout: Duration,
+) -> spnn_burn::Result<Simulation> {
     let config = config.with_labels(LabelMode::Holder(0));
     let mut holders: Vec<HolderSpec> = data
         .holders
@@ -65,7 +75,7 @@ fn seeded_session(
         holders,
         SessionSpec::new(HIDDEN[0]).with_config(config),
         NetworkConfig::new(1)
-            .with_timeout(Duration::from_secs(15))
+            .with_timeout(timeout)
             .with_transcript(),
     )
 }
@@ -274,4 +284,115 @@ fn the_label_holder_refuses_a_sample_twice_in_a_training_batch() {
     assert!(step.is_err() || finished.is_err());
     let err = finished.unwrap_err().to_string();
     assert!(err.contains("twice in one training batch"), "{err}");
+}
+
+/// Runs one misbehaving server step against a label holder with `labels`, and returns the
+/// session's error (the label holder's refusal).
+fn refused(
+    data: &Data,
+    labels: HolderLabels,
+    step: impl FnOnce(&SpnnMlp, &spnn_burn::ServerSession),
+) -> String {
+    let sim = timed_session(data, labels, SpnnConfig::default(), Duration::from_secs(2)).unwrap();
+    let device = device();
+    let m = spnn_model(&sim, &device);
+    let session = sim.session().clone();
+    step(&m, &session);
+    drop(m);
+    sim.finish()
+        .expect_err("the label holder refuses")
+        .to_string()
+}
+
+/// Two training releases without an update between them, a training forward of a sample the
+/// label holder holds out, an update at a rate its schedule does not have, and activations of
+/// the wrong width are each refused with an error — the first three would let the server
+/// average noise against frozen top layers or train on the test set; the last would fail
+/// inside Burn.
+#[test]
+fn the_label_holder_refuses_off_schedule_releases_and_foreign_shapes() {
+    let data = Data::new(2);
+    let labels = || linear_top(&data, LabelDefence::default()).0;
+    let (a, b) = (data.train[0], data.train[1]);
+    let err = refused(&data, labels(), |m, s| {
+        let _ = backward_from_label_holder(s, m.activations(&[a]));
+        let _ = backward_from_label_holder(s, m.activations(&[b]));
+    });
+    assert!(err.contains("before the update of the last"), "{err}");
+    let held_out = data.test[0];
+    let err = refused(&data, labels().with_test_ids(&data.test), |m, s| {
+        let _ = backward_from_label_holder(s, m.activations(&[a, held_out]));
+    });
+    assert!(
+        err.contains(&format!(
+            "sample {held_out}, which the label holder holds out"
+        )),
+        "{err}"
+    );
+    let err = refused(&data, labels().with_learning_rate(0.1), |m, s| {
+        let _ = backward_from_label_holder(s, m.activations(&[a]));
+        let _ = s.update(1e-30);
+    });
+    assert!(
+        err.contains("the label holder's schedule says 0.1"),
+        "{err}"
+    );
+    let err = refused(&data, labels().with_input_width(HIDDEN[1] + 1), |m, s| {
+        let _ = backward_from_label_holder(s, m.activations(&[a]));
+    });
+    assert!(err.contains("take 33 columns"), "{err}");
+    // On schedule, the same label holder serves: one release, one update at its rate, its
+    // own test samples evaluated.
+    let sim = session(
+        &data,
+        labels()
+            .with_test_ids(&data.test)
+            .with_learning_rate(0.1)
+            .with_input_width(HIDDEN[1]),
+    );
+    let device = device();
+    let m = spnn_model(&sim, &device);
+    let s = sim.session().clone();
+    let mut m = m;
+    let mut optim = sgd();
+    for ids in data.epoch(0, 64) {
+        let (grads, _) = backward_from_label_holder(&s, m.activations(&ids)).unwrap();
+        let grads = burn::optim::GradientsParams::from_grads(grads, &m);
+        m.first.apply_update(0.1).unwrap();
+        m = optim.step(0.1, m, grads);
+    }
+    let valid = m.clone().valid();
+    evaluate_at_label_holder(&s, valid.activations(&data.test)).unwrap();
+    s.label_holder_metrics().unwrap();
+    drop((m, valid));
+    sim.finish().unwrap();
+}
+
+/// A label table that misses one of the label holder's samples is refused before the holder
+/// sends anything, not when the server first asks for that sample.
+#[test]
+fn a_label_table_with_gaps_is_refused_at_start() {
+    let data = Data::new(2);
+    let keep: Vec<u64> = data.labels.ids()[1..].to_vec();
+    let gappy = spnn_data::Table::new(
+        keep.clone(),
+        vec![],
+        vec![],
+        Some(data.labels.gather_labels(&keep).unwrap()),
+    )
+    .unwrap();
+    let top = TopLayers::new(out_layer(&device()), sgd(), device());
+    let roster = spnn_net::Roster::spnn(2, false).unwrap();
+    let nets = spnn_net::Network::in_memory(&roster, NetworkConfig::new(1));
+    let options = spnn_burn::HolderOptions {
+        labels: Some(HolderLabels::new(gappy, top)),
+        ..Default::default()
+    };
+    let err = spnn_burn::run_holder(nets[1].clone(), data.holders[0].clone(), options)
+        .expect_err("refused");
+    assert!(err.to_string().contains("no label for it"), "{err}");
+    assert!(
+        nets[0].transcript().is_empty() && nets[0].meters().total.bytes_received == 0,
+        "the holder sent nothing"
+    );
 }

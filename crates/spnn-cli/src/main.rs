@@ -261,7 +261,7 @@ fn print_outcome(party: &str, outcome: &Outcome) {
             scores_written,
         } => {
             println!("{party} done: {forwards} forward steps, {updates} updates");
-            if let Some(m) = metrics {
+            if let Some(m) = metrics.filter(|m| m.count > 0) {
                 println!(
                     "{party} (label holder): test AUC {:.4}, test loss {:.4} over {} samples",
                     m.auc, m.loss, m.count

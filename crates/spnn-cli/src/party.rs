@@ -12,7 +12,7 @@ use spnn_net::transport::tls::{TlsConfig, TlsTransport};
 use spnn_net::{Network, NetworkConfig, Role, Roster};
 
 use crate::config::Deployment;
-use crate::data::{holder_scoring_table, holder_table, label_table};
+use crate::data::{holder_scoring_table, holder_table, label_table, split};
 use crate::error::{CliError, Result};
 use crate::model::Top;
 use crate::server::{self, ServerOptions, Summary};
@@ -78,7 +78,7 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
         Role::Server => Ok(Outcome::Server(server::train(dep, net, opts)?)),
         Role::Holder(_) => {
             let table = holder_table(dep, dep.data_of(party)?)?;
-            let labels = label_holder(dep, party, None)?;
+            let labels = label_holder(dep, party, &table, false)?;
             serve(dep, party, net, table, labels, opts.scores.as_deref())
         }
         Role::Dealer => {
@@ -89,19 +89,25 @@ pub fn run_on(dep: &Deployment, party: &str, net: Network, opts: ServerOptions) 
 }
 
 /// The label holder's labels, top layers and defence if `party` owns the labels (else
-/// none): its label table, or for scoring new records the ids `scoring` without labels.
+/// none): its label table, or for `scoring` new records (`features`) no labels. It knows its
+/// own copy of the schedule: the split of the samples it serves (it trains on none of its
+/// test samples and measures only them), the learning rate, the activations' width.
 fn label_holder(
     dep: &Deployment,
     party: &str,
-    scoring: Option<&[u64]>,
+    features: &Table,
+    scoring: bool,
 ) -> Result<Option<HolderLabels>> {
     if party != dep.protocol.labels_at {
         return Ok(None);
     }
-    let table = match scoring {
-        None => label_table(dep)?,
-        Some(ids) => Table::new(ids.to_vec(), vec![], vec![], None)?,
+    let table = if scoring {
+        Table::new(features.ids().to_vec(), vec![], vec![], None)?
+    } else {
+        label_table(dep)?
     };
+    let t = &dep.training;
+    let (_, test) = split(features.ids(), t.test_fraction, t.split_seed)?;
     let device = server::device(dep);
     let top = TopLayers::new(
         Top::new(&dep.model, &device),
@@ -112,7 +118,10 @@ fn label_holder(
     Ok(Some(
         HolderLabels::new(table, top)
             .with_defence(l.defence())
-            .with_reports(l.reports()),
+            .with_reports(l.reports())
+            .with_test_ids(&test)
+            .with_learning_rate(t.learning_rate)
+            .with_input_width(*dep.model.hidden.last().expect("validated")),
     ))
 }
 
@@ -193,8 +202,9 @@ pub fn score(
     scores_out: Option<&Path>,
 ) -> Result<Outcome> {
     check_inputs(dep, party)?;
+    check_scores_out(dep, party, scores_out)?;
     let table = holder_scoring_table(dep, dep.data_of(party)?, records)?;
-    let labels = label_holder(dep, party, Some(table.ids()))?;
+    let labels = label_holder(dep, party, &table, true)?;
     serve(dep, party, connect(dep, party)?, table, labels, scores_out)
 }
 
@@ -243,10 +253,22 @@ pub fn check_inputs(dep: &Deployment, party: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `--out` for a party other than the label owner, before it connects.
+fn check_scores_out(dep: &Deployment, party: &str, out: Option<&Path>) -> Result<()> {
+    if out.is_some() && (party != dep.protocol.labels_at || party == "server") {
+        return Err(CliError::Usage(format!(
+            "--out: only a label holder writes scores with spnn run ({party} is not one; with \
+             the labels at the server, spnn predict --out writes them)"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `party` of the deployment as its own process would. The party's policy and inputs are
 /// checked before it connects to anyone.
 pub fn run(dep: &Deployment, party: &str, opts: ServerOptions) -> Result<Outcome> {
     check_inputs(dep, party)?;
+    check_scores_out(dep, party, opts.scores.as_deref())?;
     run_on(dep, party, connect(dep, party)?, opts)
 }
 

@@ -293,7 +293,19 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
             (Some(l), Some(a)) => {
                 tracing::info!("epoch {epoch}: train loss {l:.4}, test AUC {a:.4}")
             }
-            _ => tracing::info!("epoch {epoch} trained (loss and AUC stay with the label holder)"),
+            (None, Some(a)) => {
+                tracing::info!(
+                    "epoch {epoch}: test AUC {a:.4} (the loss stays with the label holder)"
+                )
+            }
+            (Some(l), None) => {
+                tracing::info!(
+                    "epoch {epoch}: train loss {l:.4} (the AUC stays with the label holder)"
+                )
+            }
+            (None, None) => {
+                tracing::info!("epoch {epoch} trained (loss and AUC stay with the label holder)")
+            }
         }
         let every = dep.training.checkpoint_every;
         if let Some(d) = &dir

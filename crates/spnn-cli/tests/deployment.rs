@@ -451,7 +451,7 @@ fn bad_config_fields_are_named() {
             "labels",
         ),
         (
-            label_holder_mode(&base).replace("gradient_noise = 8.0", "gradient_noise = -1.0"),
+            label_holder_mode(&base).replace("gradient_noise = 4.0", "gradient_noise = -1.0"),
             "labels",
         ),
         (
@@ -1150,7 +1150,7 @@ fn label_holder_mode(config: &str) -> String {
         .replace("momentum = 0.5", "momentum = 0.5\nlabels_at = \"holder-0\"")
         .replace("learning_rate = 0.1", "learning_rate = 0.05")
         .replace("hidden = [16, 8]", "hidden = [16, 8]\ntop = [8]")
-        .replace("positive = \"1\"", "positive = \"1\"\ngradient_noise = 8.0")
+        .replace("positive = \"1\"", "positive = \"1\"\ngradient_noise = 4.0")
         .replace(
             "[parties.server]\n",
             "[parties.server]\nids = { path = \"embedded:breast_cancer\" }\n",
@@ -1212,7 +1212,20 @@ fn labels_at_a_holder_stay_there_across_processes_like_the_simulation() {
     );
     assert!(server.contains("test AUC at the label holder"), "{server}");
     assert!(
-        !server.contains("AUC 0.") && !server.contains("loss 0."),
+        server.contains("last train loss at the label holder"),
+        "{server}"
+    );
+    // No AUC and no loss value anywhere in the server's output: not the label holder's, not any.
+    let valued = |text: &str, word: &str| {
+        text.match_indices(word).any(|(at, _)| {
+            text[at + word.len()..]
+                .trim_start()
+                .starts_with(|c: char| c.is_ascii_digit())
+        })
+    };
+    assert!(!server.contains(&format!("{auc:.4}")), "{server}");
+    assert!(
+        !valued(&server, "AUC") && !valued(&server, "loss"),
         "{server}"
     );
     // The test set's scores, at holder-0 only.
@@ -1242,20 +1255,30 @@ fn labels_at_a_holder_stay_there_across_processes_like_the_simulation() {
     assert_eq!(read_scores(&sim_scores), scores);
     // Reported only when holder-0's section says so (from scratch: no checkpoints to resume).
     std::fs::remove_dir_all(copy.path().join("checkpoints")).unwrap();
-    std::fs::write(
-        &config,
-        text.replace(
-            "gradient_noise = 8.0",
-            "gradient_noise = 8.0\nreport_metrics = true",
-        ),
-    )
-    .unwrap();
-    let reported = Command::new(SPNN)
-        .args(["simulate", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let simulate_with = |edit: &str| -> Output {
+        let _ = std::fs::remove_dir_all(copy.path().join("checkpoints"));
+        std::fs::write(&config, text.replace("gradient_noise = 4.0", edit)).unwrap();
+        let out = Command::new(SPNN)
+            .args(["simulate", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let reported = simulate_with("gradient_noise = 4.0\nreport_metrics = true\nreport_loss = true");
     let reported = String::from_utf8_lossy(&reported.stdout);
     assert_eq!(number_after(&reported, "), test AUC "), auc);
+    assert!(
+        number_after(&reported, "last train loss ") > 0.0,
+        "{reported}"
+    );
+    // holder-0's own [labels] sets the noise: without it the server's model differs.
+    let undefended = simulate_with("gradient_noise = 0.0");
+    assert_ne!(fingerprint(&undefended), fingerprint(&outs[0]));
 
     // Prediction: the server may not write scores; holder-0 writes them for every sample.
     let refused = Command::new(SPNN)

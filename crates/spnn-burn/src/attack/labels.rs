@@ -254,7 +254,8 @@ mod tests {
         use crate::head::LabelDefence;
         use spnn_crypto::SecureRng;
         // A linear top layer in 32 dimensions, 2,000 samples released 10 times each under
-        // isotropic noise at 8x the batch's largest row.
+        // isotropic noise at 4.8x the largest row norm any label could give (8x the largest
+        // row actually sent, whose coefficient is 0.6).
         let a = 32;
         let mut rng = SecureRng::insecure_from_seed_for_tests(3);
         let w: Vec<f32> = (0..a)
@@ -269,7 +270,12 @@ mod tests {
                 0.3
             }
         };
-        let defence = LabelDefence::undefended().with_gradient_noise(8.0);
+        let defence = LabelDefence::undefended().with_gradient_noise(4.8);
+        let bound = w
+            .iter()
+            .map(|v| f64::from(*v) * f64::from(*v))
+            .sum::<f64>()
+            .sqrt();
         let secret = rng.secret_seed();
         let mut l = LabelLeakage::default();
         for _epoch in 0..10 {
@@ -279,7 +285,8 @@ mod tests {
                     .flat_map(|&i| w.iter().map(move |w| coef(i) * w))
                     .collect();
                 let g = spnn_net::FloatMatrix::new(batch.len(), a, g).unwrap();
-                let g = defence.perturb(g, batch, &secret, &mut rng).unwrap();
+                // Linear top: every row is (σ − y)·w with |σ − y| ≤ 1.
+                let g = defence.perturb(g, batch, &secret, &mut rng, bound).unwrap();
                 let y: Vec<f32> = batch.iter().map(|&i| labels[i as usize]).collect();
                 l.observe(batch, &g.data, a, &y);
             }

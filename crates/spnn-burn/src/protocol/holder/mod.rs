@@ -86,6 +86,17 @@ pub struct HolderLabels {
     /// The label holder's own record of its latest score of each sample scored outside
     /// training.
     pub scores: ScoreLog,
+    /// The label holder's held-out samples, if it knows the split: it refuses a training
+    /// forward of any of them, and computes its metrics only over evaluation batches made of
+    /// them (any other batch is scored, not measured).
+    pub test_ids: Option<std::collections::HashSet<u64>>,
+    /// The only learning rate the label holder accepts in an update, if it knows the schedule
+    /// (a tiny rate freezes its top layers, so the server could query them again and average
+    /// the noise away).
+    pub learning_rate: Option<f64>,
+    /// The width of the activations the top layers take, if known: other widths are refused
+    /// with an error naming the server, not a failure inside Burn.
+    pub input_width: Option<usize>,
 }
 
 impl HolderLabels {
@@ -98,6 +109,72 @@ impl HolderLabels {
             reports: LabelReports::default(),
             metrics: MetricsLog::default(),
             scores: ScoreLog::default(),
+            test_ids: None,
+            learning_rate: None,
+            input_width: None,
+        }
+    }
+
+    /// The same knowing the held-out samples (see [`HolderLabels::test_ids`]).
+    pub fn with_test_ids(mut self, ids: &[u64]) -> Self {
+        self.test_ids = Some(ids.iter().copied().collect());
+        self
+    }
+
+    /// The same accepting updates at `lr` only (see [`HolderLabels::learning_rate`]).
+    pub fn with_learning_rate(mut self, lr: f64) -> Self {
+        self.learning_rate = Some(lr);
+        self
+    }
+
+    /// The same checking the activations' width (see [`HolderLabels::input_width`]).
+    pub fn with_input_width(mut self, width: usize) -> Self {
+        self.input_width = Some(width);
+        self
+    }
+
+    /// Refuses a label table that misses some of the holder's samples — found mid-session,
+    /// the gap would end the session at the first such id and tell the server which ids have
+    /// no label.
+    fn check_covers(&self, features: &Table) -> Result<()> {
+        if self.table.labels().is_none() {
+            return Ok(());
+        }
+        match features
+            .ids()
+            .iter()
+            .find(|&&id| self.table.row_of(id).is_err())
+        {
+            Some(id) => Err(SpnnError::Config(format!(
+                "the label holder has features of sample {id} and no label for it: its label \
+                 table must cover every sample it serves"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Logs the defence in force, and warns when it is weaker than the default.
+    fn announce(&self) {
+        let d = &self.defence;
+        tracing::info!(
+            "label holder: gradient noise {} (persistent: {}), max-norm {}, randomised response \
+             {}; reports to the server: losses {}, metrics {}",
+            d.gradient_noise,
+            d.persistent_noise,
+            d.max_norm,
+            d.randomised_response
+                .map_or("off".to_string(), |e| format!("ε = {e}")),
+            self.reports.loss,
+            self.reports.metrics
+        );
+        let weaker = d.gradient_noise < crate::head::DEFAULT_GRADIENT_NOISE
+            && d.randomised_response.is_none();
+        if weaker || self.reports.loss || self.reports.metrics {
+            tracing::warn!(
+                "label holder: this defence is weaker than the default (noise {}, no randomised \
+                 response, or reports on): the server can learn more about the labels",
+                crate::head::DEFAULT_GRADIENT_NOISE
+            );
         }
     }
 
@@ -130,6 +207,8 @@ struct LabelState {
     /// The label holder's secret for the run: fixes each sample's randomised-response coin and
     /// its persistent noise direction.
     secret: SecretSeed,
+    /// A training batch was released and its update has not come yet.
+    pending_update: bool,
 }
 
 /// What a holder reports when its session ends.
@@ -415,6 +494,8 @@ fn start(
     };
     if let Some(labels) = &options.labels {
         labels.defence.validate()?;
+        labels.check_covers(&features)?;
+        labels.announce();
     }
     let roster = net.roster().clone();
     // With one holder the zero-sharing mask would be zero: its output would reach the server
@@ -499,6 +580,18 @@ fn start(
             &options.policy,
         )?),
     };
+    if options
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.table.labels().is_none())
+        && setup.resume.is_none()
+    {
+        return Err(SpnnError::Config(
+            "the label holder scores new records only with a trained model: the session must \
+             resume from a checkpoint"
+                .into(),
+        ));
+    }
     let labels = match options.labels {
         Some(labels) => {
             let secret = party
@@ -506,7 +599,11 @@ fn start(
                 .randomness
                 .rng(party.id(), 0, "randomised-response")
                 .secret_seed();
-            Some(LabelState { labels, secret })
+            Some(LabelState {
+                labels,
+                secret,
+                pending_update: false,
+            })
         }
         None => None,
     };
@@ -776,17 +873,29 @@ impl Holder {
                     return Err(protocol(p.server, "a dealer's command sent to a holder"));
                 }
                 Command::Update { step, lr } => {
-                    // A zero or negative rate freezes or reverses the top layers, so the server
-                    // could query the same model again and average its gradients.
-                    if self.labels.is_some() && !(lr.is_finite() && lr > 0.0) {
-                        return Err(protocol(
-                            p.server,
-                            format!("learning rate {lr}: the label holder needs a finite rate > 0"),
-                        ));
+                    // A zero, negative or tiny rate freezes or reverses the top layers, so the
+                    // server could query the same model again and average its gradients.
+                    if let Some(l) = &self.labels {
+                        let expected = l.labels.learning_rate;
+                        if !(lr.is_finite() && lr > 0.0) || expected.is_some_and(|e| e != lr) {
+                            return Err(protocol(
+                                p.server,
+                                match expected {
+                                    Some(e) => format!(
+                                        "learning rate {lr}: the label holder's schedule says {e}"
+                                    ),
+                                    None => format!(
+                                        "learning rate {lr}: the label holder needs a finite \
+                                         rate > 0"
+                                    ),
+                                },
+                            ));
+                        }
                     }
                     engine.update(p, step, lr)?;
                     if let Some(l) = self.labels.as_mut() {
                         l.labels.head.update(lr)?;
+                        l.pending_update = false;
                     }
                     self.updates += 1;
                 }
@@ -796,18 +905,21 @@ impl Holder {
                     })?;
                     let metrics = l.labels.head.take_metrics();
                     // The label holder's own log, on its own host.
-                    tracing::info!(
-                        "label holder: evaluation {}: AUC {:.4}, loss {:.4} over {} samples{}",
-                        l.labels.metrics.all().len() + 1,
-                        metrics.auc,
-                        metrics.loss,
-                        metrics.count,
-                        if l.labels.reports.metrics {
-                            " (reported to the server)"
-                        } else {
-                            ""
-                        }
-                    );
+                    if metrics.count > 0 {
+                        tracing::info!(
+                            "label holder: evaluation {}: AUC {:.4}, loss {:.4} over {} \
+                             samples{}",
+                            l.labels.metrics.all().len() + 1,
+                            metrics.auc,
+                            metrics.loss,
+                            metrics.count,
+                            if l.labels.reports.metrics {
+                                " (reported to the server)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     l.labels.metrics.push(metrics);
                     let report = l.labels.reports.metrics.then_some(metrics);
                     p.net.send(p.server, &MetricsReport(report))?;
@@ -868,11 +980,49 @@ impl Holder {
     /// The label holder's part of a forward: activations in; for training, the defended
     /// gradient out; then the report its `LabelReports` allow.
     fn head(&mut self, p: &Party, step: u64, ids: &[u64], train: bool) -> Result<()> {
-        let Some(LabelState { labels, secret }) = self.labels.as_mut() else {
+        let Some(LabelState {
+            labels,
+            secret,
+            pending_update,
+        }) = self.labels.as_mut()
+        else {
             return Ok(());
         };
         let Activations(act) = p.net.recv(p.server)?;
+        if act.rows != ids.len() || labels.input_width.is_some_and(|w| w != act.cols) {
+            return Err(protocol(
+                p.server,
+                format!(
+                    "activations {}x{} for {} samples; the label holder's top layers take {} \
+                     columns",
+                    act.rows,
+                    act.cols,
+                    ids.len(),
+                    labels
+                        .input_width
+                        .map_or("any number of".to_string(), |w| w.to_string())
+                ),
+            ));
+        }
         if train {
+            // Two releases from the same top layers let the server average their noise.
+            if std::mem::replace(pending_update, true) {
+                return Err(protocol(
+                    p.server,
+                    "a training batch before the update of the last: the label holder's top \
+                     layers move between releases",
+                ));
+            }
+            if let Some(id) = labels
+                .test_ids
+                .as_ref()
+                .and_then(|t| ids.iter().find(|id| t.contains(id)))
+            {
+                return Err(protocol(
+                    p.server,
+                    format!("a training forward of sample {id}, which the label holder holds out"),
+                ));
+            }
             // One id k times in a batch averages k noise draws of one gradient in a step.
             let mut seen = std::collections::HashSet::with_capacity(ids.len());
             if let Some(id) = ids.iter().find(|&&id| !seen.insert(id)) {
@@ -885,16 +1035,26 @@ impl Holder {
         let loss = if train {
             let truth = labels.table.gather_labels(ids)?;
             let y = labels.defence.training_labels(secret, ids, &truth);
-            let (loss, grad) = labels.head.train_batch(&act, &y)?;
+            let step_out = labels.head.train_batch(&act, &y)?;
             let mut rng = p.config.randomness.rng(p.id(), step, "label-defence");
-            let grad = labels.defence.perturb(grad, ids, secret, &mut rng)?;
+            let grad =
+                labels
+                    .defence
+                    .perturb(step_out.gradient, ids, secret, &mut rng, step_out.bound)?;
             p.net.send(p.server, &HeadGradient(grad))?;
-            Some(loss)
+            Some(step_out.loss)
         } else {
-            // New records being scored have no labels: scores only, no metrics.
-            let truth = match labels.table.labels() {
-                Some(_) => Some(labels.table.gather_labels(ids)?),
-                None => None,
+            // Metrics only over the label holder's own held-out samples (all of them, when it
+            // does not know the split); new records have no labels. Others are scored only.
+            let measured = labels.table.labels().is_some()
+                && labels
+                    .test_ids
+                    .as_ref()
+                    .is_none_or(|t| ids.iter().all(|id| t.contains(id)));
+            let truth = if measured {
+                Some(labels.table.gather_labels(ids)?)
+            } else {
+                None
             };
             let (scores, loss) = labels.head.eval_batch(&act, truth.as_deref())?;
             labels.scores.record(ids, &scores);
