@@ -256,6 +256,10 @@ pub struct Data {
     /// Column names of a file without header.
     #[serde(default)]
     pub names: Option<Vec<String>>,
+    /// The file `spnn align` wrote at this party (`id,source_id`): the rows are then the
+    /// samples every party has, renumbered `0 … n−1` in the order the alignment fixed.
+    #[serde(default)]
+    pub aligned: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -274,9 +278,10 @@ pub struct Labels {
     pub column: String,
     /// The value that means the positive class.
     pub positive: String,
-    /// Label holder: Gaussian noise on the gradient it returns, as a multiple of the batch's
-    /// largest row norm (default 8, the level the guide's label-leakage measurement chose;
-    /// `0` sends the gradient as it is, which reveals the labels).
+    /// Label holder: Gaussian noise on the gradient it returns, as a multiple of the largest
+    /// norm a row of the batch's gradient could have whatever the labels (default 4, the level
+    /// the guide's label-leakage measurement chose; `0` sends the gradient as it is, which
+    /// reveals the labels).
     #[serde(default = "default_gradient_noise")]
     pub gradient_noise: f64,
     /// Label holder: the max-norm heuristic of Li et al. on top (default false).
@@ -289,8 +294,9 @@ pub struct Labels {
     /// training (default none).
     #[serde(default)]
     pub randomised_response: Option<f64>,
-    /// Label holder: send the server each training batch's loss (default false; a loss is a
-    /// function of the batch's labels).
+    /// Label holder: send the server the loss of each batch it computes — training batches and
+    /// evaluation batches over ids the server picks (default false; a loss is a function of
+    /// the batch's labels).
     #[serde(default)]
     pub report_loss: bool,
     /// Label holder: send the server each evaluation's AUC and loss (default false).
@@ -549,16 +555,15 @@ impl Deployment {
             }
             Ok(())
         }
-        let data = private.data.map(|mut d| {
+        let resolve = |mut d: Data| {
             d.path = absolute(&d.path);
+            d.aligned = d.aligned.as_deref().map(absolute);
             d
-        });
+        };
+        let data = private.data.map(resolve);
         fill(&mut entry.listen, private.listen, "listen", &both)?;
         fill(&mut entry.data, data, "data", &both)?;
-        let ids = private.ids.map(|mut d| {
-            d.path = absolute(&d.path);
-            d
-        });
+        let ids = private.ids.map(resolve);
         fill(&mut entry.ids, ids, "ids", &both)?;
         let keys = private.paillier_keys.map(|k| base.join(k));
         fill(&mut entry.paillier_keys, keys, "paillier_keys", &both)?;
@@ -573,7 +578,7 @@ impl Deployment {
             ));
         }
         let labels = private.labels.map(|mut l| {
-            l.data.path = absolute(&l.data.path);
+            l.data = resolve(l.data);
             l
         });
         fill(&mut self.labels, labels, "labels", &both)?;

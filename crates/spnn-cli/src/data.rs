@@ -6,6 +6,8 @@ use spnn_data::csv::{CsvOptions, FeatureEncoder, RawTable, binary_labels, read_c
 use spnn_data::embedded::breast_cancer;
 use spnn_data::{Standardizer, Table};
 
+use std::path::Path;
+
 use crate::config::{Data, Deployment, Labels};
 
 /// The embedded breast-cancer data, usable as `path = "embedded:breast_cancer"`.
@@ -32,12 +34,74 @@ fn options(d: &Data) -> CsvOptions {
     }
 }
 
-/// A holder's preprocessed features: its columns of every sample.
+/// The source ids of an alignment file `spnn align` wrote (`id,source_id`, ids `0 … n−1` in
+/// order), by position.
+pub fn read_alignment(path: &Path) -> spnn_data::Result<Vec<u64>> {
+    let opts = CsvOptions {
+        id_column: Some("id".into()),
+        ..Default::default()
+    };
+    let column = "source_id".to_string();
+    let raw = read_csv(path, &opts, std::slice::from_ref(&column))?;
+    if let Some(row) = raw
+        .ids
+        .iter()
+        .enumerate()
+        .position(|(i, &id)| id != i as u64)
+    {
+        return Err(spnn_data::DataError::Invalid(format!(
+            "{}: row {} has id {}, expected {row}: an alignment numbers its rows 0, 1, …",
+            path.display(),
+            row + 1,
+            raw.ids[row]
+        )));
+    }
+    raw.columns[&column]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.trim().parse().map_err(|_| {
+                spnn_data::DataError::Invalid(format!(
+                    "{}: row {}: source_id {v:?} is not an id",
+                    path.display(),
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The source ids `data` is aligned to, if it names an alignment file.
+fn alignment(dep: &Deployment, data: &Data) -> spnn_data::Result<Option<Vec<u64>>> {
+    data.aligned
+        .as_deref()
+        .map(|p| read_alignment(&dep.resolve(Path::new(p))))
+        .transpose()
+}
+
+/// A table read from `data`, re-numbered by its alignment if it has one.
+fn aligned_table(dep: &Deployment, data: &Data, table: Table) -> spnn_data::Result<Table> {
+    match alignment(dep, data)? {
+        Some(source) => table.realigned(&source),
+        None => Ok(table),
+    }
+}
+
+/// The ids `data` holds before any alignment (what `spnn align` intersects).
+pub fn source_ids(dep: &Deployment, data: &Data) -> spnn_data::Result<Vec<u64>> {
+    if data.path == EMBEDDED_BREAST_CANCER {
+        return Ok(breast_cancer().ids().to_vec());
+    }
+    Ok(read_csv(&dep.resolve(data.path.as_ref()), &options(data), &[])?.ids)
+}
+
+/// A holder's preprocessed features: its columns of every sample (of the aligned samples,
+/// renumbered, if its data names an alignment).
 pub fn holder_table(dep: &Deployment, data: &Data) -> spnn_data::Result<Table> {
     let t = &dep.training;
     if data.path == EMBEDDED_BREAST_CANCER {
         let all = breast_cancer();
-        let own = all.select_columns(&data.columns, false)?;
+        let own = aligned_table(dep, data, all.select_columns(&data.columns, false)?)?;
         let (train, _) = split(own.ids(), t.test_fraction, t.split_seed)?;
         return Standardizer::fit(&own, &train)?.transform(&own);
     }
@@ -49,7 +113,10 @@ pub fn holder_table(dep: &Deployment, data: &Data) -> spnn_data::Result<Table> {
 fn csv_encoder(dep: &Deployment, data: &Data) -> spnn_data::Result<(RawTable, FeatureEncoder)> {
     let t = &dep.training;
     let opts = options(data);
-    let raw = read_csv(&dep.resolve(data.path.as_ref()), &opts, &data.columns)?;
+    let mut raw = read_csv(&dep.resolve(data.path.as_ref()), &opts, &data.columns)?;
+    if let Some(source) = alignment(dep, data)? {
+        raw = raw.realigned(&source)?;
+    }
     let (train, _) = split(&raw.ids, t.test_fraction, t.split_seed)?;
     let encoder = FeatureEncoder::fit(&raw, &data.columns, &data.categorical, &train, &opts)?;
     Ok((raw, encoder))
@@ -98,12 +165,7 @@ pub fn server_ids(dep: &Deployment) -> crate::Result<Table> {
         return Ok(Table::new(labels.ids().to_vec(), vec![], vec![], None)?);
     }
     let d = dep.server_ids()?;
-    let ids = if d.path == EMBEDDED_BREAST_CANCER {
-        breast_cancer().ids().to_vec()
-    } else {
-        read_csv(&dep.resolve(d.path.as_ref()), &options(d), &[])?.ids
-    };
-    Ok(Table::new(ids, vec![], vec![], None)?)
+    Ok(Table::new(source_ids(dep, d)?, vec![], vec![], None)?)
 }
 
 /// The labels `l` describes.
@@ -111,13 +173,17 @@ fn read_labels(dep: &Deployment, l: &Labels) -> spnn_data::Result<Table> {
     if l.data.path == EMBEDDED_BREAST_CANCER {
         let all = breast_cancer();
         let labels = all.labels().expect("labelled").to_vec();
-        return Table::new(all.ids().to_vec(), vec![], vec![], Some(labels));
+        let table = Table::new(all.ids().to_vec(), vec![], vec![], Some(labels))?;
+        return aligned_table(dep, &l.data, table);
     }
-    let raw = read_csv(
+    let mut raw = read_csv(
         &dep.resolve(l.data.path.as_ref()),
         &options(&l.data),
         std::slice::from_ref(&l.column),
     )?;
+    if let Some(source) = alignment(dep, &l.data)? {
+        raw = raw.realigned(&source)?;
+    }
     let y = binary_labels(&raw, &l.column, &l.positive)?;
     Table::new(raw.ids, vec![], vec![], Some(y))
 }

@@ -64,6 +64,37 @@ pub struct RawTable {
     pub columns: BTreeMap<String, Vec<String>>,
 }
 
+impl RawTable {
+    /// The rows of `source_ids`, in that order, renumbered `0, 1, …` (see
+    /// [`crate::Table::realigned`]). Refuses an id the file lacks.
+    pub fn realigned(&self, source_ids: &[u64]) -> Result<RawTable> {
+        let index: std::collections::HashMap<u64, usize> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(r, &id)| (id, r))
+            .collect();
+        let rows = source_ids
+            .iter()
+            .map(|id| index.get(id).copied().ok_or(DataError::UnknownId(*id)))
+            .collect::<Result<Vec<usize>>>()?;
+        Ok(RawTable {
+            source: self.source.clone(),
+            ids: (0..rows.len() as u64).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|(name, values)| {
+                    (
+                        name.clone(),
+                        rows.iter().map(|&r| values[r].clone()).collect(),
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
 /// Reads `wanted` columns (and the id column) of a CSV file, plain or gzip-compressed (`.gz`).
 pub fn read_csv(path: &Path, options: &CsvOptions, wanted: &[String]) -> Result<RawTable> {
     let file = std::fs::File::open(path).map_err(|e| DataError::Io {

@@ -120,6 +120,23 @@ impl Table {
         Ok(out)
     }
 
+    /// The rows of `source_ids`, in that order, renumbered `0, 1, …` — a table aligned by
+    /// private set intersection (`spnn align`), whose position `i` is the same sample at every
+    /// party. Refuses an id this table lacks.
+    pub fn realigned(&self, source_ids: &[u64]) -> Result<Table> {
+        let data = self.gather(source_ids)?;
+        let labels = match &self.labels {
+            Some(_) => Some(self.gather_labels(source_ids)?),
+            None => None,
+        };
+        Table::new(
+            (0..source_ids.len() as u64).collect(),
+            self.columns.clone(),
+            data,
+            labels,
+        )
+    }
+
     /// Labels of `ids`.
     pub fn gather_labels(&self, ids: &[u64]) -> Result<Vec<f32>> {
         let labels = self
