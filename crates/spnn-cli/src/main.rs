@@ -83,6 +83,25 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Private sample alignment: finds the sample ids every data holder (and the label owner)
+    /// has, by private set intersection over mutual TLS, and writes this party's alignment —
+    /// the common samples numbered 0…n−1 in one shared order — for its `aligned` fields. The
+    /// server aggregates and, unless it owns the labels, learns only how many there are. Run
+    /// it on the server and every holder (not the dealer).
+    Align {
+        /// The deployment file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Which party: server or holder-<i>.
+        #[arg(long)]
+        party: String,
+        /// This party's private file.
+        #[arg(long)]
+        private: Option<PathBuf>,
+        /// Where to write the alignment (CSV: `id,source_id`, or `id` for a server without ids).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Runs every party of a deployment in this process (no network).
     Simulate {
         /// The deployment file.
@@ -351,6 +370,20 @@ fn run(cli: &Cli) -> Result<()> {
             };
             print_outcome(party, &outcome);
         }
+        Command::Align {
+            config,
+            party,
+            private,
+            out,
+        } => {
+            let dep = load(config, party, private.as_ref())?;
+            let a = party::align(&dep, party, out)?;
+            println!(
+                "{party}: {} samples common to every party, alignment written to {}",
+                a.size,
+                out.display()
+            );
+        }
         Command::Simulate {
             config,
             private,
@@ -410,7 +443,9 @@ fn main() -> ExitCode {
             eprintln!("spnn: error: {e}");
             if let CliError::Net(_) | CliError::Spnn(_) = e
                 && let Some(config) = match &cli.command {
-                    Command::Run { config, .. } | Command::Predict { config, .. } => Some(config),
+                    Command::Run { config, .. }
+                    | Command::Predict { config, .. }
+                    | Command::Align { config, .. } => Some(config),
                     _ => None,
                 }
                 && let Ok(dep) = Deployment::load(config)

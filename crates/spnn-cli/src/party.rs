@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use spnn_burn::align::{AlignSpec, Alignment};
 use spnn_burn::messages::Metrics;
 use spnn_burn::{HolderLabels, HolderOptions, TopLayers, run_dealer, run_holder};
 use spnn_crypto::paillier::{Keypair, PublicKeyData, SecretKeyData};
@@ -12,7 +13,7 @@ use spnn_net::transport::tls::{TlsConfig, TlsTransport};
 use spnn_net::{Network, NetworkConfig, Role, Roster};
 
 use crate::config::Deployment;
-use crate::data::{holder_scoring_table, holder_table, label_table, split};
+use crate::data::{holder_scoring_table, holder_table, label_table, source_ids, split};
 use crate::error::{CliError, Result};
 use crate::model::Top;
 use crate::server::{self, ServerOptions, Summary};
@@ -53,10 +54,15 @@ fn role(roster: &Roster, party: &str) -> Result<(spnn_net::PartyId, Role)> {
 
 /// Connects `party` to every other party of the deployment over mutual TLS.
 pub fn connect(dep: &Deployment, party: &str) -> Result<Network> {
-    let roster = dep.roster();
+    connect_to(dep, party, dep.roster())
+}
+
+/// Connects `party` to the parties of `roster` (the deployment's, or its first parties).
+fn connect_to(dep: &Deployment, party: &str, roster: Roster) -> Result<Network> {
     let (me, _) = role(&roster, party)?;
     let identity = Identity::load(&dep.resolve(&dep.certs.dir), party)?;
-    let mut cfg = TlsConfig::new(me, roster.clone(), dep.addresses(), identity);
+    let addresses = dep.addresses()[..roster.len()].to_vec();
+    let mut cfg = TlsConfig::new(me, roster.clone(), addresses, identity);
     cfg.connect_timeout = Duration::from_secs(dep.session.connect_timeout_secs);
     let entry = &dep.parties[party];
     let listen = entry.listen.unwrap_or(entry.address);
@@ -206,6 +212,77 @@ pub fn score(
     let table = holder_scoring_table(dep, dep.data_of(party)?, records)?;
     let labels = label_holder(dep, party, &table, true)?;
     serve(dep, party, connect(dep, party)?, table, labels, scores_out)
+}
+
+/// The ids `party` brings to `spnn align`: a holder's (the label holder's: those it also has a
+/// label for), the server's labelled ids when it owns the labels; none for a server that only
+/// aggregates.
+fn alignment_ids(dep: &Deployment, party: &str) -> Result<Option<Vec<u64>>> {
+    let owner = party == dep.protocol.labels_at;
+    let labelled = || -> Result<Vec<u64>> { Ok(source_ids(dep, &dep.labels()?.data)?) };
+    match role(&dep.roster(), party)?.1 {
+        Role::Server => Ok(owner.then(labelled).transpose()?),
+        Role::Holder(_) => {
+            let mut ids = source_ids(dep, dep.data_of(party)?)?;
+            if owner {
+                let with_label: std::collections::HashSet<u64> = labelled()?.into_iter().collect();
+                ids.retain(|id| with_label.contains(id));
+            }
+            Ok(Some(ids))
+        }
+        Role::Dealer => Err(CliError::Usage(
+            "the dealer holds no ids: it takes no part in spnn align".into(),
+        )),
+    }
+}
+
+/// `spnn align`: runs `party`'s side of private set intersection with the other data holders
+/// (and the server, which aggregates) and writes the alignment to `out` — `id,source_id` for
+/// a party with ids (position in the shared order, its own id), `id` alone for a server that
+/// holds none. The separate dealer, if any, takes no part. Returns the alignment.
+pub fn align(dep: &Deployment, party: &str, out: &Path) -> Result<Alignment> {
+    let ids = alignment_ids(dep, party)?;
+    let roster = Roster::spnn(dep.holders() as u16, false)?;
+    let server = roster.id_of(Role::Server)?;
+    let holders = roster.holders();
+    let mut participants = holders;
+    if dep.label_mode()? == spnn_burn::LabelMode::Server {
+        participants.insert(0, server);
+    }
+    let spec = AlignSpec {
+        participants,
+        aggregator: server,
+    };
+    tracing::info!(
+        "{party}: aligning {} ids with the other parties",
+        ids.as_ref()
+            .map_or("no".to_string(), |i| i.len().to_string())
+    );
+    let net = connect_to(dep, party, roster)?;
+    let alignment = spnn_burn::align::align(&net, &spec, ids.as_deref())?;
+    drop(net);
+    if alignment.size == 0 {
+        return Err(CliError::Usage(
+            "no sample id is common to every party: nothing to train on".into(),
+        ));
+    }
+    let mut text = String::new();
+    match &alignment.ids {
+        Some(ids) => {
+            text += "id,source_id\n";
+            for (i, id) in ids.iter().enumerate() {
+                text += &format!("{i},{id}\n");
+            }
+        }
+        None => {
+            text += "id\n";
+            for i in 0..alignment.size {
+                text += &format!("{i}\n");
+            }
+        }
+    }
+    std::fs::write(out, text).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))?;
+    Ok(alignment)
 }
 
 /// Loads the key pair `spnn keygen --name <party>` wrote into `dir`.

@@ -1325,3 +1325,182 @@ fn labels_at_a_holder_stay_there_across_processes_like_the_simulation() {
     let all_auc = spnn_burn::metrics::roc_auc(&s, bc.labels().unwrap());
     assert!(all_auc > 0.9, "AUC of the predictions {all_auc}");
 }
+
+/// Writes `file` in `dir`: an `id` column and the breast-cancer columns `cols` of `ids`, rows in
+/// the order given.
+fn write_features(dir: &Path, file: &str, cols: std::ops::Range<usize>, ids: &[u64]) {
+    let bc = spnn_data::embedded::breast_cancer();
+    let names = spnn_data::embedded::BREAST_CANCER_COLUMNS;
+    let mut text = format!("id,{}\n", names[cols.clone()].join(","));
+    for &id in ids {
+        // Ids beyond the data set are organisation-only customers: any values.
+        let row = bc
+            .features(id)
+            .map(<[f32]>::to_vec)
+            .unwrap_or(vec![0.5; 30]);
+        let values: Vec<String> = cols.clone().map(|c| row[c].to_string()).collect();
+        text += &format!("{id},{}\n", values.join(","));
+    }
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+/// `spnn align` in three processes over mutual TLS on the parties' own CSV files, whose ids
+/// differ: every party gets the exact common ids, all in one order that is not theirs; the
+/// server learns only how many there are unless it owns the labels; training then runs on the
+/// aligned rows across processes like the simulation, bit for bit.
+#[test]
+fn spnn_align_finds_the_common_samples_and_training_runs_on_them() {
+    let d = deployment(2, false, "");
+    let dir = d.dir.path();
+    let bc = spnn_data::embedded::breast_cancer();
+    let all: Vec<u64> = bc.ids().to_vec();
+    // holder-0 lacks the multiples of 7, holder-1 those of 5 and has 50 customers of its own,
+    // the labels lack the multiples of 11; every file in its own (reversed or shuffled) order.
+    let h0: Vec<u64> = all.iter().rev().copied().filter(|i| i % 7 != 0).collect();
+    let mut h1: Vec<u64> = all.iter().copied().filter(|i| i % 5 != 0).collect();
+    h1.extend(10_000..10_050);
+    h1.rotate_left(100);
+    let labelled: Vec<u64> = all.iter().copied().filter(|i| i % 11 != 0).collect();
+    write_features(dir, "h0.csv", 0..15, &h0);
+    write_features(dir, "h1.csv", 15..30, &h1);
+    let y = bc.labels().unwrap();
+    let labels: String = labelled
+        .iter()
+        .map(|&id| format!("{id},{}\n", y[id as usize]))
+        .collect();
+    std::fs::write(dir.join("labels.csv"), format!("id,label\n{labels}")).unwrap();
+    let data = |i: usize, cols: std::ops::Range<usize>| {
+        (
+            format!(
+                "data = {{ path = \"embedded:breast_cancer\", columns = [{}] }}",
+                columns(cols.clone())
+            ),
+            format!(
+                "data = {{ path = \"h{i}.csv\", id_column = \"id\", columns = [{}], aligned = \
+                 \"h{i}-aligned.csv\" }}",
+                columns(cols)
+            ),
+        )
+    };
+    let (e0, c0) = data(0, 0..15);
+    let (e1, c1) = data(1, 15..30);
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(&e0, &c0)
+        .replace(&e1, &c1)
+        .replace(
+            "path = \"embedded:breast_cancer\"\ncolumn",
+            "path = \"labels.csv\"\nid_column = \"id\"\naligned = \"server-aligned.csv\"\ncolumn",
+        );
+    assert!(!text.contains("embedded:"), "{text}");
+    std::fs::write(&d.config, &text).unwrap();
+    let align = |config: &Path, outs: [&str; 3]| {
+        let children: Vec<Child> = ["server", "holder-0", "holder-1"]
+            .iter()
+            .zip(outs)
+            .map(|(party, out)| {
+                Command::new(SPNN)
+                    .args(["align", "--config", config.to_str().unwrap(), "--party"])
+                    .args([party, "--out", dir.join(out).to_str().unwrap()])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        outs.map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+    };
+    let source = |csv: &str| -> Vec<u64> {
+        csv.lines()
+            .skip(1)
+            .enumerate()
+            .map(|(i, l)| {
+                let (pos, id) = l.split_once(',').unwrap();
+                assert_eq!(pos, i.to_string());
+                id.parse().unwrap()
+            })
+            .collect()
+    };
+    let expected: std::collections::BTreeSet<u64> = all
+        .iter()
+        .copied()
+        .filter(|i| i % 7 != 0 && i % 5 != 0 && i % 11 != 0)
+        .collect();
+
+    // Labels at the server: it takes part with its labelled ids.
+    let [server, a0, a1] = align(
+        &d.config,
+        ["server-aligned.csv", "h0-aligned.csv", "h1-aligned.csv"],
+    );
+    let order = source(&a0);
+    assert_eq!(source(&a1), order);
+    assert_eq!(source(&server), order);
+    assert_eq!(
+        order
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected
+    );
+    assert!(
+        !order.windows(2).all(|w| w[0] < w[1]),
+        "the shared order is the ids' own"
+    );
+    // Training on the aligned rows: processes and simulation agree bit for bit.
+    let outs = run_all(&d, false);
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_simulation_gives(&d, &fingerprint(&outs[0]));
+
+    // Labels at holder-0: the server only aggregates, and learns the count, not one id.
+    let holder_mode = label_holder_mode(&text)
+        .replace(
+            "ids = { path = \"embedded:breast_cancer\" }",
+            "ids = { path = \"server-ids.csv\", id_column = \"id\" }",
+        )
+        .replace(
+            "aligned = \"server-aligned.csv\"",
+            "aligned = \"h0-aligned.csv\"",
+        );
+    let config = dir.join("label-holder.toml");
+    std::fs::write(&config, holder_mode).unwrap();
+    let [server, a0, a1] = align(
+        &config,
+        ["server-ids.csv", "h0-aligned.csv", "h1-aligned.csv"],
+    );
+    let order = source(&a0);
+    assert_eq!(source(&a1), order);
+    assert_eq!(
+        order
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        expected
+    );
+    let positions: Vec<String> = (0..expected.len()).map(|i| i.to_string()).collect();
+    assert_eq!(server, format!("id\n{}\n", positions.join("\n")));
+    let _ = std::fs::remove_dir_all(dir.join("checkpoints"));
+    let sim = Command::new(SPNN)
+        .args(["simulate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    // holder-0 measured its test share of the aligned samples, as every party split them.
+    let stdout = String::from_utf8_lossy(&sim.stdout);
+    let aligned: Vec<u64> = (0..expected.len() as u64).collect();
+    let (_, test) = spnn_cli::data::split(&aligned, 0.2, 42).unwrap();
+    assert!(
+        stdout.contains("(label holder): test AUC")
+            && stdout.contains(&format!("over {} samples", test.len())),
+        "{stdout}"
+    );
+}
