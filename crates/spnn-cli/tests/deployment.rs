@@ -1504,3 +1504,99 @@ fn spnn_align_finds_the_common_samples_and_training_runs_on_them() {
         "{stdout}"
     );
 }
+
+/// New records scored with the labels at a holder: every holder serves its columns of the new
+/// rows (`spnn run --score`), the server runs `spnn predict --ids` and writes nothing, and the
+/// label holder writes the scores (`--out`) — those of the same samples scored under their own
+/// ids, bit for bit (the same model, steps and seeded noise).
+#[test]
+fn the_label_holder_scores_new_records_like_the_same_rows() {
+    let d = deployment(3, false, "");
+    let dir = d.dir.path();
+    let all: Vec<u64> = spnn_data::embedded::breast_cancer().ids().to_vec();
+    write_features(dir, "h0.csv", 0..15, &all);
+    write_features(dir, "h1.csv", 15..30, &all);
+    let csv = |i: usize, cols: std::ops::Range<usize>| {
+        (
+            format!(
+                "data = {{ path = \"embedded:breast_cancer\", columns = [{}] }}",
+                columns(cols.clone())
+            ),
+            format!(
+                "data = {{ path = \"h{i}.csv\", id_column = \"id\", columns = [{}] }}",
+                columns(cols)
+            ),
+        )
+    };
+    let (e0, c0) = csv(0, 0..15);
+    let (e1, c1) = csv(1, 15..30);
+    let text = label_holder_mode(&std::fs::read_to_string(&d.config).unwrap())
+        .replace(&e0, &c0)
+        .replace(&e1, &c1);
+    std::fs::write(&d.config, text).unwrap();
+    let trained = simulate(&d.config);
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    // The first 114 samples, under their own ids and as new records under 100000 + id.
+    let fresh: Vec<u64> = all[..114].to_vec();
+    let renamed: Vec<u64> = fresh.iter().map(|id| id + 100_000).collect();
+    let rows = |ids: &[u64], new_ids: &[u64], file: &str, cols: std::ops::Range<usize>| {
+        write_features(dir, "tmp.csv", cols, ids);
+        let text = std::fs::read_to_string(dir.join("tmp.csv")).unwrap();
+        let mut lines = text.lines();
+        let mut out = format!("{}\n", lines.next().unwrap());
+        for (line, new) in lines.zip(new_ids) {
+            let (_, rest) = line.split_once(',').unwrap();
+            out += &format!("{new},{rest}\n");
+        }
+        std::fs::write(dir.join(file), out).unwrap();
+    };
+    rows(&fresh, &renamed, "h0-new.csv", 0..15);
+    rows(&fresh, &renamed, "h1-new.csv", 15..30);
+    let id_file = |file: &str, ids: &[u64]| {
+        let body: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(dir.join(file), format!("id\n{body}")).unwrap();
+        dir.join(file)
+    };
+    let predict = |ids: &Path, scoring: bool, out: &str| -> Vec<(u64, f32)> {
+        let scores = dir.join(out);
+        let mut h0 = vec!["--out", scores.to_str().unwrap()];
+        let (n0, n1) = (dir.join("h0-new.csv"), dir.join("h1-new.csv"));
+        let mut h1 = vec![];
+        if scoring {
+            h0.extend(["--score", n0.to_str().unwrap()]);
+            h1.extend(["--score", n1.to_str().unwrap()]);
+        }
+        let holders = [
+            spawn_with(&d.config, "holder-0", &h0),
+            spawn_with(&d.config, "holder-1", &h1),
+        ];
+        let server = spnn_ok(&[
+            "predict",
+            "--config",
+            d.config.to_str().unwrap(),
+            "--ids",
+            ids.to_str().unwrap(),
+        ]);
+        assert!(String::from_utf8_lossy(&server.stdout).contains("114 records scored"));
+        for h in holders {
+            let o = h.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        read_scores(&scores)
+    };
+    let old = predict(&id_file("old-ids.csv", &fresh), false, "old.csv");
+    let new = predict(&id_file("new-ids.csv", &renamed), true, "new.csv");
+    assert_eq!((old.len(), new.len()), (114, 114));
+    let by_id: std::collections::HashMap<u64, f32> = old.into_iter().collect();
+    for (new_id, s) in new {
+        assert_eq!(
+            by_id[&(new_id - 100_000)].to_bits(),
+            s.to_bits(),
+            "record {new_id}"
+        );
+    }
+}
