@@ -63,16 +63,8 @@ enum Command {
     },
     /// Runs one party of a deployment.
     Run {
-        /// The deployment file.
-        #[arg(long)]
-        config: PathBuf,
-        /// Which party: server, holder-<i> or dealer.
-        #[arg(long)]
-        party: String,
-        /// This party's private file (its data, keys, policy, listen address; the server's
-        /// labels), kept on its own host.
-        #[arg(long)]
-        private: Option<PathBuf>,
+        #[command(flatten)]
+        at: PartyArgs,
         /// A holder: serve these new, unlabelled records (a CSV with its data's columns and id
         /// column) for the server's `spnn predict --ids`, preprocessed as its training data.
         #[arg(long)]
@@ -89,15 +81,8 @@ enum Command {
     /// server aggregates and, unless it owns the labels, learns only how many there are. Run
     /// it on the server and every holder (not the dealer).
     Align {
-        /// The deployment file.
-        #[arg(long)]
-        config: PathBuf,
-        /// Which party: server or holder-<i>.
-        #[arg(long)]
-        party: String,
-        /// This party's private file.
-        #[arg(long)]
-        private: Option<PathBuf>,
+        #[command(flatten)]
+        at: PartyArgs,
         /// Where to write the alignment (CSV: `id,source_id`, or `id` for a server without ids).
         #[arg(long)]
         out: PathBuf,
@@ -136,6 +121,28 @@ enum Command {
         #[arg(long)]
         ids: Option<PathBuf>,
     },
+}
+
+/// Which party of which deployment a command runs.
+#[derive(clap::Args, Debug)]
+struct PartyArgs {
+    /// The deployment file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Which party: server, holder-<i> or dealer.
+    #[arg(long)]
+    party: String,
+    /// This party's private file (its data, keys, policy, listen address; the label owner's
+    /// labels), kept on its own host.
+    #[arg(long)]
+    private: Option<PathBuf>,
+}
+
+impl PartyArgs {
+    /// The deployment file with this party's private file merged in.
+    fn deployment(&self) -> Result<Deployment> {
+        load(&self.config, &self.party, self.private.as_ref())
+    }
 }
 
 /// The deployment file, with `party`'s private file merged in if there is one.
@@ -350,14 +357,8 @@ fn run(cli: &Cli) -> Result<()> {
                 out.display()
             );
         }
-        Command::Run {
-            config,
-            party,
-            private,
-            score,
-            out,
-        } => {
-            let dep = load(config, party, private.as_ref())?;
+        Command::Run { at, score, out } => {
+            let (dep, party) = (at.deployment()?, &at.party);
             let outcome = match score {
                 Some(records) => party::score(&dep, party, records, out.as_deref())?,
                 None => {
@@ -370,13 +371,8 @@ fn run(cli: &Cli) -> Result<()> {
             };
             print_outcome(party, &outcome);
         }
-        Command::Align {
-            config,
-            party,
-            private,
-            out,
-        } => {
-            let dep = load(config, party, private.as_ref())?;
+        Command::Align { at, out } => {
+            let (dep, party) = (at.deployment()?, &at.party);
             let a = party::align(&dep, party, out)?;
             println!(
                 "{party}: {} samples common to every party, alignment written to {}",
@@ -443,9 +439,8 @@ fn main() -> ExitCode {
             eprintln!("spnn: error: {e}");
             if let CliError::Net(_) | CliError::Spnn(_) = e
                 && let Some(config) = match &cli.command {
-                    Command::Run { config, .. }
-                    | Command::Predict { config, .. }
-                    | Command::Align { config, .. } => Some(config),
+                    Command::Run { at, .. } | Command::Align { at, .. } => Some(&at.config),
+                    Command::Predict { config, .. } => Some(config),
                     _ => None,
                 }
                 && let Ok(dep) = Deployment::load(config)
