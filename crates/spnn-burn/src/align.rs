@@ -4,25 +4,30 @@
 //! Every **participant** (the data holders, and the label owner) holds a set of sample ids; the
 //! **aggregator** (the server) may be one of them. The run:
 //!
-//! 1. Each participant draws a fresh secret scalar `a_j` (CSPRNG) and blinds its ids:
-//!    `H(id)^{a_j}`, with `H` bound to the session id ([`spnn_crypto::psi`]).
+//! 1. Each participant draws two fresh secret scalars (CSPRNG), its key `a_j` and a one-time
+//!    mask `b_j`, shuffles its ids, and masks them: `H(id)^{b_j}`, with `H` bound to the session
+//!    id ([`spnn_crypto::psi`]).
 //! 2. The participants form a ring in roster order. In each of `k − 1` rounds every participant
 //!    passes the list it holds to the next and raises the list it receives from the previous to
-//!    its own scalar, keeping the order; a last pass returns every list to its origin, which now
-//!    holds the **tag** `H(id)^{a_1⋯a_k}` of each of its ids, in its own order.
+//!    its key, keeping the order; a last pass returns every list to its origin, which raises it
+//!    by `a_j · b_j⁻¹` and so holds the **tag** `H(id)^{a_1⋯a_k}` of each of its ids. No other
+//!    party ever holds a list raised by every key: the last relay's still carries the origin's
+//!    mask instead of its key, so it cannot compare it with its own tags.
 //! 3. Each participant sends its tags, sorted (so their order says nothing of its ids), to the
 //!    aggregator, which keeps the tags every participant sent and returns them sorted to each.
 //! 4. Each participant maps the returned tags back to its ids: the **intersection, in one
 //!    order all participants share** (the sorted tags: a pseudo-random permutation of the
 //!    common ids, fresh per run). Position `i` in that order is the same sample everywhere.
 //!
-//! What each party learns (semi-honest, non-colluding; proof sketch in the guide's deployment
-//! chapter): a participant, the intersection and every other participant's set size (the
-//! lengths of the lists it relays); the points it relays are blinded by at least one scalar it
-//! does not know, so under DDH they look random. The aggregator, every participant's set size
-//! and — from which tags recur — the size of every region of the participants' Venn diagram
-//! (for two participants, just the intersection's size), but no id unless it is a participant
-//! itself. Ids are deduplicated first. Lists travel in frames of at most [`CHUNK_POINTS`]
+//! What each party learns (semi-honest, non-colluding; the guide's deployment chapter): a
+//! participant, the intersection and every other participant's set size (the lengths of the
+//! lists it relays); every point it holds of another's list lacks that party's key or mask,
+//! so under DDH the lists look random and unordered (the origin shuffled them). The aggregator,
+//! every participant's set size and — from which tags recur — the size of every region of the
+//! participants' Venn diagram (for two participants, just the intersection's size), but no id
+//! unless it is a participant itself; **an aggregator that is also a participant (the server
+//! owning the labels) learns, for each of its own ids, which participants have it**. Ids are
+//! deduplicated first. Lists travel in frames of at most [`CHUNK_POINTS`]
 //! points; a party refuses more than [`MAX_ALIGN_IDS`] points, malformed points, lists of the
 //! wrong length and tags it never sent.
 
@@ -101,7 +106,8 @@ fn recv_points(net: &Network, from: PartyId, expected: Option<usize>) -> Result<
             },
         ));
     }
-    let mut points = Vec::with_capacity(n);
+    // Grown as frames arrive: a count alone reserves nothing.
+    let mut points = Vec::with_capacity(n.min(CHUNK_POINTS));
     while points.len() < n {
         let PsiPoints(Blob(bytes)) = net.recv(from)?;
         let want = (n - points.len()).min(CHUNK_POINTS);
@@ -133,11 +139,27 @@ fn domain(net: &Network) -> Vec<u8> {
 /// Runs this party's side of an alignment: `ids` for a participant, `None` for an aggregator
 /// that holds none. Every party of `spec` must call it with the same `spec`.
 pub fn align(net: &Network, spec: &AlignSpec, ids: Option<&[u64]>) -> Result<Alignment> {
+    run(net, spec, ids, true)
+}
+
+/// [`align`] **without the one-time masks**: the last relay of each list holds it raised by
+/// every key and learns which of its own ids the list's origin has. Insecure; for the test
+/// that shows what the masks stop.
+#[cfg(feature = "insecure-test-hooks")]
+pub fn align_unmasked_insecure_for_tests(
+    net: &Network,
+    spec: &AlignSpec,
+    ids: Option<&[u64]>,
+) -> Result<Alignment> {
+    run(net, spec, ids, false)
+}
+
+fn run(net: &Network, spec: &AlignSpec, ids: Option<&[u64]>, masked: bool) -> Result<Alignment> {
     let me = net.me();
     spec.check(me)?;
     let position = spec.participants.iter().position(|&p| p == me);
     let tags = match (position, ids) {
-        (Some(at), Some(ids)) => Some(participate(net, spec, at, ids)?),
+        (Some(at), Some(ids)) => Some(participate(net, spec, at, ids, masked)?),
         (None, None) => None,
         (Some(_), None) => {
             return Err(SpnnError::Config(format!(
@@ -157,9 +179,19 @@ pub fn align(net: &Network, spec: &AlignSpec, ids: Option<&[u64]>) -> Result<Ali
         }
         common
     } else {
-        let (sorted, _) = tags.as_ref().expect("a participant has tags");
+        let (sorted, by_tag) = tags.as_ref().expect("a participant has tags");
         send_points(net, spec.aggregator, sorted)?;
-        recv_points(net, spec.aggregator, None)?
+        let common = recv_points(net, spec.aggregator, None)?;
+        // Sorted and distinct, as the aggregator makes it, and no longer than this party's own
+        // list: a repeated or reordered tag would misalign this party's rows.
+        if !strictly_increasing(&common) || common.len() > by_tag.len() {
+            return Err(protocol(
+                spec.aggregator,
+                "a common list that is not sorted, repeats a tag, or is longer than this \
+                 party's own",
+            ));
+        }
+        common
     };
     let ids = match tags {
         None => None,
@@ -183,11 +215,24 @@ pub fn align(net: &Network, spec: &AlignSpec, ids: Option<&[u64]>) -> Result<Ali
 /// The participant's tags: sorted, and by tag its id.
 type Tags = (Vec<Point>, HashMap<Point, u64>);
 
+fn strictly_increasing(points: &[Point]) -> bool {
+    points.windows(2).all(|w| w[0] < w[1])
+}
+
 /// Steps 1 and 2 for the participant at ring position `at`.
-fn participate(net: &Network, spec: &AlignSpec, at: usize, ids: &[u64]) -> Result<Tags> {
+fn participate(
+    net: &Network,
+    spec: &AlignSpec,
+    at: usize,
+    ids: &[u64],
+    masked: bool,
+) -> Result<Tags> {
     let mut own: Vec<u64> = ids.to_vec();
     own.sort_unstable();
     own.dedup();
+    let mut rng = SecureRng::from_os_entropy();
+    // The order the list travels in says nothing of the ids.
+    rand::seq::SliceRandom::shuffle(own.as_mut_slice(), &mut rng);
     if own.len() > MAX_ALIGN_IDS {
         return Err(SpnnError::Config(format!(
             "{} ids to align, more than {MAX_ALIGN_IDS}",
@@ -197,8 +242,16 @@ fn participate(net: &Network, spec: &AlignSpec, at: usize, ids: &[u64]) -> Resul
     let k = spec.participants.len();
     let next = spec.participants[(at + 1) % k];
     let prev = spec.participants[(at + k - 1) % k];
-    let key = PsiKey::random(&mut SecureRng::from_os_entropy());
-    let mut held = key.blind_ids(&domain(net), &own);
+    let key = PsiKey::random(&mut rng);
+    let mask = PsiKey::random(&mut rng);
+    // Masked: out with `b`, back with `a·b⁻¹`. Unmasked (tests): out with `a`, back with 1.
+    let (first, last) = if masked {
+        let finish = key.unmasking(&mask);
+        (mask, finish)
+    } else {
+        (key.clone(), key.unmasking(&key))
+    };
+    let mut held = first.blind_ids(&domain(net), &own);
     for _ in 1..k {
         send_points(net, next, &held)?;
         let received = recv_points(net, prev, None)?;
@@ -207,7 +260,10 @@ fn participate(net: &Network, spec: &AlignSpec, at: usize, ids: &[u64]) -> Resul
             .map_err(|e| protocol(prev, e.to_string()))?;
     }
     send_points(net, next, &held)?;
-    let tags = recv_points(net, prev, Some(own.len()))?;
+    let returned = recv_points(net, prev, Some(own.len()))?;
+    let tags = last
+        .reblind(&returned)
+        .map_err(|e| protocol(prev, e.to_string()))?;
     let by_tag: HashMap<Point, u64> = tags.iter().copied().zip(own.iter().copied()).collect();
     if by_tag.len() != own.len() {
         return Err(protocol(
@@ -221,27 +277,42 @@ fn participate(net: &Network, spec: &AlignSpec, at: usize, ids: &[u64]) -> Resul
 }
 
 /// Step 3 at the aggregator: the tags every participant sent, sorted. `own` are its own tags
-/// if it participates.
+/// if it participates. Each list arrives sorted and distinct (refused otherwise) and is merged
+/// into the running intersection, so the aggregator holds at most two lists at a time.
 fn intersect(net: &Network, spec: &AlignSpec, own: Option<&Vec<Point>>) -> Result<Vec<Point>> {
     let me = net.me();
-    let mut counts: HashMap<Point, usize> = HashMap::new();
+    let mut common: Option<Vec<Point>> = None;
     for &p in &spec.participants {
         let list = if p == me {
             own.cloned().unwrap_or_default()
         } else {
             recv_points(net, p, None)?
         };
-        let distinct: HashSet<Point> = list.into_iter().collect();
-        for t in distinct {
-            *counts.entry(t).or_default() += 1;
+        if !strictly_increasing(&list) {
+            return Err(protocol(p, "tags that are not sorted or repeat"));
+        }
+        common = Some(match common {
+            None => list,
+            Some(running) => merge_common(&running, &list),
+        });
+    }
+    Ok(common.unwrap_or_default())
+}
+
+/// The points in both sorted lists, sorted.
+fn merge_common(a: &[Point], b: &[Point]) -> Vec<Point> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
         }
     }
-    let k = spec.participants.len();
-    let mut common: Vec<Point> = counts
-        .into_iter()
-        .filter(|&(_, c)| c == k)
-        .map(|(t, _)| t)
-        .collect();
-    common.sort_unstable();
-    Ok(common)
+    out
 }

@@ -1,6 +1,6 @@
 //! Private sample alignment (`spnn_burn::align`) on in-memory networks: the exact intersection
-//! against a plain set intersection, one shared order, what the aggregator and a relaying
-//! participant can find in their whole view, and refusals of malformed input.
+//! against a plain set intersection, one shared order, what the last relay of a list can learn
+//! from its whole view with and without the one-time masks, and refusals of malformed input.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -8,17 +8,28 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use spnn_burn::align::{AlignSpec, Alignment, align};
 use spnn_burn::messages::{PsiCount, PsiPoints};
-use spnn_crypto::psi::{POINT_BYTES, hash_to_group};
+use spnn_crypto::psi::POINT_BYTES;
 use spnn_net::codec::{Blob, Message};
 use spnn_net::{Network, NetworkConfig, PartyId, Roster};
 
 const SESSION: u64 = 41;
+
+type Aligner = fn(&Network, &AlignSpec, Option<&[u64]>) -> spnn_burn::Result<Alignment>;
 
 /// Runs an alignment: `sets[i]` for holder i, and `server` for the server if it holds ids.
 /// Returns every party's result (server first) and its network, for its transcript.
 fn run(
     sets: &[Vec<u64>],
     server: Option<Vec<u64>>,
+) -> Vec<(spnn_burn::Result<Alignment>, Network)> {
+    run_with(sets, server, align)
+}
+
+/// The same with another implementation of a party's side.
+fn run_with(
+    sets: &[Vec<u64>],
+    server: Option<Vec<u64>>,
+    aligner: Aligner,
 ) -> Vec<(spnn_burn::Result<Alignment>, Network)> {
     let roster = Roster::spnn(sets.len() as u16, false).unwrap();
     let cfg = NetworkConfig::new(SESSION)
@@ -41,7 +52,7 @@ fn run(
         .zip(inputs)
         .map(|(net, ids)| {
             let spec = spec.clone();
-            std::thread::spawn(move || (align(&net, &spec, ids.as_deref()), net))
+            std::thread::spawn(move || (aligner(&net, &spec, ids.as_deref()), net))
         })
         .collect();
     threads.into_iter().map(|t| t.join().unwrap()).collect()
@@ -124,53 +135,58 @@ fn the_order_is_fresh_per_run_and_says_nothing_of_the_ids() {
     assert_ne!(a, sorted);
 }
 
-/// The dictionary attack: hash every candidate id as the protocol does and look for it among
-/// the points a party received. `points` are the PSI points in its transcript.
-fn dictionary(points: &HashSet<[u8; POINT_BYTES]>, candidates: std::ops::Range<u64>) -> usize {
-    let mut domain = b"spnn-align-v1:".to_vec();
-    domain.extend_from_slice(&SESSION.to_le_bytes());
-    candidates
-        .filter(|&c| points.contains(&hash_to_group(&domain, c).compress().to_bytes()))
-        .count()
-}
-
-fn received_points(net: &Network) -> HashSet<[u8; POINT_BYTES]> {
-    net.transcript()
-        .into_iter()
-        .filter(|r| r.kind == PsiPoints::KIND)
-        .flat_map(|r| {
-            let Blob(bytes) = spnn_net::codec::decode_exact::<Blob>(&r.payload).unwrap();
-            bytes
-                .chunks_exact(POINT_BYTES)
-                .map(|c| c.try_into().unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Neither the aggregator nor a relaying holder finds a single id in its whole view by hashing
-/// the whole id universe; the same attack finds every id once the blinding is removed (the
-/// points a protocol without secret scalars would send).
-#[test]
-fn no_party_finds_another_partys_ids_in_its_view_but_would_without_blinding() {
-    let universe = 0..4000u64;
-    let sets = random_sets(2, 1500, universe.end, 4);
-    let results = run(&sets, None);
-    check(&results, &plain_intersection(&sets), false);
-    for (who, net) in [("aggregator", &results[0].1), ("holder-0", &results[1].1)] {
-        let view = received_points(net);
-        assert!(view.len() >= 1000, "{who} received {} points", view.len());
-        assert_eq!(dictionary(&view, universe.clone()), 0, "{who}");
+/// The lists of points `net` sent to `to`, in order (each a `PsiCount` and its frames).
+fn lists_sent(net: &Network, to: PartyId) -> Vec<HashSet<[u8; POINT_BYTES]>> {
+    let mut lists: Vec<HashSet<[u8; POINT_BYTES]>> = Vec::new();
+    for sent in net.sent().into_iter().filter(|s| s.to == to) {
+        if sent.kind == PsiCount::KIND {
+            lists.push(HashSet::new());
+        } else if sent.kind == PsiPoints::KIND {
+            let Blob(bytes) = spnn_net::codec::decode_exact::<Blob>(&sent.payload).unwrap();
+            let list = lists.last_mut().unwrap();
+            list.extend(
+                bytes
+                    .chunks_exact(POINT_BYTES)
+                    .map(|c| <[u8; 32]>::try_from(c).unwrap()),
+            );
+        }
     }
-    // Without blinding, holder-0 would receive holder-1's H(id): every one is found.
-    let mut domain = b"spnn-align-v1:".to_vec();
-    domain.extend_from_slice(&SESSION.to_le_bytes());
-    let unblinded: HashSet<_> = sets[1]
+    lists
+}
+
+/// The last relay's attack, from its whole view: in the final pass it sends the next
+/// participant's list raised by its own key, and it knows its own tags (it sent them to the
+/// aggregator). Without the origin's one-time mask, the overlap of the two is exactly the ids
+/// the two of them share — more than the intersection of all three; with the mask, nothing.
+#[test]
+fn the_last_relay_cannot_compare_a_list_with_its_own_tags_but_could_without_masks() {
+    let sets = random_sets(3, 1500, 3000, 5);
+    let pair: HashSet<u64> = sets[0]
         .iter()
-        .map(|&id| hash_to_group(&domain, id).compress().to_bytes())
+        .copied()
+        .filter(|id| sets[1].contains(id))
         .collect();
-    let distinct: HashSet<u64> = sets[1].iter().copied().collect();
-    assert_eq!(dictionary(&unblinded, universe), distinct.len());
+    let all = plain_intersection(&sets);
+    assert!(
+        pair.len() > all.len() + 100,
+        "the pair shares more than all three"
+    );
+    let overlap = |results: &[(spnn_burn::Result<Alignment>, Network)]| {
+        let relay = &results[1].1; // holder-0 (party 1); the next participant is party 2.
+        let final_pass = lists_sent(relay, PartyId(2)).pop().unwrap();
+        let own_tags = lists_sent(relay, PartyId(0)).pop().unwrap();
+        final_pass.intersection(&own_tags).count()
+    };
+    let masked = run(&sets, None);
+    check(&masked, &all, false);
+    assert_eq!(overlap(&masked), 0);
+    let unmasked = run_with(
+        &sets,
+        None,
+        spnn_burn::align::align_unmasked_insecure_for_tests,
+    );
+    check(&unmasked, &all, false);
+    assert_eq!(overlap(&unmasked), pair.len());
 }
 
 /// A participant that sends a malformed point, a list longer than it announced, or a count

@@ -43,6 +43,11 @@ pub struct Session {
     /// How long to wait for every party to connect (default 60).
     #[serde(default = "default_timeout")]
     pub connect_timeout_secs: u64,
+    /// `spnn align`'s receive timeout in seconds (default 3600): the server waits for the
+    /// holders' whole ring before its first message, about 90 µs per id and holder on two
+    /// cores. A party that vanishes is reported at once; this bounds one that stays silent.
+    #[serde(default = "default_align_timeout")]
+    pub align_timeout_secs: u64,
     /// Reproducible randomness for demonstrations and tests. **Insecure**: anyone who knows it
     /// knows every share. Also seeds the server's model initialisation. Only builds with the
     /// `insecure-test-hooks` feature accept it, and every party refuses it unless its own
@@ -53,6 +58,10 @@ pub struct Session {
 
 fn default_timeout() -> u64 {
     60
+}
+
+fn default_align_timeout() -> u64 {
+    3600
 }
 
 /// `[protocol]`.
@@ -723,6 +732,9 @@ impl Deployment {
             .map_err(|e| self.error("protocol", e.to_string()))?;
         if self.session.timeout_secs == 0 {
             return Err(self.error("session.timeout_secs", "must be at least 1"));
+        }
+        if self.session.align_timeout_secs == 0 {
+            return Err(self.error("session.align_timeout_secs", "must be at least 1"));
         }
         let k = self.holders();
         if k < 2 {

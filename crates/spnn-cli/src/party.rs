@@ -54,11 +54,16 @@ fn role(roster: &Roster, party: &str) -> Result<(spnn_net::PartyId, Role)> {
 
 /// Connects `party` to every other party of the deployment over mutual TLS.
 pub fn connect(dep: &Deployment, party: &str) -> Result<Network> {
-    connect_to(dep, party, dep.roster())
+    connect_to(dep, party, dep.roster(), network_config(dep))
 }
 
 /// Connects `party` to the parties of `roster` (the deployment's, or its first parties).
-fn connect_to(dep: &Deployment, party: &str, roster: Roster) -> Result<Network> {
+fn connect_to(
+    dep: &Deployment,
+    party: &str,
+    roster: Roster,
+    config: NetworkConfig,
+) -> Result<Network> {
     let (me, _) = role(&roster, party)?;
     let identity = Identity::load(&dep.resolve(&dep.certs.dir), party)?;
     let addresses = dep.addresses()[..roster.len()].to_vec();
@@ -74,7 +79,7 @@ fn connect_to(dep: &Deployment, party: &str, roster: Roster) -> Result<Network> 
     );
     let transport = TlsTransport::establish_with_listener(cfg, listener)?;
     tracing::info!("{party}: all peers connected");
-    Ok(Network::new(me, roster, network_config(dep), transport)?)
+    Ok(Network::new(me, roster, config, transport)?)
 }
 
 /// Runs `party` on `net` until the session ends.
@@ -248,6 +253,12 @@ pub fn align(dep: &Deployment, party: &str, out: &Path) -> Result<Alignment> {
     let mut participants = holders;
     if dep.label_mode()? == spnn_burn::LabelMode::Server {
         participants.insert(0, server);
+        if party == "server" {
+            tracing::warn!(
+                "the server owns the labels and aggregates: it will learn, for each of its \
+                 labelled ids, which holders have it (labels at a holder avoid this)"
+            );
+        }
     }
     let spec = AlignSpec {
         participants,
@@ -258,7 +269,13 @@ pub fn align(dep: &Deployment, party: &str, out: &Path) -> Result<Alignment> {
         ids.as_ref()
             .map_or("no".to_string(), |i| i.len().to_string())
     );
-    let net = connect_to(dep, party, roster)?;
+    let timeout = Duration::from_secs(dep.session.align_timeout_secs);
+    let net = connect_to(
+        dep,
+        party,
+        roster,
+        network_config(dep).with_timeout(timeout),
+    )?;
     let alignment = spnn_burn::align::align(&net, &spec, ids.as_deref())?;
     drop(net);
     if alignment.size == 0 {

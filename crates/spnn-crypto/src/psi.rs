@@ -40,7 +40,8 @@ pub fn hash_to_group(domain: &[u8], id: u64) -> RistrettoPoint {
     RistrettoPoint::from_uniform_bytes(&wide)
 }
 
-/// A party's secret exponent for one run. Zeroed when dropped.
+/// A party's secret exponent for one run. Zeroed when dropped (each clone too).
+#[derive(Clone)]
 pub struct PsiKey(Scalar);
 
 impl Drop for PsiKey {
@@ -82,6 +83,14 @@ impl PsiKey {
 
     fn half(&self) -> Scalar {
         self.0 * Scalar::from(2u8).invert()
+    }
+
+    /// The key that raises by this key's exponent and removes `mask`'s: `a · b⁻¹`. A party
+    /// blinds its own ids with a one-time `mask` and, when they come back blinded by every
+    /// other party, finishes them with this, so no other party ever holds its ids blinded by
+    /// every party's key.
+    pub fn unmasking(&self, mask: &PsiKey) -> PsiKey {
+        PsiKey(self.0 * mask.0.invert())
     }
 
     /// `H(id)^a` for every id, in order.

@@ -66,8 +66,9 @@ pub struct RawTable {
 
 impl RawTable {
     /// The rows of `source_ids`, in that order, renumbered `0, 1, …` (see
-    /// [`crate::Table::realigned`]). Refuses an id the file lacks.
+    /// [`crate::Table::realigned`]). Refuses an id the file lacks, and an id listed twice.
     pub fn realigned(&self, source_ids: &[u64]) -> Result<RawTable> {
+        check_distinct(source_ids)?;
         let index: std::collections::HashMap<u64, usize> = self
             .ids
             .iter()
@@ -92,6 +93,18 @@ impl RawTable {
                 })
                 .collect(),
         })
+    }
+}
+
+/// Refuses a list of sample ids that names one twice.
+pub(crate) fn check_distinct(ids: &[u64]) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    match ids.iter().find(|id| !seen.insert(**id)) {
+        Some(id) => Err(DataError::Invalid(format!(
+            "sample {id} is listed twice in an alignment: every later row would be shifted \
+             against the other parties'"
+        ))),
+        None => Ok(()),
     }
 }
 

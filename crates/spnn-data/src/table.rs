@@ -122,8 +122,10 @@ impl Table {
 
     /// The rows of `source_ids`, in that order, renumbered `0, 1, …` — a table aligned by
     /// private set intersection (`spnn align`), whose position `i` is the same sample at every
-    /// party. Refuses an id this table lacks.
+    /// party. Refuses an id this table lacks, and an id listed twice (it would shift every
+    /// later row against the other parties').
     pub fn realigned(&self, source_ids: &[u64]) -> Result<Table> {
+        crate::csv::check_distinct(source_ids)?;
         let data = self.gather(source_ids)?;
         let labels = match &self.labels {
             Some(_) => Some(self.gather_labels(source_ids)?),
@@ -219,6 +221,28 @@ mod tests {
             Some(vec![0.0, 1.0, 0.0]),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn realigned_rows_follow_the_alignment_and_refuse_repeats_and_strangers() {
+        let t = small();
+        let r = t.realigned(&[12, 10]).unwrap();
+        assert_eq!(r.ids(), &[0, 1]);
+        assert_eq!(r.data(), &[5.0, 6.0, 1.0, 2.0]);
+        assert_eq!(r.labels().unwrap(), &[0.0, 0.0]);
+        let twice = t.realigned(&[12, 10, 12]).unwrap_err().to_string();
+        assert!(twice.contains("sample 12 is listed twice"), "{twice}");
+        assert_eq!(t.realigned(&[99]).unwrap_err(), DataError::UnknownId(99));
+        let raw = crate::csv::RawTable {
+            source: "x.csv".into(),
+            ids: vec![10, 11],
+            columns: [("a".to_string(), vec!["p".to_string(), "q".to_string()])].into(),
+        };
+        assert_eq!(
+            raw.realigned(&[11]).unwrap().columns["a"],
+            vec!["q".to_string()]
+        );
+        assert!(raw.realigned(&[11, 11]).is_err() && raw.realigned(&[7]).is_err());
     }
 
     #[test]
