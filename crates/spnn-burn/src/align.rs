@@ -25,9 +25,16 @@
 //! so under DDH the lists look random and unordered (the origin shuffled them). The aggregator,
 //! every participant's set size and — from which tags recur — the size of every region of the
 //! participants' Venn diagram (for two participants, just the intersection's size), but no id
-//! unless it is a participant itself; **an aggregator that is also a participant (the server
-//! owning the labels) learns, for each of its own ids, which participants have it**. Ids are
-//! deduplicated first. Lists travel in frames of at most [`CHUNK_POINTS`]
+//! unless it is a participant itself; an aggregator that is also a participant learns, for
+//! each of its own ids, which participants have it. Ids are deduplicated first.
+//!
+//! **A label owner that aggregates** (the server holding the labels) should not learn which
+//! holders have each of its labelled ids, only which ones they all have. [`align_with_owner`]
+//! runs the holders' alignment first, with the owner aggregating only (it learns the holders'
+//! set sizes and Venn-region sizes, no id), then a two-party alignment of the owner's ids with
+//! the first holder's **common** ids — so all the owner can learn about its ids is which are
+//! common to every holder — and the first holder tells the others, over their own links, which
+//! of their common samples remain and in what order. Lists travel in frames of at most [`CHUNK_POINTS`]
 //! points; a party refuses more than [`MAX_ALIGN_IDS`] points, malformed points, lists of the
 //! wrong length and tags it never sent.
 
@@ -35,7 +42,7 @@ use std::collections::{HashMap, HashSet};
 
 use spnn_crypto::SecureRng;
 use spnn_crypto::psi::{POINT_BYTES, Point, PsiKey};
-use spnn_net::codec::Blob;
+use spnn_net::codec::{Blob, IdList};
 use spnn_net::{Network, PartyId};
 
 use crate::error::{Result, SpnnError, protocol};
@@ -209,6 +216,72 @@ fn run(net: &Network, spec: &AlignSpec, ids: Option<&[u64]>, masked: bool) -> Re
     Ok(Alignment {
         size: common.len(),
         ids,
+    })
+}
+
+/// Alignment with the label owner aggregating (module docs): `holders` hold `ids` each, in
+/// roster order; `owner` holds its labelled ids. Every party of `holders` and `owner` calls it
+/// with the same arguments but its own `ids`. The result is the common samples of all of them,
+/// in one order.
+pub fn align_with_owner(
+    net: &Network,
+    holders: &[PartyId],
+    owner: PartyId,
+    ids: &[u64],
+) -> Result<Alignment> {
+    let me = net.me();
+    let first = *holders.first().ok_or_else(|| {
+        SpnnError::Config("alignment with a label owner needs at least one holder".into())
+    })?;
+    let holders_only = AlignSpec {
+        participants: holders.to_vec(),
+        aggregator: owner,
+    };
+    let with_owner = AlignSpec {
+        participants: vec![owner, first],
+        aggregator: owner,
+    };
+    if me == owner {
+        align(net, &holders_only, None)?;
+        return align(net, &with_owner, Some(ids));
+    }
+    let common = align(net, &holders_only, Some(ids))?;
+    let common_ids = common.ids.expect("a participant's ids");
+    if me == first {
+        let last = align(net, &with_owner, Some(&common_ids))?;
+        let final_ids = last.ids.as_deref().expect("a participant's ids");
+        let at: HashMap<u64, u64> = common_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as u64))
+            .collect();
+        let positions = IdList(final_ids.iter().map(|id| at[id]).collect());
+        for &h in &holders[1..] {
+            net.send(h, &positions)?;
+        }
+        return Ok(last);
+    }
+    // The common samples that remain, as positions in the holders' shared order.
+    let IdList(positions) = net.recv(first)?;
+    let mut seen = HashSet::with_capacity(positions.len());
+    let ids = positions
+        .iter()
+        .map(|&p| {
+            let id = usize::try_from(p)
+                .ok()
+                .and_then(|p| common_ids.get(p))
+                .filter(|_| seen.insert(p));
+            id.copied().ok_or_else(|| {
+                protocol(
+                    first,
+                    format!("position {p} is not a distinct common sample"),
+                )
+            })
+        })
+        .collect::<Result<Vec<u64>>>()?;
+    Ok(Alignment {
+        size: ids.len(),
+        ids: Some(ids),
     })
 }
 

@@ -105,7 +105,8 @@ fn two_and_three_holders_get_the_exact_intersection_in_one_order() {
         assert!(!expected.is_empty() && expected.len() < n);
         check(&run(&sets, None), &expected, false);
     }
-    // The label owner at the server: it aggregates and holds ids.
+    // A participant that also aggregates (the plain protocol; the label owner uses
+    // `align_with_owner`, below).
     let sets = random_sets(3, 1000, 1500, 3);
     let expected = plain_intersection(&sets);
     let server = sets[2].clone();
@@ -236,4 +237,83 @@ fn malformed_lists_are_refused() {
         // The aggregator fails too (its participants left), without hanging.
         assert!(server.join().unwrap().is_err());
     }
+}
+
+/// With the label owner aggregating (`align_with_owner`): every party gets the intersection of
+/// all sets in one order; the owner's whole view — the holders' tag lists in the first stage,
+/// in which it takes part with no ids, and its exchange with holder-0 in the second — carries
+/// holder-0's common samples only, never the rest of any holder's set, and no point of the
+/// first stage returns in the second.
+#[test]
+fn a_label_owning_server_sees_only_the_holders_common_samples() {
+    let sets = random_sets(3, 1500, 2500, 6);
+    let (holders, owner_ids) = (&sets[..2], sets[2].clone());
+    let expected = plain_intersection(&sets);
+    let holders_common = plain_intersection(holders);
+    assert!(holders_common.len() > expected.len() + 100);
+    let roster = Roster::spnn(2, false).unwrap();
+    let cfg = NetworkConfig::new(SESSION)
+        .with_timeout(Duration::from_secs(20))
+        .with_transcript();
+    let nets = Network::in_memory(&roster, cfg);
+    let inputs = [owner_ids, sets[0].clone(), sets[1].clone()];
+    let results: Vec<_> = nets
+        .into_iter()
+        .zip(inputs)
+        .map(|(net, ids)| {
+            std::thread::spawn(move || {
+                let r = spnn_burn::align::align_with_owner(
+                    &net,
+                    &[PartyId(1), PartyId(2)],
+                    PartyId(0),
+                    &ids,
+                );
+                (r, net)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    check(&results, &expected, true);
+    // The owner's view: the lists it received, per sender, in order.
+    let owner = &results[0].1;
+    let mut lists: Vec<(PartyId, Vec<[u8; POINT_BYTES]>)> = Vec::new();
+    for r in owner.transcript() {
+        if r.kind == PsiCount::KIND {
+            lists.push((r.from, Vec::new()));
+        } else if r.kind == PsiPoints::KIND {
+            let Blob(bytes) = spnn_net::codec::decode_exact::<Blob>(&r.payload).unwrap();
+            let list = &mut lists.last_mut().unwrap().1;
+            list.extend(
+                bytes
+                    .chunks_exact(POINT_BYTES)
+                    .map(|c| <[u8; 32]>::try_from(c).unwrap()),
+            );
+        }
+    }
+    let distinct = |s: &[u64]| s.iter().collect::<HashSet<_>>().len();
+    // First stage: each holder's tags (its whole set, blinded); second stage, from holder-0
+    // only: the owner's masked list back, then holder-0's common samples as it relays them.
+    let sizes: Vec<(u16, usize)> = lists.iter().map(|(p, l)| (p.0, l.len())).collect();
+    assert_eq!(
+        sizes[..2],
+        [(1, distinct(&sets[0])), (2, distinct(&sets[1]))],
+        "{sizes:?}"
+    );
+    assert!(sizes[2..].iter().all(|&(p, _)| p == 1), "{sizes:?}");
+    assert!(
+        sizes[2..].iter().any(|&(_, n)| n == holders_common.len()),
+        "the owner meets holder-0's common samples: {sizes:?}"
+    );
+    assert!(
+        sizes[2..].iter().all(|&(_, n)| n != distinct(&sets[0])),
+        "never holder-0's whole set: {sizes:?}"
+    );
+    let first: HashSet<_> = lists[..2].iter().flat_map(|(_, l)| l.iter()).collect();
+    assert!(
+        lists[2..]
+            .iter()
+            .all(|(_, l)| l.iter().all(|p| !first.contains(p)))
+    );
 }

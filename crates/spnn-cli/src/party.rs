@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use spnn_burn::align::{AlignSpec, Alignment};
+use spnn_burn::align::{AlignSpec, Alignment, align_with_owner};
 use spnn_burn::messages::Metrics;
 use spnn_burn::{HolderLabels, HolderOptions, TopLayers, run_dealer, run_holder};
 use spnn_crypto::paillier::{Keypair, PublicKeyData, SecretKeyData};
@@ -250,20 +250,6 @@ pub fn align(dep: &Deployment, party: &str, out: &Path) -> Result<Alignment> {
     let roster = Roster::spnn(dep.holders() as u16, false)?;
     let server = roster.id_of(Role::Server)?;
     let holders = roster.holders();
-    let mut participants = holders;
-    if dep.label_mode()? == spnn_burn::LabelMode::Server {
-        participants.insert(0, server);
-        if party == "server" {
-            tracing::warn!(
-                "the server owns the labels and aggregates: it will learn, for each of its \
-                 labelled ids, which holders have it (labels at a holder avoid this)"
-            );
-        }
-    }
-    let spec = AlignSpec {
-        participants,
-        aggregator: server,
-    };
     tracing::info!(
         "{party}: aligning {} ids with the other parties",
         ids.as_ref()
@@ -276,7 +262,20 @@ pub fn align(dep: &Deployment, party: &str, out: &Path) -> Result<Alignment> {
         roster,
         network_config(dep).with_timeout(timeout),
     )?;
-    let alignment = spnn_burn::align::align(&net, &spec, ids.as_deref())?;
+    let alignment = match (dep.label_mode()?, ids) {
+        // The server owns the labels: it aggregates the holders' alignment, then meets their
+        // common samples only (spnn_burn::align::align_with_owner).
+        (spnn_burn::LabelMode::Server, Some(ids)) => {
+            align_with_owner(&net, &holders, server, &ids)?
+        }
+        (_, ids) => {
+            let spec = AlignSpec {
+                participants: holders,
+                aggregator: server,
+            };
+            spnn_burn::align::align(&net, &spec, ids.as_deref())?
+        }
+    };
     drop(net);
     if alignment.size == 0 {
         return Err(CliError::Usage(
