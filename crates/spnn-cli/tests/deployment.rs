@@ -729,16 +729,71 @@ fn holders_count_forwards_across_sessions_and_stop_a_server_that_keeps_starting_
 }
 
 /// A rehearsal of four hosts (server, two holders, a separate dealer), each in its own
-/// directory with the shared file, its own certificate and key, and its private file (data,
-/// policy; the server's labels), started with `--private`: training equals the in-process
-/// simulation of the complete file bit for bit, prediction then runs from the same directories
-/// on each party's own checkpoints, and no host holds another's private fields. A private
-/// field also in the shared file is refused.
+/// directory with the shared file, its own certificate and key, and its private file (its own
+/// CSV data whose ids differ from the others', its alignment, policy; the server's labels),
+/// started with `--private`: `spnn align` finds the common samples, training on them equals
+/// the in-process simulation of the complete file bit for bit, prediction then runs from the
+/// same directories on each party's own checkpoints, and no host holds another's private
+/// fields. A private field also in the shared file is refused.
 #[test]
 fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
     let d = deployment(2, true, "");
     let parties = ["server", "holder-0", "holder-1", "dealer"];
-    let full = std::fs::read_to_string(&d.config).unwrap();
+    let host_of = |party: &str| d.dir.path().join("hosts").join(party);
+    for party in parties {
+        std::fs::create_dir_all(host_of(party)).unwrap();
+    }
+    // Each organisation's own file: holder-0 lacks the multiples of 3, holder-1 those of 4 and
+    // has 40 customers of its own, the server's labels lack the multiples of 13.
+    let bc = spnn_data::embedded::breast_cancer();
+    let all: Vec<u64> = bc.ids().to_vec();
+    let h0: Vec<u64> = all.iter().copied().filter(|i| i % 3 != 0).collect();
+    let mut h1: Vec<u64> = all.iter().rev().copied().filter(|i| i % 4 != 0).collect();
+    h1.extend(20_000..20_040);
+    write_features(&host_of("holder-0"), "bank.csv", 0..15, &h0);
+    write_features(&host_of("holder-1"), "bank.csv", 15..30, &h1);
+    let y = bc.labels().unwrap();
+    let labelled: String = all
+        .iter()
+        .filter(|i| *i % 13 != 0)
+        .map(|&i| format!("{i},{}\n", y[i as usize]))
+        .collect();
+    std::fs::write(
+        host_of("server").join("labels.csv"),
+        format!("id,label\n{labelled}"),
+    )
+    .unwrap();
+    let common = all
+        .iter()
+        .filter(|i| *i % 3 != 0 && *i % 4 != 0 && *i % 13 != 0)
+        .count();
+    let at = |party: &str, file: &str| host_of(party).join(file).display().to_string();
+    let mut full = std::fs::read_to_string(&d.config).unwrap();
+    for (i, cols) in [(0, 0..15), (1, 15..30)] {
+        let holder = format!("holder-{i}");
+        full = full.replace(
+            &format!(
+                "data = {{ path = \"embedded:breast_cancer\", columns = [{}] }}",
+                columns(cols.clone())
+            ),
+            &format!(
+                "data = {{ path = \"{}\", id_column = \"id\", columns = [{}], aligned = \"{}\" }}",
+                at(&holder, "bank.csv"),
+                columns(cols),
+                at(&holder, "aligned.csv")
+            ),
+        );
+    }
+    full = full.replace(
+        "path = \"embedded:breast_cancer\"\ncolumn",
+        &format!(
+            "path = \"{}\"\nid_column = \"id\"\naligned = \"{}\"\ncolumn",
+            at("server", "labels.csv"),
+            at("server", "aligned.csv")
+        ),
+    );
+    assert!(!full.contains("embedded:"), "{full}");
+    std::fs::write(&d.config, &full).unwrap();
     let private_line = |party: &str, key: &str| -> String {
         let section = full.split(&format!("[parties.{party}]\n")).nth(1).unwrap();
         let line = section.lines().find(|l| l.starts_with(key)).unwrap();
@@ -753,8 +808,8 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
         .filter(|l| !l.starts_with("data = ") && !l.starts_with("policy = "))
         .map(|l| format!("{l}\n"))
         .collect();
-    assert!(!shared.contains("embedded:") && !shared.contains("policy"));
-    let host_of = |party: &str| d.dir.path().join("hosts").join(party);
+    assert!(!shared.contains("bank.csv") && !shared.contains("labels.csv"));
+    assert!(!shared.contains("policy"));
     // Each host runs `spnn <args> --config deployment.toml --private private.toml` in its own
     // directory.
     let start = |party: &str, args: &[&str]| -> Child {
@@ -786,6 +841,20 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
             private = private_line(party, "data = ") + &private;
         }
         std::fs::write(host.join("private.toml"), private).unwrap();
+    }
+    // Alignment first: each party with ids writes aligned.csv in its own directory.
+    let aligners: Vec<Child> = parties[..3]
+        .iter()
+        .map(|&p| start(p, &["align", "--party", p, "--out", "aligned.csv"]))
+        .collect();
+    for c in aligners {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains(&format!("{common} samples common to every party")),
+            "{stdout}"
+        );
     }
     let children: Vec<Child> = parties
         .iter()
@@ -839,7 +908,11 @@ fn per_party_private_files_in_separate_directories_run_like_the_simulation() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let written = std::fs::read_to_string(host_of("server").join("scores.csv")).unwrap();
-    assert_eq!(written.lines().count(), 570, "a header and 569 scores");
+    assert_eq!(
+        written.lines().count(),
+        common + 1,
+        "a header and a score per common sample"
+    );
     // A private field in both files is refused, naming it.
     let host = d.dir.path().join("hosts").join("holder-0");
     std::fs::write(host.join("deployment.toml"), &full).unwrap();
