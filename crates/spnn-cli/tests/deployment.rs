@@ -1673,3 +1673,83 @@ fn the_label_holder_scores_new_records_like_the_same_rows() {
         );
     }
 }
+
+/// Copies `from` into `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The ids in column `column` of the CSV file at `path`.
+fn csv_ids(path: &Path, column: &str) -> std::collections::BTreeSet<u64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let at = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == column)
+        .unwrap();
+    lines
+        .map(|l| l.split(',').nth(at).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The guide's walk-through (`deploy/walkthrough/run.sh`, included in the deployment chapter)
+/// runs as written in a fresh copy: certificates made per party, private set intersection on
+/// three organisations' own files whose customers differ, training, prediction.
+#[test]
+fn the_guides_walkthrough_runs_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let guide = std::fs::read_to_string(root.join("book/src/deployment.md")).unwrap();
+    assert!(guide.contains("{{#include ../../deploy/walkthrough/run.sh:walkthrough}}"));
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("walkthrough");
+    copy_dir(&root.join("deploy/walkthrough"), &copy);
+    let bin = Path::new(SPNN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("run.sh")
+        .current_dir(&copy)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The customers all three have, from their own files.
+    let common: std::collections::BTreeSet<u64> =
+        csv_ids(&copy.join("holder-0/bank.csv"), "customer")
+            .intersection(&csv_ids(&copy.join("holder-1/bank.csv"), "client_id"))
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .intersection(&csv_ids(&copy.join("server/labels.csv"), "id"))
+            .copied()
+            .collect();
+    assert!(guide.contains(&format!("the {} customers all three have", common.len())));
+    for p in ["server", "holder-0", "holder-1"] {
+        assert_eq!(
+            csv_ids(&copy.join(p).join("aligned.csv"), "source_id"),
+            common,
+            "{p}'s alignment"
+        );
+    }
+    assert!(number_after(&stdout, "test AUC ") > 0.9, "{stdout}");
+    let scores = read_scores(&copy.join("server/scores.csv"));
+    assert_eq!(scores.len(), common.len());
+}
