@@ -33,10 +33,13 @@
 //! runs the holders' alignment first, with the owner aggregating only (it learns the holders'
 //! set sizes and Venn-region sizes, no id), then a two-party alignment of the owner's ids with
 //! the first holder's **common** ids — so all the owner can learn about its ids is which are
-//! common to every holder — and the first holder tells the others, over their own links, which
-//! of their common samples remain and in what order. Lists travel in frames of at most [`CHUNK_POINTS`]
-//! points; a party refuses more than [`MAX_ALIGN_IDS`] points, malformed points, lists of the
-//! wrong length and tags it never sent.
+//! common to every holder; the first holder learns how many ids the owner has — and the first
+//! holder tells the others, over their own links, which of their common samples remain and in
+//! what order.
+//!
+//! Lists travel in frames of at most [`CHUNK_POINTS`] points; a party refuses more than
+//! [`MAX_ALIGN_IDS`] points, malformed points, lists of the wrong length, tags it never sent
+//! and common lists that are unsorted or repeat a tag.
 
 use std::collections::{HashMap, HashSet};
 
