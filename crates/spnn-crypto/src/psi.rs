@@ -81,8 +81,9 @@ impl PsiKey {
             .collect()
     }
 
-    fn half(&self) -> Scalar {
-        self.0 * Scalar::from(2u8).invert()
+    /// `a/2`, itself a secret: a key, so it is zeroed when dropped.
+    fn half(&self) -> PsiKey {
+        PsiKey(self.0 * Scalar::from(2u8).invert())
     }
 
     /// The key that raises by this key's exponent and removes `mask`'s: `a · b⁻¹`. A party
@@ -100,7 +101,7 @@ impl PsiKey {
             .flat_map_iter(|chunk| {
                 let hashed: Vec<RistrettoPoint> =
                     chunk.iter().map(|&id| hash_to_group(domain, id)).collect();
-                self.raise_and_encode(&half, &hashed)
+                self.raise_and_encode(&half.0, &hashed)
             })
             .collect()
     }
@@ -129,7 +130,7 @@ impl PsiKey {
                             })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Ok(self.raise_and_encode(&half, &decoded))
+                Ok(self.raise_and_encode(&half.0, &decoded))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(chunks.concat())
