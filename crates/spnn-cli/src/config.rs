@@ -393,6 +393,16 @@ pub struct Party {
     /// Where the other parties reach this party (it also listens there unless `listen` says
     /// otherwise).
     pub address: SocketAddr,
+    /// The fields only this party's own host needs (here, or in its private file).
+    #[serde(flatten)]
+    pub own: PartyFields,
+}
+
+/// The fields of a party's section that only its own host needs: in the shared file, or in
+/// the party's private file ([`PrivateFile`]), never both.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyFields {
     /// Where this party binds its listener, when that differs from `address` — behind NAT or a
     /// container's port mapping, or `0.0.0.0:<port>` for every interface. Only the party itself
     /// uses it.
@@ -415,26 +425,14 @@ pub struct Party {
     pub policy: Option<Policy>,
 }
 
-/// A party's private file: the fields of its `[parties.<party>]` section that only its own
-/// host needs, and for the server its `[labels]` (module docs).
+/// A party's private file: its [`PartyFields`] at the top level, and for the label owner its
+/// `[labels]` (module docs).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivateFile {
-    /// As [`Party::listen`].
-    #[serde(default)]
-    pub listen: Option<SocketAddr>,
-    /// As [`Party::data`].
-    #[serde(default)]
-    pub data: Option<Data>,
-    /// As [`Party::ids`].
-    #[serde(default)]
-    pub ids: Option<Data>,
-    /// As [`Party::paillier_keys`].
-    #[serde(default)]
-    pub paillier_keys: Option<PathBuf>,
-    /// As [`Party::policy`].
-    #[serde(default)]
-    pub policy: Option<Policy>,
+    /// The party's own fields.
+    #[serde(flatten)]
+    pub own: PartyFields,
     /// As [`Deployment::labels`] (the label owner's).
     #[serde(default)]
     pub labels: Option<Labels>,
@@ -569,14 +567,14 @@ impl Deployment {
             d.aligned = d.aligned.as_deref().map(absolute);
             d
         };
-        let data = private.data.map(resolve);
-        fill(&mut entry.listen, private.listen, "listen", &both)?;
-        fill(&mut entry.data, data, "data", &both)?;
-        let ids = private.ids.map(resolve);
-        fill(&mut entry.ids, ids, "ids", &both)?;
-        let keys = private.paillier_keys.map(|k| base.join(k));
-        fill(&mut entry.paillier_keys, keys, "paillier_keys", &both)?;
-        fill(&mut entry.policy, private.policy, "policy", &both)?;
+        let own = private.own;
+        let slot = &mut entry.own;
+        fill(&mut slot.listen, own.listen, "listen", &both)?;
+        fill(&mut slot.data, own.data.map(resolve), "data", &both)?;
+        fill(&mut slot.ids, own.ids.map(resolve), "ids", &both)?;
+        let keys = own.paillier_keys.map(|k| base.join(k));
+        fill(&mut slot.paillier_keys, keys, "paillier_keys", &both)?;
+        fill(&mut slot.policy, own.policy, "policy", &both)?;
         if private.labels.is_some() && !is_label_owner {
             return Err(err(
                 "labels",
@@ -599,7 +597,7 @@ impl Deployment {
     pub fn data_of(&self, party: &str) -> Result<&Data, ConfigError> {
         self.parties
             .get(party)
-            .and_then(|p| p.data.as_ref())
+            .and_then(|p| p.own.data.as_ref())
             .ok_or_else(|| {
                 self.error(
                     &format!("parties.{party}.data"),
@@ -644,7 +642,7 @@ impl Deployment {
     pub fn server_ids(&self) -> Result<&Data, ConfigError> {
         self.parties
             .get("server")
-            .and_then(|p| p.ids.as_ref())
+            .and_then(|p| p.own.ids.as_ref())
             .ok_or_else(|| {
                 self.error(
                     "parties.server.ids",
@@ -707,13 +705,13 @@ impl Deployment {
                 .map_err(|e| self.error("labels", e.to_string()))?;
         }
         for (name, p) in &self.parties {
-            if p.ids.is_some() && (name != "server" || mode == LabelMode::Server) {
+            if p.own.ids.is_some() && (name != "server" || mode == LabelMode::Server) {
                 return Err(self.error(
                     &format!("parties.{name}.ids"),
                     "only the server has ids of its own, and only with the labels at a holder",
                 ));
             }
-            if p.ids.as_ref().is_some_and(|d| !d.columns.is_empty()) {
+            if p.own.ids.as_ref().is_some_and(|d| !d.columns.is_empty()) {
                 return Err(self.error(
                     &format!("parties.{name}.ids.columns"),
                     "the server's ids file lends it ids only, no columns",
@@ -773,7 +771,7 @@ impl Deployment {
                 .get(&name)
                 .ok_or_else(|| self.error(&format!("parties.{name}"), "missing"))?;
             // A holder's data may be in its private file; where it is given it must list columns.
-            if p.data.as_ref().is_some_and(|d| d.columns.is_empty()) {
+            if p.own.data.as_ref().is_some_and(|d| d.columns.is_empty()) {
                 return Err(self.error(&format!("parties.{name}.data.columns"), "lists no column"));
             }
         }
@@ -848,7 +846,7 @@ impl Deployment {
         let own = self
             .parties
             .get(party)
-            .and_then(|p| p.policy.clone())
+            .and_then(|p| p.own.policy.clone())
             .unwrap_or_default();
         let field = format!("parties.{party}.policy");
         if self.session.insecure_seed.is_some() && !own.allow_insecure_seed {

@@ -70,7 +70,7 @@ fn connect_to(
     let mut cfg = TlsConfig::new(me, roster.clone(), addresses, identity);
     cfg.connect_timeout = Duration::from_secs(dep.session.connect_timeout_secs);
     let entry = &dep.parties[party];
-    let listen = entry.listen.unwrap_or(entry.address);
+    let listen = entry.own.listen.unwrap_or(entry.address);
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| CliError::Io(format!("{party}: listen on {listen}: {e}")))?;
     tracing::info!(
@@ -162,7 +162,7 @@ fn serve(
             ""
         }
     );
-    let paillier = match &dep.parties[party].paillier_keys {
+    let paillier = match &dep.parties[party].own.paillier_keys {
         Some(dir) => Some(load_paillier(&dep.resolve(dir), party)?),
         None => None,
     };

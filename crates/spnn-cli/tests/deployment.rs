@@ -463,6 +463,11 @@ fn bad_config_fields_are_named() {
             "batchsize",
         ),
         (
+            // A party's own fields are flattened into its section; strangers are still refused.
+            base.replace("[parties.holder-1]\n", "[parties.holder-1]\nbogus = 1\n"),
+            "bogus",
+        ),
+        (
             base.replace("127.0.0.4", "127.0.0.3").replace(
                 &format!(":{}\"\ndata", ports_of(&base)[2]),
                 &format!(":{}\"\ndata", ports_of(&base)[1]),
