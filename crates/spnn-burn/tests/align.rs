@@ -316,4 +316,26 @@ fn a_label_owning_server_sees_only_the_holders_common_samples() {
             .iter()
             .all(|(_, l)| l.iter().all(|p| !first.contains(p)))
     );
+    // Holder-0's whole view of the second stage: it finishes the owner's list (the final pass,
+    // raised by its key) and knows its own tags there (sent to the owner, which aggregates);
+    // the owner's one-time mask keeps the two apart, so holder-0 cannot tell which of its
+    // common samples the owner has labels for before the result says so.
+    let to_owner = lists_sent(&results[1].1, PartyId(0));
+    assert_eq!(
+        to_owner.len(),
+        4,
+        "stage-1 tags, stage-2 ring pass, final pass, stage-2 tags"
+    );
+    assert_eq!(to_owner[2].intersection(&to_owner[3]).count(), 0);
+    // The other holders hear from holder-0 only which common samples remain: positions they
+    // map to their own ids, as many as the result.
+    let positions: Vec<_> = results[2]
+        .1
+        .transcript()
+        .into_iter()
+        .filter(|r| r.from == PartyId(1) && r.kind == spnn_net::IdList::KIND)
+        .collect();
+    assert_eq!(positions.len(), 1);
+    let spnn_net::IdList(p) = spnn_net::codec::decode_exact(&positions[0].payload).unwrap();
+    assert_eq!(p.len(), expected.len());
 }
