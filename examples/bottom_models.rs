@@ -64,7 +64,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out: LinearConfig::new(16, 1).init(&device),
     };
     // ANCHOR_END: start
-    let mut optim = SgdConfig::new().init();
+    // One optimiser: its step also tells every holder to step its own bottom model's.
+    let mut optim = sim.session().optimizer();
     let bce = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
         .init(&device);
@@ -78,7 +79,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let targets = Tensor::<2, Int>::from_data(TensorData::new(y, [ids.len(), 1]), &device);
             let loss = bce.forward(top.out.forward(top.sum.forward(ids)), targets);
             let grads = GradientsParams::from_grads(loss.backward(), &top);
-            top.sum.apply_update(0.1)?; // every holder steps its own optimiser
             top = optim.step(0.1, top, grads);
         }
         let valid = top.clone().valid();

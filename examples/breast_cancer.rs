@@ -61,7 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         hidden: LinearConfig::new(64, 32).init(&device),
         out: LinearConfig::new(32, 1).init(&device),
     };
-    let mut optim = SgdConfig::new().init();
+    // One Burn optimiser for every parameter: its step updates the server's layers and has
+    // the holders update their shares of W with the same learning rate.
+    let mut optim = sim.session().optimizer();
     let bce = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
         .init(&device);
@@ -85,8 +87,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             loss_sum += to_vec(loss.clone())?[0];
             // Backward reaches the holders: they compute ∇W as shares.
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            // The private weights are updated by the holders, the rest by Burn's optimiser.
-            model.first.apply_update(lr)?;
             model = optim.step(lr, model, grads);
         }
         let valid = model.clone().valid();

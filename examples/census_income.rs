@@ -83,13 +83,12 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// SGD with momentum 0.9, as spnn's secure momentum computes it (no dampening).
-fn momentum_sgd() -> burn::optim::ModuleOptimizer {
-    SgdConfig::new()
-        .with_momentum(Some(
-            MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
-        ))
-        .init()
+/// SGD with momentum 0.9 and no dampening: the server's layers, the label holder's top layer
+/// and, on shares, the private weights all take it.
+fn momentum_sgd() -> SgdConfig {
+    SgdConfig::new().with_momentum(Some(
+        MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+    ))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -112,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Top {
             out: LinearConfig::new(32, 1).init(&device),
         },
-        momentum_sgd(),
+        momentum_sgd().init(),
         device.clone(),
     );
     let labels = HolderLabels::new(data.labels.clone(), top);
@@ -124,12 +123,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     holders[0].labels = Some(labels);
     // ANCHOR_END: label_holder
-    let config = SpnnConfig::default()
-        .with_labels(LabelMode::Holder(0))
-        .with_momentum(0.9);
+    let config = SpnnConfig::default().with_labels(LabelMode::Holder(0));
     let sim = simulation::start(
         holders,
-        SessionSpec::new(64).with_config(config),
+        SessionSpec::new(64)
+            .with_config(config)
+            .with_optimizer(momentum_sgd()),
         NetworkConfig::new(1).with_timeout(Duration::from_secs(600)),
     )?;
     let session = sim.session().clone();
@@ -137,7 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         first: PrivateLinearConfig::new().init(&session, &device),
         hidden: LinearConfig::new(64, 32).init(&device),
     };
-    let mut optim = momentum_sgd();
+    let mut optim = session.optimizer();
     for epoch in 1..=args.epochs {
         let t = Instant::now();
         let mut n = 0;
@@ -145,7 +144,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // ANCHOR: label_holder_step
             let (grads, _loss) = backward_from_label_holder(&session, model.forward(ids))?;
             let grads = GradientsParams::from_grads(grads, &model);
-            model.first.apply_update(args.lr)?;
             model = optim.step(args.lr, model, grads);
             // ANCHOR_END: label_holder_step
             n += 1;

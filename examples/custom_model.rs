@@ -5,8 +5,9 @@
 //! Two simulated data holders own 15 + 15 columns of the breast-cancer data; the server's model
 //! is an ordinary `#[derive(Module)]` struct whose first layer is private. The Learner drives
 //! training: `TrainStep::step` runs forward and `loss.backward()` (which reaches the holders),
-//! and `TrainStep::optimize` applies the secure update next to Burn's optimiser step, so the
-//! learning-rate schedule and gradient accumulation cover the private weights too.
+//! and the session's optimiser — Burn's SGD with Nesterov momentum, stated once in the
+//! `SessionSpec` — updates every parameter, the private weights on shares at the holders, so
+//! the learning-rate schedule and gradient accumulation cover them too.
 
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::SgdConfig;
+use burn::optim::momentum::MomentumConfig;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -62,19 +63,6 @@ impl TrainStep for Classifier {
         // The backward pass runs the secure backward protocol on the holders.
         TrainOutput::new(self, item.loss.backward(), item)
     }
-
-    fn optimize(
-        self,
-        optim: &mut ModuleOptimizer,
-        lr: ModuleLearningRate,
-        grads: GradientsParams,
-    ) -> Self {
-        // The private weights first (secret-shared SGD at the holders), then Burn's layers.
-        self.first
-            .apply_update(lr.base())
-            .unwrap_or_else(|e| panic!("secure update failed: {e}"));
-        optim.step(lr, self, grads)
-    }
 }
 
 impl InferenceStep for Classifier {
@@ -101,9 +89,10 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
         .into_iter()
         .map(HolderSpec::new)
         .collect();
+    let sgd = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_nesterov(true)));
     let sim = simulation::start(
         holders,
-        SessionSpec::new(32),
+        SessionSpec::new(32).with_optimizer(sgd),
         NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
     )
     .expect("in-process parties");
@@ -124,7 +113,8 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
     let valid_loader = DataLoaderBuilder::new(IdBatcher)
         .batch_size(128)
         .build(id_dataset(&table, &test).expect("labelled ids"));
-    let learner = Learner::new(model, SgdConfig::new().init(), 0.1);
+    // The session's optimiser: the SGD above for the server's layers and, on shares, for W.
+    let learner = Learner::new(model, sim.session().optimizer(), 0.05);
     let result = SupervisedTraining::new(artifacts, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .grads_accumulation(accumulation)

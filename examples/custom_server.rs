@@ -12,7 +12,7 @@
 use burn::module::Module;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use spnn_burn::metrics::roc_auc;
@@ -64,7 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dropout: DropoutConfig::new(0.1).init(),
         out: LinearConfig::new(dep.model.hidden[0], 1).init(&device),
     };
-    let mut optim = AdamConfig::new().init();
+    // One optimiser for every parameter, the private weights' shares included: the
+    // deployment's SGD (its momentum, dampening, Nesterov flag, weight decay).
+    let mut optim = session.optimizer();
     let bce = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
         .init(&device);
@@ -78,9 +80,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let targets = Tensor::<2, Int>::from_data(TensorData::new(y, [ids.len(), 1]), &device);
             let loss = bce.forward(model.forward(ids), targets);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            // The secret-shared weights take plain SGD steps; Adam drives the server's layers.
-            model.first.apply_update(0.05)?;
-            model = optim.step(1e-3, model, grads);
+            model = optim.step(dep.training.learning_rate, model, grads);
+            session.check()?; // a failed secure update surfaces here
         }
         let valid = model.clone().valid();
         let scores = to_vec(sigmoid(valid.forward(&test)))?;

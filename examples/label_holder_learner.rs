@@ -17,8 +17,7 @@ use std::time::Duration;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::SgdConfig;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use burn::train::{InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep};
@@ -57,20 +56,6 @@ impl TrainStep for ServerPart {
         let (grads, _loss) = backward_from_label_holder(self.first.session(), self.forward(&ids))
             .unwrap_or_else(|e| panic!("label holder step failed: {e}"));
         TrainOutput::new(self, grads, ())
-    }
-
-    fn optimize(
-        self,
-        optim: &mut ModuleOptimizer,
-        lr: ModuleLearningRate,
-        grads: GradientsParams,
-    ) -> Self {
-        // The private weights (secret-shared SGD at the holders), then Burn's layers; the
-        // label holder updates its top layer with the same rate.
-        self.first
-            .apply_update(lr.base())
-            .unwrap_or_else(|e| panic!("secure update failed: {e}"));
-        optim.step(lr, self, grads)
     }
 }
 
@@ -126,7 +111,8 @@ pub fn run(epochs: usize, artifacts: &std::path::Path) -> (f64, usize) {
     let valid_loader = DataLoaderBuilder::new(IdsOnlyBatcher)
         .batch_size(128)
         .build(ids_dataset(&test));
-    let learner = Learner::new(model, SgdConfig::new().init(), 0.1);
+    // One optimiser: Burn's SGD for the server's layers and, on shares, the private weights.
+    let learner = Learner::new(model, sim.session().optimizer(), 0.1);
     let result = SupervisedTraining::new(artifacts, train_loader, valid_loader)
         .num_epochs(epochs)
         .launch(learner);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use burn::module::Module;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use spnn::burn::simulation::{self, HolderSpec, Simulation};
@@ -49,7 +49,7 @@ fn train(sim: Simulation, table: &Table, train: &[u64], out: &Linear) -> (Vec<f3
             .init(sim.session(), &device),
         out: out.clone(),
     };
-    let mut optim = SgdConfig::new().init();
+    let mut optim = sim.session().optimizer();
     let loss_fn = BinaryCrossEntropyLossConfig::new()
         .with_logits(true)
         .init(&device);
@@ -64,7 +64,6 @@ fn train(sim: Simulation, table: &Table, train: &[u64], out: &Linear) -> (Vec<f3
         let logits = model.out.forward(relu(model.first.forward(ids)));
         let grads =
             GradientsParams::from_grads(loss_fn.forward(logits, targets).backward(), &model);
-        model.first.apply_update(0.1).unwrap();
         model = optim.step(0.1, model, grads);
     }
     let w = sim.session().reveal_weights_insecure_for_tests().unwrap();

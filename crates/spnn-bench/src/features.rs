@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, sigmoid};
 pub use spnn_burn::attack::features::chance_r2;
@@ -135,7 +135,7 @@ pub fn run(data: &Data, setup: &Setup, defence: Defence, gram_attack: bool) -> P
         hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
         out: LinearConfig::new(setup.widths[1], 1).init(&device),
     };
-    let mut optim = SgdConfig::new().init();
+    let mut optim = sim.session().optimizer();
     let mut record = Record {
         h: setup.widths[0],
         steps: Vec::new(),
@@ -152,7 +152,6 @@ pub fn run(data: &Data, setup: &Setup, defence: Defence, gram_attack: bool) -> P
                 g: view.g,
                 lr: setup.lr,
             });
-            model.first.apply_update(setup.lr).expect("secure update");
             model = optim.step(setup.lr, model, grads);
         }
     }

@@ -155,7 +155,7 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
         first: PrivateLinearConfig::new().init(&session, &device),
         hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
     };
-    let mut optim = SgdConfig::new().init();
+    let mut optim = session.optimizer();
     let mut epochs = Vec::new();
     let mut whole = LabelLeakage::default();
     for e in 0..setup.epochs {
@@ -168,7 +168,6 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
             leak.observe(&ids, &g, setup.widths[1], &y);
             whole.observe(&ids, &g, setup.widths[1], &y);
             let grads = GradientsParams::from_grads(grads, &model);
-            model.first.apply_update(setup.lr).expect("secure update");
             model = optim.step(setup.lr, model, grads);
         }
         epochs.push(Leak::of(leak.report()));

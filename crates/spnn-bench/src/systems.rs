@@ -298,13 +298,6 @@ impl First {
         }
     }
 
-    fn apply_update(&self, lr: f64) -> spnn_burn::Result<()> {
-        match self {
-            Self::Private(l) => l.apply_update(lr),
-            Self::Sum(l) => l.apply_update(lr),
-        }
-    }
-
     fn session(&self) -> &ServerSession {
         match self {
             Self::Private(l) => l.session(),
@@ -353,7 +346,7 @@ fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: Fi
             out: LinearConfig::new(setup.widths[1], 1).init(&device),
         },
     };
-    let mut optim = SgdConfig::new().init();
+    let mut optim = sim.session().optimizer();
     // Holders run in their own threads: a one-sample inference forward, whose output shares the
     // server waits for, marks a point where every party has processed everything before it.
     // Both snapshots follow one; its own cost is subtracted below.
@@ -373,7 +366,6 @@ fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: Fi
                 &device,
             );
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model.first.apply_update(setup.lr).expect("secure update");
             model = optim.step(setup.lr, model.clone(), grads);
         }
     });
@@ -399,7 +391,7 @@ fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: Fi
             widths: data.holders.iter().map(Table::cols).collect(),
             batch: 1,
             h: setup.widths[0],
-            momentum: false,
+            update_truncations: 0,
         });
         (
             bytes - sync.server_sent - sync.holder_sent.iter().sum::<u64>(),

@@ -243,8 +243,20 @@ pub struct SpnnConfig {
     pub frac_bits: u32,
     /// Scaling of the boundary gradient before sharing (default [`GradientScale::BatchSize`]).
     pub gradient_scale: GradientScale,
-    /// Momentum of the secure SGD on the weight shares (default 0: plain SGD).
+    /// Momentum of the secure SGD on the weight shares (default 0: plain SGD). With the
+    /// three fields after it, the SGD of Burn's `SgdConfig` the holders run on their shares
+    /// ([`SpnnConfig::with_sgd`]).
     pub momentum: f64,
+    /// Dampening of the momentum, as Burn's `MomentumConfig`: from the second update on the
+    /// velocity is `μ·v + (1 − dampening)·g` (the first is `g`). Default 0.
+    pub dampening: f64,
+    /// Nesterov momentum, as Burn's: the step is `g + μ·v` instead of `v`. Default false.
+    pub nesterov: bool,
+    /// Weight decay (L2 penalty), as Burn's `WeightDecayConfig`: the gradient becomes
+    /// `g + weight_decay·W`, computed on the shares of `W`. SPNN-SS only (it needs an exact
+    /// truncation of `W`'s shares, hence a dealer), and not with [`SpnnConfig::sgld`] (whose
+    /// Gaussian noise leaves `W` without the public bound the truncation needs). Default 0.
+    pub weight_decay: f64,
     /// Who deals correlated randomness (default [`DealerMode::Server`]).
     pub dealer: DealerMode,
     /// Where the labels are (default [`LabelMode::Server`]).
@@ -293,6 +305,9 @@ impl Default for SpnnConfig {
             frac_bits: spnn_crypto::fixed::DEFAULT_FRAC_BITS,
             gradient_scale: GradientScale::BatchSize,
             momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
             dealer: DealerMode::Server,
             labels: LabelMode::Server,
             randomness: Randomness::OsEntropy,
@@ -311,6 +326,9 @@ impl Codec for SpnnConfig {
         self.frac_bits.encode(out);
         self.gradient_scale.encode(out);
         self.momentum.encode(out);
+        self.dampening.encode(out);
+        self.nesterov.encode(out);
+        self.weight_decay.encode(out);
         self.dealer.encode(out);
         self.labels.encode(out);
         self.randomness.encode(out);
@@ -326,6 +344,9 @@ impl Codec for SpnnConfig {
             frac_bits: u32::read(r)?,
             gradient_scale: GradientScale::read(r)?,
             momentum: f64::read(r)?,
+            dampening: f64::read(r)?,
+            nesterov: bool::read(r)?,
+            weight_decay: f64::read(r)?,
             dealer: DealerMode::read(r)?,
             labels: LabelMode::read(r)?,
             randomness: Randomness::read(r)?,
@@ -348,6 +369,37 @@ impl SpnnConfig {
                 "momentum {} must be in [0, 1)",
                 self.momentum
             )));
+        }
+        if !(0.0..=1.0).contains(&self.dampening) {
+            return Err(SpnnError::Config(format!(
+                "dampening {} must be in [0, 1]",
+                self.dampening
+            )));
+        }
+        if self.momentum == 0.0 && (self.dampening > 0.0 || self.nesterov) {
+            return Err(SpnnError::Config(
+                "dampening and Nesterov momentum act on a velocity: they need momentum > 0".into(),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && (0.0..=1.0).contains(&self.weight_decay)) {
+            return Err(SpnnError::Config(format!(
+                "weight decay {} must be in [0, 1]",
+                self.weight_decay
+            )));
+        }
+        if self.weight_decay > 0.0 && self.protocol == Protocol::Paillier {
+            return Err(SpnnError::Config(
+                "weight decay on the private weights needs an exact truncation of W's shares, \
+                 which needs a dealer: SPNN-HE cannot run it (use SPNN-SS, or no weight decay)"
+                    .into(),
+            ));
+        }
+        if self.weight_decay > 0.0 && self.sgld > 0.0 {
+            return Err(SpnnError::Config(
+                "weight decay truncates W's shares, which needs a public bound on W; Langevin \
+                 noise (sgld) leaves it unbounded: use one or the other"
+                    .into(),
+            ));
         }
         if let GradientScale::Fixed(c) = self.gradient_scale
             && !(c.is_finite() && c > 0.0)
@@ -415,6 +467,32 @@ impl SpnnConfig {
     pub fn with_momentum(mut self, momentum: f64) -> Self {
         self.momentum = momentum;
         self
+    }
+
+    /// Burn's configuration of the SGD the holders run on the weight shares (this
+    /// configuration's momentum, dampening, Nesterov flag and weight decay): the optimiser
+    /// [`crate::ServerSession::optimizer`] uses for the server's layers too.
+    pub fn sgd_config(&self) -> burn::optim::SgdConfig {
+        crate::optim::SgdFields::of_session(self).to_burn()
+    }
+
+    /// The exact truncations one SPNN-SS update with learning rate `lr` performs (one per
+    /// public factor of the SGD that is not a power of two; each is one opening among the
+    /// holders and one dealt triple).
+    pub fn update_truncations(&self, lr: f64) -> Result<u64> {
+        Ok(crate::protocol::update_shifts(self, lr)?.len() as u64)
+    }
+
+    /// The same with the SGD of Burn's `config` on the weight shares: its momentum, dampening,
+    /// Nesterov flag and weight decay. Refuses what the holders cannot compute on shares:
+    /// gradient clipping (a norm or a comparison of secret values).
+    pub fn with_sgd(mut self, config: &burn::optim::SgdConfig) -> Result<Self> {
+        let sgd = crate::optim::SgdFields::of(config)?;
+        self.momentum = sgd.momentum;
+        self.dampening = sgd.dampening;
+        self.nesterov = sgd.nesterov;
+        self.weight_decay = sgd.weight_decay;
+        Ok(self)
     }
 
     /// The same with labels at `labels`.
@@ -490,6 +568,12 @@ mod tests {
     fn configs_round_trip_and_bad_tags_are_refused() {
         let mut configs = vec![
             SpnnConfig::default(),
+            SpnnConfig {
+                dampening: 0.1,
+                nesterov: true,
+                weight_decay: 1e-3,
+                ..SpnnConfig::default()
+            },
             SpnnConfig::default()
                 .with_momentum(0.9)
                 .with_labels(LabelMode::Holder(1))
@@ -533,6 +617,22 @@ mod tests {
             SpnnConfig::default().with_sgld(-0.01),
             SpnnConfig::default().with_sgld(f32::NAN),
             SpnnConfig::default().with_sgld(MAX_SGLD * 2.0),
+            SpnnConfig {
+                dampening: 1.5,
+                ..SpnnConfig::default()
+            },
+            SpnnConfig {
+                weight_decay: f64::NAN,
+                ..SpnnConfig::default()
+            },
+            SpnnConfig {
+                weight_decay: 1e-4,
+                ..SpnnConfig::default().with_protocol(Protocol::Paillier)
+            },
+            SpnnConfig {
+                weight_decay: 1e-4,
+                ..SpnnConfig::default().with_sgld(0.01)
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -33,8 +33,9 @@ pub struct StepShape {
     pub batch: usize,
     /// Output width `h`.
     pub h: usize,
-    /// Momentum in use (two truncations per update instead of one).
-    pub momentum: bool,
+    /// Exact truncations per update: one per public factor of the session's SGD that is not a
+    /// power of two ([`crate::SpnnConfig::update_truncations`]).
+    pub update_truncations: u64,
 }
 
 /// Bytes and rounds of one step, per party.
@@ -74,7 +75,7 @@ fn step(s: &StepShape, train: bool) -> StepCost {
     // two, two otherwise; one per public factor in the update.
     let backward = if b.is_power_of_two() { 1 } else { 2 };
     let (backward_truncs, update_truncs) = if train {
-        (backward, if s.momentum { 2 } else { 1 })
+        (backward, s.update_truncations as usize)
     } else {
         (0, 0)
     };

@@ -25,6 +25,7 @@ pub mod local;
 pub mod messages;
 pub mod metrics;
 pub mod ops;
+pub mod optim;
 pub mod private_linear;
 pub mod protocol;
 pub mod simulation;

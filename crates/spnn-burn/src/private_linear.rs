@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use burn::config::Config;
-use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param, ParamId};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor};
 
@@ -29,8 +29,8 @@ pub struct SecureAggregationConfig {}
 ///
 /// `loss.backward()` reaches the protocol through a custom Burn operation; the module's one
 /// parameter, `anchor`, exists only to make that operation tracked and always gets a zero
-/// gradient. [`SecureAggregation::apply_update`] applies the holders' update with the step's
-/// learning rate.
+/// gradient; [`ServerSession::optimizer`] steps it by applying the holders' update with the
+/// step's learning rate.
 #[derive(Module, Debug)]
 #[module(custom_display)]
 pub struct SecureAggregation {
@@ -44,8 +44,10 @@ pub struct SecureAggregation {
 impl SecureAggregationConfig {
     /// Builds the module on `device` for an established session, of the session's width.
     pub fn init(&self, session: &ServerSession, device: &Device) -> SecureAggregation {
+        let mut anchor = Param::from_tensor(Tensor::<1>::zeros([1], device));
+        anchor.id = ParamId::from(crate::optim::ANCHOR_ID);
         SecureAggregation {
-            anchor: Param::from_tensor(Tensor::<1>::zeros([1], device)),
+            anchor,
             session: session.clone(),
             d_output: session.output_width(),
         }
@@ -77,14 +79,6 @@ impl SecureAggregation {
         Ok(z)
     }
 
-    /// Applies the holders' accumulated gradients with learning rate `lr` (secure SGD on the
-    /// weight shares, or each holder's own optimiser for bottom models). Call it once per
-    /// optimiser step: from `TrainStep::optimize`, or after `loss.backward()` in a custom loop.
-    pub fn apply_update(&self, lr: f64) -> crate::error::Result<()> {
-        self.session.check()?;
-        self.session.update(lr)
-    }
-
     /// The session this module runs on.
     pub fn session(&self) -> &ServerSession {
         &self.session
@@ -112,10 +106,9 @@ pub struct PrivateLinearConfig {
 /// - **Input**: a batch of sample ids (every holder has those samples).
 /// - **Output**: `[batch, h]` on the layer's device: the server learns `Z = X·W`.
 /// - **Weights**: `W` is initialised by the holders jointly (variance `1/(3d)`, as Burn's
-///   `Linear`), never held by anyone, and updated by [`PrivateLinear::apply_update`] — call it
-///   from `TrainStep::optimize` (or after `loss.backward()` in a custom loop) with the step's
-///   learning rate. The bias `b` (`[h]`, Kaiming-uniform like `Linear`) is an ordinary
-///   parameter of the server, trained by its Burn optimiser.
+///   `Linear`), never held by anyone, and updated on shares by the model's one optimiser,
+///   [`ServerSession::optimizer`], with the learning rate of each step. The bias `b` (`[h]`,
+///   Kaiming-uniform like `Linear`) is an ordinary parameter of the server.
 /// - **Backward**: `loss.backward()` reaches the layer through [`SecureAggregation`]'s custom
 ///   operation and runs the secure backward protocol; the holders accumulate `∇W` as shares.
 #[derive(Module, Debug)]
@@ -177,12 +170,6 @@ impl PrivateLinear {
             Some(b) => z + b.val().unsqueeze(),
             None => z,
         })
-    }
-
-    /// Applies the accumulated secure gradient to the weight shares with learning rate `lr`.
-    /// Call once per optimiser step, before or after `optim.step` for the Burn layers.
-    pub fn apply_update(&self, lr: f64) -> crate::error::Result<()> {
-        self.aggregation.apply_update(lr)
     }
 
     /// The session this layer runs on.

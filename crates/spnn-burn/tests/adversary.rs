@@ -233,7 +233,7 @@ fn run(k: usize, config: SpnnConfig, features: impl Fn(Data) -> Data) -> Run {
     let device = device();
     let model = spnn_model(&sim, &device);
     let ids = data.epoch(0, 64).remove(0);
-    let mut optim = sgd();
+    let mut optim = sim.session().optimizer();
     let model = spnn_step(model, &mut optim, &ids, &data.labels(&ids), 0.1, &device).0;
     let g = sim.session().view().g;
     let nets = sim.networks().to_vec();

@@ -30,7 +30,7 @@ fn train_steps(
 ) -> Vec<Vec<f32>> {
     let device = device();
     let mut model = spnn_model(sim, &device);
-    let mut optim = sgd();
+    let mut optim = sim.session().optimizer();
     let mut grads = vec![];
     for ids in data.epoch(0, 64).iter().take(steps) {
         model = match config.labels {
@@ -283,12 +283,11 @@ fn transcripts_three_holders_labels_at_holder_separate_dealer() {
     );
 }
 
-fn check_traffic(k: usize, momentum: f64) {
-    let config = SpnnConfig::default().with_momentum(momentum);
+fn check_traffic(k: usize, config: SpnnConfig) {
     let (data, sim) = audited(k, config);
     let device = device();
     let mut model = spnn_model(&sim, &device);
-    let mut optim = sgd();
+    let mut optim = sim.session().optimizer();
     let batches = data.epoch(0, 64);
     let snap = |sim: &spnn_burn::simulation::Simulation| {
         sim.networks()
@@ -320,7 +319,7 @@ fn check_traffic(k: usize, momentum: f64) {
         widths: data.holders.iter().map(|t| t.cols()).collect(),
         batch,
         h: HIDDEN[0],
-        momentum: momentum > 0.0,
+        update_truncations: config.update_truncations(0.1).unwrap(),
     };
     let (cost, inf) = (
         training_step(&shape(64)),
@@ -364,14 +363,26 @@ fn check_traffic(k: usize, momentum: f64) {
             "holder {m} rounds"
         );
     }
-    println!("k = {k}, momentum {momentum}: {cost:?}");
+    println!(
+        "k = {k}, {} truncations per update: {cost:?}",
+        shape(64).update_truncations
+    );
     drop(model);
     sim.finish().unwrap();
 }
 
 #[test]
 fn traffic_matches_the_documented_formula() {
-    check_traffic(2, 0.0);
-    check_traffic(3, 0.0);
-    check_traffic(4, 0.9);
+    check_traffic(2, SpnnConfig::default());
+    check_traffic(3, SpnnConfig::default());
+    check_traffic(4, SpnnConfig::default().with_momentum(0.9));
+    // Burn's whole SGD on shares: weight decay, dampening and Nesterov add one truncation each.
+    let sgd = SpnnConfig {
+        dampening: 0.1,
+        nesterov: true,
+        weight_decay: 1e-3,
+        ..SpnnConfig::default().with_momentum(0.9)
+    };
+    assert_eq!(sgd.update_truncations(0.1).unwrap(), 5);
+    check_traffic(2, sgd);
 }

@@ -102,7 +102,7 @@ fn bottom_models_train_like_plaintext_and_the_server_sees_only_the_sum() {
         bottoms: bottoms.clone(),
         out: top.out.clone(),
     };
-    let (mut o1, mut o2) = (sgd(), sgd());
+    let (mut o1, mut o2) = (sim.session().optimizer(), sgd());
     let blocks = |ids: &[u64], dev: &burn::tensor::Device| -> Vec<Tensor<2>> {
         data.holders
             .iter()
@@ -157,7 +157,6 @@ fn bottom_models_train_like_plaintext_and_the_server_sees_only_the_sum() {
             }
             first = false;
             let grads = GradientsParams::from_grads(loss.backward(), &top);
-            top.agg.apply_update(0.1).unwrap();
             top = o1.step(0.1, top, grads);
             let loss = bce(plain.forward(&blocks(&ids, &device)), &y, &device);
             let grads = GradientsParams::from_grads(loss.backward(), &plain);

@@ -16,7 +16,7 @@ use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use common::{bce, device, seeded_linear, sgd, test_policy};
+use common::{bce, device, seeded_linear, test_policy};
 use rand::SeedableRng;
 use spnn_burn::attack::features::{
     Auxiliary, Record, Step, aligned_r2, chance_r2, embed, feature_r2, gram, inversion,
@@ -82,7 +82,7 @@ fn run(data: &Partitioned, config: SpnnConfig) -> (Record, Vec<f64>) {
         first,
         out: seeded_linear(H, 1, 4, &device),
     };
-    let mut optim = sgd();
+    let mut optim = sim.session().optimizer();
     let mut record = Record {
         h: H,
         steps: Vec::new(),
@@ -99,7 +99,6 @@ fn run(data: &Partitioned, config: SpnnConfig) -> (Record, Vec<f64>) {
                 g: view.g,
                 lr: LR,
             });
-            m.first.apply_update(LR).unwrap();
             m = optim.step(LR, m, grads);
         }
     }

@@ -100,7 +100,7 @@ fn train_and_attack(
 ) -> (Vec<LeakageReport>, f64) {
     let device = device();
     let mut m = spnn_model(sim, &device);
-    let mut optim = sgd();
+    let mut optim = sim.session().optimizer();
     let session = sim.session().clone();
     let mut reports = Vec::new();
     let mut run = LabelLeakage::default();
@@ -114,7 +114,6 @@ fn train_and_attack(
             leak.observe(&ids, &g, width, &y);
             run.observe(&ids, &g, width, &y);
             let grads = burn::optim::GradientsParams::from_grads(grads, &m);
-            m.first.apply_update(0.1).unwrap();
             m = optim.step(0.1, m, grads);
         }
         reports.push(leak.report());
@@ -354,11 +353,10 @@ fn the_label_holder_refuses_off_schedule_releases_and_foreign_shapes() {
     let m = spnn_model(&sim, &device);
     let s = sim.session().clone();
     let mut m = m;
-    let mut optim = sgd();
+    let mut optim = s.optimizer();
     for ids in data.epoch(0, 64) {
         let (grads, _) = backward_from_label_holder(&s, m.activations(&ids)).unwrap();
         let grads = burn::optim::GradientsParams::from_grads(grads, &m);
-        m.first.apply_update(0.1).unwrap();
         m = optim.step(0.1, m, grads);
     }
     let valid = m.clone().valid();

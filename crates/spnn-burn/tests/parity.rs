@@ -27,7 +27,7 @@ fn parity(k: usize, config: SpnnConfig) {
     let mut spnn = spnn_model(&sim, &device);
     let w0 = sim.session().reveal_weights_insecure_for_tests().unwrap();
     let mut plain = plain_twin(&spnn, w0, data.d(), &device);
-    let (mut o1, mut o2) = (optimizer(config.momentum), optimizer(config.momentum));
+    let (mut o1, mut o2) = (sim.session().optimizer(), config.sgd_config().init());
     let mut max_z_diff = 0f32;
     for epoch in 0..epochs {
         for ids in data.epoch(epoch, 64) {
@@ -100,4 +100,17 @@ fn spnn_he_with_2048_bit_keys() {
 #[test]
 fn three_holders_labels_at_a_holder() {
     parity(3, SpnnConfig::default().with_labels(LabelMode::Holder(2)));
+}
+
+#[test]
+fn burns_whole_sgd_on_shares_reaches_plaintext_burns_auc() {
+    // Weight decay, momentum with Burn's default dampening, Nesterov: the plaintext twin runs
+    // Burn's own `Sgd` with the same configuration.
+    let sgd = SpnnConfig {
+        dampening: 0.1,
+        nesterov: true,
+        weight_decay: 1e-3,
+        ..SpnnConfig::default().with_momentum(0.9)
+    };
+    parity(2, sgd);
 }

@@ -5,8 +5,6 @@ mod common;
 use std::time::Duration;
 
 use burn::module::Module;
-use burn::optim::SgdConfig;
-use burn::optim::momentum::MomentumConfig;
 use common::*;
 use spnn_burn::checkpoint::server as server_ckpt;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
@@ -41,11 +39,7 @@ impl Labels {
 }
 
 fn optimizer() -> burn::optim::ModuleOptimizer {
-    SgdConfig::new()
-        .with_momentum(Some(
-            MomentumConfig::new().with_momentum(0.5).with_dampening(0.0),
-        ))
-        .init()
+    config().sgd_config().init()
 }
 
 fn start_at(
@@ -133,7 +127,7 @@ fn resumes_exactly(labels: Labels) {
     // Uninterrupted: 6 steps. Both runs start from the same server layers (a record of the
     // first model; Burn's global RNG is shared with tests running in parallel).
     let sim = start_at(&data, dir.path(), None, labels);
-    let mut optim = optimizer();
+    let mut optim = sim.session().optimizer();
     let first = spnn_model(&sim, &device);
     let initial = first.clone().into_record();
     let (m, g_full) = train(first, &mut optim, &data, &batches[..6], labels);
@@ -146,7 +140,7 @@ fn resumes_exactly(labels: Labels) {
 
     // Interrupted after 3 steps, saved, everything dropped, resumed for 3 more.
     let sim = start_at(&data, dir.path(), None, labels);
-    let mut optim = optimizer();
+    let mut optim = sim.session().optimizer();
     let (m, _) = train(
         spnn_model(&sim, &device).load_record(initial),
         &mut optim,
@@ -162,8 +156,14 @@ fn resumes_exactly(labels: Labels) {
     // Every party starts again; the session resumes at "step-3" (SessionSpec::resuming).
     let sim = start_at(&data, dir.path(), Some("step-3"), labels);
     let fresh = spnn_model(&sim, &device);
-    let (m, mut optim) =
-        server_ckpt::load(fresh, optimizer(), sim.session(), dir.path(), "step-3").unwrap();
+    let (m, mut optim) = server_ckpt::load(
+        fresh,
+        sim.session().optimizer(),
+        sim.session(),
+        dir.path(),
+        "step-3",
+    )
+    .unwrap();
     // ANCHOR_END: save_load
     let (m, g_resumed) = train(m, &mut optim, &data, &batches[3..6], labels);
     let (w_resumed, p_resumed) = (
@@ -207,7 +207,7 @@ fn corrupted_checkpoints_are_refused() {
     let device = device();
     let dir = tempfile::tempdir().unwrap();
     let sim = start_at(&data, dir.path(), None, Labels::Server);
-    let optim = optimizer();
+    let optim = sim.session().optimizer();
     let m = spnn_model(&sim, &device);
     server_ckpt::save(&m, &optim, sim.session(), dir.path(), "t").unwrap();
     sim.finish().unwrap();

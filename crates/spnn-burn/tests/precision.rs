@@ -23,7 +23,7 @@ fn update_error(scale: GradientScale) -> f64 {
     );
     let session = sim.session().clone();
     let model = spnn_model(&sim, &device);
-    let mut optim = sgd();
+    let mut optim = session.optimizer();
     let ids = &data.epoch(0, 256)[0];
     assert_eq!(ids.len(), 256);
     let (d, h, lr) = (data.d(), HIDDEN[0], 1.0);
@@ -87,7 +87,15 @@ fn sharing_the_summed_gradient_avoids_underflow_at_batch_256() {
     let sim = start(&data, SpnnConfig::default(), false);
     let model = spnn_model(&sim, &device);
     let ids = &data.epoch(0, 256)[0];
-    let model = spnn_step(model, &mut sgd(), ids, &data.labels(ids), 0.1, &device).0;
+    let model = spnn_step(
+        model,
+        &mut sim.session().optimizer(),
+        ids,
+        &data.labels(ids),
+        0.1,
+        &device,
+    )
+    .0;
     let g = sim.session().view().g;
     let (lost_naive, lost_scaled) = (underflow(&g, 1.0), underflow(&g, 256.0));
     println!(

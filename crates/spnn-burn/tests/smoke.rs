@@ -11,7 +11,7 @@ fn spnn_ss_learns_breast_cancer() {
     let device = device();
     let sim = start(&data, SpnnConfig::default(), false);
     let mut model = spnn_model(&sim, &device);
-    let mut optim = sgd();
+    let mut optim = sim.session().optimizer();
     let mut losses = vec![];
     for epoch in 0..3 {
         let mut sum = 0.0;

@@ -77,9 +77,20 @@ pub struct Protocol {
     /// Fixed-point fractional bits (default 16).
     #[serde(default = "default_frac")]
     pub frac_bits: u32,
-    /// Momentum of the secure SGD and of the server's optimiser (default 0).
+    /// Momentum of the SGD on the private weights' shares and on the server's layers
+    /// (default 0).
     #[serde(default)]
     pub momentum: f64,
+    /// Dampening of the momentum, as Burn's `MomentumConfig` (default 0; needs momentum).
+    #[serde(default)]
+    pub dampening: f64,
+    /// Nesterov momentum (default false; needs momentum).
+    #[serde(default)]
+    pub nesterov: bool,
+    /// Weight decay (L2 penalty) of every weight, the private ones on shares (default 0;
+    /// `"ss"` only).
+    #[serde(default)]
+    pub weight_decay: f64,
     /// `"server"` (default) or `"separate"` (then a `dealer` party is required).
     #[serde(default = "default_dealer")]
     pub dealer: DealerMode,
@@ -136,6 +147,9 @@ impl Default for Protocol {
             he_key_bits: default_he_bits(),
             frac_bits: default_frac(),
             momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
             dealer: default_dealer(),
             feature_clip: default_feature_clip(),
             gradient_clip: default_gradient_clip(),
@@ -815,16 +829,21 @@ impl Deployment {
 
     /// The protocol configuration every party will agree on, or why this build cannot run it.
     pub fn spnn_config(&self) -> std::result::Result<SpnnConfig, String> {
-        let mut c = SpnnConfig::default()
-            .with_frac_bits(self.protocol.frac_bits)
-            .with_momentum(self.protocol.momentum)
-            .with_dealer(self.protocol.dealer)
-            .with_protocol(self.protocol.kind)
-            .with_he_key_bits(self.protocol.he_key_bits)
-            .with_clips(self.protocol.feature_clip, self.protocol.gradient_clip)
-            .with_z_noise(self.protocol.z_noise)
-            .with_sgld(self.protocol.sgld)
-            .with_labels(self.label_mode().map_err(|e| e.to_string())?);
+        let mut c = SpnnConfig {
+            dampening: self.protocol.dampening,
+            nesterov: self.protocol.nesterov,
+            weight_decay: self.protocol.weight_decay,
+            ..SpnnConfig::default()
+        }
+        .with_frac_bits(self.protocol.frac_bits)
+        .with_momentum(self.protocol.momentum)
+        .with_dealer(self.protocol.dealer)
+        .with_protocol(self.protocol.kind)
+        .with_he_key_bits(self.protocol.he_key_bits)
+        .with_clips(self.protocol.feature_clip, self.protocol.gradient_clip)
+        .with_z_noise(self.protocol.z_noise)
+        .with_sgld(self.protocol.sgld)
+        .with_labels(self.label_mode().map_err(|e| e.to_string())?);
         if let Some(seed) = self.session.insecure_seed {
             c = c.with_randomness(insecure_randomness(seed)?);
         }

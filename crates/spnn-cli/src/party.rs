@@ -122,7 +122,7 @@ fn label_holder(
     let device = server::device(dep);
     let top = TopLayers::new(
         Top::new(&dep.model, &device),
-        server::optimizer(dep.protocol.momentum),
+        dep.config_for(party)?.sgd_config().init(),
         device,
     );
     let l = dep.labels()?;

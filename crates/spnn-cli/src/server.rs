@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -86,20 +85,6 @@ fn read_latest(dir: &Path) -> Result<Option<Latest>> {
     Ok(Some(latest))
 }
 
-/// SGD with the deployment's momentum: the server's optimiser, and the label holder's.
-pub(crate) fn optimizer(momentum: f64) -> ModuleOptimizer {
-    let mut c = SgdConfig::new();
-    if momentum > 0.0 {
-        // The same rule as the secure update of the shares: v ← μv + g, W ← W − ηv.
-        c = c.with_momentum(Some(
-            MomentumConfig::new()
-                .with_momentum(momentum)
-                .with_dampening(0.0),
-        ));
-    }
-    c.init()
-}
-
 /// The autodiff device of a party's own layers, seeded by `session.insecure_seed` if set.
 pub(crate) fn device(dep: &Deployment) -> Device {
     let device = Device::flex().autodiff();
@@ -138,7 +123,7 @@ fn prepare(dep: &Deployment, net: Network, resume: Option<(String, usize)>) -> R
     let session = ServerSession::establish(net, spec)?;
     let device = device(dep);
     let model = Mlp::new(&session, &dep.model, at_server, &device);
-    let optim = optimizer(dep.protocol.momentum);
+    let optim = session.optimizer();
     let (model, optim, start_epoch) = match (&resume, dep.checkpoint_dir("server")) {
         (Some((tag, epoch)), Some(dir)) => {
             let (m, o) = server_ckpt::load(model, optim, &session, &dir, tag)?;
@@ -275,8 +260,8 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
                 reported += 1;
             }
             let grads = GradientsParams::from_grads(grads, &model);
-            model.first().apply_update(lr)?;
             model = optim.step(lr, model, grads);
+            session.check()?;
             let traffic = session.meters().total;
             let mb = (traffic.bytes_sent + traffic.bytes_received) as f64 / 1e6;
             bar.set_message(match reported {

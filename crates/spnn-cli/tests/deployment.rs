@@ -414,6 +414,14 @@ fn bad_config_fields_are_named() {
         ),
         (base.replace("momentum = 0.5", "momentum = 1.5"), "protocol"),
         (
+            base.replace("momentum = 0.5", "momentum = 0.0\nnesterov = true"),
+            "protocol",
+        ),
+        (
+            base.replace("momentum = 0.5", "momentum = 0.5\nweight_decay = -0.1"),
+            "protocol",
+        ),
+        (
             base.replace("momentum = 0.5", "momentum = 0.5\nsgld = -1.0"),
             "sgld",
         ),
@@ -1079,16 +1087,23 @@ fn new_records_are_scored_like_the_same_rows_of_the_training_data() {
     }
 }
 
-/// The server's model with dropout and layer normalisation from `[model]`: across processes
-/// it trains to the simulation's model bit for bit (the dropout masks come from the seeded
-/// device generator) and still learns.
+/// The server's model with dropout and layer normalisation from `[model]`, trained with
+/// Burn's whole SGD (momentum with dampening, Nesterov, weight decay — on the private weights'
+/// shares too): across processes it trains to the simulation's model bit for bit (the dropout
+/// masks come from the seeded device generator) and still learns.
 #[test]
 fn a_model_with_dropout_and_layer_norm_runs_like_the_simulation() {
     let d = deployment(3, false, "");
-    let text = std::fs::read_to_string(&d.config).unwrap().replace(
-        "hidden = [16, 8]",
-        "hidden = [16, 8]\ndropout = 0.2\nnorm = \"layer\"",
-    );
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(
+            "hidden = [16, 8]",
+            "hidden = [16, 8]\ndropout = 0.2\nnorm = \"layer\"",
+        )
+        .replace(
+            "momentum = 0.5",
+            "momentum = 0.5\ndampening = 0.1\nnesterov = true\nweight_decay = 0.001",
+        );
     std::fs::write(&d.config, text).unwrap();
     let outs = run_all(&d, false);
     for o in &outs {

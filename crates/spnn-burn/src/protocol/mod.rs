@@ -26,14 +26,28 @@ pub(crate) fn backward_shifts(config: &SpnnConfig, scale: f64) -> crate::error::
     Ok(truncation_shifts(2 * f, f, &PublicScale::of(1.0 / scale)?))
 }
 
-/// Truncation shifts of an update with learning rate `lr`.
+/// Truncation shifts of an update with learning rate `lr`, in the holders' order: weight
+/// decay, momentum, dampening, the Nesterov step, the learning rate (module
+/// [`holder`]'s SPNN-SS update).
 pub(crate) fn update_shifts(config: &SpnnConfig, lr: f64) -> crate::error::Result<Vec<u32>> {
     let f = config.frac_bits;
+    let by = |c: f64| -> crate::error::Result<Vec<u32>> {
+        Ok(truncation_shifts(f, f, &PublicScale::of(c)?))
+    };
     let mut shifts = Vec::new();
-    if config.momentum > 0.0 {
-        shifts.extend(truncation_shifts(f, f, &PublicScale::of(config.momentum)?));
+    if config.weight_decay > 0.0 {
+        shifts.extend(by(config.weight_decay)?);
     }
-    shifts.extend(truncation_shifts(f, f, &PublicScale::of(lr)?));
+    if config.momentum > 0.0 {
+        shifts.extend(by(config.momentum)?);
+        if config.dampening > 0.0 {
+            shifts.extend(by(1.0 - config.dampening)?);
+        }
+        if config.nesterov {
+            shifts.extend(by(config.momentum)?);
+        }
+    }
+    shifts.extend(by(lr)?);
     Ok(shifts)
 }
 

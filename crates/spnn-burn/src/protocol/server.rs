@@ -16,9 +16,11 @@ use super::dealer::{DealerEngine, DealerParams};
 use crate::config::{DealerMode, LabelMode, Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::*;
+use crate::optim::OptimizerConfig;
+use burn::optim::ModuleOptimizer;
 
 /// What the server asks of a session at set-up.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct SessionSpec {
     /// Output width `h` of the private first layer.
     pub output: usize,
@@ -26,6 +28,9 @@ pub struct SessionSpec {
     pub config: SpnnConfig,
     /// Resume every party from this checkpoint tag instead of initialising.
     pub resume: Option<String>,
+    /// The model's Burn optimiser, if stated here: its update on the shares replaces the
+    /// configuration's SGD fields at set-up ([`SessionSpec::with_optimizer`]).
+    pub optimizer: Option<OptimizerConfig>,
 }
 
 impl SessionSpec {
@@ -35,7 +40,17 @@ impl SessionSpec {
             output,
             config: SpnnConfig::default(),
             resume: None,
+            optimizer: None,
         }
+    }
+
+    /// The same with the model's Burn optimiser, stated once for every parameter:
+    /// [`ServerSession::optimizer`] returns it for the server's layers, and the holders run its
+    /// update on the private weights' shares (module [`crate::optim`]). Session set-up refuses
+    /// what the holders cannot compute on shares (Adam, gradient clipping), with the reason.
+    pub fn with_optimizer(mut self, optimizer: impl Into<OptimizerConfig>) -> Self {
+        self.optimizer = Some(optimizer.into());
+        self
     }
 
     /// The same with another configuration.
@@ -138,9 +153,12 @@ impl ServerSession {
         self.lock().dealer.params.kind
     }
 
-    fn establish_kind(net: Network, spec: SessionSpec, kind: LayerKind) -> Result<Self> {
+    fn establish_kind(net: Network, mut spec: SessionSpec, kind: LayerKind) -> Result<Self> {
         if net.role() != Role::Server {
             return Err(SpnnError::Config(format!("{} is not the server", net.me())));
+        }
+        if let Some(optimizer) = spec.optimizer.take() {
+            spec.config = optimizer.apply_to(spec.config)?;
         }
         let fp = spec.config.validate()?;
         if spec.output == 0 {
@@ -277,6 +295,17 @@ impl ServerSession {
     /// What the server has legitimately seen at the last step (for tests and audits).
     pub fn view(&self) -> ServerView {
         self.lock().view.clone()
+    }
+
+    /// Burn's optimiser for a model whose private layers run on this session: the session's
+    /// SGD ([`SessionSpec::with_optimizer`]) for the server's parameters, and for the private
+    /// layers' anchors [`crate::optim::SecureUpdate`], which applies the holders' secure update
+    /// with the learning rate Burn's scheduler gives the step. Hand it to the Learner, or call
+    /// `optim.step(lr, model, grads)` in a loop; nothing else updates the private weights.
+    /// A model holds one private layer (its anchor has a fixed id, [`crate::optim::ANCHOR_ID`],
+    /// so the optimiser finds it after a record is loaded).
+    pub fn optimizer(&self) -> ModuleOptimizer {
+        crate::optim::module_optimizer(self)
     }
 
     /// Stores an error raised inside a Burn op (which cannot return one) for [`Self::check`].
@@ -469,7 +498,8 @@ impl ServerSession {
     }
 
     /// Applies the gradients accumulated since the last update to the weight shares, with
-    /// learning rate `lr` (and the configured momentum). Call it from `TrainStep::optimize`.
+    /// learning rate `lr` and the session's SGD. [`Self::optimizer`]'s step calls it; call it
+    /// directly only in a loop without a Burn optimiser.
     pub fn update(&self, lr: f64) -> Result<()> {
         let mut s = self.lock();
         if let Some(e) = s.error.take() {

@@ -71,26 +71,11 @@ pub fn out_layer(device: &Device) -> Linear {
     seeded_linear(HIDDEN[1], 1, 32, device)
 }
 
-/// SGD, with spnn's secure momentum when `momentum > 0` (`v ← μv + g`, no dampening).
-pub fn optimizer(momentum: f64) -> burn::optim::ModuleOptimizer {
-    if momentum > 0.0 {
-        SgdConfig::new()
-            .with_momentum(Some(
-                burn::optim::momentum::MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(0.0),
-            ))
-            .init()
-    } else {
-        sgd()
-    }
-}
-
 /// The label holder of the crypto tests: the top layer, **undefended** and reporting
 /// everything, so the session computes exactly what plaintext training computes (the label
 /// tests use the defaults).
 pub fn test_labels(data: &Data, config: SpnnConfig) -> HolderLabels {
-    let top = TopLayers::new(out_layer(&device()), optimizer(config.momentum), device());
+    let top = TopLayers::new(out_layer(&device()), config.sgd_config().init(), device());
     HolderLabels::new(data.0.labels.clone(), top)
         .with_defence(LabelDefence::undefended())
         .with_reports(LabelReports::everything())
@@ -216,7 +201,6 @@ pub fn spnn_step_label_holder(
     let (grads, loss) =
         spnn_burn::train::backward_from_label_holder(&session, m.activations(ids)).unwrap();
     let grads = GradientsParams::from_grads(grads, &m);
-    m.first.apply_update(lr).unwrap();
     (
         optim.step(lr, m, grads),
         loss.map_or(f32::NAN, |l| l as f32),
@@ -286,7 +270,6 @@ pub fn spnn_step(
     let loss = bce(m.forward(ids), y, device);
     let value = to_vec(loss.clone()).unwrap()[0];
     let grads = GradientsParams::from_grads(loss.backward(), &m);
-    m.first.apply_update(lr).unwrap();
     (optim.step(lr, m, grads), value)
 }
 

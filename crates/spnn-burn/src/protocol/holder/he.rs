@@ -9,8 +9,13 @@
 //! `2^{bits(G̃)+σ}`); the holders' products `X_mᵀ·⟨cG⟩` and the Paillier cross terms are exact
 //! integers; the multiplication by `1/c` (and later by `μ` and `η`) rounds each share to
 //! nearest ([`spnn_crypto::integer`]), exact up to one unit and unable to fail. The pending
-//! gradient and the velocity stay integer shares; only the final `η·v` is reduced mod `2^64`
+//! gradient and the velocity stay integer shares; only the final `η·s` is reduced mod `2^64`
 //! and subtracted from the ring share of `W`.
+//!
+//! **Update**: Burn's SGD as in SPNN-SS (momentum, dampening, Nesterov; module
+//! [`super::ss`]), each product by a public constant rounded per integer share. Weight decay
+//! needs `W`'s ring shares scaled exactly, which needs a dealer's truncation: refused by
+//! [`crate::SpnnConfig::validate`].
 
 use spnn_crypto::paillier::{KeySize, Keypair, MIN_SECURE_BITS};
 use spnn_crypto::{IntMatrix, RingMatrix, Share};
@@ -25,12 +30,21 @@ use crate::protocol::he::{CrossShape, HeCounters, HeLink, RING_SHARE_BITS};
 use crate::protocol::policy::PartyPolicy;
 use crate::protocol::scale::PublicScale;
 
+/// An SPNN-HE holder's checkpointed state.
+pub(crate) struct State {
+    w: RingMatrix,
+    pending: IntMatrix,
+    velocity: IntMatrix,
+    velocity_started: bool,
+}
+
 /// Parses a state written by [`HeEngine`]'s `save` for weights of `shape`: the ring share of
-/// `W`, the integer shares of the pending gradient and of the velocity.
+/// `W`, the integer shares of the pending gradient and of the velocity, whether the velocity
+/// is set.
 pub(crate) fn parse_state(
     payload: &[u8],
     shape: (usize, usize),
-) -> std::result::Result<(RingMatrix, IntMatrix, IntMatrix), String> {
+) -> std::result::Result<State, String> {
     let mut r = Reader::new(payload);
     let Blob(record) = Blob::read(&mut r).map_err(|e| e.to_string())?;
     let w = ShareRecord::load(&record, 1, shape)?
@@ -38,8 +52,14 @@ pub(crate) fn parse_state(
         .ok_or("one share")?;
     let pending = read_int_matrix(&mut r, shape)?;
     let velocity = read_int_matrix(&mut r, shape)?;
+    let velocity_started = bool::read(&mut r).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
-    Ok((w, pending, velocity))
+    Ok(State {
+        w,
+        pending,
+        velocity,
+        velocity_started,
+    })
 }
 
 pub(super) struct HeEngine {
@@ -48,6 +68,8 @@ pub(super) struct HeEngine {
     /// Integer shares of the pending gradient and of the velocity, at scale `2^f`.
     pending: IntMatrix,
     velocity: IntMatrix,
+    /// Whether an update has set the velocity (Burn's first momentum step takes `g` undamped).
+    velocity_started: bool,
     bounds: Bounds,
     /// The encoded features of the last training forward.
     saved: Option<(u64, RingMatrix)>,
@@ -91,6 +113,7 @@ impl HeEngine {
             w: Share::new(p.me, 2, p.fp.frac_bits(), super::ss::initial_weights(p)?)?,
             pending: zero(),
             velocity: zero(),
+            velocity_started: false,
             bounds: Bounds::of(&p.config)?,
             saved: None,
         })
@@ -199,17 +222,32 @@ impl Engine for HeEngine {
     }
 
     fn update(&mut self, p: &Party, step: u64, lr: f64) -> Result<()> {
+        let c = p.config;
         let g = std::mem::replace(&mut self.pending, IntMatrix::zeros(p.d, p.h));
-        let rate = PublicScale::of(lr)?;
-        let delta = if p.config.momentum > 0.0 {
-            let mu = PublicScale::of(p.config.momentum)?;
-            let mut v = self.velocity.scale_round(mu.m, mu.shift);
-            v.add_assign(&g)?;
-            self.velocity = v;
-            self.velocity.scale_round(rate.m, rate.shift)
-        } else {
-            g.scale_round(rate.m, rate.shift)
+        let times = |m: &IntMatrix, by: f64| -> Result<IntMatrix> {
+            let s = PublicScale::of(by)?;
+            Ok(m.scale_round(s.m, s.shift))
         };
+        let s = if c.momentum > 0.0 {
+            self.velocity = if self.velocity_started {
+                let mut v = times(&self.velocity, c.momentum)?;
+                v.add_assign(&times(&g, 1.0 - c.dampening)?)?;
+                v
+            } else {
+                g.clone()
+            };
+            self.velocity_started = true;
+            if c.nesterov {
+                let mut s = times(&self.velocity, c.momentum)?;
+                s.add_assign(&g)?;
+                s
+            } else {
+                self.velocity.clone()
+            }
+        } else {
+            g
+        };
+        let delta = times(&s, lr)?;
         let w = self.w.sub(&self.w.with_value(delta.to_ring()))?;
         self.w = p.with_sgld_noise(w, step, lr)?;
         Ok(())
@@ -220,14 +258,16 @@ impl Engine for HeEngine {
         Blob(ShareRecord::to_bytes(&[self.w.value()])?).encode(&mut out);
         encode_int_matrix(&self.pending, &mut out);
         encode_int_matrix(&self.velocity, &mut out);
+        self.velocity_started.encode(&mut out);
         Ok(out)
     }
 
     fn load(&mut self, p: &Party, payload: &[u8]) -> std::result::Result<(), String> {
-        let (w, pending, velocity) = parse_state(payload, (p.d, p.h))?;
-        self.w = self.w.with_value(w);
-        self.pending = pending;
-        self.velocity = velocity;
+        let state = parse_state(payload, (p.d, p.h))?;
+        self.w = self.w.with_value(state.w);
+        self.pending = state.pending;
+        self.velocity = state.velocity;
+        self.velocity_started = state.velocity_started;
         Ok(())
     }
 

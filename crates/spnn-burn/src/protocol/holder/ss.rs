@@ -21,8 +21,13 @@
 //!    `E_oᵀ·V'_{o,m}`, plus product shares; then `×1/c` with exact truncation (one opening per
 //!    truncation, with the dealer's truncation triples), added to the pending gradient.
 //!
-//! **Update** (`Command::Update`): `v ← μ·v + g`, `⟨W⟩ ← ⟨W⟩ − η·v` on shares (momentum `μ`
-//! and learning rate `η` are public), each product by a public constant truncated exactly.
+//! **Update** (`Command::Update`): Burn's SGD on shares, every constant public
+//! ([`crate::SpnnConfig`]'s SGD fields, the step's learning rate `η`): `g ← g + λ·W` (weight
+//! decay), `v ← g` at the first update and `v ← μ·v + (1 − τ)·g` after it (momentum `μ`,
+//! dampening `τ`), the step `s = v` or, with Nesterov momentum, `s = g + μ·v`, and
+//! `⟨W⟩ ← ⟨W⟩ − η·s`; each product by a public constant truncated exactly. Every update
+//! performs the same truncations (the dampened gradient is computed at the first update too),
+//! so the dealer foresees them from the configuration alone ([`update_shifts`]).
 //!
 //! Every truncation's input has a public bound ([`crate::protocol::bounds`]) that the holder
 //! tracks and checks: a run that would exceed the ring stops with an error.
@@ -65,6 +70,8 @@ pub(crate) struct State {
     pending: RingMatrix,
     pending_bound: f64,
     velocity_bound: f64,
+    w_bound: f64,
+    velocity_started: bool,
 }
 
 /// Parses a state written by [`SsEngine`]'s `save` for weights of `shape`; refuses anything
@@ -74,10 +81,10 @@ pub(crate) fn parse_state(
     shape: (usize, usize),
 ) -> std::result::Result<State, String> {
     let mut r = Reader::new(payload);
-    let (pending_bound, velocity_bound, Blob(record)) =
-        <(f64, f64, Blob)>::read(&mut r).map_err(|e| e.to_string())?;
+    let ((pending_bound, velocity_bound), (w_bound, velocity_started), Blob(record)) =
+        <((f64, f64), (f64, bool), Blob)>::read(&mut r).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
-    for b in [pending_bound, velocity_bound] {
+    for b in [pending_bound, velocity_bound, w_bound] {
         if !(b.is_finite() && b >= 0.0) {
             return Err(format!("a magnitude bound of {b}"));
         }
@@ -90,6 +97,8 @@ pub(crate) fn parse_state(
         pending: next()?,
         pending_bound,
         velocity_bound,
+        w_bound,
+        velocity_started,
     })
 }
 
@@ -97,9 +106,12 @@ pub(super) struct SsEngine {
     w: Share,
     velocity: Share,
     pending: Share,
-    /// Public bounds (ring units at scale `2^f`) of the pending gradient and the velocity.
+    /// Public bounds (ring units at scale `2^f`) of the pending gradient, the velocity and `W`.
     pending_bound: f64,
     velocity_bound: f64,
+    w_bound: f64,
+    /// Whether an update has set the velocity (Burn's first momentum step takes `g` undamped).
+    velocity_started: bool,
     bounds: Bounds,
     saved: Option<Saved>,
     truncations: VecDeque<[RingMatrix; 3]>,
@@ -115,6 +127,8 @@ impl SsEngine {
             pending: zero,
             pending_bound: 0.0,
             velocity_bound: 0.0,
+            w_bound: initial_weight_bound(p),
+            velocity_started: false,
             bounds: Bounds::of(&p.config)?,
             saved: None,
             truncations: VecDeque::new(),
@@ -216,6 +230,14 @@ impl SsEngine {
             _ => Ok((a, bound)),
         }
     }
+}
+
+/// A public bound (ring units) on the initial `W = Σ_i R_i` of [`initial_weights`]: each of
+/// the `k` parts is below `a` and encoded with at most half a unit of rounding.
+fn initial_weight_bound(p: &Party) -> f64 {
+    let k = p.k() as f64;
+    let a = 1.0 / ((p.d * p.k()) as f64).sqrt();
+    k * (a * 2f64.powi(p.fp.frac_bits() as i32) + 1.0)
 }
 
 /// The initial weight share: `W = Σ_i R_i` with `R_i ~ U(−a, a)`, `a = 1/√(dk)`, so `W` has the
@@ -337,32 +359,58 @@ impl Engine for SsEngine {
     }
 
     fn update(&mut self, p: &Party, step: u64, lr: f64) -> Result<()> {
-        self.receive_truncations(p, &update_shifts(&p.config, lr)?)?;
+        let c = p.config;
+        self.receive_truncations(p, &update_shifts(&c, lr)?)?;
         let zero = self.w.with_value(RingMatrix::zeros(p.d, p.h));
-        let g = std::mem::replace(&mut self.pending, zero);
-        let g_bound = std::mem::take(&mut self.pending_bound);
-        let delta = if p.config.momentum > 0.0 {
-            let (decayed, bound) = self.mul_public(
+        let mut g = std::mem::replace(&mut self.pending, zero);
+        let mut g_bound = std::mem::take(&mut self.pending_bound);
+        if c.weight_decay > 0.0 {
+            let w = self.w.clone();
+            let (decay, bound) =
+                self.mul_public(p, w, self.w_bound, c.weight_decay, "the weight decay")?;
+            g = g.add(&decay)?;
+            g_bound += bound;
+        }
+        let (s, s_bound) = if c.momentum > 0.0 {
+            let v = self.velocity.clone();
+            let (decayed, v_bound) = self.mul_public(
                 p,
-                self.velocity.clone(),
+                v,
                 self.velocity_bound,
-                p.config.momentum,
+                c.momentum,
                 "the momentum velocity",
             )?;
-            self.velocity = decayed.add(&g)?;
-            self.velocity_bound = bound + g_bound;
-            self.mul_public(
-                p,
-                self.velocity.clone(),
-                self.velocity_bound,
-                lr,
-                "the weight update",
-            )?
-            .0
+            let (fresh, fresh_bound) = if c.dampening > 0.0 {
+                self.mul_public(
+                    p,
+                    g.clone(),
+                    g_bound,
+                    1.0 - c.dampening,
+                    "the dampened gradient",
+                )?
+            } else {
+                (g.clone(), g_bound)
+            };
+            (self.velocity, self.velocity_bound) = if self.velocity_started {
+                (decayed.add(&fresh)?, v_bound + fresh_bound)
+            } else {
+                (g.clone(), g_bound)
+            };
+            self.velocity_started = true;
+            if c.nesterov {
+                let v = self.velocity.clone();
+                let (ahead, a_bound) =
+                    self.mul_public(p, v, self.velocity_bound, c.momentum, "the Nesterov step")?;
+                (g.add(&ahead)?, g_bound + a_bound)
+            } else {
+                (self.velocity.clone(), self.velocity_bound)
+            }
         } else {
-            self.mul_public(p, g, g_bound, lr, "the weight update")?.0
+            (g, g_bound)
         };
+        let (delta, d_bound) = self.mul_public(p, s, s_bound, lr, "the weight update")?;
         self.w = p.with_sgld_noise(self.w.sub(&delta)?, step, lr)?;
+        self.w_bound += d_bound;
         Ok(())
     }
 
@@ -370,7 +418,12 @@ impl Engine for SsEngine {
         let record =
             ShareRecord::to_bytes(&[self.w.value(), self.velocity.value(), self.pending.value()])?;
         let mut out = Vec::new();
-        (self.pending_bound, self.velocity_bound, Blob(record)).encode(&mut out);
+        (
+            (self.pending_bound, self.velocity_bound),
+            (self.w_bound, self.velocity_started),
+            Blob(record),
+        )
+            .encode(&mut out);
         Ok(out)
     }
 
@@ -381,6 +434,8 @@ impl Engine for SsEngine {
         self.pending = self.pending.with_value(state.pending);
         self.pending_bound = state.pending_bound;
         self.velocity_bound = state.velocity_bound;
+        self.w_bound = state.w_bound;
+        self.velocity_started = state.velocity_started;
         Ok(())
     }
 

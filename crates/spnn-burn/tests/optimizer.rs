@@ -1,0 +1,100 @@
+//! One optimiser for every parameter: the session's `optimizer()` steps the private weights'
+//! shares with the learning rate Burn gives the step, and set-up refuses what shares cannot run.
+
+mod common;
+
+use std::time::Duration;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, SgdConfig};
+use common::*;
+use spnn_burn::simulation::{self, HolderSpec};
+use spnn_burn::{Protocol, SessionSpec, SpnnConfig};
+use spnn_net::NetworkConfig;
+
+fn start_refused(spec: SessionSpec) -> String {
+    let data = Data::new(2);
+    let holders = data
+        .holders
+        .iter()
+        .map(|t| HolderSpec::new(t.clone()))
+        .collect();
+    let net = NetworkConfig::new(5).with_timeout(Duration::from_secs(20));
+    match simulation::start(holders, spec, net) {
+        Ok(_) => panic!("the session started"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn set_up_refuses_what_the_holders_cannot_run_on_shares() {
+    for adam in [
+        SessionSpec::new(HIDDEN[0]).with_optimizer(AdamConfig::new()),
+        SessionSpec::new(HIDDEN[0]).with_optimizer(AdamWConfig::new()),
+    ] {
+        let e = start_refused(adam);
+        assert!(e.contains("square root") && e.contains("SgdConfig"), "{e}");
+    }
+    let clipped = SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Value(1.0)));
+    let e = start_refused(SessionSpec::new(HIDDEN[0]).with_optimizer(clipped));
+    assert!(e.contains("gradient clipping"), "{e}");
+    let decay =
+        SgdConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-3)));
+    let e = start_refused(
+        SessionSpec::new(HIDDEN[0])
+            .with_config(SpnnConfig::default().with_protocol(Protocol::Paillier))
+            .with_optimizer(decay),
+    );
+    assert!(e.contains("SPNN-HE cannot run it"), "{e}");
+}
+
+#[test]
+fn the_optimisers_step_carries_its_learning_rate_to_the_shares() {
+    let data = Data::new(2);
+    let device = device();
+    let sim = start(&data, SpnnConfig::default().with_z_noise(0.0), true);
+    let session = sim.session().clone();
+    let mut model = spnn_model(&sim, &device);
+    let mut optim = session.optimizer();
+    let batches = data.epoch(0, 64);
+    let reveal = || session.reveal_weights_insecure_for_tests().unwrap();
+    // A step at learning rate 0 leaves W exactly as it was; one at 0.1 moves it; a step of
+    // the server's own optimiser without the session's (plain Burn SGD) leaves W behind.
+    let w0 = reveal();
+    model = spnn_step(
+        model,
+        &mut optim,
+        &batches[0],
+        &data.labels(&batches[0]),
+        0.0,
+        &device,
+    )
+    .0;
+    assert_eq!(reveal(), w0, "learning rate 0 reached the shares as 0");
+    model = spnn_step(
+        model,
+        &mut optim,
+        &batches[1],
+        &data.labels(&batches[1]),
+        0.1,
+        &device,
+    )
+    .0;
+    let w1 = reveal();
+    assert_ne!(w1, w0, "the secure update ran");
+    let loss = bce(
+        model.forward(&batches[2]),
+        &data.labels(&batches[2]),
+        &device,
+    );
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    model = sgd().step(0.1, model, grads);
+    assert_eq!(
+        reveal(),
+        w1,
+        "Burn's optimiser alone does not reach the shares"
+    );
+    assert_eq!(sim.session().counters().1, 2, "two secure updates");
+    drop(model);
+    sim.finish().unwrap();
+}
