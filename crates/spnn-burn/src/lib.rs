@@ -21,6 +21,8 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod head;
+#[cfg(feature = "train")]
+pub mod learner;
 pub mod local;
 pub mod messages;
 pub mod metrics;

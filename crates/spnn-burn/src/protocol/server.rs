@@ -97,6 +97,8 @@ struct State {
     clipped_gradients: u64,
     error: Option<SpnnError>,
     view: ServerView,
+    /// The checkpoint tag every party resumed from, if any.
+    resumed_from: Option<String>,
 }
 
 /// Most rows of one evaluation step: [`ServerSession::forward`] runs a larger evaluation batch
@@ -257,6 +259,7 @@ impl ServerSession {
                 clipped_gradients: 0,
                 error: None,
                 view: ServerView::default(),
+                resumed_from: spec.resume.clone(),
             })),
         })
     }
@@ -306,6 +309,11 @@ impl ServerSession {
     /// so the optimiser finds it after a record is loaded).
     pub fn optimizer(&self) -> ModuleOptimizer {
         crate::optim::module_optimizer(self)
+    }
+
+    /// The checkpoint tag every party resumed from at set-up (`SessionSpec::resuming`), if any.
+    pub fn resumed_from(&self) -> Option<String> {
+        self.lock().resumed_from.clone()
     }
 
     /// Stores an error raised inside a Burn op (which cannot return one) for [`Self::check`].
