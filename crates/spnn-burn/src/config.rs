@@ -253,9 +253,11 @@ pub struct SpnnConfig {
     /// Nesterov momentum, as Burn's: the step is `g + μ·v` instead of `v`. Default false.
     pub nesterov: bool,
     /// Weight decay (L2 penalty), as Burn's `WeightDecayConfig`: the gradient becomes
-    /// `g + weight_decay·W`, computed on the shares of `W`. SPNN-SS only (it needs an exact
-    /// truncation of `W`'s shares, hence a dealer), and not with [`SpnnConfig::sgld`] (whose
-    /// Gaussian noise leaves `W` without the public bound the truncation needs). Default 0.
+    /// `g + weight_decay·W`, computed on the shares of `W`. It truncates `W`'s shares exactly,
+    /// which needs a public bound on `W` that stays put over a run: SPNN-SS only (a dealer's
+    /// truncation), without momentum (the bound's contraction `|1 − η·λ|` is derived for plain
+    /// SGD only; with the velocity coupled in, the simple bound grows every step) and without
+    /// [`SpnnConfig::sgld`] (Gaussian noise, unbounded). Default 0.
     pub weight_decay: f64,
     /// Who deals correlated randomness (default [`DealerMode::Server`]).
     pub dealer: DealerMode,
@@ -370,11 +372,22 @@ impl SpnnConfig {
                 self.momentum
             )));
         }
-        if !(0.0..=1.0).contains(&self.dampening) {
+        if !(0.0..1.0).contains(&self.dampening) {
             return Err(SpnnError::Config(format!(
-                "dampening {} must be in [0, 1]",
+                "dampening {} must be in [0, 1) (1 would freeze the velocity)",
                 self.dampening
             )));
+        }
+        for (name, c) in [
+            ("momentum", self.momentum),
+            ("1 − dampening", 1.0 - self.dampening),
+            ("weight decay", self.weight_decay),
+        ] {
+            if c > 0.0 && crate::protocol::scale::PublicScale::of(c)?.m == 0 {
+                return Err(SpnnError::Config(format!(
+                    "{name} {c} rounds to 0 as a public multiplier"
+                )));
+            }
         }
         if self.momentum == 0.0 && (self.dampening > 0.0 || self.nesterov) {
             return Err(SpnnError::Config(
@@ -391,6 +404,13 @@ impl SpnnConfig {
             return Err(SpnnError::Config(
                 "weight decay on the private weights needs an exact truncation of W's shares, \
                  which needs a dealer: SPNN-HE cannot run it (use SPNN-SS, or no weight decay)"
+                    .into(),
+            ));
+        }
+        if self.weight_decay > 0.0 && self.momentum > 0.0 {
+            return Err(SpnnError::Config(
+                "weight decay with momentum: the public bound on W that keeps its truncation \
+                 exact is derived for plain SGD only (use one or the other)"
                     .into(),
             ));
         }
@@ -477,7 +497,7 @@ impl SpnnConfig {
     }
 
     /// The exact truncations one SPNN-SS update with learning rate `lr` performs (one per
-    /// public factor of the SGD that is not a power of two; each is one opening among the
+    /// public factor of the SGD that is not a whole number; each is one opening among the
     /// holders and one dealt triple).
     pub fn update_truncations(&self, lr: f64) -> Result<u64> {
         Ok(crate::protocol::update_shifts(self, lr)?.len() as u64)
@@ -633,6 +653,15 @@ mod tests {
                 weight_decay: 1e-4,
                 ..SpnnConfig::default().with_sgld(0.01)
             },
+            SpnnConfig {
+                weight_decay: 1e-4,
+                ..SpnnConfig::default().with_momentum(0.9)
+            },
+            SpnnConfig {
+                dampening: 1.0,
+                ..SpnnConfig::default().with_momentum(0.9)
+            },
+            SpnnConfig::default().with_momentum(1e-30),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

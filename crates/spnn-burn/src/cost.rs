@@ -34,7 +34,7 @@ pub struct StepShape {
     /// Output width `h`.
     pub h: usize,
     /// Exact truncations per update: one per public factor of the session's SGD that is not a
-    /// power of two ([`crate::SpnnConfig::update_truncations`]).
+    /// whole number ([`crate::SpnnConfig::update_truncations`]).
     pub update_truncations: u64,
 }
 

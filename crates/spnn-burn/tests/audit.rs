@@ -376,13 +376,18 @@ fn traffic_matches_the_documented_formula() {
     check_traffic(2, SpnnConfig::default());
     check_traffic(3, SpnnConfig::default());
     check_traffic(4, SpnnConfig::default().with_momentum(0.9));
-    // Burn's whole SGD on shares: weight decay, dampening and Nesterov add one truncation each.
-    let sgd = SpnnConfig {
+    // Burn's SGD on shares: dampening, Nesterov and weight decay add one truncation each.
+    let nesterov = SpnnConfig {
         dampening: 0.1,
         nesterov: true,
-        weight_decay: 1e-3,
         ..SpnnConfig::default().with_momentum(0.9)
     };
-    assert_eq!(sgd.update_truncations(0.1).unwrap(), 5);
-    check_traffic(2, sgd);
+    assert_eq!(nesterov.update_truncations(0.1).unwrap(), 4);
+    check_traffic(2, nesterov);
+    let decay = SpnnConfig {
+        weight_decay: 1e-3,
+        ..SpnnConfig::default()
+    };
+    assert_eq!(decay.update_truncations(0.1).unwrap(), 2);
+    check_traffic(2, decay);
 }

@@ -49,6 +49,29 @@ fn set_up_refuses_what_the_holders_cannot_run_on_shares() {
 }
 
 #[test]
+fn a_run_whose_optimiser_never_updates_the_private_weights_is_stopped() {
+    let data = Data::new(2);
+    let device = device();
+    let sim = start(&data, SpnnConfig::default(), false);
+    let session = sim.session().clone();
+    let model = spnn_model(&sim, &device);
+    let ids = &data.epoch(0, 64)[0];
+    // Burn's SGD alone: the server's layers move, W never does.
+    let model = spnn_step(model, &mut sgd(), ids, &data.labels(ids), 0.1, &device).0;
+    let e = session.forward(&data.test, false).unwrap_err().to_string();
+    assert!(e.contains("ServerSession::optimizer"), "{e}");
+    assert!(
+        session
+            .save("t")
+            .unwrap_err()
+            .to_string()
+            .contains("no update")
+    );
+    drop(model);
+    drop(sim);
+}
+
+#[test]
 fn the_optimisers_step_carries_its_learning_rate_to_the_shares() {
     let data = Data::new(2);
     let device = device();

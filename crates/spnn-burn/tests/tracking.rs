@@ -260,13 +260,20 @@ fn sgd_lockstep(config: SpnnConfig, steps: usize) {
 
 #[test]
 fn burns_whole_sgd_runs_on_shares_step_by_step() {
-    let sgd = SpnnConfig {
+    let nesterov = SpnnConfig {
         dampening: 0.1,
         nesterov: true,
-        weight_decay: 1e-3,
         ..SpnnConfig::default().with_momentum(0.9)
     };
-    sgd_lockstep(sgd, 6);
+    sgd_lockstep(nesterov, 6);
+    // Weight decay (plain SGD: with momentum it is refused), large enough to matter here.
+    sgd_lockstep(
+        SpnnConfig {
+            weight_decay: 0.01,
+            ..SpnnConfig::default()
+        },
+        6,
+    );
     // Dampening without Nesterov, no decay.
     sgd_lockstep(
         SpnnConfig {

@@ -88,7 +88,7 @@ pub struct Protocol {
     #[serde(default)]
     pub nesterov: bool,
     /// Weight decay (L2 penalty) of every weight, the private ones on shares (default 0;
-    /// `"ss"` only).
+    /// `"ss"` without momentum only).
     #[serde(default)]
     pub weight_decay: f64,
     /// `"server"` (default) or `"separate"` (then a `dealer` party is required).
@@ -905,6 +905,9 @@ impl Deployment {
             // The party's own copy of the file sets the noise on Z (and is pinned below).
             min_z_noise: config.z_noise,
             max_sgld: config.sgld,
+            max_weight_decay: config
+                .weight_decay
+                .max(spnn_burn::protocol::policy::DEFAULT_MAX_WEIGHT_DECAY),
             ..PartyPolicy::default()
         }
         .expect(config))

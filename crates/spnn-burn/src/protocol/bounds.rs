@@ -51,6 +51,16 @@ pub fn bits_of(magnitude: f64) -> u32 {
     bits
 }
 
+/// The public bound on `W` after a plain-SGD update with weight decay (no momentum, no
+/// Langevin noise): `W' = W − η·(g + λ·W + e₀) − e₁ = (1 − η·λ)·W − η·g − η·e₀ − e₁`, with
+/// `η`, `λ` the multipliers the holders actually use ([`crate::protocol::scale::PublicScale`])
+/// and `|e₀|, |e₁| ≤ 1` unit the two truncations' errors, so
+/// `|W'| ≤ |1 − η·λ|·w + η·(g + 1) + 1`. It contracts: over a run it stays below about
+/// `(g + 1)/λ + 1/(η·λ)` instead of growing with every step.
+pub fn decayed_weight_bound(w: f64, lr: f64, decay: f64, g: f64) -> f64 {
+    (1.0 - lr * decay).abs() * w + lr * (g + 1.0) + 1.0
+}
+
 /// The public bounds of one session (module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bounds {
@@ -128,6 +138,25 @@ mod tests {
             "no slack left"
         );
         assert_eq!(ring_bits(2f64.powi(61), "x").unwrap(), 62);
+    }
+
+    #[test]
+    fn the_weight_bound_under_decay_settles_instead_of_growing() {
+        use crate::protocol::scale::PublicScale;
+        // Breast-cancer scale: a pending gradient bound of 2^25 units, lr 0.1, decay 1e-3.
+        let (lr, decay) = (
+            PublicScale::of(0.1).unwrap().value(),
+            PublicScale::of(1e-3).unwrap().value(),
+        );
+        let g = 2f64.powi(25);
+        let mut w = 2f64.powi(16);
+        for _ in 0..1_000_000 {
+            w = decayed_weight_bound(w, lr, decay, g);
+        }
+        let limit = (g + 1.0) / decay + 1.0 / (lr * decay);
+        assert!(w <= limit * (1.0 + 1e-9), "{w} > {limit}");
+        // λ·W stays far inside an exact truncation: |λ̃·W|·2^16 < 2^62.
+        assert!(ring_bits(w * f64::from(PublicScale::of(1e-3).unwrap().m as u32), "λW").is_ok());
     }
 
     #[test]

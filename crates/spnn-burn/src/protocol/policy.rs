@@ -17,6 +17,9 @@ use spnn_crypto::paillier::MIN_SECURE_BITS;
 /// Least ring headroom a holder accepts by default: training batches up to `2^10` must fit an
 /// exact truncation ([`Bounds::headroom_bits`]).
 pub const MIN_HEADROOM_BITS: u32 = 10;
+/// Largest weight decay a holder accepts by default ([`PartyPolicy::max_weight_decay`]): the
+/// usual values (1e-4 to 1e-2) pass.
+pub const DEFAULT_MAX_WEIGHT_DECAY: f64 = 0.01;
 
 /// What a holder or dealer accepts from the server's proposal. The default is the secure one.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +66,13 @@ pub struct PartyPolicy {
     /// that noise's protection (the guide's security chapter), so a holder refuses it unless
     /// its own policy allows it.
     pub max_sgld: f32,
+    /// Largest weight decay accepted ([`SpnnConfig::weight_decay`]; default
+    /// [`DEFAULT_MAX_WEIGHT_DECAY`]). The server picks the learning rate `η` of each update; at
+    /// `λ·η = 1` an update replaces `W` by `−η·g` exactly, erasing its history, so the next
+    /// `Z = X·W` gives the server inner products of the current batch with the last one without
+    /// the differencing the Gram attack otherwise needs. A cap on `λ` makes that need a large
+    /// `η` — which gets close to it with or without decay; the noise on `Z` is the defence.
+    pub max_weight_decay: f64,
 }
 
 impl Default for PartyPolicy {
@@ -79,6 +89,7 @@ impl Default for PartyPolicy {
             max_forwards_per_sample: None,
             max_forwards_per_sample_overall: None,
             max_sgld: 0.0,
+            max_weight_decay: DEFAULT_MAX_WEIGHT_DECAY,
         }
     }
 }
@@ -204,6 +215,17 @@ impl PartyPolicy {
                 ),
             ));
         }
+        if c.weight_decay > self.max_weight_decay {
+            return Err(refuse(
+                "max_weight_decay",
+                format!(
+                    "the server proposes weight decay {}; this holder accepts at most {} (with the \
+                     learning rate the server picks, a large decay erases W's history in one \
+                     update, which sharpens the Gram attack)",
+                    c.weight_decay, self.max_weight_decay
+                ),
+            ));
+        }
         if c.frac_bits < self.min_frac_bits {
             return Err(refuse(
                 "min_frac_bits",
@@ -285,6 +307,12 @@ mod tests {
             .allowing_z_noise(0.0)
             .check(&setup(no_noise), false)
             .unwrap();
+        let decay = SpnnConfig {
+            weight_decay: 0.5,
+            ..SpnnConfig::default()
+        };
+        let e = p.check(&setup(decay), false).unwrap_err().to_string();
+        assert!(e.contains("max_weight_decay"), "{e}");
         let langevin = SpnnConfig::default().with_sgld(0.01);
         let e = p.check(&setup(langevin), false).unwrap_err().to_string();
         assert!(e.contains("max_sgld"), "{e}");

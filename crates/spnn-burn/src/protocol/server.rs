@@ -94,11 +94,28 @@ struct State {
     step: u64,
     updates: u64,
     awaiting_backward: Option<(u64, usize)>,
+    /// Backward passes of this session, against which a run that never updates is caught.
+    backwards: u64,
     clipped_gradients: u64,
     error: Option<SpnnError>,
     view: ServerView,
     /// The checkpoint tag every party resumed from, if any.
     resumed_from: Option<String>,
+}
+
+impl State {
+    /// Refuses to evaluate or save a session that trained without ever updating the private
+    /// weights: the model's optimiser is not the session's ([`ServerSession::optimizer`]).
+    fn check_updated(&self) -> Result<()> {
+        if self.backwards > 0 && self.updates == 0 {
+            return Err(SpnnError::Config(format!(
+                "{} backward passes but no update of the private weights: train with the \
+                 session's optimiser (ServerSession::optimizer), whose step updates them",
+                self.backwards
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Most rows of one evaluation step: [`ServerSession::forward`] runs a larger evaluation batch
@@ -256,6 +273,7 @@ impl ServerSession {
                 step: 0,
                 updates: 0,
                 awaiting_backward: None,
+                backwards: 0,
                 clipped_gradients: 0,
                 error: None,
                 view: ServerView::default(),
@@ -358,6 +376,9 @@ impl ServerSession {
     /// label holder each forward pairs with one [`Self::head`], so the caller splits); a
     /// training batch is one step, bounded by the ring's headroom.
     pub fn forward(&self, ids: &[u64], train: bool) -> Result<Vec<f32>> {
+        if !train {
+            self.lock().check_updated()?;
+        }
         let split = !train && ids.len() > EVALUATION_ROWS && self.lock().label_holder.is_none();
         if !split {
             return self.forward_step(ids, train);
@@ -436,6 +457,7 @@ impl ServerSession {
             .awaiting_backward
             .take()
             .ok_or_else(|| SpnnError::Config("backward without a training forward".into()))?;
+        s.backwards += 1;
         if grad.len() != b * s.h {
             return Err(SpnnError::Config(format!(
                 "gradient of {} values for a {b}x{} output",
@@ -569,6 +591,7 @@ impl ServerSession {
     /// Asks every party to save its state under `tag` and waits until all have.
     pub fn save(&self, tag: &str) -> Result<()> {
         let s = self.lock();
+        s.check_updated()?;
         let cmd = Command::Save { tag: tag.into() };
         Self::command_all(&s, &cmd)?;
         for &p in s.holders.iter().chain(s.separate_dealer.iter()) {

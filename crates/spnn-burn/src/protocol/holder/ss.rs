@@ -46,7 +46,7 @@ use super::record::ShareRecord;
 use super::{Engine, GradientPart, Party};
 use crate::error::{Result, protocol};
 use crate::messages::{DealerBundle, DealerSeed};
-use crate::protocol::bounds::{Bounds, ring_bits};
+use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
 use crate::protocol::pairwise::{Material, StepShape};
 use crate::protocol::scale::{PublicScale, truncation_shifts};
@@ -364,6 +364,7 @@ impl Engine for SsEngine {
         let zero = self.w.with_value(RingMatrix::zeros(p.d, p.h));
         let mut g = std::mem::replace(&mut self.pending, zero);
         let mut g_bound = std::mem::take(&mut self.pending_bound);
+        let g_bound_before_decay = g_bound;
         if c.weight_decay > 0.0 {
             let w = self.w.clone();
             let (decay, bound) =
@@ -410,7 +411,21 @@ impl Engine for SsEngine {
         };
         let (delta, d_bound) = self.mul_public(p, s, s_bound, lr, "the weight update")?;
         self.w = p.with_sgld_noise(self.w.sub(&delta)?, step, lr)?;
-        self.w_bound += d_bound;
+        self.w_bound = if c.sgld > 0.0 {
+            // Gaussian noise has no bound: weight decay (which needs one) is refused with it,
+            // and a checkpoint of this run cannot be resumed with it.
+            f64::MAX
+        } else if c.weight_decay > 0.0 {
+            // Plain SGD (weight decay excludes momentum): the contraction of the exact algebra.
+            decayed_weight_bound(
+                self.w_bound,
+                PublicScale::of(lr)?.value(),
+                PublicScale::of(c.weight_decay)?.value(),
+                g_bound_before_decay,
+            )
+        } else {
+            self.w_bound + d_bound
+        };
         Ok(())
     }
 
