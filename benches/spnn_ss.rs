@@ -5,6 +5,8 @@
 //!   MLP 30-64-32-1, batch 64, 10 epochs, all five systems.
 //! - `cargo bench -p spnn-bench --bench spnn_ss -- --synthetic` — 20,000 × 40 synthetic, one epoch, batch
 //!   256: SPNN-SS against SPNN-HE.
+//! - `--holders K` (with the breast-cancer or `--synthetic` run): the features split among `K`
+//!   holders instead of two; `--epochs N`: N epochs instead of the default.
 //! - `cargo bench -p spnn-bench --bench spnn_ss -- --census DATA_DIR` — Census-Income (from
 //!   `scripts/fetch-data.sh DATA_DIR`), batch 256, one epoch, without SPNN-HE (hours).
 //!
@@ -52,16 +54,26 @@ fn main() {
         );
         return;
     }
+    let value = |f: &str| {
+        flag(f).map(|i| {
+            args.get(i + 1)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("{f} needs a whole number"))
+        })
+    };
+    let holders = value("--holders").unwrap_or(2);
+    let epochs = value("--epochs");
     let rows = if let Some(i) = flag("--census") {
         census(args.get(i + 1).expect("--census needs a data directory"))
     } else if flag("--synthetic").is_some() {
         let setup = Setup {
             batch: 256,
-            epochs: 1,
+            epochs: epochs.unwrap_or(1),
+            holders,
             ..Default::default()
         };
-        let data = Data::synthetic(20_000, 40, 2, 7).expect("synthetic data");
-        let roster = spnn::net::Roster::spnn(2, false).expect("two holders");
+        let data = Data::synthetic(20_000, 40, holders, 7).expect("synthetic data");
+        let roster = spnn::net::Roster::spnn(holders as u16, false).expect("k ≥ 2 holders");
         let net =
             spnn::net::NetworkConfig::new(23).with_timeout(std::time::Duration::from_secs(3600));
         vec![
@@ -75,7 +87,12 @@ fn main() {
             spnn_he(&data, &setup),
         ]
     } else {
-        let setup = Setup::default();
+        let defaults = Setup::default();
+        let setup = Setup {
+            holders,
+            epochs: epochs.unwrap_or(defaults.epochs),
+            ..defaults
+        };
         let data =
             Data::new(spnn::data::embedded::breast_cancer(), setup.holders).expect("embedded data");
         let mut rows = run(&data, &setup);

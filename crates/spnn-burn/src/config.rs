@@ -478,7 +478,7 @@ impl SpnnConfig {
             )));
         }
         if self.protocol == Protocol::Paillier {
-            bounds.he_gradient_share_bits()?;
+            bounds.he_gradient_share_bits(2)?;
         }
         Ok(fp)
     }

@@ -237,38 +237,50 @@ fn transcripts_spnn_he() {
     let config = SpnnConfig::default()
         .with_protocol(spnn_burn::Protocol::Paillier)
         .with_he_key_bits(1024);
-    let nets = check_transcripts(2, config);
-    // Between holders only seeds, public keys, ciphertexts and masked ciphertexts travel.
-    let allowed: HashSet<u16> = [
-        spnn_burn::messages::PairSeed::KIND,
-        PaillierKey::KIND,
-        EncryptedShare::KIND,
-        MaskedProduct::KIND,
-    ]
-    .into();
-    for (p, net) in nets.iter().enumerate().skip(1) {
-        let from_holder: Vec<_> = net
-            .transcript()
-            .into_iter()
-            .filter(|r| r.from != PartyId(0))
-            .collect();
-        assert!(from_holder.iter().any(|r| r.kind == MaskedProduct::KIND));
-        for r in from_holder {
-            assert!(
-                allowed.contains(&r.kind),
-                "holder {p} received kind {:#06x} from {}",
-                r.kind,
-                r.from
-            );
-        }
-        // And nothing from a dealer: the server sends commands and gradient shares only.
-        for r in net
-            .transcript()
-            .into_iter()
-            .filter(|r| r.from == PartyId(0))
-        {
-            assert_ne!(r.kind, spnn_burn::messages::DealerBundle::KIND);
-            assert_ne!(r.kind, spnn_burn::messages::DealerSeed::KIND);
+    for k in [2, 3] {
+        let nets = check_transcripts(k, config);
+        // Between holders only seeds, public keys, ciphertexts and masked ciphertexts travel, and
+        // every holder runs the link with every other (each ordered pair's cross terms).
+        let allowed: HashSet<u16> = [
+            spnn_burn::messages::PairSeed::KIND,
+            PaillierKey::KIND,
+            EncryptedShare::KIND,
+            MaskedProduct::KIND,
+        ]
+        .into();
+        for (p, net) in nets.iter().enumerate().skip(1) {
+            let from_holder: Vec<_> = net
+                .transcript()
+                .into_iter()
+                .filter(|r| r.from != PartyId(0))
+                .collect();
+            for o in (1..=k).filter(|&o| o != p) {
+                for kind in [PaillierKey::KIND, EncryptedShare::KIND, MaskedProduct::KIND] {
+                    assert!(
+                        from_holder
+                            .iter()
+                            .any(|r| r.kind == kind && r.from == PartyId(o as u16)),
+                        "k = {k}: holder {p} got no {kind:#06x} from party {o}"
+                    );
+                }
+            }
+            for r in from_holder {
+                assert!(
+                    allowed.contains(&r.kind),
+                    "holder {p} received kind {:#06x} from {}",
+                    r.kind,
+                    r.from
+                );
+            }
+            // And nothing from a dealer: the server sends commands and gradient shares only.
+            for r in net
+                .transcript()
+                .into_iter()
+                .filter(|r| r.from == PartyId(0))
+            {
+                assert_ne!(r.kind, spnn_burn::messages::DealerBundle::KIND);
+                assert_ne!(r.kind, spnn_burn::messages::DealerSeed::KIND);
+            }
         }
     }
 }

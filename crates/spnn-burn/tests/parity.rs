@@ -98,6 +98,18 @@ fn spnn_he_with_2048_bit_keys() {
 }
 
 #[test]
+fn spnn_he_with_three_holders() {
+    // Every ordered pair of the three holders runs the Paillier link; insecure 1024-bit test
+    // keys keep the test's six links fast (the key size does not change what is computed).
+    parity(
+        3,
+        SpnnConfig::default()
+            .with_protocol(Protocol::Paillier)
+            .with_he_key_bits(1024),
+    );
+}
+
+#[test]
 fn three_holders_labels_at_a_holder() {
     parity(3, SpnnConfig::default().with_labels(LabelMode::Holder(2)));
 }

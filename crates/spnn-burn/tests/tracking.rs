@@ -11,6 +11,10 @@
 //! - weight gradient `g = X̃ᵀ·(cG)~ / c`: `|g − XᵀG| ≤ B·(X·u/(2c) + G·u/2 + u²/(4c))` from the
 //!   encodings, `+ u/c + |g|·2^{-16} + u` from the two truncations and the 16-bit multiplier;
 //! - update: `|W_{t+1} − (W_t − η·XᵀG)| ≤ η·(err_g + |g|·2^{-16}) + u`.
+//!
+//! SPNN-HE rounds each of the `k` holders' integer shares instead of truncating a ring share:
+//! each rounding errs by up to `k/2` units, so there `u` becomes `max(1, k/2)·u` in the two
+//! rounding terms.
 
 mod common;
 
@@ -32,6 +36,13 @@ fn lockstep(k: usize, config: SpnnConfig, steps: usize) {
     let mut optim = session.optimizer();
     let (d, h, lr) = (data.d(), HIDDEN[0], 0.1);
     let u = 2f64.powi(-(config.frac_bits as i32));
+    // A truncation errs by at most one unit; SPNN-HE's rounding of each of the k integer
+    // shares by half a unit each, so k/2 units in all (module `spnn_crypto::integer`).
+    let unit = if config.protocol == Protocol::Paillier {
+        (k as f64 / 2.0).max(1.0) * u
+    } else {
+        u
+    };
     let mut worst = (0f64, 0f64);
     for ids in data.epoch(0, 64).iter().take(steps) {
         let b = ids.len();
@@ -72,10 +83,10 @@ fn lockstep(k: usize, config: SpnnConfig, steps: usize) {
                     .sum();
                 let err_g = b as f64
                     * (x_max * u / (2.0 * c) + g_max * u / 2.0 + u * u / (4.0 * c))
-                    + u / c
+                    + unit / c
                     + g.abs() * 2f64.powi(-16)
-                    + u;
-                let bound = lr * (err_g + g.abs() * 2f64.powi(-16)) + u;
+                    + unit;
+                let bound = lr * (err_g + g.abs() * 2f64.powi(-16)) + unit;
                 let expected = w[t * h + j] as f64 - lr * g;
                 let err = (w_next[t * h + j] as f64 - expected).abs();
                 assert!(
@@ -116,6 +127,8 @@ fn spnn_he_tracks_plaintext_sgd_step_by_step() {
         .with_he_key_bits(1024);
     lockstep(2, config, 3);
     lockstep(2, config.with_labels(LabelMode::Holder(1)), 2);
+    // Three holders: every ordered pair's cross terms, under the key of its share's owner.
+    lockstep(3, config, 2);
 }
 
 #[test]

@@ -68,7 +68,8 @@ fn default_align_timeout() -> u64 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
-    /// `"ss"` (secret sharing with a dealer, default) or `"he"` (Paillier between two holders).
+    /// `"ss"` (secret sharing with a dealer, default) or `"he"` (Paillier between every pair of
+    /// holders, no dealer).
     #[serde(default)]
     pub kind: Kind,
     /// Paillier modulus size for `"he"` (default 2048; 3072 for more margin).
@@ -751,12 +752,6 @@ impl Deployment {
         let k = self.holders();
         if k < 2 {
             return Err(self.error("parties", "needs at least holder-0 and holder-1"));
-        }
-        if self.protocol.kind == Kind::Paillier && k != 2 {
-            return Err(self.error(
-                "parties",
-                format!("protocol \"he\" runs with two holders, not {k}"),
-            ));
         }
         let separate = self.protocol.dealer == DealerMode::Separate;
         for name in self.parties.keys() {

@@ -103,20 +103,29 @@ impl Bounds {
         }
     }
 
-    /// Bits of a share of `c·G` in SPNN-HE, where the server shares over the integers with a
-    /// mask `σ` bits wider than `G̃` (module [`spnn_crypto::integer`]): `bits(G̃) + σ + 1`, which
-    /// must fit a signed 64-bit word.
-    pub fn he_gradient_share_bits(&self) -> Result<u32> {
-        let bits = bits_of(self.gradient) + STATISTICAL_BITS + 1;
+    /// Bits of a share of `c·G` in SPNN-HE among `holders` holders, where the server shares over
+    /// the integers with masks `σ` bits wider than `G̃` (module [`spnn_crypto::integer`]):
+    /// holder 0's share `c·G + Σ_{i≥1} R_i` is below `2^{bits(G̃) + σ + 1 + ⌈log2(k − 1)⌉}`,
+    /// which must fit a signed 64-bit word.
+    pub fn he_gradient_share_bits(&self, holders: usize) -> Result<u32> {
+        let others = holders.max(2) as u64 - 1;
+        let bits =
+            bits_of(self.gradient) + STATISTICAL_BITS + 1 + others.next_power_of_two().ilog2();
         if bits > 63 {
             return Err(SpnnError::Config(format!(
-                "SPNN-HE shares c·G over the integers in 64-bit words: {} fractional bits and a \
-                 gradient clip of {:.1} need {bits} bits; lower either",
+                "SPNN-HE shares c·G over the integers in 64-bit words: {holders} holders, {} \
+                 fractional bits and a gradient clip of {:.1} need {bits} bits; lower the clip \
+                 or the fractional bits",
                 self.frac_bits,
                 (self.gradient - 0.5) / 2f64.powi(self.frac_bits as i32)
             )));
         }
         Ok(bits)
+    }
+
+    /// Bits of each mask `R_i` of SPNN-HE's shares of `c·G`: `bits(G̃) + σ`.
+    pub fn he_gradient_mask_bits(&self) -> u32 {
+        bits_of(self.gradient) + STATISTICAL_BITS
     }
 }
 
@@ -167,8 +176,19 @@ mod tests {
         assert!(ring_bits(b.backward_product(1 << 20), "backward").is_ok());
         assert!(ring_bits(b.backward_product(1 << 21), "backward").is_err());
         assert_eq!(
-            b.he_gradient_share_bits().unwrap(),
+            b.he_gradient_share_bits(2).unwrap(),
             21 + STATISTICAL_BITS + 1
         );
+        assert_eq!(b.he_gradient_mask_bits(), 21 + STATISTICAL_BITS);
+        // Holder 0's share carries the masks of every other holder.
+        assert_eq!(
+            b.he_gradient_share_bits(3).unwrap(),
+            b.he_gradient_share_bits(2).unwrap() + 1
+        );
+        // Four holders at the defaults would need 64 bits: refused, with what to lower.
+        let e = b.he_gradient_share_bits(4).unwrap_err().to_string();
+        assert!(e.contains("lower"), "{e}");
+        let narrower = Bounds::of(&SpnnConfig::default().with_clips(32.0, 8.0)).unwrap();
+        assert_eq!(narrower.he_gradient_share_bits(4).unwrap(), 63);
     }
 }

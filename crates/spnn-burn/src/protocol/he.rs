@@ -1,8 +1,9 @@
-//! SPNN-HE: the Paillier link between two holders, for cross terms without a dealer.
+//! SPNN-HE: the Paillier links between holders, for cross terms without a dealer.
 //!
 //! Holder `j` knows its features `X_j` in the clear and a share of every block of `W`. The
 //! product `X·W = Σ_j X_j·W_j` needs, besides local terms, the **cross terms** `X_j·⟨W_j⟩_o`:
-//! holder `j`'s plaintext times holder `o`'s share. For each:
+//! holder `j`'s plaintext times holder `o`'s share, for every ordered pair `j ≠ o` of the `k`
+//! holders (`k·(k − 1)` of them, each under the key of its share's owner `o`). For each:
 //!
 //! 1. *encrypt share*: `o` encrypts its share under its own key, row-packed, and sends it to `j`;
 //! 2. *multiply and mask*: `j` computes `X_j ⊗ Enc(⟨W_j⟩_o)` homomorphically, adds a uniform mask
@@ -150,20 +151,22 @@ impl Message for PaillierKey {
     const NAME: &'static str = "Paillier public key";
 }
 
-/// A holder's side of the Paillier link: its key pair, the other holder's public key, counters.
+/// A holder's side of the Paillier links with every other holder: its key pair, their
+/// public keys, counters. Every ordered pair of holders runs the three steps of the module docs
+/// with the keys of the step's key owner.
 pub(crate) struct HeLink {
     keys: Keypair,
-    peer_key: PublicKey,
-    peer: PartyId,
+    peers: Vec<(PartyId, PublicKey)>,
     pub(crate) counters: HeCounters,
 }
 
 impl HeLink {
-    /// Set-up: sends this holder's public key to `peer` and validates the one it receives,
-    /// refusing keys under `min_bits` (this holder's policy, at least the session's size).
+    /// Set-up: sends this holder's public key to every one of `peers` and validates the ones it
+    /// receives, refusing keys under `min_bits` (this holder's policy, at least the session's
+    /// size).
     pub(crate) fn establish(
         net: &Network,
-        peer: PartyId,
+        peers: &[PartyId],
         keys: Keypair,
         min_bits: u32,
     ) -> Result<Self> {
@@ -174,32 +177,45 @@ impl HeLink {
             )));
         }
         let data = keys.public.to_data();
-        net.send(peer, &PaillierKey(data.n, data.h_s))?;
-        let PaillierKey(n, h_s) = net.recv(peer)?;
-        let data = spnn_crypto::paillier::PublicKeyData { n, h_s };
-        let peer_key = if min_bits >= MIN_SECURE_BITS {
-            PublicKey::from_data(&data)
-        } else {
-            PublicKey::from_data_insecure_for_tests(&data)
+        for &peer in peers {
+            net.send(peer, &PaillierKey(data.n.clone(), data.h_s.clone()))?;
         }
-        .map_err(|e| protocol(peer, format!("its Paillier key: {e}")))?;
-        if peer_key.bits() < min_bits {
-            return Err(protocol(
-                peer,
-                format!(
-                    "a {}-bit Paillier key; this holder requires {min_bits}",
-                    peer_key.bits(),
-                ),
-            ));
+        let mut received = Vec::with_capacity(peers.len());
+        for &peer in peers {
+            let PaillierKey(n, h_s) = net.recv(peer)?;
+            let data = spnn_crypto::paillier::PublicKeyData { n, h_s };
+            let key = if min_bits >= MIN_SECURE_BITS {
+                PublicKey::from_data(&data)
+            } else {
+                PublicKey::from_data_insecure_for_tests(&data)
+            }
+            .map_err(|e| protocol(peer, format!("its Paillier key: {e}")))?;
+            if key.bits() < min_bits {
+                return Err(protocol(
+                    peer,
+                    format!(
+                        "a {}-bit Paillier key; this holder requires {min_bits}",
+                        key.bits(),
+                    ),
+                ));
+            }
+            key.precompute();
+            received.push((peer, key));
         }
         keys.public.precompute();
-        peer_key.precompute();
         Ok(Self {
             keys,
-            peer_key,
-            peer,
+            peers: received,
             counters: HeCounters::default(),
         })
+    }
+
+    fn peer_key(&self, peer: PartyId) -> Result<&PublicKey> {
+        self.peers
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, k)| k)
+            .ok_or_else(|| SpnnError::Config(format!("no Paillier link with {peer}")))
     }
 
     /// Step 1: encrypts `share` (entries below `2^shape.share_bits`) under this holder's key
@@ -207,6 +223,7 @@ impl HeLink {
     pub(crate) fn send_encrypted(
         &mut self,
         net: &Network,
+        peer: PartyId,
         share: &RingMatrix,
         shape: CrossShape,
         rng: &mut spnn_crypto::SecureRng,
@@ -222,7 +239,7 @@ impl HeLink {
             .map(Blob)
             .collect();
         net.send(
-            self.peer,
+            peer,
             &EncryptedShare(EncryptedMatrix {
                 rows: share.rows() as u32,
                 cols: share.cols() as u32,
@@ -239,26 +256,27 @@ impl HeLink {
     pub(crate) fn multiply_and_mask(
         &mut self,
         net: &Network,
+        peer: PartyId,
         plain: &RingMatrix,
         cols: usize,
         shape: CrossShape,
         rng: &mut spnn_crypto::SecureRng,
     ) -> Result<IntMatrix> {
-        let EncryptedShare(m) = net.recv(self.peer)?;
+        let EncryptedShare(m) = net.recv(peer)?;
         let dims = (plain.cols(), cols);
         if (m.rows as usize, m.cols as usize) != dims || shape.terms != plain.cols() {
             return Err(protocol(
-                self.peer,
+                peer,
                 format!(
                     "encrypted share of shape {}x{}, expected {dims:?}",
                     m.rows, m.cols
                 ),
             ));
         }
-        let packing = Packing::new(&self.peer_key, shape.slot_bits())?;
+        let peer_key = self.peer_key(peer)?.clone();
+        let packing = Packing::new(&peer_key, shape.slot_bits())?;
         let blobs: Vec<Vec<u8>> = m.cells.into_iter().map(|b| b.0).collect();
-        let enc = self
-            .peer_key
+        let enc = peer_key
             .packed_matrix_from_bytes(
                 (dims.0, cols.div_ceil(packing.slots())),
                 &blobs,
@@ -266,23 +284,18 @@ impl HeLink {
                 cols,
                 shape.share_bits,
             )
-            .map_err(|e| protocol(self.peer, format!("encrypted share: {e}")))?;
-        let product = self
-            .peer_key
-            .plain_matmul_packed(plain, shape.plain_bits, &enc)?;
+            .map_err(|e| protocol(peer, format!("encrypted share: {e}")))?;
+        let product = peer_key.plain_matmul_packed(plain, shape.plain_bits, &enc)?;
         self.counters.products += (product.cells().len() * plain.cols()) as u64;
-        let (masked, share) = self
-            .peer_key
-            .mask_rows(&product, cols, STATISTICAL_BITS, rng)?;
+        let (masked, share) = peer_key.mask_rows(&product, cols, STATISTICAL_BITS, rng)?;
         self.counters.rerandomizations += masked.cells().len() as u64;
-        let cells = self
-            .peer_key
+        let cells = peer_key
             .packed_matrix_to_bytes(&masked)?
             .into_iter()
             .map(Blob)
             .collect();
         net.send(
-            self.peer,
+            peer,
             &MaskedProduct(EncryptedMatrix {
                 rows: plain.rows() as u32,
                 cols: cols as u32,
@@ -297,13 +310,14 @@ impl HeLink {
     pub(crate) fn receive_product(
         &mut self,
         net: &Network,
+        peer: PartyId,
         (rows, cols): (usize, usize),
         shape: CrossShape,
     ) -> Result<IntMatrix> {
-        let MaskedProduct(m) = net.recv(self.peer)?;
+        let MaskedProduct(m) = net.recv(peer)?;
         if (m.rows as usize, m.cols as usize) != (rows, cols) {
             return Err(protocol(
-                self.peer,
+                peer,
                 format!(
                     "masked product of shape {}x{}, expected {rows}x{cols}",
                     m.rows, m.cols
@@ -322,13 +336,13 @@ impl HeLink {
                 cols,
                 shape.masked_bits(),
             )
-            .map_err(|e| protocol(self.peer, format!("masked product: {e}")))?;
+            .map_err(|e| protocol(peer, format!("masked product: {e}")))?;
         self.counters.decryptions += enc.cells().len() as u64;
         self.keys
             .secret
             .decrypt_rows(&enc, cols, shape.masked_bits())
             .map_err(|e| SpnnError::Protocol {
-                peer: self.peer,
+                peer,
                 reason: format!("masked product: {e}"),
             })
     }
@@ -355,8 +369,9 @@ mod tests {
         );
         let kb_copy = kb.clone();
         let (na, nb) = (nets[1].clone(), nets[2].clone());
-        let hb = std::thread::spawn(move || HeLink::establish(&nb, PartyId(1), kb, 512).unwrap());
-        let a = HeLink::establish(&na, PartyId(2), ka, 512).unwrap();
+        let hb =
+            std::thread::spawn(move || HeLink::establish(&nb, &[PartyId(1)], kb, 512).unwrap());
+        let a = HeLink::establish(&na, &[PartyId(2)], ka, 512).unwrap();
         (
             nets[1].clone(),
             nets[2].clone(),
@@ -365,6 +380,10 @@ mod tests {
             kb_copy,
         )
     }
+
+    /// The holders' party ids: `a` is party 1, `b` party 2.
+    const A: PartyId = PartyId(1);
+    const B: PartyId = PartyId(2);
 
     /// The cross product of a 4×3 feature block with a 3×5 ring share.
     const SHAPE: CrossShape = CrossShape {
@@ -389,12 +408,12 @@ mod tests {
         let (na, nb, mut a, mut b, _) = pair();
         let w = RingMatrix::random(3, 5, &mut SecureRng::insecure_from_seed_for_tests(1));
         let x = features(4, 3);
-        b.send_encrypted(&nb, &w, SHAPE, &mut SecureRng::from_os_entropy())
+        b.send_encrypted(&nb, A, &w, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
         let share_a = a
-            .multiply_and_mask(&na, &x, 5, SHAPE, &mut SecureRng::from_os_entropy())
+            .multiply_and_mask(&na, B, &x, 5, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
-        let share_b = b.receive_product(&nb, (4, 5), SHAPE).unwrap();
+        let share_b = b.receive_product(&nb, A, (4, 5), SHAPE).unwrap();
         assert_eq!(
             share_a.to_ring().add(&share_b.to_ring()).unwrap(),
             x.matmul(&w).unwrap()
@@ -406,11 +425,11 @@ mod tests {
                 && a.counters.rerandomizations > 0
         );
         // A feature beyond the public bound is refused, not measured into the mask width.
-        b.send_encrypted(&nb, &w, SHAPE, &mut SecureRng::from_os_entropy())
+        b.send_encrypted(&nb, A, &w, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
         let wide = features(4, 3).map(|v| v.wrapping_mul(64));
         assert!(
-            a.multiply_and_mask(&na, &wide, 5, SHAPE, &mut SecureRng::from_os_entropy())
+            a.multiply_and_mask(&na, B, &wide, 5, SHAPE, &mut SecureRng::from_os_entropy())
                 .is_err()
         );
     }
@@ -426,6 +445,7 @@ mod tests {
         nb.send(PartyId(1), &share).unwrap();
         a.multiply_and_mask(
             na,
+            B,
             &features(4, 3),
             5,
             SHAPE,
@@ -499,7 +519,7 @@ mod tests {
         )
         .unwrap();
         let e = b
-            .receive_product(&nb, (4, 5), SHAPE)
+            .receive_product(&nb, A, (4, 5), SHAPE)
             .unwrap_err()
             .to_string();
         assert!(e.contains("overflow"), "{e}");

@@ -193,11 +193,10 @@ impl ServerSession {
                 holders.len()
             )));
         }
-        if spec.config.protocol == crate::config::Protocol::Paillier && holders.len() != 2 {
-            return Err(SpnnError::Config(format!(
-                "SPNN-HE runs with two holders, not {}",
-                holders.len()
-            )));
+        if spec.config.protocol == crate::config::Protocol::Paillier {
+            // Holder 0's integer share of c·G must fit a 64-bit word with every holder's mask.
+            crate::protocol::bounds::Bounds::of(&spec.config)?
+                .he_gradient_share_bits(holders.len())?;
         }
         let separate_dealer = match spec.config.dealer {
             DealerMode::Server => None,
@@ -508,8 +507,13 @@ impl ServerSession {
         let (explicit, seeds) = match s.config.protocol {
             Protocol::SecretSharing => bundle::deal(vec![g], s.holders.len(), &mut rng)?,
             Protocol::Paillier => {
-                let bits = Bounds::of(&s.config)?.he_gradient_share_bits()?;
-                let (g, seeds) = bundle::deal_integer(&g, s.holders.len(), bits - 1, &mut rng);
+                let bounds = Bounds::of(&s.config)?;
+                let (g, seeds) = bundle::deal_integer(
+                    &g,
+                    s.holders.len(),
+                    bounds.he_gradient_mask_bits(),
+                    &mut rng,
+                );
                 (vec![g], seeds)
             }
         };

@@ -1,12 +1,14 @@
 //! SPNN-HE at a holder: the cross terms with Paillier ([`crate::protocol::he`]), no dealer.
 //!
-//! **Forward.** `Z_m = X_m·⟨W_m⟩_m + (X_m ⊗ Enc_o(⟨W_m⟩_o), masked) + (decrypted X_o·⟨W_o⟩_m)`
-//! in the ring, at scale `2^{2f}`; the party loop masks it before it goes to the server.
+//! **Forward.** `Z_m = X_m·⟨W_m⟩_m + Σ_{o≠m} (X_m ⊗ Enc_o(⟨W_m⟩_o), masked)
+//! + Σ_{o≠m} (decrypted X_o·⟨W_o⟩_m)` in the ring, at scale `2^{2f}`, over the links with every
+//! other holder `o`; the party loop masks it before it goes to the server.
 //!
 //! **Backward, over the integers.** Without a dealer there is no exact truncation in
 //! `Z_2^64`, so the gradient path never enters the ring until it is final: the server shares
-//! `c·G` over the integers (holder 0 gets `c·G + R`, holder 1 `−R`, `R` uniform below
-//! `2^{bits(G̃)+σ}`); the holders' products `X_mᵀ·⟨cG⟩` and the Paillier cross terms are exact
+//! `c·G` over the integers (holder 0 gets `c·G + Σ_i R_i`, holder `i ≥ 1` gets `−R_i`, each
+//! `R_i` uniform below `2^{bits(G̃)+σ}`); the holders' products `X_mᵀ·⟨cG⟩` and the Paillier
+//! cross terms (every ordered pair, as in the forward) are exact
 //! integers; the multiplication by `1/c` (and later by `μ` and `η`) rounds each share to
 //! nearest ([`spnn_crypto::integer`]), exact up to one unit and unable to fail. The pending
 //! gradient and the velocity stay integer shares; only the final `η·s` is reduced mod `2^64`
@@ -19,11 +21,12 @@
 
 use spnn_crypto::paillier::{KeySize, Keypair, MIN_SECURE_BITS};
 use spnn_crypto::{IntMatrix, RingMatrix, Share};
+use spnn_net::PartyId;
 use spnn_net::codec::{Blob, Codec, Reader};
 
 use super::record::{ShareRecord, encode_int_matrix, read_int_matrix};
 use super::{Engine, GradientPart, Party};
-use crate::error::{Result, SpnnError, protocol};
+use crate::error::{Result, protocol};
 use crate::protocol::bounds::Bounds;
 use crate::protocol::bundle;
 use crate::protocol::he::{CrossShape, HeCounters, HeLink, RING_SHARE_BITS};
@@ -83,11 +86,6 @@ impl HeEngine {
         keys: Option<Keypair>,
         policy: &PartyPolicy,
     ) -> Result<Self> {
-        if p.k() != 2 {
-            return Err(SpnnError::Config(
-                "SPNN-HE runs PrivateLinear with exactly two holders".into(),
-            ));
-        }
         let bits = p.config.he_key_bits;
         let keys = match keys {
             Some(k) => k,
@@ -106,11 +104,17 @@ impl HeEngine {
             }
         };
         let min_bits = bits.max(policy.min_he_key_bits);
-        let link = HeLink::establish(&p.net, p.holders[1 - p.me], keys, min_bits)?;
+        let peers: Vec<_> = p.others().map(|(_, id)| id).collect();
+        let link = HeLink::establish(&p.net, &peers, keys, min_bits)?;
         let zero = || IntMatrix::zeros(p.d, p.h);
         Ok(Self {
             link,
-            w: Share::new(p.me, 2, p.fp.frac_bits(), super::ss::initial_weights(p)?)?,
+            w: Share::new(
+                p.me,
+                p.k(),
+                p.fp.frac_bits(),
+                super::ss::initial_weights(p)?,
+            )?,
             pending: zero(),
             velocity: zero(),
             velocity_started: false,
@@ -127,9 +131,8 @@ impl HeEngine {
 impl Engine for HeEngine {
     fn forward(&mut self, p: &Party, step: u64, ids: &[u64], train: bool) -> Result<RingMatrix> {
         let (b, h, me) = (ids.len(), p.h, p.me);
-        let other = 1 - me;
         let x = p.encoded_features(ids)?;
-        let (mine, theirs) = (p.block(me), p.block(other));
+        let mine = p.block(me);
         let w = self.w.value().clone();
         let mut rng = p.config.randomness.rng(p.id(), step, "he-forward");
         let plain_bits = self.feature_bits();
@@ -138,24 +141,29 @@ impl Engine for HeEngine {
             plain_bits,
             terms,
         };
-        // 1. encrypt share: this holder's share of the other's block, to the other
-        self.link.send_encrypted(
-            &p.net,
-            &w.slice_rows(theirs.0, theirs.1)?,
-            cross(p.widths[other]),
-            &mut rng,
-        )?;
-        // 2. multiply and mask: X_m ⊗ Enc_o(⟨W_m⟩_o)
-        let cross_mine =
+        let others: Vec<(usize, PartyId)> = p.others().collect();
+        // 1. encrypt share: this holder's share of each other holder's block, to that holder
+        for &(o, peer) in &others {
+            let (r0, r1) = p.block(o);
+            let share = w.slice_rows(r0, r1)?;
             self.link
-                .multiply_and_mask(&p.net, &x, h, cross(p.widths[me]), &mut rng)?;
-        // 3. decrypt: X_o·⟨W_o⟩_m + R
-        let cross_theirs = self
-            .link
-            .receive_product(&p.net, (b, h), cross(p.widths[other]))?;
+                .send_encrypted(&p.net, peer, &share, cross(p.widths[o]), &mut rng)?;
+        }
         let mut z = x.matmul(&w.slice_rows(mine.0, mine.1)?)?;
-        z.add_assign(&cross_mine.to_ring())?;
-        z.add_assign(&cross_theirs.to_ring())?;
+        // 2. multiply and mask: X_m ⊗ Enc_o(⟨W_m⟩_o) for every other holder o
+        for &(_, peer) in &others {
+            let cross_mine =
+                self.link
+                    .multiply_and_mask(&p.net, peer, &x, h, cross(p.widths[me]), &mut rng)?;
+            z.add_assign(&cross_mine.to_ring())?;
+        }
+        // 3. decrypt: X_o·⟨W_o⟩_m + R from every other holder o
+        for &(o, peer) in &others {
+            let cross_theirs =
+                self.link
+                    .receive_product(&p.net, peer, (b, h), cross(p.widths[o]))?;
+            z.add_assign(&cross_theirs.to_ring())?;
+        }
         self.saved = train.then_some((step, x));
         Ok(z)
     }
@@ -174,8 +182,7 @@ impl Engine for HeEngine {
             ));
         }
         let (b, h, me) = (x.rows(), p.h, p.me);
-        let other = 1 - me;
-        let share_bits = self.bounds.he_gradient_share_bits()?;
+        let share_bits = self.bounds.he_gradient_share_bits(p.k())?;
         let g = match p.gradient_part((b, h))? {
             GradientPart::Explicit(g) => {
                 let limit = 1u64 << share_bits;
@@ -190,7 +197,9 @@ impl Engine for HeEngine {
                 }
                 g
             }
-            GradientPart::Seed(seed) => bundle::derive_bounded(&seed, (b, h), share_bits - 1).neg(),
+            GradientPart::Seed(seed) => {
+                bundle::derive_bounded(&seed, (b, h), self.bounds.he_gradient_mask_bits()).neg()
+            }
         };
         let cross = CrossShape {
             share_bits,
@@ -199,21 +208,30 @@ impl Engine for HeEngine {
         };
         let xt = x.transpose();
         let mut rng = p.config.randomness.rng(p.id(), step, "he-backward");
-        self.link.send_encrypted(&p.net, &g, cross, &mut rng)?;
-        let cross_mine = self
-            .link
-            .multiply_and_mask(&p.net, &xt, h, cross, &mut rng)?;
-        let cross_theirs = self
-            .link
-            .receive_product(&p.net, (p.widths[other], h), cross)?;
-        let mut own = IntMatrix::signed_transpose_product(&x, &g)?;
-        own.add_assign(&cross_mine)?;
-        let blocks = if me == 0 {
-            [&own, &cross_theirs]
-        } else {
-            [&cross_theirs, &own]
-        };
-        let grad = IntMatrix::vstack(&blocks)?;
+        let others: Vec<(usize, PartyId)> = p.others().collect();
+        for &(_, peer) in &others {
+            self.link
+                .send_encrypted(&p.net, peer, &g, cross, &mut rng)?;
+        }
+        // Row block m: X_mᵀ·⟨cG⟩_m and the masked cross terms X_mᵀ ⊗ Enc_o(⟨cG⟩_o); row block
+        // o: the decrypted X_oᵀ·⟨cG⟩_m + R from holder o.
+        let mut blocks: Vec<IntMatrix> = Vec::with_capacity(p.k());
+        for j in 0..p.k() {
+            blocks.push(IntMatrix::zeros(p.widths[j], h));
+        }
+        blocks[me] = IntMatrix::signed_transpose_product(&x, &g)?;
+        for &(_, peer) in &others {
+            let cross_mine = self
+                .link
+                .multiply_and_mask(&p.net, peer, &xt, h, cross, &mut rng)?;
+            blocks[me].add_assign(&cross_mine)?;
+        }
+        for &(o, peer) in &others {
+            blocks[o] = self
+                .link
+                .receive_product(&p.net, peer, (p.widths[o], h), cross)?;
+        }
+        let grad = IntMatrix::vstack(&blocks.iter().collect::<Vec<_>>())?;
         // × 1/c, from scale 2^{2f} to 2^f: one rounding per share.
         let c = PublicScale::of(1.0 / scale)?;
         self.pending
