@@ -97,7 +97,7 @@ pub enum Protocol {
     #[default]
     #[serde(rename = "ss")]
     SecretSharing,
-    /// SPNN-HE: cross terms between holders with Paillier; no dealer. Two holders.
+    /// SPNN-HE: cross terms between every pair of holders with Paillier; no dealer.
     #[serde(rename = "he")]
     Paillier,
 }

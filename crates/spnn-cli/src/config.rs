@@ -753,6 +753,14 @@ impl Deployment {
         if k < 2 {
             return Err(self.error("parties", "needs at least holder-0 and holder-1"));
         }
+        if self.protocol.kind == Kind::Paillier {
+            let config = self
+                .spnn_config()
+                .map_err(|reason| self.error("session.insecure_seed", reason))?;
+            spnn_burn::protocol::bounds::Bounds::of(&config)
+                .and_then(|b| b.he_gradient_share_bits(k))
+                .map_err(|e| self.error("protocol.gradient_clip", e.to_string()))?;
+        }
         let separate = self.protocol.dealer == DealerMode::Separate;
         for name in self.parties.keys() {
             let ok = match Role::from_name(name) {

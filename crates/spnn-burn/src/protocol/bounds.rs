@@ -104,13 +104,14 @@ impl Bounds {
     }
 
     /// Bits of a share of `c·G` in SPNN-HE among `holders` holders, where the server shares over
-    /// the integers with masks `σ` bits wider than `G̃` (module [`spnn_crypto::integer`]):
-    /// holder 0's share `c·G + Σ_{i≥1} R_i` is below `2^{bits(G̃) + σ + 1 + ⌈log2(k − 1)⌉}`,
-    /// which must fit a signed 64-bit word.
+    /// the integers with masks `R_i < 2^{bits(G̃) + σ}` (module [`spnn_crypto::integer`]):
+    /// holder 0's share `c·G + Σ_{i≥1} R_i` lies in `[−G̃, G̃ + (k − 1)·(2^{bits(G̃)+σ} − 1)]`,
+    /// whose bit length must fit a signed 64-bit word (63 bits).
     pub fn he_gradient_share_bits(&self, holders: usize) -> Result<u32> {
-        let others = holders.max(2) as u64 - 1;
-        let bits =
-            bits_of(self.gradient) + STATISTICAL_BITS + 1 + others.next_power_of_two().ilog2();
+        let others = holders.max(2) as u128 - 1;
+        let largest =
+            self.gradient.ceil() as u128 + others * ((1u128 << self.he_gradient_mask_bits()) - 1);
+        let bits = 128 - largest.leading_zeros();
         if bits > 63 {
             return Err(SpnnError::Config(format!(
                 "SPNN-HE shares c·G over the integers in 64-bit words: {holders} holders, {} \
@@ -185,10 +186,12 @@ mod tests {
             b.he_gradient_share_bits(3).unwrap(),
             b.he_gradient_share_bits(2).unwrap() + 1
         );
-        // Four holders at the defaults would need 64 bits: refused, with what to lower.
-        let e = b.he_gradient_share_bits(4).unwrap_err().to_string();
+        // Up to four holders fit at the defaults (3·2^61 + G̃ < 2^63); five need 64 bits and
+        // are refused, with what to lower.
+        assert_eq!(b.he_gradient_share_bits(4).unwrap(), 63);
+        let e = b.he_gradient_share_bits(5).unwrap_err().to_string();
         assert!(e.contains("lower"), "{e}");
         let narrower = Bounds::of(&SpnnConfig::default().with_clips(32.0, 8.0)).unwrap();
-        assert_eq!(narrower.he_gradient_share_bits(4).unwrap(), 63);
+        assert_eq!(narrower.he_gradient_share_bits(8).unwrap(), 63);
     }
 }

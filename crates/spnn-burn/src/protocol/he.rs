@@ -123,7 +123,7 @@ macro_rules! encrypted_message {
 }
 
 encrypted_message!(
-    /// A holder's share, encrypted under its own key, to the other holder.
+    /// A holder's share, encrypted under its own key, to the holder whose cross term it is.
     EncryptedShare = 0x0130, "encrypted share"
 );
 encrypted_message!(
@@ -197,6 +197,13 @@ impl HeLink {
                         "a {}-bit Paillier key; this holder requires {min_bits}",
                         key.bits(),
                     ),
+                ));
+            }
+            // A copied key file would let its holders decrypt each other's shares.
+            if key == keys.public || received.iter().any(|(_, k)| *k == key) {
+                return Err(protocol(
+                    peer,
+                    "a Paillier key that another holder of this session also has",
                 ));
             }
             key.precompute();
@@ -453,6 +460,26 @@ mod tests {
         )
         .unwrap_err()
         .to_string()
+    }
+
+    #[test]
+    fn a_peer_key_equal_to_this_holders_own_is_refused() {
+        let roster = Roster::spnn(2, false).unwrap();
+        let nets = Network::in_memory(
+            &roster,
+            NetworkConfig::new(1).with_timeout(std::time::Duration::from_secs(10)),
+        );
+        let mut rng = SecureRng::insecure_from_seed_for_tests(3);
+        let key = Keypair::generate_insecure_for_tests(512, &mut rng).unwrap();
+        let copy = key.clone();
+        let nb = nets[2].clone();
+        let other = std::thread::spawn(move || HeLink::establish(&nb, &[A], copy, 512).is_err());
+        let e = HeLink::establish(&nets[1], &[B], key, 512)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("also has"), "{e}");
+        assert!(other.join().unwrap(), "both holders refuse");
     }
 
     #[test]

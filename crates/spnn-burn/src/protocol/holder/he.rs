@@ -10,7 +10,7 @@
 //! `R_i` uniform below `2^{bits(G̃)+σ}`); the holders' products `X_mᵀ·⟨cG⟩` and the Paillier
 //! cross terms (every ordered pair, as in the forward) are exact
 //! integers; the multiplication by `1/c` (and later by `μ` and `η`) rounds each share to
-//! nearest ([`spnn_crypto::integer`]), exact up to one unit and unable to fail. The pending
+//! nearest ([`spnn_crypto::integer`]), exact up to `k/2` units and unable to fail. The pending
 //! gradient and the velocity stay integer shares; only the final `η·s` is reduced mod `2^64`
 //! and subtracted from the ring share of `W`.
 //!
