@@ -462,6 +462,110 @@ mod tests {
         .to_string()
     }
 
+    /// The inverse of an odd `p` modulo `2^64` (Newton's iteration doubles the correct bits).
+    fn odd_inverse(p: u64) -> u64 {
+        let mut inv = p;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(p.wrapping_mul(inv)));
+        }
+        inv
+    }
+
+    /// The key owner's linear-algebra attack on one cross term: from `Y = X·S mod 2^64` (its
+    /// decryption) and `S` (its own share, `d × h`), solve `X` through `d` columns of `S` whose
+    /// block is invertible modulo `2^64` (Gauss–Jordan with odd pivots).
+    fn solve_ring(y: &RingMatrix, s: &RingMatrix) -> Option<RingMatrix> {
+        let (d, h) = s.shape();
+        let at = |m: &RingMatrix, r, c| m.get(r, c).expect("in range");
+        let columns: Vec<Vec<usize>> = (0..1usize << h)
+            .filter(|mask| mask.count_ones() as usize == d)
+            .map(|mask| (0..h).filter(|c| mask >> c & 1 == 1).collect())
+            .collect();
+        'next: for cols in columns {
+            // [M | I] with M = S[:, cols] (d × d): X·M = Y[:, cols], so X = Y[:, cols]·M⁻¹.
+            let mut m: Vec<Vec<u64>> = (0..d)
+                .map(|r| {
+                    (0..d)
+                        .map(|t| at(s, r, cols[t]))
+                        .chain((0..d).map(|j| u64::from(r == j)))
+                        .collect()
+                })
+                .collect();
+            for c in 0..d {
+                let Some(p) = (c..d).find(|&r| m[r][c] % 2 == 1) else {
+                    continue 'next;
+                };
+                m.swap(c, p);
+                let inv = odd_inverse(m[c][c]);
+                for v in m[c].iter_mut() {
+                    *v = v.wrapping_mul(inv);
+                }
+                for r in (0..d).filter(|&r| r != c) {
+                    let f = m[r][c];
+                    for j in 0..2 * d {
+                        let sub = f.wrapping_mul(m[c][j]);
+                        m[r][j] = m[r][j].wrapping_sub(sub);
+                    }
+                }
+            }
+            // X[i, k] = Σ_t Y[i, cols[t]] · inv[t][k]
+            let rows = y.rows();
+            let data = (0..rows)
+                .flat_map(|i| {
+                    let (m, cols) = (&m, &cols);
+                    (0..d).map(move |k| {
+                        (0..d).fold(0u64, |acc, t| {
+                            acc.wrapping_add(at(y, i, cols[t]).wrapping_mul(m[t][d + k]))
+                        })
+                    })
+                })
+                .collect();
+            return RingMatrix::from_vec(rows, d, data).ok();
+        }
+        None
+    }
+
+    #[test]
+    fn the_key_owners_linear_attack_fails_only_because_of_the_mask() {
+        let (na, nb, mut a, mut b, kb) = pair();
+        let mut rng = SecureRng::insecure_from_seed_for_tests(5);
+        let w = RingMatrix::random(3, 5, &mut rng);
+        let x = features(4, 3);
+        // The protocol: b's whole view of this cross term is its share `w` and what it decrypts.
+        b.send_encrypted(&nb, A, &w, SHAPE, &mut SecureRng::from_os_entropy())
+            .unwrap();
+        a.multiply_and_mask(&na, B, &x, 5, SHAPE, &mut SecureRng::from_os_entropy())
+            .unwrap();
+        let seen = b.receive_product(&nb, A, (4, 5), SHAPE).unwrap().to_ring();
+        let guess = solve_ring(&seen, &w).expect("an invertible block");
+        let hits = guess
+            .as_slice()
+            .iter()
+            .zip(x.as_slice())
+            .filter(|(g, t)| g == t)
+            .count();
+        assert_eq!(
+            hits, 0,
+            "the masked product gives b nothing of a's features"
+        );
+        // The same attack once the protection is removed: the product decrypted unmasked.
+        let packing = Packing::new(&kb.public, SHAPE.slot_bits()).unwrap();
+        let enc = kb.public.encrypt_rows(&packing, &w, &mut rng).unwrap();
+        let bare = kb
+            .public
+            .plain_matmul_packed(&x, SHAPE.plain_bits, &enc)
+            .unwrap();
+        let plain = kb
+            .secret
+            .decrypt_rows(&bare, 5, SHAPE.masked_bits())
+            .unwrap();
+        assert_eq!(
+            solve_ring(&plain.to_ring(), &w).expect("an invertible block"),
+            x,
+            "without the mask b recovers a's features exactly"
+        );
+    }
+
     #[test]
     fn a_peer_key_equal_to_this_holders_own_is_refused() {
         let roster = Roster::spnn(2, false).unwrap();
