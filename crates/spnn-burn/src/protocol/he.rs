@@ -500,11 +500,11 @@ mod tests {
                 for v in m[c].iter_mut() {
                     *v = v.wrapping_mul(inv);
                 }
-                for r in (0..d).filter(|&r| r != c) {
-                    let f = m[r][c];
-                    for j in 0..2 * d {
-                        let sub = f.wrapping_mul(m[c][j]);
-                        m[r][j] = m[r][j].wrapping_sub(sub);
+                let pivot = m[c].clone();
+                for (_, row) in m.iter_mut().enumerate().filter(|(r, _)| *r != c) {
+                    let f = row[c];
+                    for (v, p) in row.iter_mut().zip(&pivot) {
+                        *v = v.wrapping_sub(f.wrapping_mul(*p));
                     }
                 }
             }
