@@ -238,6 +238,56 @@ pub struct Model {
     /// last hidden layer's activation.
     #[serde(default)]
     pub top: Vec<usize>,
+    /// What the model predicts: `"binary"` (default: one logit, binary cross-entropy, test
+    /// AUC), `"multiclass"` (`classes` logits, cross-entropy, test accuracy) or `"regression"`
+    /// (one output, mean squared error, test RMSE). Labels at a holder: `"binary"` only.
+    #[serde(default)]
+    pub task: Task,
+    /// The number of classes of a `"multiclass"` task (labels `0 … classes − 1`).
+    #[serde(default)]
+    pub classes: Option<usize>,
+}
+
+impl Model {
+    /// Width of the model's output: `classes` logits for a multi-class task, else one.
+    pub fn outputs(&self) -> usize {
+        match self.task {
+            Task::Multiclass => self.classes.unwrap_or(0),
+            Task::Binary | Task::Regression => 1,
+        }
+    }
+}
+
+/// What the model predicts (`[model] task`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Labels 0 or 1; one logit, binary cross-entropy; test AUC. The default.
+    #[default]
+    Binary,
+    /// Labels `0 … classes − 1`; a logit per class, cross-entropy; test accuracy.
+    Multiclass,
+    /// Real labels; one output, mean squared error; test RMSE (lower is better).
+    Regression,
+}
+
+impl Task {
+    /// The test metric's name.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Self::Binary => "AUC",
+            Self::Multiclass => "accuracy",
+            Self::Regression => "RMSE",
+        }
+    }
+
+    /// Whether test metric `a` is better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Self::Binary | Self::Multiclass => a > b,
+            Self::Regression => a < b,
+        }
+    }
 }
 
 /// Normalisation of the hidden layers.
@@ -300,8 +350,11 @@ pub struct Labels {
     pub data: Data,
     /// The label column.
     pub column: String,
-    /// The value that means the positive class.
-    pub positive: String,
+    /// The value that means the positive class (`task = "binary"`; needed there, refused
+    /// otherwise: multiclass labels are class numbers `0 … classes − 1`, regression labels
+    /// numbers).
+    #[serde(default)]
+    pub positive: Option<String>,
     /// Label holder: Gaussian noise on the gradient it returns, as a multiple of the largest
     /// norm a row of the batch's gradient could have whatever the labels (default 4, the level
     /// the guide's label-leakage measurement chose; `0` sends the gradient as it is, which
@@ -696,7 +749,33 @@ impl Deployment {
         if !(0.0..1.0).contains(&self.model.dropout) {
             return Err(self.error("model.dropout", "must be in [0, 1)"));
         }
+        match (self.model.task, self.model.classes) {
+            (Task::Multiclass, Some(c)) if c >= 2 => {}
+            (Task::Multiclass, _) => {
+                return Err(self.error("model.classes", "a multiclass task needs classes ≥ 2"));
+            }
+            (_, Some(_)) => {
+                return Err(self.error("model.classes", "only for task = \"multiclass\""));
+            }
+            (_, None) => {}
+        }
+        if let Some(l) = &self.labels
+            && (self.model.task == Task::Binary) != l.positive.is_some()
+        {
+            return Err(self.error(
+                "labels.positive",
+                "the value of class 1, for task = \"binary\" only (multiclass and regression \
+                 labels are numbers)",
+            ));
+        }
         let mode = self.label_mode()?;
+        if mode != LabelMode::Server && self.model.task != Task::Binary {
+            return Err(self.error(
+                "model.task",
+                "a label holder trains a binary task (its loss and metrics are binary); \
+                 multiclass and regression need the labels at the server",
+            ));
+        }
         if mode == LabelMode::Server && !self.model.top.is_empty() {
             return Err(self.error(
                 "model.top",

@@ -2,7 +2,9 @@
 //! (sample ids sorted, shuffled by `training.split_seed`) and fits its preprocessing on its own
 //! training rows only.
 
-use spnn_data::csv::{CsvOptions, FeatureEncoder, RawTable, binary_labels, read_csv};
+use spnn_data::csv::{
+    CsvOptions, FeatureEncoder, RawTable, binary_labels, numeric_labels, read_csv,
+};
 use spnn_data::embedded::breast_cancer;
 use spnn_data::{Standardizer, Table};
 
@@ -184,6 +186,9 @@ fn read_labels(dep: &Deployment, l: &Labels) -> spnn_data::Result<Table> {
     if let Some(source) = alignment(dep, &l.data)? {
         raw = raw.realigned(&source)?;
     }
-    let y = binary_labels(&raw, &l.column, &l.positive)?;
+    let y = match &l.positive {
+        Some(positive) => binary_labels(&raw, &l.column, positive)?,
+        None => numeric_labels(&raw, &l.column)?,
+    };
     Table::new(raw.ids, vec![], vec![], Some(y))
 }

@@ -258,8 +258,8 @@ fn init_logging(cli: &Cli) {
 fn print_summary(s: &server::Summary) {
     // A run that resumes from its last epoch trains nothing and has no loss to report; a label
     // holder keeps its loss and AUC unless it reports them.
-    let auc = match s.test_auc {
-        Some(a) => format!("test AUC {a:.4}"),
+    let auc = match s.test_metric {
+        Some(a) => format!("test {} {a:.4}", s.task.metric()),
         None => "test AUC at the label holder".into(),
     };
     let loss = match (s.train_loss, s.epochs_run) {

@@ -35,12 +35,13 @@ pub struct Mlp {
 
 impl Mlp {
     /// Builds the server's model `[model]` describes on `device` for an established session;
-    /// `logit` says whether it ends with the logit (labels at the server).
+    /// `logit` says whether it ends with the output layer (labels at the server):
+    /// [`Model::outputs`] logits or values.
     pub fn new(session: &ServerSession, model: &Model, logit: bool, device: &Device) -> Self {
         let first = PrivateLinearConfig::new().init(session, device);
         let mut widths = model.hidden.clone();
         if logit {
-            widths.push(1);
+            widths.push(model.outputs());
         }
         let layers = widths
             .windows(2)
@@ -64,7 +65,8 @@ impl Mlp {
         }
     }
 
-    /// Logits `[ids.len(), 1]`, or with the labels at a holder the activations it receives.
+    /// Outputs `[ids.len(), outputs]` (logits, or values for a regression), or with the labels
+    /// at a holder the activations it receives.
     pub fn forward(&self, ids: &[u64]) -> spnn_burn::Result<Tensor<2>> {
         let mut x = self.first.try_forward(ids)?;
         for i in 0..self.hidden {

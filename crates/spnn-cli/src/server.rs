@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::BinaryCrossEntropyLossConfig;
+use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::activation::sigmoid;
+use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -21,7 +21,7 @@ use spnn_burn::{EVALUATION_ROWS, LabelMode, ServerSession, SessionSpec};
 use spnn_data::Table;
 use spnn_net::Network;
 
-use crate::config::Deployment;
+use crate::config::{Deployment, Model, Task};
 use crate::data::{label_table, server_ids, split};
 use crate::error::{CliError, Result};
 use crate::model::Mlp;
@@ -43,9 +43,11 @@ pub struct Summary {
     pub resumed_from_epoch: usize,
     /// Epochs trained in this run.
     pub epochs_run: usize,
-    /// Test AUC after the last epoch: none with the labels at a holder that does not report
-    /// its metrics.
-    pub test_auc: Option<f64>,
+    /// The test metric after the last epoch — AUC, accuracy or RMSE, as `[model] task` says
+    /// ([`Task::metric`]): none with the labels at a holder that does not report its metrics.
+    pub test_metric: Option<f64>,
+    /// The task the metric is of.
+    pub task: Task,
     /// Mean training loss of the last epoch: none if no epoch ran, or with the labels at a
     /// holder that does not report losses.
     pub train_loss: Option<f64>,
@@ -143,16 +145,60 @@ fn prepare(dep: &Deployment, net: Network, resume: Option<(String, usize)>) -> R
     })
 }
 
-fn targets(labels: &Table, ids: &[u64], device: &Device) -> Result<Tensor<2, Int>> {
-    let y: Vec<i64> = labels
-        .gather_labels(ids)?
-        .iter()
-        .map(|&v| i64::from(v > 0.5))
-        .collect();
-    Ok(Tensor::from_data(
-        TensorData::new(y, [ids.len(), 1]),
-        device,
-    ))
+/// The labels of `ids` as the task needs them, each checked: 0 or 1 (binary), a class
+/// `0 … classes − 1` (multiclass), any finite value (regression).
+fn checked_labels(model: &Model, labels: &Table, ids: &[u64]) -> Result<Vec<f32>> {
+    let y = labels.gather_labels(ids)?;
+    for (id, &v) in ids.iter().zip(&y) {
+        let ok = match model.task {
+            Task::Binary => v == 0.0 || v == 1.0,
+            Task::Multiclass => v >= 0.0 && v.fract() == 0.0 && (v as usize) < model.outputs(),
+            Task::Regression => v.is_finite(),
+        };
+        if !ok {
+            return Err(CliError::Usage(format!(
+                "sample {id}: label {v} is not {}",
+                match model.task {
+                    Task::Binary => "0 or 1 (task = \"binary\")".to_string(),
+                    Task::Multiclass => format!("a class 0 … {}", model.outputs() - 1),
+                    Task::Regression => "finite".to_string(),
+                }
+            )));
+        }
+    }
+    Ok(y)
+}
+
+/// The task's loss of the model's outputs on a batch, and its value.
+fn task_loss(model: &Model, out: Tensor<2>, y: &[f32]) -> Result<(Tensor<1>, f64)> {
+    let device = out.device();
+    let n = y.len();
+    let loss = match model.task {
+        Task::Binary => {
+            let t: Vec<i64> = y.iter().map(|&v| v as i64).collect();
+            BinaryCrossEntropyLossConfig::new()
+                .with_logits(true)
+                .init(&device)
+                .forward(
+                    out,
+                    Tensor::<2, Int>::from_data(TensorData::new(t, [n, 1]), &device),
+                )
+        }
+        Task::Multiclass => {
+            let t: Vec<i64> = y.iter().map(|&v| v as i64).collect();
+            CrossEntropyLossConfig::new().init(&device).forward(
+                out,
+                Tensor::<1, Int>::from_data(TensorData::new(t, [n]), &device),
+            )
+        }
+        Task::Regression => MseLoss::new().forward(
+            out,
+            Tensor::<2>::from_data(TensorData::new(y.to_vec(), [n, 1]), &device),
+            Reduction::Mean,
+        ),
+    };
+    let value = f64::from(to_vec(loss.clone())?[0]);
+    Ok((loss, value))
 }
 
 /// The gradients of one training batch and its loss, if the server may know it: the loss at
@@ -160,6 +206,7 @@ fn targets(labels: &Table, ids: &[u64], device: &Device) -> Result<Tensor<2, Int
 /// loss only if it reports losses).
 fn batch_gradients(
     model: &Mlp,
+    task: &Model,
     labels: Option<&Table>,
     ids: &[u64],
 ) -> Result<(Gradients, Option<f64>)> {
@@ -167,19 +214,57 @@ fn batch_gradients(
     let Some(labels) = labels else {
         return Ok(backward_from_label_holder(model.first().session(), out)?);
     };
-    let device = out.device();
-    let bce = BinaryCrossEntropyLossConfig::new()
-        .with_logits(true)
-        .init(&device);
-    let loss = bce.forward(out, targets(labels, ids, &device)?);
-    let value = f64::from(to_vec(loss.clone())?[0]);
+    let y = checked_labels(task, labels, ids)?;
+    let (loss, value) = task_loss(task, out, &y)?;
     Ok((loss.backward(), Some(value)))
 }
 
-/// The test AUC the server may know (none with the labels at a holder that keeps its
+/// The task's test metric of `outputs` (`[ids, outputs]`, row-major) against `y`: AUC,
+/// accuracy or RMSE.
+fn test_metric(model: &Model, outputs: &[f32], y: &[f32]) -> f64 {
+    match model.task {
+        Task::Binary => {
+            let scores: Vec<f32> = outputs.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+            roc_auc(&scores, y)
+        }
+        Task::Multiclass => {
+            let c = model.outputs();
+            let right = outputs
+                .chunks(c)
+                .zip(y)
+                .filter(|(row, label)| argmax(row) == **label as usize)
+                .count();
+            right as f64 / y.len().max(1) as f64
+        }
+        Task::Regression => {
+            let se: f64 = outputs
+                .iter()
+                .zip(y)
+                .map(|(p, t)| (f64::from(*p) - f64::from(*t)).powi(2))
+                .sum();
+            (se / y.len().max(1) as f64).sqrt()
+        }
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+/// The test metric the server may know (none with the labels at a holder that keeps its
 /// metrics) and the model's outputs on `ids`. With the labels at a holder, the outputs go to it
 /// in steps of at most `EVALUATION_ROWS`, and it records their scores and its metrics.
-fn evaluate(model: &Mlp, labels: Option<&Table>, ids: &[u64]) -> Result<(Option<f64>, Vec<f32>)> {
+fn evaluate(
+    model: &Mlp,
+    task: &Model,
+    labels: Option<&Table>,
+    ids: &[u64],
+) -> Result<(Option<f64>, Vec<f32>)> {
     let valid = model.clone().valid();
     let Some(labels) = labels else {
         let session = valid.first().session().clone();
@@ -191,9 +276,9 @@ fn evaluate(model: &Mlp, labels: Option<&Table>, ids: &[u64]) -> Result<(Option<
         }
         return Ok((session.label_holder_metrics()?.map(|m| m.auc), outputs));
     };
-    let logits = to_vec(valid.forward(ids)?)?;
-    let scores: Vec<f32> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
-    Ok((Some(roc_auc(&scores, &labels.gather_labels(ids)?)), logits))
+    let outputs = to_vec(valid.forward(ids)?)?;
+    let y = checked_labels(task, labels, ids)?;
+    Ok((Some(test_metric(task, &outputs, &y)), outputs))
 }
 
 fn fingerprint(outputs: &[f32]) -> String {
@@ -254,7 +339,7 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
         let bar = progress_bar(&opts, epoch, dep.training.epochs, batches.len());
         let (mut sum, mut reported) = (0.0, 0usize);
         for ids in &batches {
-            let (grads, l) = batch_gradients(&model, labels, ids)?;
+            let (grads, l) = batch_gradients(&model, &dep.model, labels, ids)?;
             if let Some(l) = l {
                 sum += l;
                 reported += 1;
@@ -272,15 +357,16 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
         }
         bar.finish_and_clear();
         loss = (reported > 0).then(|| sum / reported as f64);
-        let (a, out) = evaluate(&model, labels, &test)?;
+        let (a, out) = evaluate(&model, &dep.model, labels, &test)?;
         (auc, outputs) = (a, Some(out));
+        let metric = dep.model.task.metric();
         match (loss, auc) {
             (Some(l), Some(a)) => {
-                tracing::info!("epoch {epoch}: train loss {l:.4}, test AUC {a:.4}")
+                tracing::info!("epoch {epoch}: train loss {l:.4}, test {metric} {a:.4}")
             }
             (None, Some(a)) => {
                 tracing::info!(
-                    "epoch {epoch}: test AUC {a:.4} (the loss stays with the label holder)"
+                    "epoch {epoch}: test {metric} {a:.4} (the loss stays with the label holder)"
                 )
             }
             (Some(l), None) => {
@@ -296,10 +382,10 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
         if let Some(d) = &dir
             && every > 0
         {
-            // `best` is overwritten whenever the test AUC improves; the numbered checkpoints
-            // beyond `keep_checkpoints` are deleted by every party after each save.
+            // `best` is overwritten whenever the test metric improves; the numbered
+            // checkpoints beyond `keep_checkpoints` are deleted by every party after each save.
             if let Some(a) = auc.filter(|a| a.is_finite())
-                && best.is_none_or(|(_, b)| a > b)
+                && best.is_none_or(|(_, b)| dep.model.task.better(a, b))
             {
                 server_ckpt::save(&model, &optim, &session, d, "best")?;
                 best = Some((epoch, a));
@@ -323,7 +409,7 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
         Some(o) => o,
         // No epoch ran (a resumed run that had finished): evaluate the model as it is.
         None => {
-            let (a, o) = evaluate(&model, labels, &test)?;
+            let (a, o) = evaluate(&model, &dep.model, labels, &test)?;
             auc = a;
             o
         }
@@ -335,7 +421,8 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
     let summary = Summary {
         resumed_from_epoch: start_epoch,
         epochs_run: dep.training.epochs - start_epoch.min(dep.training.epochs),
-        test_auc: auc,
+        test_metric: auc,
+        task: dep.model.task,
         train_loss: loss,
         seconds: start.elapsed().as_secs_f64(),
         server_bytes: traffic.bytes_sent + traffic.bytes_received,
@@ -378,19 +465,41 @@ pub fn predict(
     let p = prepare(dep, net, Some((tag.to_string(), 0)))?;
     let ids = ids.unwrap_or(&p.ids);
     let result = match out {
-        Some(out) => score_at_server(&p.model, ids, out),
-        None => evaluate(&p.model, None, ids).map(|_| ()),
+        Some(out) => score_at_server(&p.model, &dep.model, ids, out),
+        None => evaluate(&p.model, &dep.model, None, ids).map(|_| ()),
     };
     drop(p.model);
     p.session.shutdown()?;
     result.map(|()| ids.len())
 }
 
-fn score_at_server(model: &Mlp, ids: &[u64], out: &Path) -> Result<()> {
-    let scores = to_vec(sigmoid(model.clone().valid().forward(ids)?))?;
-    let mut lines = String::from("id,score\n");
-    for (id, s) in ids.iter().zip(scores) {
-        lines += &format!("{id},{s}\n");
+/// Writes the model's predictions for `ids` to `out`: `id,score` (the probability of class 1)
+/// for a binary task, `id,class,p_0,…` (the most likely class and every class's probability)
+/// for a multiclass one, `id,prediction` for a regression.
+fn score_at_server(model: &Mlp, task: &Model, ids: &[u64], out: &Path) -> Result<()> {
+    let outputs = model.clone().valid().forward(ids)?;
+    let mut lines = match task.task {
+        Task::Binary => String::from("id,score\n"),
+        Task::Multiclass => format!(
+            "id,class,{}\n",
+            (0..task.outputs())
+                .map(|c| format!("p_{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Task::Regression => String::from("id,prediction\n"),
+    };
+    let rows = match task.task {
+        Task::Binary => to_vec(sigmoid(outputs))?,
+        Task::Multiclass => to_vec(softmax(outputs, 1))?,
+        Task::Regression => to_vec(outputs)?,
+    };
+    for (id, row) in ids.iter().zip(rows.chunks(task.outputs())) {
+        let values: Vec<String> = row.iter().map(f32::to_string).collect();
+        lines += &match task.task {
+            Task::Multiclass => format!("{id},{},{}\n", argmax(row), values.join(",")),
+            Task::Binary | Task::Regression => format!("{id},{}\n", values.join(",")),
+        };
     }
     std::fs::write(out, lines).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))
 }

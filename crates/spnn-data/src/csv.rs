@@ -416,9 +416,50 @@ pub fn binary_labels(raw: &RawTable, column: &str, positive: &str) -> Result<Vec
         .collect())
 }
 
+/// The labels in `column`, read as numbers (class indices or real values); a value that is not
+/// a finite number is an error naming its sample.
+pub fn numeric_labels(raw: &RawTable, column: &str) -> Result<Vec<f32>> {
+    let values = raw
+        .columns
+        .get(column)
+        .ok_or_else(|| DataError::UnknownColumn(format!("{column} (in {})", raw.source)))?;
+    values
+        .iter()
+        .zip(&raw.ids)
+        .map(|(v, id)| match v.trim().parse::<f32>() {
+            Ok(y) if y.is_finite() => Ok(y),
+            _ => Err(DataError::Invalid(format!(
+                "{}: sample {id}: label {v:?} in column {column} is not a finite number",
+                raw.source
+            ))),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_labels_name_the_sample_that_is_not_a_number() {
+        let raw = parse_csv(
+            "id,y\n1,2\n2,0.5\n3,x\n".as_bytes(),
+            "t.csv",
+            &opts(),
+            &cols(&["y"]),
+        )
+        .unwrap();
+        let e = numeric_labels(&raw, "y").unwrap_err().to_string();
+        assert!(e.contains("sample 3") && e.contains("\"x\""), "{e}");
+        let ok = parse_csv(
+            "id,y\n1,2\n2,-0.5\n".as_bytes(),
+            "t.csv",
+            &opts(),
+            &cols(&["y"]),
+        )
+        .unwrap();
+        assert_eq!(numeric_labels(&ok, "y").unwrap(), vec![2.0, -0.5]);
+    }
 
     const CSV: &str =
         "id,age,city,income,label\n3,30,Paris,1.5,yes\n1,?,Lyon,2.5,no\n2,50,?,x,yes\n";
