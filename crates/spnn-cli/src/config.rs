@@ -246,6 +246,12 @@ pub struct Model {
     /// The number of classes of a `"multiclass"` task (labels `0 … classes − 1`).
     #[serde(default)]
     pub classes: Option<usize>,
+    /// Bottom models instead of the private first layer: each holder trains its own MLP
+    /// `d_j → bottom[0] → … → hidden[0]` on its columns (activation between its layers) and the
+    /// server learns only the sum of their outputs; the boundary gradient goes back to every
+    /// holder **in the clear**. Default none: SPNN's `PrivateLinear`. Secret sharing only.
+    #[serde(default)]
+    pub bottom: Option<Vec<usize>>,
 }
 
 impl Model {
@@ -748,6 +754,20 @@ impl Deployment {
         }
         if !(0.0..1.0).contains(&self.model.dropout) {
             return Err(self.error("model.dropout", "must be in [0, 1)"));
+        }
+        if let Some(b) = &self.model.bottom {
+            if b.contains(&0) {
+                return Err(self.error("model.bottom", "widths must be positive"));
+            }
+            if self.protocol.kind == Kind::Paillier {
+                return Err(self.error(
+                    "model.bottom",
+                    "bottom models have no private weights: protocol \"he\" has nothing to do",
+                ));
+            }
+            if self.protocol.sgld > 0.0 {
+                return Err(self.error("protocol.sgld", "bottom models have no private weights"));
+            }
         }
         match (self.model.task, self.model.classes) {
             (Task::Multiclass, Some(c)) if c >= 2 => {}

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use spnn_burn::align::{AlignSpec, Alignment, align_with_owner};
 use spnn_burn::messages::Metrics;
-use spnn_burn::{HolderLabels, HolderOptions, TopLayers, run_dealer, run_holder};
+use spnn_burn::{
+    HolderLabels, HolderOptions, TopLayers, run_bottom_holder, run_dealer, run_holder,
+};
 use spnn_crypto::paillier::{Keypair, PublicKeyData, SecretKeyData};
 use spnn_data::Table;
 use spnn_net::certs::Identity;
@@ -15,7 +17,7 @@ use spnn_net::{Network, NetworkConfig, Role, Roster};
 use crate::config::Deployment;
 use crate::data::{holder_scoring_table, holder_table, label_table, source_ids, split};
 use crate::error::{CliError, Result};
-use crate::model::Top;
+use crate::model::LocalMlp;
 use crate::server::{self, ServerOptions, Summary};
 
 /// What a party did.
@@ -119,12 +121,8 @@ fn label_holder(
     };
     let t = &dep.training;
     let (_, test) = split(features.ids(), t.test_fraction, t.split_seed)?;
-    let device = server::device(dep);
-    let top = TopLayers::new(
-        Top::new(&dep.model, &device),
-        dep.config_for(party)?.sgd_config().init(),
-        device,
-    );
+    let (model, device) = server::init_alone(dep, party, |d| LocalMlp::top(&dep.model, d));
+    let top = TopLayers::new(model, dep.config_for(party)?.sgd_config().init(), device);
     let l = dep.labels()?;
     Ok(Some(
         HolderLabels::new(table, top)
@@ -167,19 +165,27 @@ fn serve(
         None => None,
     };
     let logs = labels.as_ref().map(|l| (l.metrics(), l.scores()));
-    let summary = run_holder(
-        net,
-        table,
-        HolderOptions {
-            checkpoint_dir: dep.checkpoint_dir(party),
-            forward_ledger: dep.forward_ledger(party),
-            keep_checkpoints: dep.training.keep_checkpoints,
-            paillier,
-            policy: dep.policy(party)?,
-            labels,
-            ..Default::default()
-        },
-    )?;
+    let options = HolderOptions {
+        checkpoint_dir: dep.checkpoint_dir(party),
+        forward_ledger: dep.forward_ledger(party),
+        keep_checkpoints: dep.training.keep_checkpoints,
+        paillier,
+        policy: dep.policy(party)?,
+        labels,
+        ..Default::default()
+    };
+    let summary = match &dep.model.bottom {
+        None => run_holder(net, table, options)?,
+        Some(_) => {
+            // Its own model and Burn's SGD of the file, trained with the gradient the server
+            // returns.
+            let cols = table.cols();
+            let (model, device) =
+                server::init_alone(dep, party, |d| LocalMlp::bottom(&dep.model, cols, d));
+            let optim = dep.config_for(party)?.sgd_config().init();
+            run_bottom_holder(net, table, model, optim, device, options)?
+        }
+    };
     let (metrics, scores) = match logs {
         Some((m, s)) => (m.last(), s.all()),
         None => (None, Vec::new()),

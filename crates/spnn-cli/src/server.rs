@@ -96,6 +96,28 @@ pub(crate) fn device(dep: &Deployment) -> Device {
     device
 }
 
+/// Builds a holder's own model with `init` on a device seeded for `party` (by
+/// `session.insecure_seed` and the party's name, if the seed is set), alone: `spnn simulate`
+/// runs every party in one process, where the holders' initialisations would otherwise draw
+/// from the device's generator in whatever order their threads run, and the result would not
+/// be the deployment's.
+pub(crate) fn init_alone<T>(
+    dep: &Deployment,
+    party: &str,
+    init: impl FnOnce(&Device) -> T,
+) -> (T, Device) {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let device = Device::flex().autodiff();
+    if let Some(seed) = dep.session.insecure_seed {
+        let salt = party.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        device.seed(seed ^ salt);
+    }
+    (init(&device), device)
+}
+
 struct Prepared {
     session: ServerSession,
     model: Mlp,
@@ -122,7 +144,10 @@ fn prepare(dep: &Deployment, net: Network, resume: Option<(String, usize)>) -> R
     if let Some((tag, _)) = &resume {
         spec = spec.resuming(tag.clone());
     }
-    let session = ServerSession::establish(net, spec)?;
+    let session = match dep.model.bottom {
+        None => ServerSession::establish(net, spec)?,
+        Some(_) => ServerSession::establish_bottom_models(net, spec)?,
+    };
     let device = device(dep);
     let model = Mlp::new(&session, &dep.model, at_server, &device);
     let optim = session.optimizer();

@@ -436,6 +436,10 @@ fn bad_config_fields_are_named() {
             "task",
         ),
         (
+            base.replace("hidden = [16, 8]", "hidden = [16, 8]\nbottom = [0]"),
+            "model.bottom",
+        ),
+        (
             base.replace("momentum = 0.5", "momentum = 0.0\nnesterov = true"),
             "protocol",
         ),
@@ -1217,6 +1221,48 @@ fn multiclass_and_regression_tasks_run_like_the_simulation() {
         }
         assert_eq!(text.lines().count(), 570);
     }
+}
+
+/// `[model] bottom`: each holder trains its own MLP on its columns and the server sees the sum
+/// of their outputs; across processes this trains to the simulation's model bit for bit, learns,
+/// and the holders' bottom models load from their checkpoints for prediction.
+#[test]
+fn bottom_models_from_the_deployment_file_run_like_the_simulation() {
+    let d = deployment(3, false, "");
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("hidden = [16, 8]", "hidden = [16, 8]\nbottom = [12]");
+    std::fs::write(&d.config, text).unwrap();
+    let outs = run_all(&d, false);
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let auc = printed_metric(&outs[0], "AUC");
+    println!("bottom models: test AUC {auc}");
+    assert!(auc > 0.9, "test AUC {auc}");
+    assert_simulation_gives(&d, &fingerprint(&outs[0]));
+    let holders: Vec<Child> = ["holder-0", "holder-1"]
+        .into_iter()
+        .map(|p| spawn(&d.config, p))
+        .collect();
+    let scores = d.dir.path().join("scores.csv");
+    spnn_ok(&[
+        "predict",
+        "--config",
+        d.config.to_str().unwrap(),
+        "--tag",
+        "final",
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    for h in holders {
+        let o = h.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&scores).unwrap().lines().count(),
+        570
+    );
 }
 
 #[test]
