@@ -144,6 +144,12 @@ pub fn holder_scoring_table(
     Ok(encoder.transform(&new)?)
 }
 
+/// The ids of a holder's new records at `path` (read with its data's CSV options), what
+/// `spnn align --score` intersects.
+pub fn record_ids(data: &Data, path: &Path) -> spnn_data::Result<Vec<u64>> {
+    Ok(read_csv(path, &options(data), &[])?.ids)
+}
+
 /// The sample ids listed in the `id` column of the CSV file at `path` (the records to score).
 pub fn ids_to_score(path: &std::path::Path) -> crate::Result<Vec<u64>> {
     let opts = CsvOptions {

@@ -69,6 +69,10 @@ enum Command {
         /// column) for the server's `spnn predict --ids`, preprocessed as its training data.
         #[arg(long)]
         score: Option<PathBuf>,
+        /// With --score: the alignment `spnn align --score` wrote for these records; they are
+        /// then served as the common records, numbered 0…n−1 in the shared order.
+        #[arg(long, requires = "score")]
+        aligned: Option<PathBuf>,
         /// The label owner (`protocol.labels_at` a holder): write `id,score` here for every
         /// sample it scored outside training — the test set after training, the records of
         /// a prediction.
@@ -86,6 +90,11 @@ enum Command {
         /// Where to write the alignment (CSV: `id,source_id`, or `id` for a server without ids).
         #[arg(long)]
         out: PathBuf,
+        /// Align new, unlabelled records for scoring instead of the training data: a holder
+        /// gives its records file (a CSV with its data's id column), the server gives the flag
+        /// alone and only aggregates.
+        #[arg(long, num_args = 0..=1, value_name = "RECORDS")]
+        score: Option<Option<PathBuf>>,
     },
     /// Runs every party of a deployment in this process (no network).
     Simulate {
@@ -357,10 +366,17 @@ fn run(cli: &Cli) -> Result<()> {
                 out.display()
             );
         }
-        Command::Run { at, score, out } => {
+        Command::Run {
+            at,
+            score,
+            aligned,
+            out,
+        } => {
             let (dep, party) = (at.deployment()?, &at.party);
             let outcome = match score {
-                Some(records) => party::score(&dep, party, records, out.as_deref())?,
+                Some(records) => {
+                    party::score(&dep, party, records, aligned.as_deref(), out.as_deref())?
+                }
                 None => {
                     let opts = ServerOptions {
                         progress,
@@ -371,9 +387,10 @@ fn run(cli: &Cli) -> Result<()> {
             };
             print_outcome(party, &outcome);
         }
-        Command::Align { at, out } => {
+        Command::Align { at, out, score } => {
             let (dep, party) = (at.deployment()?, &at.party);
-            let a = party::align(&dep, party, out)?;
+            let scoring = score.as_ref().map(|s| s.as_deref());
+            let a = party::align(&dep, party, out, scoring)?;
             println!(
                 "{party}: {} samples common to every party, alignment written to {}",
                 a.size,

@@ -216,19 +216,43 @@ pub fn score(
     dep: &Deployment,
     party: &str,
     records: &Path,
+    aligned: Option<&Path>,
     scores_out: Option<&Path>,
 ) -> Result<Outcome> {
     check_inputs(dep, party)?;
     check_scores_out(dep, party, scores_out)?;
-    let table = holder_scoring_table(dep, dep.data_of(party)?, records)?;
+    let mut table = holder_scoring_table(dep, dep.data_of(party)?, records)?;
+    if let Some(path) = aligned {
+        table = table.realigned(&crate::data::read_alignment(path)?)?;
+    }
     let labels = label_holder(dep, party, &table, true)?;
     serve(dep, party, connect(dep, party)?, table, labels, scores_out)
 }
 
 /// The ids `party` brings to `spnn align`: a holder's (the label holder's: those it also has a
 /// label for), the server's labelled ids when it owns the labels; none for a server that only
-/// aggregates.
-fn alignment_ids(dep: &Deployment, party: &str) -> Result<Option<Vec<u64>>> {
+/// aggregates. For scoring (`Some(records)`) a holder brings the ids of its new records and the
+/// server only aggregates.
+fn alignment_ids(
+    dep: &Deployment,
+    party: &str,
+    scoring: Option<Option<&Path>>,
+) -> Result<Option<Vec<u64>>> {
+    if let Some(records) = scoring {
+        return match (role(&dep.roster(), party)?.1, records) {
+            (Role::Holder(_), Some(path)) => {
+                Ok(Some(crate::data::record_ids(dep.data_of(party)?, path)?))
+            }
+            (Role::Holder(_), None) => Err(CliError::Usage(format!(
+                "--score: {party} aligns new records: name their file (--score RECORDS.csv)"
+            ))),
+            (Role::Server, None) => Ok(None),
+            _ => Err(CliError::Usage(format!(
+                "--score: only a holder brings a records file, the server the flag alone; {party} \
+                 takes no part"
+            ))),
+        };
+    }
     let owner = party == dep.protocol.labels_at;
     let labelled = || -> Result<Vec<u64>> { Ok(source_ids(dep, &dep.labels()?.data)?) };
     match role(&dep.roster(), party)?.1 {
@@ -251,8 +275,13 @@ fn alignment_ids(dep: &Deployment, party: &str) -> Result<Option<Vec<u64>>> {
 /// (and the server, which aggregates) and writes the alignment to `out` — `id,source_id` for
 /// a party with ids (position in the shared order, its own id), `id` alone for a server that
 /// holds none. The separate dealer, if any, takes no part. Returns the alignment.
-pub fn align(dep: &Deployment, party: &str, out: &Path) -> Result<Alignment> {
-    let ids = alignment_ids(dep, party)?;
+pub fn align(
+    dep: &Deployment,
+    party: &str,
+    out: &Path,
+    scoring: Option<Option<&Path>>,
+) -> Result<Alignment> {
+    let ids = alignment_ids(dep, party, scoring)?;
     let roster = Roster::spnn(dep.holders() as u16, false)?;
     let server = roster.id_of(Role::Server)?;
     let holders = roster.holders();
@@ -271,7 +300,7 @@ pub fn align(dep: &Deployment, party: &str, out: &Path) -> Result<Alignment> {
     let alignment = match (dep.label_mode()?, ids) {
         // The server owns the labels: it aggregates the holders' alignment, then meets their
         // common samples only (spnn_burn::align::align_with_owner).
-        (spnn_burn::LabelMode::Server, Some(ids)) => {
+        (spnn_burn::LabelMode::Server, Some(ids)) if scoring.is_none() => {
             align_with_owner(&net, &holders, server, &ids)?
         }
         (_, ids) => {

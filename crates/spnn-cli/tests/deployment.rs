@@ -1029,7 +1029,10 @@ fn new_records_are_scored_like_the_same_rows_of_the_training_data() {
         .replace(
             "path = \"embedded:breast_cancer\"\ncolumn = \"label\"\npositive = \"1\"",
             "path = \"labels.csv\"\nid_column = \"id\"\ncolumn = \"label\"\npositive = \"1\"",
-        );
+        )
+        // No noise on Z: a record's score then does not depend on its row in the batch, which
+        // the alignment below changes.
+        .replace("momentum = 0.5", "momentum = 0.5\nz_noise = 0.0");
     assert!(!text.contains("embedded:"), "{text}");
     std::fs::write(&d.config, text).unwrap();
     let trained = simulate(&d.config);
@@ -1110,6 +1113,77 @@ fn new_records_are_scored_like_the_same_rows_of_the_training_data() {
     for ((id, s), (new_id, t)) in labelled.iter().zip(&new) {
         assert_eq!(*new_id, id + 100_000);
         assert_eq!(s, t, "sample {id} scored as new record {new_id}");
+    }
+
+    // New records whose ids the holders do not share in full or in order, aligned by private
+    // set intersection first: holder-0 has the 114 and 10 others, in reverse order; holder-1
+    // the 114 and 10 different others. `spnn align --score` at every party (the server only
+    // aggregates), then each holder serves its aligned records and the server scores the
+    // positions it was given.
+    let (mut h0, mut h1) = (all[..114].to_vec(), all[..114].to_vec());
+    h0.extend(&all[114..124]);
+    h0.reverse();
+    h1.extend(&all[124..134]);
+    write_csv("h0-psi.csv", 0..15, &h0, 200_000);
+    write_csv("h1-psi.csv", 15..30, &h1, 200_000);
+    let aligners: Vec<Child> = [
+        ("server", None, "server-psi.csv"),
+        ("holder-0", Some("h0-psi.csv"), "h0-psi-aligned.csv"),
+        ("holder-1", Some("h1-psi.csv"), "h1-psi-aligned.csv"),
+    ]
+    .into_iter()
+    .map(|(party, records, out)| {
+        let mut c = Command::new(SPNN);
+        c.args([
+            "align",
+            "--config",
+            d.config.to_str().unwrap(),
+            "--party",
+            party,
+        ])
+        .args(["--out", dir.join(out).to_str().unwrap(), "--score"]);
+        if let Some(r) = records {
+            c.arg(dir.join(r));
+        }
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    })
+    .collect();
+    for c in aligners {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("114 samples common"));
+    }
+    let positions = dir.join("server-psi.csv");
+    let psi = scores(&predict(&["--ids", positions.to_str().unwrap()], &|i| {
+        vec![
+            "--score".into(),
+            dir.join(format!("h{i}-psi.csv")).display().to_string(),
+            "--aligned".into(),
+            dir.join(format!("h{i}-psi-aligned.csv"))
+                .display()
+                .to_string(),
+        ]
+    }));
+    // Holder-0's alignment maps the server's positions back to its record ids.
+    let source: Vec<u64> = std::fs::read_to_string(dir.join("h0-psi-aligned.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').unwrap().1.parse().unwrap())
+        .collect();
+    let by_id: std::collections::HashMap<u64, f32> = labelled
+        .iter()
+        .map(|(id, s)| (*id, s.parse().unwrap()))
+        .collect();
+    assert_eq!(psi.len(), 114);
+    for (position, s) in &psi {
+        let id = source[*position as usize] - 200_000;
+        let (got, want) = (s.parse::<f32>().unwrap(), by_id[&id]);
+        // Another batch order: equal up to the float kernels' summation order.
+        assert!((got - want).abs() <= 1e-5, "sample {id}: {got} vs {want}");
     }
 }
 
