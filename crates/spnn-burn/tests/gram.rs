@@ -426,3 +426,140 @@ fn langevin_noise_moves_the_weights_by_its_configured_spread() {
         }
     }
 }
+
+/// `(A·Aᵀ + ρI)⁻¹` for a small square `A·Aᵀ` (`n × n`), by Gauss–Jordan elimination.
+fn inverse_gram(a: &[f64], n: usize, cols: usize, ridge: f64) -> Vec<f64> {
+    let mut m = vec![0f64; n * 2 * n];
+    for i in 0..n {
+        for j in 0..n {
+            m[i * 2 * n + j] = (0..cols)
+                .map(|k| a[i * cols + k] * a[j * cols + k])
+                .sum::<f64>()
+                + if i == j { ridge } else { 0.0 };
+        }
+        m[i * 2 * n + n + i] = 1.0;
+    }
+    for c in 0..n {
+        let p = (c..n)
+            .max_by(|&x, &y| m[x * 2 * n + c].abs().total_cmp(&m[y * 2 * n + c].abs()))
+            .unwrap();
+        for j in 0..2 * n {
+            m.swap(c * 2 * n + j, p * 2 * n + j);
+        }
+        let pivot = m[c * 2 * n + c];
+        for j in 0..2 * n {
+            m[c * 2 * n + j] /= pivot;
+        }
+        for r in (0..n).filter(|&r| r != c) {
+            let f = m[r * 2 * n + c];
+            for j in 0..2 * n {
+                m[r * 2 * n + j] -= f * m[c * 2 * n + j];
+            }
+        }
+    }
+    (0..n)
+        .flat_map(|i| (0..n).map(move |j| (i, j)))
+        .map(|(i, j)| m[i * 2 * n + n + j])
+        .collect()
+}
+
+/// One update at learning rate `lr` on batch `b`, then one evaluation forward on the next batch
+/// `b2`: the server solves `Z_{b2} ≈ X_{b2}·W − lr·K·G_b` for the Gram block `K = X_{b2}·X_bᵀ`
+/// by least squares, ignoring the unknown `X_{b2}·W`. Returns the R² of its estimate against
+/// the true block, or the session's error if a holder refuses.
+fn learning_rate_attack(lr: f64, policy_cap: Option<f64>) -> spnn_burn::Result<f64> {
+    let data = data();
+    let config = SpnnConfig::default().with_randomness(Randomness::InsecureSeededForTests(9));
+    let mut policy = test_policy(config);
+    if let Some(cap) = policy_cap {
+        policy = policy.with_max_learning_rate(cap);
+    }
+    let holders = data
+        .holders
+        .iter()
+        .map(|t| HolderSpec::new(t.clone()).with_policy(policy.clone()))
+        .collect();
+    let sim = simulation::start(
+        holders,
+        SessionSpec::new(H).with_config(config),
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let device = device();
+    let mut first = PrivateLinearConfig::new().init(sim.session(), &device);
+    first.bias = Some(Param::from_tensor(Tensor::zeros([H], &device)));
+    let m = Model {
+        first,
+        out: seeded_linear(H, 1, 4, &device),
+    };
+    let mut optim = sim.session().optimizer();
+    let batches = data.batches(0, BATCH);
+    let (b, b2) = (&batches[0], &batches[1]);
+    let loss = bce(m.forward(b), &data.labels_of(b).unwrap(), &device);
+    let grads = GradientsParams::from_grads(loss.backward(), &m);
+    let g: Vec<f64> = sim
+        .session()
+        .view()
+        .g
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let m = optim.step(lr, m, grads);
+    let z = match sim.session().forward(b2, false) {
+        Ok(z) => z,
+        Err(e) => {
+            // The holders' own reason, not the server's lost connection.
+            drop(m);
+            return Err(sim.finish().err().unwrap_or(e));
+        }
+    };
+    drop(m);
+    sim.finish().unwrap();
+    // K̂ = −Z·Gᵀ·(G·Gᵀ + ρI)⁻¹ / lr, with G the batch's B × H boundary gradient.
+    let n = BATCH;
+    let inv = inverse_gram(&g, n, H, 1e-12);
+    let mut estimate = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let zg_j = |k: usize| {
+                (0..H)
+                    .map(|c| f64::from(z[i * H + c]) * g[k * H + c])
+                    .sum::<f64>()
+            };
+            estimate[i * n + j] = -(0..n).map(|k| zg_j(k) * inv[k * n + j]).sum::<f64>() / lr;
+        }
+    }
+    let x = Table::join_columns(&data.holders).unwrap();
+    let (xb, xb2) = (x.gather(b).unwrap(), x.gather(b2).unwrap());
+    let truth: Vec<f64> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            (0..D)
+                .map(|c| f64::from(xb2[i * D + c]) * f64::from(xb[j * D + c]))
+                .sum()
+        })
+        .collect();
+    let mean = truth.iter().sum::<f64>() / truth.len() as f64;
+    let total: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
+    let residual: f64 = truth
+        .iter()
+        .zip(&estimate)
+        .map(|(t, e)| (t - e).powi(2))
+        .sum();
+    Ok(1.0 - residual / total)
+}
+
+#[test]
+fn one_update_at_a_huge_learning_rate_reveals_a_gram_block_through_the_noise() {
+    // The honest rate: the unknown X·W drowns the signal.
+    let honest = learning_rate_attack(LR, None).unwrap();
+    // A rate the server picks for one update: X·W shrinks beside lr·K·G, and the default noise
+    // on Z (0.1) with it.
+    let huge = learning_rate_attack(1e4, None).unwrap();
+    println!("Gram block R²: honest rate {honest:.4}, rate 10^4 {huge:.4}");
+    assert!(honest < 0.5, "the honest rate reveals the block: {honest}");
+    assert!(huge > 0.95, "the attack should work at a huge rate: {huge}");
+    // A holder that caps the rate at its schedule's refuses the update; nothing is revealed.
+    let e = learning_rate_attack(1e4, Some(LR)).unwrap_err().to_string();
+    assert!(e.contains("max_learning_rate"), "{e}");
+}

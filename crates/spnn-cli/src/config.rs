@@ -1010,6 +1010,8 @@ impl Deployment {
             max_weight_decay: config
                 .weight_decay
                 .max(spnn_burn::protocol::policy::DEFAULT_MAX_WEIGHT_DECAY),
+            // The schedule's rate, from the party's own copy: no update above it.
+            max_learning_rate: Some(self.training.learning_rate),
             ..PartyPolicy::default()
         }
         .expect(config))
@@ -1101,6 +1103,18 @@ mod tests {
             "toml"
         );
         assert!(shared().with_private("holder-7", &holder).is_err());
+    }
+
+    #[test]
+    fn every_party_caps_an_updates_learning_rate_at_its_own_schedules() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/breast_cancer.toml");
+        let dep = Deployment::load(&path).unwrap();
+        for party in ["holder-0", "holder-1"] {
+            assert_eq!(
+                dep.policy(party).unwrap().max_learning_rate,
+                Some(dep.training.learning_rate)
+            );
+        }
     }
 
     #[test]

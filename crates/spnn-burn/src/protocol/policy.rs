@@ -66,6 +66,13 @@ pub struct PartyPolicy {
     /// that noise's protection (the guide's security chapter), so a holder refuses it unless
     /// its own policy allows it.
     pub max_sgld: f32,
+    /// Largest learning rate of an update this holder applies (`None`, the default: any; the
+    /// library does not know the schedule — `spnn` sets it to the rate of each holder's own copy
+    /// of the deployment file). The server picks every update's rate: one update at a huge rate
+    /// makes `W` all but `−η·Xᵀ·G` of the last batch, and the next `Z` then gives the server the
+    /// inner products of that batch's features with the next one's, through the noise on `Z`
+    /// (measured: `tests/gram.rs`). An update above the cap stops the session.
+    pub max_learning_rate: Option<f64>,
     /// Largest weight decay accepted ([`SpnnConfig::weight_decay`]; default
     /// [`DEFAULT_MAX_WEIGHT_DECAY`]). The server picks the learning rate `η` of each update; at
     /// `λ·η = 1` an update replaces `W` by `−η·g` exactly, erasing its history, so the next
@@ -90,6 +97,7 @@ impl Default for PartyPolicy {
             max_forwards_per_sample_overall: None,
             max_sgld: 0.0,
             max_weight_decay: DEFAULT_MAX_WEIGHT_DECAY,
+            max_learning_rate: None,
         }
     }
 }
@@ -122,6 +130,12 @@ impl PartyPolicy {
     /// `Z` against the Gram attack (see [`PartyPolicy::max_sgld`]).
     pub fn allowing_sgld(mut self, sgld: f32) -> Self {
         self.max_sgld = sgld;
+        self
+    }
+
+    /// The same, applying no update whose learning rate exceeds `lr`.
+    pub fn with_max_learning_rate(mut self, lr: f64) -> Self {
+        self.max_learning_rate = Some(lr);
         self
     }
 

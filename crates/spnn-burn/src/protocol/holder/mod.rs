@@ -635,6 +635,7 @@ fn start(
             .map(|n| (n, std::collections::HashMap::new())),
         ledger,
         keep_checkpoints: options.keep_checkpoints,
+        max_learning_rate: options.policy.max_learning_rate,
         #[cfg(feature = "insecure-test-hooks")]
         allow_reveal: options.allow_insecure_reveal,
         labels,
@@ -815,6 +816,8 @@ struct Holder {
     /// The budget over sessions and its ledger.
     ledger: Option<Ledger>,
     keep_checkpoints: usize,
+    /// The policy's cap on an update's learning rate.
+    max_learning_rate: Option<f64>,
     #[cfg(feature = "insecure-test-hooks")]
     allow_reveal: bool,
     labels: Option<LabelState>,
@@ -873,6 +876,16 @@ impl Holder {
                     return Err(protocol(p.server, "a dealer's command sent to a holder"));
                 }
                 Command::Update { step, lr } => {
+                    if let Some(cap) = self.max_learning_rate
+                        && (lr.is_nan() || lr > cap)
+                    {
+                        return Err(SpnnError::Policy(format!(
+                            "the server asks for an update at learning rate {lr}; this holder \
+                             applies at most {cap} (a huge rate lets the next Z reveal the \
+                             inner products of the last batch's features with the next) \
+                             (policy: max_learning_rate)"
+                        )));
+                    }
                     // A zero, negative or tiny rate freezes or reverses the top layers, so the
                     // server could query the same model again and average its gradients.
                     if let Some(l) = &self.labels {
