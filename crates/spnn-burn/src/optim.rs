@@ -9,17 +9,19 @@
 //!   [`SpnnConfig`] (each holder's policy can pin them), so every party runs the same update;
 //! - [`crate::ServerSession::optimizer`] returns Burn's [`ModuleOptimizer`] for that
 //!   configuration, with one more parameter group: the private layer's `anchor` parameter
-//!   ([`ANCHOR_ID`]), stepped by [`SecureUpdate`]. When Burn's optimiser reaches an anchor, the holders apply
-//!   the accumulated secure gradient to their shares with **the learning rate Burn's scheduler
-//!   gives that step** — so LR schedules, the Learner's gradient accumulation and custom loops
+//!   ([`ANCHOR_ID`]), stepped by [`SecureUpdate`]. When Burn's optimiser reaches the anchor,
+//!   the holders apply the accumulated secure gradient to their shares with **the learning
+//!   rate Burn's scheduler gives that step** — so LR schedules, the Learner's gradient accumulation and custom loops
 //!   (`optim.step(lr, model, grads)`) drive the private weights like any other parameter, with
 //!   no protocol call in user code.
 //!
-//! What runs on shares: SGD with momentum, dampening, Nesterov momentum and weight decay —
+//! What runs on shares: SGD with momentum, dampening, Nesterov momentum, or weight decay —
 //! every one linear in the shares, each product by a public constant truncated exactly
 //! (module [`crate::protocol::holder`]). What is refused at start, with an error that says why:
-//! gradient clipping (a norm of secret values), and Adam / AdamW (an elementwise inverse square
-//! root of secret second moments, which spnn does not compute on shares yet).
+//! gradient clipping (a norm of secret values), Adam / AdamW (an elementwise inverse square
+//! root of secret second moments, which spnn does not compute on shares yet), and the
+//! combinations [`SpnnConfig::validate`] refuses (weight decay with momentum, with SGLD or under
+//! SPNN-HE).
 
 use burn::module::{ParamGroup, ParamId};
 use burn::optim::decay::WeightDecayConfig;
