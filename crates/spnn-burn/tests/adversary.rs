@@ -71,42 +71,6 @@ fn sub(m: &RingMatrix, rows: &[usize], cols: &[usize]) -> RingMatrix {
     RingMatrix::from_vec(rows.len(), cols.len(), data).unwrap()
 }
 
-/// `a^{-1} mod 2^64` for a square `a`, by Gauss–Jordan with odd (unit) pivots.
-fn inverse(a: &RingMatrix) -> Option<RingMatrix> {
-    let n = a.rows();
-    let mut m: Vec<Vec<u64>> = (0..n)
-        .map(|r| {
-            let mut row = a.as_slice()[r * n..(r + 1) * n].to_vec();
-            row.extend((0..n).map(|c| u64::from(c == r)));
-            row
-        })
-        .collect();
-    for col in 0..n {
-        let p = (col..n).find(|&r| m[r][col] & 1 == 1)?;
-        m.swap(col, p);
-        // The inverse of an odd number mod 2^64 by Newton's iteration.
-        let x = m[col][col];
-        let mut inv: u64 = 1;
-        for _ in 0..6 {
-            inv = inv.wrapping_mul(2u64.wrapping_sub(x.wrapping_mul(inv)));
-        }
-        for v in m[col].iter_mut() {
-            *v = v.wrapping_mul(inv);
-        }
-        let pivot = m[col].clone();
-        for (r, row) in m.iter_mut().enumerate() {
-            if r != col && row[col] != 0 {
-                let f = row[col];
-                for (v, p) in row.iter_mut().zip(&pivot) {
-                    *v = v.wrapping_sub(f.wrapping_mul(*p));
-                }
-            }
-        }
-    }
-    let data = m.into_iter().flat_map(|row| row[n..].to_vec()).collect();
-    Some(RingMatrix::from_vec(n, n, data).unwrap())
-}
-
 /// What the ring attack recovers.
 struct Recovered {
     /// `X` (`B × d`), encoded.
@@ -135,7 +99,8 @@ fn ring_attack(
         let local = independent_rows(&square.transpose(), &(0..d).collect::<Vec<_>>(), d)?;
         let cols: Vec<usize> = local.iter().map(|&i| candidates[i]).collect();
         // N = Y[I, J]^{-1}·Y[I, :] spans the rows of M with identity on J.
-        let n = inverse(&sub(y, &rows, &cols))?
+        let n = sub(y, &rows, &cols)
+            .inverse()?
             .matmul(&sub(y, &rows, &(0..k * h).collect::<Vec<_>>()))
             .ok()?;
         for r in 0..widths[j] {
@@ -172,7 +137,7 @@ fn ring_attack(
     let all: Vec<usize> = (0..d).collect();
     let cols = independent_rows(&m_rows.transpose(), &all, d)?;
     let x = sub(y, &(0..y.rows()).collect::<Vec<_>>(), &cols)
-        .matmul(&inverse(&sub(&m_rows, &all, &cols))?)
+        .matmul(&sub(&m_rows, &all, &cols).inverse()?)
         .ok()?;
     Some(Recovered { x, w })
 }

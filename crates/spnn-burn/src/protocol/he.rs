@@ -462,67 +462,24 @@ mod tests {
         .to_string()
     }
 
-    /// The inverse of an odd `p` modulo `2^64` (Newton's iteration doubles the correct bits).
-    fn odd_inverse(p: u64) -> u64 {
-        let mut inv = p;
-        for _ in 0..6 {
-            inv = inv.wrapping_mul(2u64.wrapping_sub(p.wrapping_mul(inv)));
-        }
-        inv
-    }
-
     /// The key owner's linear-algebra attack on one cross term: from `Y = X·S mod 2^64` (its
-    /// decryption) and `S` (its own share, `d × h`), solve `X` through `d` columns of `S` whose
-    /// block is invertible modulo `2^64` (Gauss–Jordan with odd pivots).
+    /// decryption) and `S` (its own share, `d × h`), solve `X = Y[:, cols]·S[:, cols]⁻¹` through
+    /// the first `d` columns of `S` whose block is invertible modulo `2^64`.
     fn solve_ring(y: &RingMatrix, s: &RingMatrix) -> Option<RingMatrix> {
         let (d, h) = s.shape();
-        let at = |m: &RingMatrix, r, c| m.get(r, c).expect("in range");
-        let columns: Vec<Vec<usize>> = (0..1usize << h)
+        let columns = |m: &RingMatrix, cols: &[usize]| {
+            let data = (0..m.rows())
+                .flat_map(|r| cols.iter().map(move |&c| m.get(r, c).expect("in range")))
+                .collect();
+            RingMatrix::from_vec(m.rows(), cols.len(), data).expect("shape")
+        };
+        (0..1usize << h)
             .filter(|mask| mask.count_ones() as usize == d)
-            .map(|mask| (0..h).filter(|c| mask >> c & 1 == 1).collect())
-            .collect();
-        'next: for cols in columns {
-            // [M | I] with M = S[:, cols] (d × d): X·M = Y[:, cols], so X = Y[:, cols]·M⁻¹.
-            let mut m: Vec<Vec<u64>> = (0..d)
-                .map(|r| {
-                    (0..d)
-                        .map(|t| at(s, r, cols[t]))
-                        .chain((0..d).map(|j| u64::from(r == j)))
-                        .collect()
-                })
-                .collect();
-            for c in 0..d {
-                let Some(p) = (c..d).find(|&r| m[r][c] % 2 == 1) else {
-                    continue 'next;
-                };
-                m.swap(c, p);
-                let inv = odd_inverse(m[c][c]);
-                for v in m[c].iter_mut() {
-                    *v = v.wrapping_mul(inv);
-                }
-                let pivot = m[c].clone();
-                for (_, row) in m.iter_mut().enumerate().filter(|(r, _)| *r != c) {
-                    let f = row[c];
-                    for (v, p) in row.iter_mut().zip(&pivot) {
-                        *v = v.wrapping_sub(f.wrapping_mul(*p));
-                    }
-                }
-            }
-            // X[i, k] = Σ_t Y[i, cols[t]] · inv[t][k]
-            let rows = y.rows();
-            let data = (0..rows)
-                .flat_map(|i| {
-                    let (m, cols) = (&m, &cols);
-                    (0..d).map(move |k| {
-                        (0..d).fold(0u64, |acc, t| {
-                            acc.wrapping_add(at(y, i, cols[t]).wrapping_mul(m[t][d + k]))
-                        })
-                    })
-                })
-                .collect();
-            return RingMatrix::from_vec(rows, d, data).ok();
-        }
-        None
+            .map(|mask| (0..h).filter(|c| mask >> c & 1 == 1).collect::<Vec<_>>())
+            .find_map(|cols| {
+                let inv = columns(s, &cols).inverse()?;
+                columns(y, &cols).matmul(&inv).ok()
+            })
     }
 
     #[test]
