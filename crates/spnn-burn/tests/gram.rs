@@ -19,10 +19,13 @@ use burn::tensor::activation::relu;
 use common::{bce, device, seeded_linear, test_policy};
 use rand::SeedableRng;
 use spnn_burn::attack::features::{
-    Auxiliary, Record, Step, aligned_r2, chance_r2, embed, feature_r2, gram, inversion,
+    Auxiliary, Record, Step, aligned_r2, chance_r2, embed, feature_r2, gram,
+    gram_block_after_one_update, inversion,
 };
-use spnn_burn::simulation::{self, HolderSpec};
-use spnn_burn::{PrivateLinear, PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig};
+use spnn_burn::simulation::{self, HolderSpec, Simulation};
+use spnn_burn::{
+    PartyPolicy, PrivateLinear, PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig,
+};
 use spnn_data::Table;
 use spnn_data::packaged::Partitioned;
 use spnn_net::NetworkConfig;
@@ -59,18 +62,23 @@ fn data() -> Partitioned {
     Partitioned::even(&table, 2, 0.25, 3).unwrap()
 }
 
-/// Trains with `config` and returns the server's record and the training rows the holders used.
-fn run(data: &Partitioned, config: SpnnConfig) -> (Record, Vec<f64>) {
-    let config = config.with_randomness(Randomness::InsecureSeededForTests(9));
+/// A session on `data` whose holders keep `policy` (a silent party is an error after
+/// `timeout`), and the server's model on it.
+fn start(
+    data: &Partitioned,
+    config: SpnnConfig,
+    policy: PartyPolicy,
+    timeout: Duration,
+) -> (Simulation, Model) {
     let holders = data
         .holders
         .iter()
-        .map(|t| HolderSpec::new(t.clone()).with_policy(test_policy(config)))
+        .map(|t| HolderSpec::new(t.clone()).with_policy(policy.clone()))
         .collect();
     let sim = simulation::start(
         holders,
         SessionSpec::new(H).with_config(config),
-        NetworkConfig::new(1).with_timeout(Duration::from_secs(30)),
+        NetworkConfig::new(1).with_timeout(timeout),
     )
     .unwrap();
     let device = device();
@@ -78,10 +86,18 @@ fn run(data: &Partitioned, config: SpnnConfig) -> (Record, Vec<f64>) {
     // Burn initialises the bias from a global generator that parallel tests share: a zero bias
     // keeps the runs (and the attacks' scores) reproducible.
     first.bias = Some(Param::from_tensor(Tensor::zeros([H], &device)));
-    let mut m = Model {
+    let m = Model {
         first,
         out: seeded_linear(H, 1, 4, &device),
     };
+    (sim, m)
+}
+
+/// Trains with `config` and returns the server's record and the training rows the holders used.
+fn run(data: &Partitioned, config: SpnnConfig) -> (Record, Vec<f64>) {
+    let config = config.with_randomness(Randomness::InsecureSeededForTests(9));
+    let (sim, mut m) = start(data, config, test_policy(config), Duration::from_secs(30));
+    let device = device();
     let mut optim = sim.session().optimizer();
     let mut record = Record {
         h: H,
@@ -427,45 +443,8 @@ fn langevin_noise_moves_the_weights_by_its_configured_spread() {
     }
 }
 
-/// `(A·Aᵀ + ρI)⁻¹` for a small square `A·Aᵀ` (`n × n`), by Gauss–Jordan elimination.
-fn inverse_gram(a: &[f64], n: usize, cols: usize, ridge: f64) -> Vec<f64> {
-    let mut m = vec![0f64; n * 2 * n];
-    for i in 0..n {
-        for j in 0..n {
-            m[i * 2 * n + j] = (0..cols)
-                .map(|k| a[i * cols + k] * a[j * cols + k])
-                .sum::<f64>()
-                + if i == j { ridge } else { 0.0 };
-        }
-        m[i * 2 * n + n + i] = 1.0;
-    }
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&x, &y| m[x * 2 * n + c].abs().total_cmp(&m[y * 2 * n + c].abs()))
-            .unwrap();
-        for j in 0..2 * n {
-            m.swap(c * 2 * n + j, p * 2 * n + j);
-        }
-        let pivot = m[c * 2 * n + c];
-        for j in 0..2 * n {
-            m[c * 2 * n + j] /= pivot;
-        }
-        for r in (0..n).filter(|&r| r != c) {
-            let f = m[r * 2 * n + c];
-            for j in 0..2 * n {
-                m[r * 2 * n + j] -= f * m[c * 2 * n + j];
-            }
-        }
-    }
-    (0..n)
-        .flat_map(|i| (0..n).map(move |j| (i, j)))
-        .map(|(i, j)| m[i * 2 * n + n + j])
-        .collect()
-}
-
 /// One update at learning rate `lr` on batch `b`, then one evaluation forward on the next batch
-/// `b2`: the server solves `Z_{b2} ≈ X_{b2}·W − lr·K·G_b` for the Gram block `K = X_{b2}·X_bᵀ`
-/// by least squares, ignoring the unknown `X_{b2}·W`. Returns the R² of its estimate against
+/// `b2`: the server's [`gram_block_after_one_update`] on what it saw. Returns the R² of its estimate against
 /// the true block, or the session's error if a holder refuses.
 fn learning_rate_attack(lr: f64, policy_cap: Option<f64>) -> spnn_burn::Result<f64> {
     let data = data();
@@ -474,36 +453,15 @@ fn learning_rate_attack(lr: f64, policy_cap: Option<f64>) -> spnn_burn::Result<f
     if let Some(cap) = policy_cap {
         policy = policy.with_max_learning_rate(cap);
     }
-    let holders = data
-        .holders
-        .iter()
-        .map(|t| HolderSpec::new(t.clone()).with_policy(policy.clone()))
-        .collect();
-    let sim = simulation::start(
-        holders,
-        SessionSpec::new(H).with_config(config),
-        NetworkConfig::new(1).with_timeout(Duration::from_secs(5)),
-    )
-    .unwrap();
+    // A short timeout: with the cap, the holders stop at the update and the forward waits.
+    let (sim, m) = start(&data, config, policy, Duration::from_secs(5));
     let device = device();
-    let mut first = PrivateLinearConfig::new().init(sim.session(), &device);
-    first.bias = Some(Param::from_tensor(Tensor::zeros([H], &device)));
-    let m = Model {
-        first,
-        out: seeded_linear(H, 1, 4, &device),
-    };
     let mut optim = sim.session().optimizer();
     let batches = data.batches(0, BATCH);
     let (b, b2) = (&batches[0], &batches[1]);
     let loss = bce(m.forward(b), &data.labels_of(b).unwrap(), &device);
     let grads = GradientsParams::from_grads(loss.backward(), &m);
-    let g: Vec<f64> = sim
-        .session()
-        .view()
-        .g
-        .iter()
-        .map(|&v| f64::from(v))
-        .collect();
+    let g = sim.session().view().g;
     let m = optim.step(lr, m, grads);
     let z = match sim.session().forward(b2, false) {
         Ok(z) => z,
@@ -515,20 +473,8 @@ fn learning_rate_attack(lr: f64, policy_cap: Option<f64>) -> spnn_burn::Result<f
     };
     drop(m);
     sim.finish().unwrap();
-    // K̂ = −Z·Gᵀ·(G·Gᵀ + ρI)⁻¹ / lr, with G the batch's B × H boundary gradient.
     let n = BATCH;
-    let inv = inverse_gram(&g, n, H, 1e-12);
-    let mut estimate = vec![0f64; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            let zg_j = |k: usize| {
-                (0..H)
-                    .map(|c| f64::from(z[i * H + c]) * g[k * H + c])
-                    .sum::<f64>()
-            };
-            estimate[i * n + j] = -(0..n).map(|k| zg_j(k) * inv[k * n + j]).sum::<f64>() / lr;
-        }
-    }
+    let estimate = gram_block_after_one_update(&z, &g, H, lr, 1e-12).expect("the block");
     let x = Table::join_columns(&data.holders).unwrap();
     let (xb, xb2) = (x.gather(b).unwrap(), x.gather(b2).unwrap());
     let truth: Vec<f64> = (0..n)

@@ -15,6 +15,11 @@
 //! a reconstruction up to rotation (orthogonal Procrustes against the truth, which only the
 //! evaluation knows).
 //!
+//! A server that picks the learning rate needs no run at all: after one update at a huge rate
+//! `η` on a batch `B`, `W` is all but `−η·X_Bᵀ·G_B`, so a forward on another batch `B'` gives
+//! `Z ≈ −η·X_{B'}·X_Bᵀ·G_B` and [`gram_block_after_one_update`] solves it for the Gram block
+//! `X_{B'}·X_Bᵀ` (the holders' defence: `PartyPolicy::max_learning_rate`).
+//!
 //! A server that also holds some raw rows (bought records, shared customers) needs no Gram
 //! matrix: [`inversion`] learns the map from `Z` back to `X` on those rows, epoch by epoch, and
 //! applies it to everyone; [`feature_r2`] scores it per feature against the truth.
@@ -41,6 +46,50 @@ pub struct Record {
     pub h: usize,
     /// The steps.
     pub steps: Vec<Step>,
+}
+
+/// The learning-rate attack (module docs): from the `Z` of a forward on batch `B'` (`b' × h`)
+/// that follows one update at rate `lr` on batch `B` whose boundary gradient was `g` (`b × h`),
+/// the least-squares estimate `K̂ = −Z·gᵀ·(g·gᵀ + ρI)⁻¹ / lr` of the Gram block
+/// `K = X_{B'}·X_Bᵀ` (`b' × b`, row-major), ignoring the unknown `X_{B'}·W` the huge rate
+/// shrinks beside `lr·K·g`. `None` if the shapes disagree or `g·gᵀ + ρI` is not positive
+/// definite.
+pub fn gram_block_after_one_update(
+    z: &[f32],
+    g: &[f32],
+    h: usize,
+    lr: f64,
+    ridge: f64,
+) -> Option<Vec<f64>> {
+    if h == 0 || !z.len().is_multiple_of(h) || !g.len().is_multiple_of(h) || lr == 0.0 {
+        return None;
+    }
+    let (b, b2) = (g.len() / h, z.len() / h);
+    let row = |m: &[f32], i: usize| -> Vec<f64> {
+        m[i * h..(i + 1) * h]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect()
+    };
+    let dot = |a: &[f64], c: &[f64]| a.iter().zip(c).map(|(x, y)| x * y).sum::<f64>();
+    let g_rows: Vec<Vec<f64>> = (0..b).map(|k| row(g, k)).collect();
+    let mut a = vec![0.0; b * b];
+    for i in 0..b {
+        for j in 0..b {
+            a[i * b + j] = dot(&g_rows[i], &g_rows[j]) + if i == j { ridge } else { 0.0 };
+        }
+    }
+    let factor = Cholesky::new(a, b)?;
+    // Row i of K̂: −(g·gᵀ + ρI)⁻¹·g·z_iᵀ / lr (the matrix is symmetric).
+    Some(
+        (0..b2)
+            .flat_map(|i| {
+                let zi = row(z, i);
+                let rhs: Vec<f64> = g_rows.iter().map(|gk| dot(gk, &zi)).collect();
+                factor.solve(&rhs).into_iter().map(|v| -v / lr)
+            })
+            .collect(),
+    )
 }
 
 /// The Gram matrix of `ids` (n × n, row-major, symmetrised) estimated from the record by least
