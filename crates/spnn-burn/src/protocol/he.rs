@@ -226,11 +226,11 @@ impl HeLink {
     }
 
     /// Step 1: encrypts `share` (entries below `2^shape.share_bits`) under this holder's key
-    /// and sends it to the peer, packed for the peer's product of `shape`.
+    /// and sends it to each of `peers`, packed for their products of `shape`.
     pub(crate) fn send_encrypted(
         &mut self,
         net: &Network,
-        peer: PartyId,
+        peers: &[PartyId],
         share: &RingMatrix,
         shape: CrossShape,
         rng: &mut spnn_crypto::SecureRng,
@@ -238,21 +238,22 @@ impl HeLink {
         let packing = Packing::new(&self.keys.public, shape.slot_bits())?;
         let enc = self.keys.public.encrypt_rows(&packing, share, rng)?;
         self.counters.encryptions += enc.cells().len() as u64;
-        let cells = self
-            .keys
-            .public
-            .packed_matrix_to_bytes(&enc)?
-            .into_iter()
-            .map(Blob)
-            .collect();
-        net.send(
-            peer,
-            &EncryptedShare(EncryptedMatrix {
-                rows: share.rows() as u32,
-                cols: share.cols() as u32,
-                cells,
-            }),
-        )?;
+        let message = EncryptedShare(EncryptedMatrix {
+            rows: share.rows() as u32,
+            cols: share.cols() as u32,
+            cells: self
+                .keys
+                .public
+                .packed_matrix_to_bytes(&enc)?
+                .into_iter()
+                .map(Blob)
+                .collect(),
+        });
+        // The same ciphertexts to every peer (the backward's share of c·G): each peer masks and
+        // re-randomises its own product, so what comes back is fresh whichever peer made it.
+        for &peer in peers {
+            net.send(peer, &message)?;
+        }
         Ok(())
     }
 
@@ -415,7 +416,7 @@ mod tests {
         let (na, nb, mut a, mut b, _) = pair();
         let w = RingMatrix::random(3, 5, &mut SecureRng::insecure_from_seed_for_tests(1));
         let x = features(4, 3);
-        b.send_encrypted(&nb, A, &w, SHAPE, &mut SecureRng::from_os_entropy())
+        b.send_encrypted(&nb, &[A], &w, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
         let share_a = a
             .multiply_and_mask(&na, B, &x, 5, SHAPE, &mut SecureRng::from_os_entropy())
@@ -432,7 +433,7 @@ mod tests {
                 && a.counters.rerandomizations > 0
         );
         // A feature beyond the public bound is refused, not measured into the mask width.
-        b.send_encrypted(&nb, A, &w, SHAPE, &mut SecureRng::from_os_entropy())
+        b.send_encrypted(&nb, &[A], &w, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
         let wide = features(4, 3).map(|v| v.wrapping_mul(64));
         assert!(
@@ -489,7 +490,7 @@ mod tests {
         let w = RingMatrix::random(3, 5, &mut rng);
         let x = features(4, 3);
         // The protocol: b's whole view of this cross term is its share `w` and what it decrypts.
-        b.send_encrypted(&nb, A, &w, SHAPE, &mut SecureRng::from_os_entropy())
+        b.send_encrypted(&nb, &[A], &w, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();
         a.multiply_and_mask(&na, B, &x, 5, SHAPE, &mut SecureRng::from_os_entropy())
             .unwrap();

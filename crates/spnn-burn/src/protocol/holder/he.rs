@@ -147,7 +147,7 @@ impl Engine for HeEngine {
             let (r0, r1) = p.block(o);
             let share = w.slice_rows(r0, r1)?;
             self.link
-                .send_encrypted(&p.net, peer, &share, cross(p.widths[o]), &mut rng)?;
+                .send_encrypted(&p.net, &[peer], &share, cross(p.widths[o]), &mut rng)?;
         }
         let mut z = x.matmul(&w.slice_rows(mine.0, mine.1)?)?;
         // 2. multiply and mask: X_m ⊗ Enc_o(⟨W_m⟩_o) for every other holder o
@@ -209,10 +209,11 @@ impl Engine for HeEngine {
         let xt = x.transpose();
         let mut rng = p.config.randomness.rng(p.id(), step, "he-backward");
         let others: Vec<(usize, PartyId)> = p.others().collect();
-        for &(_, peer) in &others {
-            self.link
-                .send_encrypted(&p.net, peer, &g, cross, &mut rng)?;
-        }
+        // One encryption of this holder's share of c·G, the same ciphertexts to every other
+        // holder.
+        let peers: Vec<PartyId> = others.iter().map(|&(_, peer)| peer).collect();
+        self.link
+            .send_encrypted(&p.net, &peers, &g, cross, &mut rng)?;
         // Row block m: X_mᵀ·⟨cG⟩_m and the masked cross terms X_mᵀ ⊗ Enc_o(⟨cG⟩_o); row block
         // o: the decrypted X_oᵀ·⟨cG⟩_m + R from holder o.
         let mut blocks: Vec<IntMatrix> = Vec::with_capacity(p.k());
