@@ -94,7 +94,7 @@ pub fn source_ids(dep: &Deployment, data: &Data) -> spnn_data::Result<Vec<u64>> 
     if data.path == EMBEDDED_BREAST_CANCER {
         return Ok(breast_cancer().ids().to_vec());
     }
-    Ok(read_csv(&dep.resolve(data.path.as_ref()), &options(data), &[])?.ids)
+    record_ids(data, &dep.resolve(data.path.as_ref()))
 }
 
 /// A holder's preprocessed features: its columns of every sample (of the aligned samples,

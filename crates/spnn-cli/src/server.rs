@@ -89,8 +89,12 @@ fn read_latest(dir: &Path) -> Result<Option<Latest>> {
 
 /// The autodiff device of a party's own layers, seeded by `session.insecure_seed` if set.
 pub(crate) fn device(dep: &Deployment) -> Device {
+    seeded_device(dep.session.insecure_seed)
+}
+
+fn seeded_device(seed: Option<u64>) -> Device {
     let device = Device::flex().autodiff();
-    if let Some(seed) = dep.session.insecure_seed {
+    if let Some(seed) = seed {
         device.seed(seed);
     }
     device
@@ -108,13 +112,11 @@ pub(crate) fn init_alone<T>(
 ) -> (T, Device) {
     static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let device = Device::flex().autodiff();
-    if let Some(seed) = dep.session.insecure_seed {
-        let salt = party.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        device.seed(seed ^ salt);
-    }
+    // FNV-1a of the party's name: each holder its own stream from the one seed.
+    let salt = party.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let device = seeded_device(dep.session.insecure_seed.map(|seed| seed ^ salt));
     (init(&device), device)
 }
 
