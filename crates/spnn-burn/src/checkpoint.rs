@@ -24,7 +24,7 @@ use spnn_crypto::SecureRng;
 use crate::error::{Result, SpnnError};
 
 const MAGIC: &[u8; 8] = b"SPNNCKPT";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 const HEADER: usize = 8 + 4 + 8;
 const TAG: usize = 32;
 /// The name of a party's checkpoint MAC key inside its checkpoint directory.

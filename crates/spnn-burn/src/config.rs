@@ -235,6 +235,66 @@ pub const MAX_SGLD: f32 = 1000.0;
 /// Fewest fractional bits a holder accepts by default (gradients underflow below it).
 pub const MIN_FRAC_BITS: u32 = 12;
 
+/// The hyper-parameters of Burn's `AdamConfig` / `AdamWConfig` the holders run on their weight
+/// shares ([`SpnnConfig::adam`], module [`crate::protocol::adam`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamParams {
+    /// Decay of the first moment (Burn's default 0.9).
+    pub beta_1: f64,
+    /// Decay of the second moment (Burn's default 0.999).
+    pub beta_2: f64,
+    /// Added to `√v̂` before dividing (Burn's default 1e-5). The holders use at least `2^−f`,
+    /// the resolution of the weight gradient ([`crate::protocol::adam`]).
+    pub epsilon: f64,
+}
+
+impl AdamParams {
+    /// Checks the ranges: `β₁ ∈ [0, 1)`, `β₂ ∈ (0, 1)`, `ε ≥ 0`, every public factor
+    /// representable.
+    pub fn validate(&self) -> Result<()> {
+        if !((0.0..1.0).contains(&self.beta_1) && self.beta_2 > 0.0 && self.beta_2 < 1.0) {
+            return Err(SpnnError::Config(format!(
+                "Adam's betas ({}, {}) must be in [0, 1) and (0, 1)",
+                self.beta_1, self.beta_2
+            )));
+        }
+        if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
+            return Err(SpnnError::Config(format!(
+                "Adam's epsilon {} must be finite and at least 0",
+                self.epsilon
+            )));
+        }
+        for (name, c) in [
+            ("beta_1", self.beta_1),
+            ("1 − beta_1", 1.0 - self.beta_1),
+            ("beta_2", self.beta_2),
+            ("1 − beta_2", 1.0 - self.beta_2),
+        ] {
+            if c > 0.0 && crate::protocol::scale::PublicScale::of(c)?.m == 0 {
+                return Err(SpnnError::Config(format!(
+                    "Adam's {name} {c} rounds to 0 as a public multiplier"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Codec for AdamParams {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.beta_1.encode(out);
+        self.beta_2.encode(out);
+        self.epsilon.encode(out);
+    }
+    fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
+        Ok(Self {
+            beta_1: f64::read(r)?,
+            beta_2: f64::read(r)?,
+            epsilon: f64::read(r)?,
+        })
+    }
+}
+
 /// The protocol configuration of one SPNN session. The server proposes it to every party at
 /// set-up; each holder checks it against its own [`crate::PartyPolicy`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -259,6 +319,10 @@ pub struct SpnnConfig {
     /// SGD only; with the velocity coupled in, the simple bound grows every step) and without
     /// [`SpnnConfig::sgld`] (Gaussian noise, unbounded). Default 0.
     pub weight_decay: f64,
+    /// Burn's Adam on the weight shares instead of SGD ([`AdamParams`]; default `None`: SGD).
+    /// With it, [`SpnnConfig::weight_decay`] is AdamW's decoupled decay `W ← (1 − η·λ)·W`, and
+    /// the SGD fields above must be 0. SPNN-SS only (its products need the dealer's triples).
+    pub adam: Option<AdamParams>,
     /// Who deals correlated randomness (default [`DealerMode::Server`]).
     pub dealer: DealerMode,
     /// Where the labels are (default [`LabelMode::Server`]).
@@ -310,6 +374,7 @@ impl Default for SpnnConfig {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            adam: None,
             dealer: DealerMode::Server,
             labels: LabelMode::Server,
             randomness: Randomness::OsEntropy,
@@ -331,6 +396,7 @@ impl Codec for SpnnConfig {
         self.dampening.encode(out);
         self.nesterov.encode(out);
         self.weight_decay.encode(out);
+        self.adam.encode(out);
         self.dealer.encode(out);
         self.labels.encode(out);
         self.randomness.encode(out);
@@ -349,6 +415,7 @@ impl Codec for SpnnConfig {
             dampening: f64::read(r)?,
             nesterov: bool::read(r)?,
             weight_decay: f64::read(r)?,
+            adam: Option::<AdamParams>::read(r)?,
             dealer: DealerMode::read(r)?,
             labels: LabelMode::read(r)?,
             randomness: Randomness::read(r)?,
@@ -406,6 +473,23 @@ impl SpnnConfig {
                  which needs a dealer: SPNN-HE cannot run it (use SPNN-SS, or no weight decay)"
                     .into(),
             ));
+        }
+        if let Some(adam) = &self.adam {
+            adam.validate()?;
+            if self.protocol == Protocol::Paillier {
+                return Err(SpnnError::Config(
+                    "Adam squares the gradient and divides by a square root on the shares, with \
+                     the dealer's element-wise triples: SPNN-HE (no dealer) cannot run it (use \
+                     SPNN-SS, or SGD)"
+                        .into(),
+                ));
+            }
+            if self.momentum > 0.0 || self.nesterov || self.dampening > 0.0 {
+                return Err(SpnnError::Config(
+                    "Adam keeps its own moments: the SGD momentum fields must be 0".into(),
+                ));
+            }
+            crate::protocol::adam::Plan::new(self, 0.0, 1)?;
         }
         if self.weight_decay > 0.0 && self.momentum > 0.0 {
             return Err(SpnnError::Config(
@@ -496,11 +580,12 @@ impl SpnnConfig {
         crate::optim::SgdFields::of_session(self).to_burn()
     }
 
-    /// The exact truncations one SPNN-SS update with learning rate `lr` performs (one per
-    /// public factor of the SGD that is not a whole number; each is one opening among the
-    /// holders and one dealt triple).
+    /// The exact truncations the first SPNN-SS update with learning rate `lr` performs (one per
+    /// public factor of the SGD that is not a whole number, Adam's of
+    /// [`crate::protocol::adam::Plan::shifts`]; each is one opening among the holders and one
+    /// dealt triple).
     pub fn update_truncations(&self, lr: f64) -> Result<u64> {
-        Ok(crate::protocol::update_shifts(self, lr)?.len() as u64)
+        Ok(crate::protocol::update_shifts(self, lr, 1)?.len() as u64)
     }
 
     /// The same with the SGD of Burn's `config` on the weight shares: its momentum, dampening,

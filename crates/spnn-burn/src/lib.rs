@@ -34,7 +34,9 @@ pub mod simulation;
 pub mod tensor;
 pub mod train;
 
-pub use config::{DealerMode, GradientScale, LabelMode, Protocol, Randomness, SpnnConfig};
+pub use config::{
+    AdamParams, DealerMode, GradientScale, LabelMode, Protocol, Randomness, SpnnConfig,
+};
 pub use error::{Result, SpnnError};
 pub use head::{HeadStep, LabelDefence, LabelHead, LabelReports, MetricsLog, ScoreLog, TopLayers};
 pub use local::LocalModel;

@@ -30,7 +30,7 @@ use burn::optim::{AdamConfig, AdamWConfig, LearningRate, ModuleOptimizer, Optimi
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
-use crate::config::SpnnConfig;
+use crate::config::{AdamParams, SpnnConfig};
 use crate::error::{Result, SpnnError};
 use crate::protocol::server::ServerSession;
 
@@ -40,9 +40,9 @@ use crate::protocol::server::ServerSession;
 pub enum OptimizerConfig {
     /// Burn's SGD: runs on shares (momentum, dampening, Nesterov, weight decay).
     Sgd(SgdConfig),
-    /// Burn's Adam: refused at start (module docs).
+    /// Burn's Adam: runs on shares without weight decay (module docs).
     Adam(AdamConfig),
-    /// Burn's AdamW: refused at start (module docs).
+    /// Burn's AdamW: runs on shares, its decoupled weight decay included.
     AdamW(AdamWConfig),
 }
 
@@ -70,13 +70,115 @@ impl OptimizerConfig {
     pub fn apply_to(&self, config: SpnnConfig) -> Result<SpnnConfig> {
         match self {
             Self::Sgd(sgd) => config.with_sgd(sgd),
-            Self::Adam(_) | Self::AdamW(_) => Err(SpnnError::Config(
-                "Adam and AdamW divide by the square root of secret second moments, which the \
-                 holders cannot compute on their shares yet: use SgdConfig (momentum, Nesterov \
-                 and weight decay run on shares)"
-                    .into(),
-            )),
+            Self::Adam(_) | Self::AdamW(_) => {
+                let (adam, weight_decay) = AdamFields::of(self)?;
+                Ok(SpnnConfig {
+                    adam: Some(adam),
+                    momentum: 0.0,
+                    dampening: 0.0,
+                    nesterov: false,
+                    weight_decay,
+                    ..config
+                })
+            }
         }
+    }
+
+    /// Burn's optimiser for this configuration (the server's layers, a label holder's top
+    /// layers, the holders' bottom models).
+    pub fn init(&self) -> ModuleOptimizer {
+        match self {
+            Self::Sgd(c) => c.init(),
+            Self::Adam(c) => c.init(),
+            Self::AdamW(c) => c.init(),
+        }
+    }
+
+    /// The Burn configuration of a session's optimiser: SGD with its fields, or Adam (AdamW when
+    /// it has weight decay).
+    pub fn of_session(config: &SpnnConfig) -> Self {
+        match config.adam {
+            None => Self::Sgd(SgdFields::of_session(config).to_burn()),
+            Some(a) if config.weight_decay > 0.0 => Self::AdamW(
+                AdamWConfig::new()
+                    .with_beta_1(a.beta_1 as f32)
+                    .with_beta_2(a.beta_2 as f32)
+                    .with_epsilon(a.epsilon as f32)
+                    .with_weight_decay(config.weight_decay as f32),
+            ),
+            Some(a) => Self::Adam(
+                AdamConfig::new()
+                    .with_beta_1(a.beta_1 as f32)
+                    .with_beta_2(a.beta_2 as f32)
+                    .with_epsilon(a.epsilon as f32),
+            ),
+        }
+    }
+}
+
+/// The fields of Burn's `AdamConfig` / `AdamWConfig` (private, read through serde).
+#[derive(Deserialize)]
+struct AdamFields {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    #[serde(default)]
+    amsgrad: bool,
+    /// Adam's L2 penalty (`{ "penalty": λ }`) or AdamW's decoupled `λ`.
+    #[serde(default)]
+    weight_decay: Option<serde_json::Value>,
+    #[serde(default)]
+    cautious_weight_decay: bool,
+    #[serde(default)]
+    grad_clipping: Option<serde_json::Value>,
+}
+
+impl AdamFields {
+    /// Adam's parameters and the decoupled weight decay of `config` (an Adam or AdamW); refuses
+    /// what needs a comparison of secret values or an unbounded `W`.
+    fn of(config: &OptimizerConfig) -> Result<(AdamParams, f64)> {
+        let unreadable = |e: serde_json::Error| SpnnError::Config(format!("Burn's Adam: {e}"));
+        let value = match config {
+            OptimizerConfig::Adam(c) => serde_json::to_value(c),
+            OptimizerConfig::AdamW(c) => serde_json::to_value(c),
+            OptimizerConfig::Sgd(_) => return Err(SpnnError::Config("SGD is not Adam".into())),
+        }
+        .map_err(unreadable)?;
+        let s: Self = serde_json::from_value(value).map_err(unreadable)?;
+        let refuse = |what: &str| {
+            Err(SpnnError::Config(format!(
+                "{what} needs a comparison of secret values, which the holders do not compute on \
+                 shares: configure Adam without it"
+            )))
+        };
+        if s.grad_clipping.is_some() {
+            return refuse("gradient clipping");
+        }
+        if s.amsgrad {
+            return refuse("AMSGrad (the running maximum of v)");
+        }
+        if s.cautious_weight_decay {
+            return refuse("cautious weight decay (the signs of W and m)");
+        }
+        let weight_decay = match (config, &s.weight_decay) {
+            (OptimizerConfig::AdamW(_), Some(v)) => v.as_f64().unwrap_or(0.0),
+            (OptimizerConfig::Adam(_), Some(v)) if !v.is_null() => {
+                return Err(SpnnError::Config(
+                    "Adam's L2 weight decay adds λ·W to the gradient before the division, which \
+                     leaves W without a public bound that stays put: use AdamWConfig (decoupled \
+                     decay) instead"
+                        .into(),
+                ));
+            }
+            _ => 0.0,
+        };
+        let params = AdamParams {
+            beta_1: f64::from(s.beta_1),
+            beta_2: f64::from(s.beta_2),
+            epsilon: f64::from(s.epsilon),
+        };
+        params.validate()?;
+        Ok((params, weight_decay))
     }
 }
 
@@ -198,13 +300,15 @@ pub const ANCHOR_ID: u64 = u64::from_be_bytes(*b"spnn-anc");
 /// Burn's optimiser for the session's configuration, the private layer's anchor stepped by
 /// [`SecureUpdate`] (called by [`ServerSession::optimizer`]).
 pub(crate) fn module_optimizer(session: &ServerSession) -> ModuleOptimizer {
-    session.config().sgd_config().init().with_group(
-        ParamGroup::from_ids(vec![ParamId::from(ANCHOR_ID)]),
-        SecureUpdate {
-            session: session.clone(),
-        },
-        None,
-    )
+    OptimizerConfig::of_session(&session.config())
+        .init()
+        .with_group(
+            ParamGroup::from_ids(vec![ParamId::from(ANCHOR_ID)]),
+            SecureUpdate {
+                session: session.clone(),
+            },
+            None,
+        )
 }
 
 #[cfg(test)]
@@ -245,13 +349,43 @@ mod tests {
             .apply_to(SpnnConfig::default())
             .unwrap_err();
         assert!(e.to_string().contains("gradient clipping"), "{e}");
-        for adam in [
-            OptimizerConfig::from(AdamConfig::new()),
-            OptimizerConfig::from(AdamWConfig::new()),
+        for (refused, why) in [
+            (
+                OptimizerConfig::from(AdamConfig::new().with_amsgrad(true)),
+                "AMSGrad",
+            ),
+            (
+                OptimizerConfig::from(
+                    AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(1e-3))),
+                ),
+                "AdamWConfig",
+            ),
+            (
+                OptimizerConfig::from(AdamWConfig::new().with_cautious_weight_decay(true)),
+                "cautious",
+            ),
+            (
+                OptimizerConfig::from(
+                    AdamWConfig::new().with_grad_clipping(Some(GradientClippingConfig::Value(1.0))),
+                ),
+                "clipping",
+            ),
         ] {
-            let e = adam.apply_to(SpnnConfig::default()).unwrap_err();
-            assert!(e.to_string().contains("square root"), "{e}");
+            let e = refused.apply_to(SpnnConfig::default()).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
         }
+        let adamw = OptimizerConfig::from(AdamWConfig::new().with_beta_2(0.99))
+            .apply_to(SpnnConfig::default().with_momentum(0.5))
+            .unwrap();
+        let a = adamw.adam.unwrap();
+        assert_eq!((a.beta_1, a.beta_2), (0.9f32 as f64, 0.99f32 as f64));
+        assert_eq!(adamw.weight_decay, 1e-4f32 as f64);
+        assert_eq!(adamw.momentum, 0.0);
+        assert!(adamw.validate().is_ok());
+        assert!(matches!(
+            OptimizerConfig::of_session(&adamw),
+            OptimizerConfig::AdamW(_)
+        ));
         let sgd = OptimizerConfig::from(
             SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_nesterov(true))),
         )

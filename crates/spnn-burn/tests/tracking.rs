@@ -311,3 +311,152 @@ fn spnn_he_runs_burns_momentum_on_shares_step_by_step() {
     };
     sgd_lockstep(sgd, 3);
 }
+
+fn max_of(v: &[f64]) -> f64 {
+    v.iter().fold(0f64, |m, x| m.max(x.abs()))
+}
+
+/// Burn's Adam on shares (module `spnn_burn::protocol::adam`) follows Burn's formulas
+/// (`burn-optim`'s `AdaptiveMomentum`, AdamW's decoupled decay) applied in f64 to the same
+/// boundary gradients, with the protocol's `ε' = max(ε_t, 2^{−f})`: each step's increment
+/// `W_t − W_{t+1}` (both revealed) against `η·λ·W_t + η·κ_t·m/(√v + ε')`, element by element,
+/// within a bound derived from the inputs' errors:
+///
+/// - the gradient's error `e_g` as for SGD; `m`'s carried as `e_m ← β₁·e_m + (1 − β₁)·e_g` plus,
+///   per product by a public constant, `|value|·2^{−16} + u`; `v`'s (at `2^{−2f}` units `u²`)
+///   as `e_v ← β₂·e_v + (1 − β₂)·(2|g|·e_g + e_g²)` plus the same;
+/// - `q = 1/(√v + ε')` lies in `[1/(√(v + e_v) + ε'), 1/(√(v − e_v) + ε')]` for the computed `v`;
+///   the two Newton iterations end in rounding only (five steps of quadratic convergence to
+///   spare): each truncation errs by a unit, which moves `q` by at most `8·u·(1 + q)`;
+/// - the increment: `η·κ·(e_m·q_hi + |m|·(q_hi − q_lo) + |m|·8u(1 + q_hi)) + 2u` (the last
+///   product's and the step factor's truncations) plus the 16-bit multiplier's relative error.
+///
+/// Negative controls: Adam without the bias corrections, and plain SGD, exceed the bound.
+fn adam_lockstep(config: SpnnConfig, steps: usize) {
+    let config = config.with_z_noise(0.0);
+    let adam = config.adam.expect("an Adam configuration");
+    let data = Data::new(2);
+    let device = device();
+    let sim = start(&data, config, true);
+    let session = sim.session().clone();
+    let mut model = spnn_model(&sim, &device);
+    let mut optim = session.optimizer();
+    let (d, h, lr) = (data.d(), HIDDEN[0], 0.01);
+    let (b1, b2, lambda) = (adam.beta_1, adam.beta_2, config.weight_decay);
+    let u = 2f64.powi(-(config.frac_bits as i32));
+    let rel = 2f64.powi(-16);
+    let eps_floor = u;
+    let (mut m, mut v) = (vec![0f64; d * h], vec![0f64; d * h]);
+    let (mut e_m, mut e_v) = (0f64, 0f64);
+    let (mut worst, mut unbiased_excess, mut sgd_excess) = (0f64, 0f64, 0f64);
+    let mut w_before: Vec<f64> = session
+        .reveal_weights_insecure_for_tests()
+        .unwrap()
+        .iter()
+        .map(|&w| f64::from(w))
+        .collect();
+    for (step, ids) in data.epoch(0, 64).iter().take(steps).enumerate() {
+        let t = step as i32 + 1;
+        let b = ids.len();
+        model = spnn_step(model, &mut optim, ids, &data.labels(ids), lr, &device).0;
+        let view = session.view();
+        let x = data.plain_features(ids);
+        let (x_max, g_max, c) = (max_abs(&x), max_abs(&view.g), b as f64);
+        let mut g = vec![0f64; d * h];
+        for r in 0..d {
+            for j in 0..h {
+                g[r * h + j] = (0..b)
+                    .map(|i| f64::from(x[i * d + r]) * f64::from(view.g[i * h + j]))
+                    .sum();
+            }
+        }
+        let g_abs = max_of(&g);
+        let e_g = c * (x_max * u / (2.0 * c) + g_max * u / 2.0 + u * u / (4.0 * c))
+            + u / c
+            + g_abs * rel
+            + u;
+        let (m_abs, v_abs) = (max_of(&m), max_of(&v));
+        e_m = b1 * e_m + (1.0 - b1) * e_g + b1 * m_abs * rel + (1.0 - b1) * g_abs * rel + 2.0 * u;
+        e_v = b2 * e_v
+            + (1.0 - b2) * (2.0 * g_abs * e_g + e_g * e_g)
+            + b2 * v_abs * rel
+            + (1.0 - b2) * g_abs * g_abs * rel
+            + 2.0 * u * u;
+        for i in 0..d * h {
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+            v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        }
+        let bias2 = (1.0 - b2.powi(t)).sqrt();
+        let kappa = bias2 / (1.0 - b1.powi(t));
+        let eps = (adam.epsilon * bias2).max(eps_floor);
+        let w_after: Vec<f64> = session
+            .reveal_weights_insecure_for_tests()
+            .unwrap()
+            .iter()
+            .map(|&w| f64::from(w))
+            .collect();
+        for i in 0..d * h {
+            let q = 1.0 / (v[i].sqrt() + eps);
+            let q_hi = 1.0 / ((v[i] - e_v).max(0.0).sqrt() + eps);
+            let q_lo = 1.0 / ((v[i] + e_v).sqrt() + eps);
+            let decay = lr * lambda * w_before[i];
+            let expected = decay + lr * kappa * m[i] * q;
+            let bound = lr
+                * kappa
+                * (e_m * q_hi + m[i].abs() * (q_hi - q_lo) + m[i].abs() * 8.0 * u * (1.0 + q_hi))
+                * (1.0 + rel)
+                + lr * kappa * m[i].abs() * q * rel
+                + decay.abs() * rel
+                + 3.0 * u;
+            let got = w_before[i] - w_after[i];
+            let err = (got - expected).abs();
+            assert!(
+                err <= bound,
+                "step {t}, W[{i}]: increment {got} vs Burn's {expected}: {err} > {bound}"
+            );
+            worst = worst.max(err / bound);
+            let unbiased = decay + lr * m[i] / (v[i].sqrt() + adam.epsilon);
+            unbiased_excess = unbiased_excess.max((got - unbiased).abs() / bound);
+            sgd_excess = sgd_excess.max((got - lr * g[i]).abs() / bound);
+        }
+        w_before = w_after;
+    }
+    println!(
+        "{config:?}: worst |ΔW − ΔW_Burn| / bound {worst:.3}; without bias correction {unbiased_excess:.1}×, plain SGD {sgd_excess:.1}× the bound"
+    );
+    assert!(worst > 0.0, "the comparison must be sensitive");
+    assert!(
+        unbiased_excess > 1.0 && sgd_excess > 1.0,
+        "the test could not tell optimisers apart"
+    );
+    drop(model);
+    sim.finish().unwrap();
+}
+
+#[test]
+fn burns_adam_runs_on_shares_step_by_step() {
+    let adam = spnn_burn::AdamParams {
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-5,
+    };
+    adam_lockstep(
+        SpnnConfig {
+            adam: Some(adam),
+            ..SpnnConfig::default()
+        },
+        5,
+    );
+    // AdamW: decoupled decay, large enough to matter here; a large ε (Burn's ε_t, no floor).
+    adam_lockstep(
+        SpnnConfig {
+            adam: Some(spnn_burn::AdamParams {
+                epsilon: 1e-3,
+                ..adam
+            }),
+            weight_decay: 0.01,
+            ..SpnnConfig::default()
+        },
+        4,
+    );
+}

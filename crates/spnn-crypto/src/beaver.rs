@@ -242,6 +242,24 @@ pub fn beaver_product(e: &RingMatrix, f: &RingMatrix, t: &TripleShare) -> Result
     Ok(t.w.with_value(z))
 }
 
+/// A party's share of the element-wise product `x ∘ y` from its share `(a, b, c)` of an
+/// element-wise triple `c = a ∘ b` and the opened `e = x − a`, `f = y − b`: the matrix-product
+/// algebra of the module docs entry by entry, `c + e∘b + a∘f (+ e∘f for party 0)`. Exact in the
+/// ring; the result is at the sum of the operands' scales.
+pub fn hadamard_product(
+    e: &RingMatrix,
+    f: &RingMatrix,
+    [a, b, c]: [&RingMatrix; 3],
+    first: bool,
+) -> Result<RingMatrix> {
+    let mut z = c.add(&e.hadamard(b)?)?;
+    z.add_assign(&a.hadamard(f)?)?;
+    if first {
+        z.add_assign(&e.hadamard(f)?)?;
+    }
+    Ok(z)
+}
+
 fn check_triple(z: &Share, t: &TruncationShare) -> Result<()> {
     check_truncation(t.shift, t.bound_bits)?;
     let ids = |s: &Share| (s.party(), s.parties());
@@ -347,6 +365,32 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn hadamard_product_equals_ring_product_exactly(
+            rows in 1usize..5, cols in 1usize..5, parties in 2usize..5, seed: u64
+        ) {
+            let mut g = rng(seed);
+            let x = RingMatrix::random(rows, cols, &mut g);
+            let y = RingMatrix::random(rows, cols, &mut g);
+            let (a, b) = (RingMatrix::random(rows, cols, &mut g), RingMatrix::random(rows, cols, &mut g));
+            let c = a.hadamard(&b).unwrap();
+            let split = |v: &RingMatrix, g: &mut SecureRng| {
+                share(v, 16, parties, g).unwrap().into_iter().map(Share::into_value).collect::<Vec<_>>()
+            };
+            let (xs, ys) = (split(&x, &mut g), split(&y, &mut g));
+            let (as_, bs, cs) = (split(&a, &mut g), split(&b, &mut g), split(&c, &mut g));
+            let e = open(&xs.iter().zip(&as_).map(|(x, a)| x.sub(a).unwrap()).collect::<Vec<_>>()).unwrap();
+            let f = open(&ys.iter().zip(&bs).map(|(y, b)| y.sub(b).unwrap()).collect::<Vec<_>>()).unwrap();
+            let z: Vec<_> = (0..parties)
+                .map(|i| hadamard_product(&e, &f, [&as_[i], &bs[i], &cs[i]], i == 0).unwrap())
+                .collect();
+            prop_assert_eq!(open(&z).unwrap(), x.hadamard(&y).unwrap());
+            // Without party 0's e∘f term the sum is off: the term is needed.
+            let mut wrong = z.clone();
+            wrong[0] = hadamard_product(&e, &f, [&as_[0], &bs[0], &cs[0]], false).unwrap();
+            prop_assert_eq!(open(&wrong).unwrap().add(&e.hadamard(&f).unwrap()).unwrap(), x.hadamard(&y).unwrap());
+        }
+
         #[test]
         fn beaver_product_equals_ring_product_exactly(
             m in 1usize..8, k in 1usize..12, n in 1usize..8, parties in 2usize..5, seed: u64

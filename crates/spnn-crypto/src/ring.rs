@@ -146,6 +146,17 @@ impl RingMatrix {
         Ok(())
     }
 
+    /// Element-wise (Hadamard) product `self ∘ rhs`.
+    pub fn hadamard(&self, rhs: &Self) -> Result<Self> {
+        self.same_shape("hadamard", rhs)?;
+        let mut out = self.clone();
+        out.data
+            .iter_mut()
+            .zip(&rhs.data)
+            .for_each(|(a, b)| *a = a.wrapping_mul(*b));
+        Ok(out)
+    }
+
     /// Element-wise negation.
     pub fn neg(&self) -> Self {
         self.map(u64::wrapping_neg)

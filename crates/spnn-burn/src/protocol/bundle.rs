@@ -148,6 +148,66 @@ pub(crate) fn truncation_shares(
     }
 }
 
+/// The element-wise triples `(a, b, c = a∘b)` of one update, `n` of `shape`: every holder
+/// derives its shares of `a` and `b` from a seed, holders `i ≥ 1` their share of `c` as well,
+/// and holder 0 receives its share of `c` explicitly. Returns one seed per holder and holder
+/// 0's explicit matrices.
+pub(crate) fn deal_products(
+    shape: (usize, usize),
+    n: usize,
+    holders: usize,
+    rng: &mut SecureRng,
+) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
+    let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
+    let derived: Vec<Vec<RingMatrix>> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| derive(s, &vec![shape; if i == 0 { 2 * n } else { 3 * n }]))
+        .collect();
+    let mut explicit = Vec::with_capacity(n);
+    for t in 0..n {
+        let (mut a, mut b) = (derived[0][2 * t].clone(), derived[0][2 * t + 1].clone());
+        for d in &derived[1..] {
+            a.add_assign(&d[3 * t])?;
+            b.add_assign(&d[3 * t + 1])?;
+        }
+        let mut c = a.hadamard(&b)?;
+        for d in &derived[1..] {
+            c.sub_assign(&d[3 * t + 2])?;
+        }
+        explicit.push(c);
+    }
+    Ok((seeds, explicit))
+}
+
+/// Holder `me`'s shares `[a, b, c]` of the `n` element-wise triples of [`deal_products`].
+pub(crate) fn product_shares(
+    seed: &SecretSeed,
+    me: usize,
+    explicit: Vec<RingMatrix>,
+    shape: (usize, usize),
+    n: usize,
+) -> Vec<[RingMatrix; 3]> {
+    if me == 0 {
+        let mut derived = derive(seed, &vec![shape; 2 * n]).into_iter();
+        explicit
+            .into_iter()
+            .map(|c| {
+                let mut next = || derived.next().expect("two derived matrices per triple");
+                [next(), next(), c]
+            })
+            .collect()
+    } else {
+        let mut it = derive(seed, &vec![shape; 3 * n]).into_iter();
+        (0..n)
+            .map(|_| {
+                let mut next = || it.next().expect("three derived matrices per triple");
+                [next(), next(), next()]
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +258,33 @@ mod tests {
                 let (r, high, danger) = (sum(0), sum(1), sum(2));
                 assert_eq!(high, r.map(|x| x >> shift), "k = {k}, triple {t}");
                 assert_eq!(danger, r.map(|x| x >> 63), "k = {k}, triple {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn product_triples_reconstruct_to_element_wise_products() {
+        let mut rng = SecureRng::insecure_from_seed_for_tests(4);
+        for k in 2..=4 {
+            let (seeds, explicit) = deal_products((3, 2), 3, k, &mut rng).unwrap();
+            assert_eq!(explicit.len(), 3);
+            let shares: Vec<Vec<[RingMatrix; 3]>> = (0..k)
+                .map(|i| {
+                    let e = if i == 0 { explicit.clone() } else { vec![] };
+                    product_shares(&seeds[i], i, e, (3, 2), 3)
+                })
+                .collect();
+            for t in 0..3 {
+                let sum = |j: usize| {
+                    let mut s = RingMatrix::zeros(3, 2);
+                    for h in &shares {
+                        s.add_assign(&h[t][j]).unwrap();
+                    }
+                    s
+                };
+                let (a, b, c) = (sum(0), sum(1), sum(2));
+                assert_eq!(c, a.hadamard(&b).unwrap(), "k = {k}, triple {t}");
+                assert_ne!(a, RingMatrix::zeros(3, 2));
             }
         }
     }

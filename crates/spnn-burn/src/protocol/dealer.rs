@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use spnn_net::{Network, PartyId, Role};
 
 use super::policy::PartyPolicy;
-use super::{backward_shifts, bundle, needs_truncations, pairwise, update_shifts};
+use super::{backward_shifts, bundle, needs_truncations, pairwise, update_products, update_shifts};
 use crate::config::{Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
@@ -33,9 +33,12 @@ struct Prefetch {
     handle: JoinHandle<Result<pairwise::Dealt>>,
 }
 
-/// Truncation triples being prepared in the background for (purpose, step, shifts).
-type TruncationKey = (&'static str, u64, Vec<u32>);
-type DealtTruncations = (Vec<spnn_crypto::SecretSeed>, Vec<spnn_crypto::RingMatrix>);
+/// Truncation triples being prepared in the background for (purpose, step, shifts, products).
+type TruncationKey = (&'static str, u64, Vec<u32>, usize);
+/// One dealt bundle: a seed per holder and holder 0's explicit matrices.
+type Dealt = (Vec<spnn_crypto::SecretSeed>, Vec<spnn_crypto::RingMatrix>);
+/// The truncation triples of one command, then its element-wise triples (if any).
+type DealtTruncations = Vec<Dealt>;
 
 #[derive(Debug)]
 struct TruncationPrefetch {
@@ -63,14 +66,23 @@ impl DealerParams {
     /// values below `2^62` (module [`spnn_crypto::beaver`]; the holders check their own, tighter
     /// bounds against it): a seed per holder and holder 0's explicit shares
     /// ([`bundle::deal_truncations`]).
+    /// With `products > 0`, then that many element-wise triples of the same shape
+    /// ([`bundle::deal_products`], for Adam).
     fn deal_truncations(
         &self,
         purpose: &str,
         step: u64,
         shifts: &[u32],
+        products: usize,
     ) -> Result<DealtTruncations> {
         let mut rng = self.config.randomness.rng(self.me, step, purpose);
-        bundle::deal_truncations((self.d, self.h), shifts, self.holders.len(), &mut rng)
+        let shape = (self.d, self.h);
+        let k = self.holders.len();
+        let mut dealt = vec![bundle::deal_truncations(shape, shifts, k, &mut rng)?];
+        if products > 0 {
+            dealt.push(bundle::deal_products(shape, products, k, &mut rng)?);
+        }
+        Ok(dealt)
     }
 
     /// The material of one forward of `batch` samples (and its backward, when `train`): the
@@ -114,10 +126,12 @@ impl DealerEngine {
             return;
         }
         let params = p.clone();
-        let (purpose, step, shifts) = key.clone();
+        let (purpose, step, shifts, products) = key.clone();
         self.truncations.push(TruncationPrefetch {
             key,
-            handle: std::thread::spawn(move || params.deal_truncations(purpose, step, &shifts)),
+            handle: std::thread::spawn(move || {
+                params.deal_truncations(purpose, step, &shifts, products)
+            }),
         });
     }
 
@@ -157,25 +171,27 @@ impl DealerEngine {
         if train {
             let scale = self.params.config.gradient_scale.factor(batch);
             let shifts = backward_shifts(&self.params.config, scale)?;
-            self.prefetch_truncations((BACKWARD, step, shifts));
+            self.prefetch_truncations((BACKWARD, step, shifts, 0));
         }
         Ok(())
     }
 
-    /// Sends the truncation triples of `(purpose, step, shifts)` ([`DealerParams::deal_truncations`]):
-    /// prepared in the background if they were foreseen, dealt now otherwise.
+    /// Sends the truncation triples of `(purpose, step, shifts)` and `products` element-wise
+    /// triples ([`DealerParams::deal_truncations`]): prepared in the background if they were
+    /// foreseen, dealt now otherwise.
     fn truncations(
         &mut self,
         net: &Network,
         purpose: &'static str,
         step: u64,
         shifts: &[u32],
+        products: usize,
     ) -> Result<()> {
         let p = &self.params;
         if !needs_truncations(&p.config, p.kind) || shifts.is_empty() {
             return Ok(());
         }
-        let key = (purpose, step, shifts.to_vec());
+        let key = (purpose, step, shifts.to_vec(), products);
         // What was prepared for this purpose is used if it is for this step and these shifts,
         // and stale otherwise (another step, or a learning rate that changed).
         let mut ready = None;
@@ -188,16 +204,19 @@ impl DealerEngine {
                 let _ = t.handle.join();
             }
         }
-        let (seeds, explicit) = match ready {
+        let dealt = match ready {
             Some(h) => h.join().map_err(|_| {
                 SpnnError::Config("the dealer's background thread panicked".into())
             })??,
-            None => p.deal_truncations(purpose, step, shifts)?,
+            None => p.deal_truncations(purpose, step, shifts, products)?,
         };
-        for (seed, &holder) in seeds.into_iter().zip(&p.holders) {
-            net.send(holder, &DealerSeed(seed))?;
+        for (seeds, explicit) in dealt {
+            for (seed, &holder) in seeds.into_iter().zip(&p.holders) {
+                net.send(holder, &DealerSeed(seed))?;
+            }
+            net.send(p.holders[0], &DealerBundle(explicit))?;
         }
-        Ok(net.send(p.holders[0], &DealerBundle(explicit))?)
+        Ok(())
     }
 
     /// Handles one command as the dealer.
@@ -211,13 +230,22 @@ impl DealerEngine {
             }
             Command::Backward { step, scale } => {
                 let shifts = backward_shifts(&self.params.config, *scale)?;
-                self.truncations(net, BACKWARD, *step, &shifts)
+                self.truncations(net, BACKWARD, *step, &shifts, 0)
             }
             Command::Update { step, lr } => {
-                let shifts = update_shifts(&self.params.config, *lr)?;
-                self.truncations(net, UPDATE, *step, &shifts)?;
+                // Update `step` (from 0) is the `step + 1`-th: Adam's bias corrections.
+                let c = self.params.config;
+                let (t, next) = (step + 1, step + 2);
+                let products = update_products(&c, *lr, t)?;
+                self.truncations(net, UPDATE, *step, &update_shifts(&c, *lr, t)?, products)?;
                 // The next update most likely has the same learning rate.
-                self.prefetch_truncations((UPDATE, step + 1, shifts));
+                let key = (
+                    UPDATE,
+                    step + 1,
+                    update_shifts(&c, *lr, next)?,
+                    update_products(&c, *lr, next)?,
+                );
+                self.prefetch_truncations(key);
                 Ok(())
             }
             _ => Ok(()),

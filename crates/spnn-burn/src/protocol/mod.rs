@@ -6,6 +6,7 @@
 //! - [`dealer`]: correlated randomness, at the server or at a separate dealer party.
 //! - [`server`]: the server's side: it drives every step and learns only `Z` and what follows.
 
+pub mod adam;
 pub mod bounds;
 pub(crate) mod bundle;
 pub mod dealer;
@@ -26,10 +27,17 @@ pub(crate) fn backward_shifts(config: &SpnnConfig, scale: f64) -> crate::error::
     Ok(truncation_shifts(2 * f, f, &PublicScale::of(1.0 / scale)?))
 }
 
-/// Truncation shifts of an update with learning rate `lr`, in the holders' order: weight
-/// decay, momentum, dampening, the Nesterov step, the learning rate (module
-/// [`holder`]'s SPNN-SS update).
-pub(crate) fn update_shifts(config: &SpnnConfig, lr: f64) -> crate::error::Result<Vec<u32>> {
+/// Truncation shifts of update `t` (from 1) with learning rate `lr`, in the holders' order:
+/// weight decay, momentum, dampening, the Nesterov step, the learning rate (module
+/// [`holder`]'s SPNN-SS update), or Adam's ([`adam::Plan::shifts`]).
+pub(crate) fn update_shifts(
+    config: &SpnnConfig,
+    lr: f64,
+    t: u64,
+) -> crate::error::Result<Vec<u32>> {
+    if config.adam.is_some() {
+        return adam::Plan::new(config, lr, t)?.shifts();
+    }
     let f = config.frac_bits;
     let by = |c: f64| -> crate::error::Result<Vec<u32>> {
         Ok(truncation_shifts(f, f, &PublicScale::of(c)?))
@@ -49,6 +57,14 @@ pub(crate) fn update_shifts(config: &SpnnConfig, lr: f64) -> crate::error::Resul
     }
     shifts.extend(by(lr)?);
     Ok(shifts)
+}
+
+/// Element-wise products of update `t`: Adam's ([`adam::Plan::products`]); none for SGD.
+pub(crate) fn update_products(config: &SpnnConfig, lr: f64, t: u64) -> crate::error::Result<usize> {
+    Ok(match config.adam {
+        Some(_) => adam::Plan::new(config, lr, t)?.products(),
+        None => 0,
+    })
 }
 
 /// Whether holders need dealt truncation triples: SPNN-SS weights, any number of holders.

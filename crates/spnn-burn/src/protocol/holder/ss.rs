@@ -36,7 +36,7 @@ use std::collections::VecDeque;
 
 use rand::Rng;
 use spnn_crypto::beaver::{
-    MAX_TRUNCATION_BITS, TruncationShare, truncation_finish, truncation_open,
+    MAX_TRUNCATION_BITS, TruncationShare, hadamard_product, truncation_finish, truncation_open,
 };
 use spnn_crypto::derive::derive_matrix;
 use spnn_crypto::{RingMatrix, Share};
@@ -44,13 +44,14 @@ use spnn_net::codec::{Blob, Codec, Reader};
 
 use super::record::ShareRecord;
 use super::{Engine, GradientPart, Party};
-use crate::error::{Result, protocol};
+use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{DealerBundle, DealerSeed};
+use crate::protocol::adam::{Plan, split_factor};
 use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
 use crate::protocol::pairwise::{Material, StepShape};
 use crate::protocol::scale::{PublicScale, truncation_shifts};
-use crate::protocol::{backward_shifts, update_shifts};
+use crate::protocol::{backward_shifts, update_products, update_shifts};
 
 /// What a training forward leaves for its backward.
 struct Saved {
@@ -68,10 +69,13 @@ pub(crate) struct State {
     w: RingMatrix,
     velocity: RingMatrix,
     pending: RingMatrix,
+    second: RingMatrix,
     pending_bound: f64,
     velocity_bound: f64,
     w_bound: f64,
+    second_bound: f64,
     velocity_started: bool,
+    updates: u64,
 }
 
 /// Parses a state written by [`SsEngine`]'s `save` for weights of `shape`; refuses anything
@@ -81,40 +85,57 @@ pub(crate) fn parse_state(
     shape: (usize, usize),
 ) -> std::result::Result<State, String> {
     let mut r = Reader::new(payload);
-    let ((pending_bound, velocity_bound), (w_bound, velocity_started), Blob(record)) =
-        <((f64, f64), (f64, bool), Blob)>::read(&mut r).map_err(|e| e.to_string())?;
+    type Fields = ((f64, f64), (f64, f64), ((bool, u64), Blob));
+    let (
+        (pending_bound, velocity_bound),
+        (w_bound, second_bound),
+        ((velocity_started, updates), Blob(record)),
+    ) = <Fields>::read(&mut r).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
-    for b in [pending_bound, velocity_bound, w_bound] {
+    for b in [pending_bound, velocity_bound, w_bound, second_bound] {
         if !(b.is_finite() && b >= 0.0) {
             return Err(format!("a magnitude bound of {b}"));
         }
     }
-    let mut shares = ShareRecord::load(&record, 3, shape)?.into_iter();
-    let mut next = || shares.next().ok_or("three shares");
+    let mut shares = ShareRecord::load(&record, 4, shape)?.into_iter();
+    let mut next = || shares.next().ok_or("four shares");
     Ok(State {
         w: next()?,
         velocity: next()?,
         pending: next()?,
+        second: next()?,
         pending_bound,
         velocity_bound,
         w_bound,
+        second_bound,
         velocity_started,
+        updates,
     })
 }
 
 pub(super) struct SsEngine {
     w: Share,
+    /// SGD's velocity, or Adam's first moment `m`.
     velocity: Share,
     pending: Share,
+    /// Adam's second moment `v`, at scale `2^{2f}` (zero under SGD).
+    second: Share,
     /// Public bounds (ring units at scale `2^f`) of the pending gradient, the velocity and `W`.
     pending_bound: f64,
     velocity_bound: f64,
     w_bound: f64,
+    /// Public bound of `v` (ring units at `2^{2f}`).
+    second_bound: f64,
     /// Whether an update has set the velocity (Burn's first momentum step takes `g` undamped).
     velocity_started: bool,
+    /// Updates applied (Adam's bias corrections count them).
+    updates: u64,
     bounds: Bounds,
     saved: Option<Saved>,
-    truncations: VecDeque<[RingMatrix; 3]>,
+    /// Dealt truncation triples, each with the shift it was dealt for.
+    truncations: VecDeque<(u32, [RingMatrix; 3])>,
+    /// Dealt element-wise triples `[a, b, a∘b]` (Adam).
+    products: VecDeque<[RingMatrix; 3]>,
 }
 
 impl SsEngine {
@@ -124,14 +145,18 @@ impl SsEngine {
         let mut engine = Self {
             w: zero.clone(),
             velocity: zero.clone(),
-            pending: zero,
+            pending: zero.clone(),
+            second: zero.with_value_and_scale(RingMatrix::zeros(p.d, p.h), 2 * p.fp.frac_bits()),
             pending_bound: 0.0,
             velocity_bound: 0.0,
             w_bound: initial_weight_bound(p),
+            second_bound: 0.0,
             velocity_started: false,
+            updates: 0,
             bounds: Bounds::of(&p.config)?,
             saved: None,
             truncations: VecDeque::new(),
+            products: VecDeque::new(),
         };
         engine.w = engine.w.with_value(initial_weights(p)?);
         Ok(engine)
@@ -167,23 +192,64 @@ impl SsEngine {
         } else {
             Vec::new()
         };
-        self.truncations.extend(bundle::truncation_shares(
-            &seed,
-            p.me,
-            explicit,
-            (p.d, p.h),
-            shifts.len(),
-        ));
+        let triples = bundle::truncation_shares(&seed, p.me, explicit, (p.d, p.h), shifts.len());
+        self.truncations.extend(shifts.iter().copied().zip(triples));
         Ok(())
+    }
+
+    /// Receives `n` element-wise triples of the weights' shape ([`bundle::deal_products`]): a
+    /// seed, and for holder 0 its explicit shares of the products.
+    fn receive_products(&mut self, p: &Party, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let DealerSeed(seed) = p.net.recv(p.dealer)?;
+        let explicit = if p.me == 0 {
+            let DealerBundle(mats) = p.net.recv(p.dealer)?;
+            if mats.len() != n || mats.iter().any(|m| m.shape() != (p.d, p.h)) {
+                return Err(protocol(
+                    p.dealer,
+                    format!(
+                        "a bundle of {} products, expected {n} of {:?}",
+                        mats.len(),
+                        (p.d, p.h)
+                    ),
+                ));
+            }
+            mats
+        } else {
+            Vec::new()
+        };
+        self.products
+            .extend(bundle::product_shares(&seed, p.me, explicit, (p.d, p.h), n));
+        Ok(())
+    }
+
+    /// The element-wise product `x ∘ y` of two shared matrices of the weights' shape, at the
+    /// sum of their scales: one opening of `x − a`, `y − b` among the holders.
+    fn mul_shares(&mut self, p: &Party, x: &Share, y: &Share) -> Result<Share> {
+        let [a, b, c] = self
+            .products
+            .pop_front()
+            .ok_or_else(|| protocol(p.dealer, "ran out of element-wise triples"))?;
+        let opened = p.open(vec![x.value().sub(&a)?, y.value().sub(&b)?])?;
+        let z = hadamard_product(&opened[0], &opened[1], [&a, &b, &c], p.me == 0)?;
+        Ok(x.with_value_and_scale(z, x.frac_bits() + y.frac_bits()))
     }
 
     /// Exact truncation of `z` by `shift` (module [`spnn_crypto::beaver`]): one opening of
     /// `z + 2^62 + r` among the holders.
     fn truncate(&mut self, p: &Party, z: &Share, shift: u32) -> Result<Share> {
-        let [r, high, danger] = self
+        let (dealt_for, [r, high, danger]) = self
             .truncations
             .pop_front()
             .ok_or_else(|| protocol(p.dealer, "ran out of truncation triples"))?;
+        if dealt_for != shift {
+            return Err(SpnnError::Config(format!(
+                "a truncation by {shift} bits met a triple dealt for {dealt_for}: the holders' \
+                 update and the dealer's plan disagree"
+            )));
+        }
         let share = |v, frac| Share::new(p.me, p.k(), frac, v);
         let t = TruncationShare {
             r: share(r, z.frac_bits())?,
@@ -207,7 +273,19 @@ impl SsEngine {
         c: f64,
         what: &str,
     ) -> Result<(Share, f64)> {
-        let f = p.fp.frac_bits();
+        self.mul_public_to(p, a, bound, c, p.fp.frac_bits(), what)
+    }
+
+    /// [`Self::mul_public`] returning the product at scale `2^f` (`f` at most `a`'s scale).
+    fn mul_public_to(
+        &mut self,
+        p: &Party,
+        a: Share,
+        bound: f64,
+        c: f64,
+        f: u32,
+        what: &str,
+    ) -> Result<(Share, f64)> {
         let c = PublicScale::of(c)?;
         let shifts = truncation_shifts(a.frac_bits(), f, &c);
         let (mut a, mut bound) = (a, bound);
@@ -229,6 +307,144 @@ impl SsEngine {
             }
             _ => Ok((a, bound)),
         }
+    }
+}
+
+impl SsEngine {
+    /// A share of the public constant `value` (ring units at scale `2^frac`) in every entry:
+    /// holder 0 holds it, the others zero.
+    fn constant(&self, p: &Party, value: u64, frac: u32) -> Result<Share> {
+        let zero = Share::new(p.me, p.k(), frac, RingMatrix::zeros(p.d, p.h))?;
+        Ok(zero.add_public(&RingMatrix::from_vec(p.d, p.h, vec![value; p.d * p.h])?)?)
+    }
+
+    /// `a · c` for a public `c < 1` at `a`'s own scale, `c`'s mantissa in two 8-bit pieces
+    /// ([`split_factor`]): for values too large to multiply by a 16-bit mantissa.
+    fn mul_public_split(
+        &mut self,
+        p: &Party,
+        a: Share,
+        bound: f64,
+        c: f64,
+        what: &str,
+    ) -> Result<(Share, f64)> {
+        let mut sum = a.with_value(RingMatrix::zeros(p.d, p.h));
+        let mut sum_bound = 0.0;
+        for (m, shift) in split_factor(c)? {
+            ring_bits(bound * m as f64, what)?;
+            let piece = a.with_value_and_scale(a.value().scalar_mul(m), a.frac_bits() + shift);
+            let piece = if shift > 0 {
+                self.truncate(p, &piece, shift)?
+            } else {
+                piece
+            };
+            sum = sum.add(&piece)?;
+            sum_bound += bound * m as f64 / 2f64.powi(shift as i32) + 1.0;
+        }
+        Ok((sum, sum_bound))
+    }
+
+    /// Adam's update on the shares (module [`crate::protocol::adam`]): AdamW's decay, the
+    /// moments, `q ≈ 1/(√v + ε')` by two Newton iterations, `W ← W − η·κ_t·m∘q`. Every
+    /// truncation's input is checked against its public bound, derived from the iterations'
+    /// never overshooting their fixed points (module docs).
+    fn adam_update(
+        &mut self,
+        p: &Party,
+        plan: &Plan,
+        g: Share,
+        g_bound: f64,
+        step: u64,
+        lr: f64,
+    ) -> Result<()> {
+        let f = plan.frac_bits;
+        let unit = |bits: u32| 2f64.powi(bits as i32);
+        let [b1, nb1, b2, nb2] = plan.betas;
+        // AdamW: W ← W − η·λ·W (of the weights before this step, as Burn).
+        let mut w_bound = self.w_bound;
+        if plan.decay > 0.0 {
+            let w = self.w.clone();
+            let (decay, _) = self.mul_public(p, w, w_bound, plan.decay, "AdamW's weight decay")?;
+            self.w = self.w.sub(&decay)?;
+            w_bound = (1.0 - PublicScale::of(plan.decay)?.value()).abs() * w_bound + 1.0;
+        }
+        // m ← β₁·m + (1 − β₁)·g
+        let m = self.velocity.clone();
+        let (m, m_bound) = self.mul_public(p, m, self.velocity_bound, b1, "Adam's first moment")?;
+        let (fresh, fresh_bound) =
+            self.mul_public(p, g.clone(), g_bound, nb1, "Adam's gradient")?;
+        self.velocity = m.add(&fresh)?;
+        self.velocity_bound = m_bound + fresh_bound;
+        // v ← β₂·v + (1 − β₂)·g∘g, at 2^{2f}
+        let g2_bound = g_bound * g_bound;
+        ring_bits(g2_bound, "the squared gradient")?;
+        let g2 = self.mul_shares(p, &g, &g)?;
+        let v = self.second.clone();
+        let (v, v_bound) =
+            self.mul_public_split(p, v, self.second_bound, b2, "Adam's second moment")?;
+        let (fresh, fresh_bound) =
+            self.mul_public_split(p, g2, g2_bound, nb2, "the squared gradient")?;
+        self.second = v.add(&fresh)?;
+        self.second_bound = v_bound + fresh_bound;
+        if self.second_bound > plan.max_second_moment() {
+            return Err(SpnnError::Config(format!(
+                "Adam's second moment may reach {:.3e}, beyond the 4^{} its square root on shares \
+                 covers: use smaller clips or batches",
+                self.second_bound / unit(2 * f),
+                plan.c
+            )));
+        }
+        // y ≈ 1/√v from below; v·y ≤ 2·√v, v·y² ≤ 2, y ≤ max_rsqrt.
+        let x = self.second.clone();
+        let root_bound = 2.0 * (self.second_bound / unit(2 * f)).sqrt() + 1.0;
+        ring_bits(root_bound * unit(3 * f), "v·y in Adam's square root")?;
+        ring_bits(3.0 * plan.max_rsqrt() * unit(2 * f), "y·(3 − v·y²)")?;
+        let three = self.constant(p, 3 << f, f)?;
+        let mut y = self.constant(p, 1 << (f - plan.c), f)?;
+        for _ in 0..plan.rsqrt_iterations {
+            let xy = self.mul_shares(p, &x, &y)?;
+            let xy = self.truncate(p, &xy, f)?;
+            let xyy = self.mul_shares(p, &xy, &y)?;
+            let xyy = self.truncate(p, &xyy, 2 * f)?;
+            let y3 = self.mul_shares(p, &y, &three.sub(&xyy)?)?;
+            // Truncating by f + 1 also halves: the result is y at 2^f.
+            let y_half = self.truncate(p, &y3, f + 1)?;
+            y = y3.with_value_and_scale(y_half.into_value(), f);
+        }
+        // u = √v + ε' at 2^{2f}; q ≈ 1/u from below: u·q ≤ 2, q ≤ max_reciprocal.
+        let root = self.mul_shares(p, &x, &y)?;
+        let root = self.truncate(p, &root, f)?;
+        let u = root.add(&self.constant(p, plan.epsilon_units, 2 * f)?)?;
+        let q_max = plan.max_reciprocal() * unit(f);
+        ring_bits(2.0 * q_max * unit(f), "q·(2 − u·q)")?;
+        let two = self.constant(p, 2 << f, f)?;
+        let mut q = self.constant(p, 1 << (f - plan.c - 2), f)?;
+        for _ in 0..plan.reciprocal_iterations {
+            let uq = self.mul_shares(p, &u, &q)?;
+            let uq = self.truncate(p, &uq, 2 * f)?;
+            let q2 = self.mul_shares(p, &q, &two.sub(&uq)?)?;
+            q = self.truncate(p, &q2, f)?;
+        }
+        // W ← W − η·κ_t·m∘q
+        let step_bound = self.velocity_bound * q_max;
+        ring_bits(step_bound, "Adam's step m/(√v + ε)")?;
+        let m = self.velocity.clone();
+        let r = self.mul_shares(p, &m, &q)?;
+        let r = self.truncate(p, &r, f)?;
+        let (delta, d_bound) = self.mul_public(
+            p,
+            r,
+            step_bound / unit(f) + 1.0,
+            plan.step_factor,
+            "Adam's weight update",
+        )?;
+        self.w = p.with_sgld_noise(self.w.sub(&delta)?, step, lr)?;
+        self.w_bound = if p.config.sgld > 0.0 {
+            f64::MAX
+        } else {
+            w_bound + d_bound
+        };
+        Ok(())
     }
 }
 
@@ -360,10 +576,23 @@ impl Engine for SsEngine {
 
     fn update(&mut self, p: &Party, step: u64, lr: f64) -> Result<()> {
         let c = p.config;
-        self.receive_truncations(p, &update_shifts(&c, lr)?)?;
+        if c.adam.is_some() && step != self.updates {
+            // Adam's bias corrections count updates: the server's count must be this holder's.
+            return Err(protocol(
+                p.server,
+                format!("update {step} after {} updates", self.updates),
+            ));
+        }
+        let t = step + 1;
+        self.receive_truncations(p, &update_shifts(&c, lr, t)?)?;
+        self.receive_products(p, update_products(&c, lr, t)?)?;
         let zero = self.w.with_value(RingMatrix::zeros(p.d, p.h));
         let mut g = std::mem::replace(&mut self.pending, zero);
         let mut g_bound = std::mem::take(&mut self.pending_bound);
+        self.updates += 1;
+        if c.adam.is_some() {
+            return self.adam_update(p, &Plan::new(&c, lr, t)?, g, g_bound, step, lr);
+        }
         let g_bound_before_decay = g_bound;
         if c.weight_decay > 0.0 {
             let w = self.w.clone();
@@ -430,13 +659,17 @@ impl Engine for SsEngine {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let record =
-            ShareRecord::to_bytes(&[self.w.value(), self.velocity.value(), self.pending.value()])?;
+        let record = ShareRecord::to_bytes(&[
+            self.w.value(),
+            self.velocity.value(),
+            self.pending.value(),
+            self.second.value(),
+        ])?;
         let mut out = Vec::new();
         (
             (self.pending_bound, self.velocity_bound),
-            (self.w_bound, self.velocity_started),
-            Blob(record),
+            (self.w_bound, self.second_bound),
+            ((self.velocity_started, self.updates), Blob(record)),
         )
             .encode(&mut out);
         Ok(out)
@@ -447,10 +680,13 @@ impl Engine for SsEngine {
         self.w = self.w.with_value(state.w);
         self.velocity = self.velocity.with_value(state.velocity);
         self.pending = self.pending.with_value(state.pending);
+        self.second = self.second.with_value(state.second);
         self.pending_bound = state.pending_bound;
         self.velocity_bound = state.velocity_bound;
         self.w_bound = state.w_bound;
+        self.second_bound = state.second_bound;
         self.velocity_started = state.velocity_started;
+        self.updates = state.updates;
         Ok(())
     }
 

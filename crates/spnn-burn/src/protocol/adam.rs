@@ -1,0 +1,268 @@
+//! Burn's Adam on the weight shares: the public plan of one update.
+//!
+//! Burn 0.22's Adam (and AdamW, the same algebra) updates a weight by
+//!
+//! ```text
+//! m ← β₁·m + (1 − β₁)·g          v ← β₂·v + (1 − β₂)·g∘g
+//! W ← W − η·κ_t · m / (√v + ε_t),   κ_t = √(1 − β₂^t)/(1 − β₁^t),   ε_t = ε·√(1 − β₂^t)
+//! ```
+//!
+//! (AdamW first decays `W ← (1 − η·λ)·W`). The holders run it on additive shares of `g`, `m`,
+//! `v` and `W`; nobody sees a moment or a gradient. Linear steps are products by public
+//! constants with exact truncation, as for SGD. The rest uses the dealer's **element-wise
+//! triples** `(a, b, a∘b)` (one opening of `x − a`, `y − b` among the holders per product,
+//! [`spnn_crypto::beaver::hadamard_product`]):
+//!
+//! 1. `g∘g`, exactly, at scale `2^{2f}`; `v` stays at `2^{2f}` (resolution `2^{−2f}`).
+//! 2. **Inverse square root** `y ≈ 1/√v` by Newton's iteration `y ← y·(3 − v·y²)/2` from the
+//!    public start `y₀ = 2^{−c}`, `c = 60 − 3f`, below `1/√v` for every `v ≤ 4^c` (the holders
+//!    check their public bound on `v` against it). From below the iteration never overshoots:
+//!    `y(3 − v y²)/2 ≤ 1/√v` for every `y ≥ 0`, so `v·y² ≤ 1` up to rounding, which bounds every
+//!    product; far below it grows by `3/2` per step, so [`Plan::rsqrt_iterations`] steps reach
+//!    `1/√v` for every `v ≥ 2^{−2f}` with five steps of quadratic convergence to spare.
+//! 3. `√v = v·y` (kept at `2^{2f}`), `u = √v + ε'_t` with the public `ε'_t = max(ε_t, 2^{−f})`.
+//! 4. **Reciprocal** `q ≈ 1/u` by `q ← q·(2 − u·q)` from `q₀ = 2^{−(c+2)} < 1/u`: doubles when far
+//!    below, never overshoots; [`Plan::reciprocal_iterations`] steps reach `1/ε'_t`.
+//! 5. `m∘q`, times the public `η·κ_t`, subtracted from `W`.
+//!
+//! **The floor `ε'_t ≥ 2^{−f}`.** The weight gradient arrives at scale `2^{−f}` with a rounding
+//! error of up to one unit per truncation, so `m` carries errors of a few units even where the
+//! true gradient is zero. Burn's `ε_t` at the first steps is `ε·√(1 − β₂)` (3·10⁻⁷ at the
+//! defaults), and a unit of rounding divided by it would move a weight by tens of learning
+//! rates. With the floor, rounding moves a weight by at most about one learning rate — what
+//! Burn's own Adam does with a gradient of that size. Where `√v ≫ 2^{−f}` (every weight that
+//! learns) the update is Burn's; the tracking test measures the difference step by step.
+//!
+//! **Cost.** Every product and every truncation is one opening among the holders:
+//! [`Plan::products`] element-wise products (each `d × h`) and as many truncations per update,
+//! about 240 round trips at `f = 16`, independent of the batch.
+
+use super::scale::{PublicScale, truncation_shifts};
+use crate::config::SpnnConfig;
+use crate::error::{Result, SpnnError};
+
+/// The pieces `(m_i, s_i)` with `c ≈ Σ m_i·2^{−s_i}` and every `m_i < 2^8`: the second moment's
+/// factors `β₂` and `1 − β₂` in two halves of their 16-bit mantissa, so that `v` (bounded by
+/// `2^50` ring units at the defaults) times a mantissa stays inside the ring. Each piece is one
+/// truncation by `s_i` (none when `s_i = 0`).
+pub fn split_factor(c: f64) -> Result<Vec<(u64, u32)>> {
+    let PublicScale { m, shift } = PublicScale::of(c)?;
+    let (hi, lo) = (m >> 8, m & 0xff);
+    let mut pieces = Vec::new();
+    if hi > 0 {
+        // m < 2^8 whenever shift < 8 (c < 1), so hi > 0 implies shift ≥ 8.
+        pieces.push((hi, shift - 8));
+    }
+    if lo > 0 {
+        pieces.push((lo, shift));
+    }
+    Ok(pieces)
+}
+
+/// The public constants of one Adam update (module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Fractional bits `f` of the weights and moments.
+    pub frac_bits: u32,
+    /// `c`: the square root's start is `2^{−c}`, its domain `v ≤ 4^c`.
+    pub c: u32,
+    /// Newton steps of the inverse square root.
+    pub rsqrt_iterations: u32,
+    /// Newton steps of the reciprocal.
+    pub reciprocal_iterations: u32,
+    /// `β₁`, `1 − β₁`, `β₂`, `1 − β₂`.
+    pub betas: [f64; 4],
+    /// `ε'_t` in ring units at scale `2^{2f}` (module docs).
+    pub epsilon_units: u64,
+    /// `η·κ_t`.
+    pub step_factor: f64,
+    /// AdamW's `η·λ` (0 without weight decay).
+    pub decay: f64,
+}
+
+impl Plan {
+    /// The plan of update `t` (from 1) at learning rate `lr` under `config`, whose
+    /// [`SpnnConfig::adam`] must be set.
+    pub fn new(config: &SpnnConfig, lr: f64, t: u64) -> Result<Self> {
+        let adam = config
+            .adam
+            .ok_or_else(|| SpnnError::Config("an Adam plan for a session without Adam".into()))?;
+        let f = config.frac_bits;
+        if !(16..=19).contains(&f) {
+            return Err(SpnnError::Config(format!(
+                "Adam on shares keeps v at 2^{{2f}} and its square root's products at 2^{{3f}}: \
+                 it needs 16 to 19 fractional bits, not {f}"
+            )));
+        }
+        let c = 60 - 3 * f;
+        if adam.epsilon > 2f64.powi(c as i32) {
+            return Err(SpnnError::Config(format!(
+                "Adam's epsilon {} is above 2^{c}, where the reciprocal on shares starts",
+                adam.epsilon
+            )));
+        }
+        let t = i32::try_from(t.max(1)).unwrap_or(i32::MAX);
+        let bias2 = (1.0 - adam.beta_2.powi(t)).sqrt();
+        let step_factor = lr * bias2 / (1.0 - adam.beta_1.powi(t));
+        let floor = 2f64.powi(f as i32);
+        let epsilon_units = (adam.epsilon * bias2 * floor * floor).round().max(floor) as u64;
+        let growth = 1.5f64.log2();
+        Ok(Self {
+            frac_bits: f,
+            c,
+            rsqrt_iterations: (f64::from(c + f) / growth).ceil() as u32 + 5,
+            reciprocal_iterations: c + 2 + f + 5,
+            betas: [
+                adam.beta_1,
+                1.0 - adam.beta_1,
+                adam.beta_2,
+                1.0 - adam.beta_2,
+            ],
+            epsilon_units,
+            step_factor,
+            decay: lr * config.weight_decay,
+        })
+    }
+
+    /// Element-wise products of one update: `g∘g`, three per square-root step, `v·y`, two per
+    /// reciprocal step, `m∘q`.
+    pub fn products(&self) -> usize {
+        3 + 3 * self.rsqrt_iterations as usize + 2 * self.reciprocal_iterations as usize
+    }
+
+    /// The truncation shifts of one update in the holders' order (module docs): AdamW's decay,
+    /// the first moment's two factors, the second moment's two, three per square-root step,
+    /// the square root, two per reciprocal step, `m∘q`, the step factor.
+    pub fn shifts(&self) -> Result<Vec<u32>> {
+        // Keep in step with the holders' `adam_update` (each truncation checks the shift it
+        // was dealt for).
+        let f = self.frac_bits;
+        let by = |c: f64, at: u32| -> Result<Vec<u32>> {
+            Ok(truncation_shifts(at, at, &PublicScale::of(c)?))
+        };
+        let mut shifts = Vec::new();
+        if self.decay > 0.0 {
+            shifts.extend(by(self.decay, f)?);
+        }
+        let [b1, nb1, b2, nb2] = self.betas;
+        shifts.extend(by(b1, f)?);
+        shifts.extend(by(nb1, f)?);
+        for c in [b2, nb2] {
+            shifts.extend(split_factor(c)?.iter().map(|&(_, s)| s).filter(|&s| s > 0));
+        }
+        for _ in 0..self.rsqrt_iterations {
+            shifts.extend([f, 2 * f, f + 1]);
+        }
+        shifts.push(f);
+        for _ in 0..self.reciprocal_iterations {
+            shifts.extend([2 * f, f]);
+        }
+        shifts.push(f);
+        shifts.extend(by(self.step_factor, f)?);
+        Ok(shifts)
+    }
+
+    /// The largest second moment (ring units at `2^{2f}`) the square root covers: `4^c`.
+    pub fn max_second_moment(&self) -> f64 {
+        2f64.powi(2 * (self.c + self.frac_bits) as i32)
+    }
+
+    /// The largest value `y` reaches (real): `2^{−c}·(3/2)^N`, plus one for rounding.
+    pub fn max_rsqrt(&self) -> f64 {
+        2f64.powi(-(self.c as i32)) * 1.5f64.powi(self.rsqrt_iterations as i32) + 1.0
+    }
+
+    /// The largest value `q` reaches (real): `1/ε'_t ≤ 2^f`, doubled for rounding.
+    pub fn max_reciprocal(&self) -> f64 {
+        2f64.powi(self.frac_bits as i32 + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdamParams;
+
+    fn config() -> SpnnConfig {
+        SpnnConfig {
+            adam: Some(AdamParams {
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: 1e-5,
+            }),
+            ..SpnnConfig::default()
+        }
+    }
+
+    /// The plan's iterations, run in f64 from its public starts, reach Burn's `1/(√v + ε')`
+    /// within 10⁻⁶ relative over the whole domain `2^{−2f} ≤ v ≤ 4^c`; with five fewer steps
+    /// the smallest `v` are far off, so the count is not padding.
+    #[test]
+    fn the_iterations_cover_the_whole_domain() {
+        let plan = Plan::new(&config(), 1e-3, 1).unwrap();
+        let f = plan.frac_bits as i32;
+        let eps = plan.epsilon_units as f64 / 2f64.powi(2 * f);
+        let run = |v: f64, ny: u32, nz: u32| {
+            let mut y = 2f64.powi(-(plan.c as i32));
+            for _ in 0..ny {
+                assert!(v * y * y <= 1.0 + 1e-12, "overshoot at v = {v}");
+                y = y * (3.0 - v * y * y) / 2.0;
+            }
+            let u = v * y + eps;
+            let mut q = 2f64.powi(-(plan.c as i32 + 2));
+            for _ in 0..nz {
+                q *= 2.0 - u * q;
+            }
+            q
+        };
+        let mut worst: f64 = 0.0;
+        let mut e = -2 * f;
+        while e <= 2 * plan.c as i32 {
+            let v = 2f64.powi(e);
+            let exact = 1.0 / (v.sqrt() + eps);
+            worst = worst.max(
+                (run(v, plan.rsqrt_iterations, plan.reciprocal_iterations) - exact).abs() / exact,
+            );
+            e += 1;
+        }
+        assert!(worst < 1e-6, "{worst}");
+        let v = 2f64.powi(-2 * f);
+        let short = run(v, plan.rsqrt_iterations - 5, plan.reciprocal_iterations);
+        assert!((short - 1.0 / (v.sqrt() + eps)).abs() * (v.sqrt() + eps) > 0.1);
+        assert!(plan.max_rsqrt() * 2f64.powi(f) * 3.0 * 2f64.powi(f) < 2f64.powi(62));
+    }
+
+    #[test]
+    fn the_plan_has_one_truncation_per_product_and_factor() {
+        let plan = Plan::new(&config(), 1e-3, 1).unwrap();
+        let shifts = plan.shifts().unwrap();
+        // The first moment's factors and the step factor, one truncation each (none is a power
+        // of 2), the second moment's two pieces each.
+        assert_eq!(shifts.len(), plan.products() - 1 + 3 + 4);
+        for c in [0.999, 0.001, 0.5, 0.37] {
+            let pieces = split_factor(c).unwrap();
+            let value: f64 = pieces
+                .iter()
+                .map(|&(m, s)| m as f64 / 2f64.powi(s as i32))
+                .sum();
+            assert!(((value - c) / c).abs() <= 2f64.powi(-16), "{c}");
+            assert!(pieces.iter().all(|&(m, _)| m < 256));
+        }
+        assert!(plan.epsilon_units >= 1 << 16, "ε' has the 2^-f floor");
+        let later = Plan::new(&config(), 1e-3, 10_000).unwrap();
+        assert!((later.step_factor - 1e-3).abs() < 1e-6, "κ_t → 1");
+        // Burn's default ε = 1e-5 is below 2^-16: the floor; a larger ε is Burn's ε_t.
+        assert_eq!(later.epsilon_units, 1 << 16);
+        let mut wide = config();
+        wide.adam.as_mut().unwrap().epsilon = 1e-3;
+        let bias2 = (1.0 - 0.999f64.powi(10_000)).sqrt();
+        assert_eq!(
+            Plan::new(&wide, 1e-3, 10_000).unwrap().epsilon_units,
+            (1e-3 * bias2 * 2f64.powi(32)).round() as u64
+        );
+        for f in [12, 15, 20] {
+            let e = Plan::new(&config().with_frac_bits(f), 1e-3, 1).unwrap_err();
+            assert!(e.to_string().contains("16 to 19"), "{e}");
+        }
+    }
+}
