@@ -573,11 +573,12 @@ impl SpnnConfig {
         self
     }
 
-    /// Burn's configuration of the SGD the holders run on the weight shares (this
-    /// configuration's momentum, dampening, Nesterov flag and weight decay): the optimiser
-    /// [`crate::ServerSession::optimizer`] uses for the server's layers too.
-    pub fn sgd_config(&self) -> burn::optim::SgdConfig {
-        crate::optim::SgdFields::of_session(self).to_burn()
+    /// Burn's configuration of the optimiser the holders run on the weight shares (SGD with
+    /// this configuration's fields, or Adam / AdamW): the one
+    /// [`crate::ServerSession::optimizer`] uses for the server's layers too, and a label holder's
+    /// top layers or a holder's bottom model should use (`.init()`).
+    pub fn optimizer_config(&self) -> crate::optim::OptimizerConfig {
+        crate::optim::OptimizerConfig::of_session(self)
     }
 
     /// The exact truncations the first SPNN-SS update with learning rate `lr` performs (one per

@@ -39,7 +39,7 @@ impl Labels {
 }
 
 fn optimizer() -> burn::optim::ModuleOptimizer {
-    config().sgd_config().init()
+    config().optimizer_config().init()
 }
 
 fn start_at(

@@ -122,7 +122,11 @@ fn label_holder(
     let t = &dep.training;
     let (_, test) = split(features.ids(), t.test_fraction, t.split_seed)?;
     let (model, device) = server::init_alone(dep, party, |d| LocalMlp::top(&dep.model, d));
-    let top = TopLayers::new(model, dep.config_for(party)?.sgd_config().init(), device);
+    let top = TopLayers::new(
+        model,
+        dep.config_for(party)?.optimizer_config().init(),
+        device,
+    );
     let l = dep.labels()?;
     Ok(Some(
         HolderLabels::new(table, top)
@@ -182,7 +186,7 @@ fn serve(
             let cols = table.cols();
             let (model, device) =
                 server::init_alone(dep, party, |d| LocalMlp::bottom(&dep.model, cols, d));
-            let optim = dep.config_for(party)?.sgd_config().init();
+            let optim = dep.config_for(party)?.optimizer_config().init();
             run_bottom_holder(net, table, model, optim, device, options)?
         }
     };

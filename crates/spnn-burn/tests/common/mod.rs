@@ -75,7 +75,11 @@ pub fn out_layer(device: &Device) -> Linear {
 /// everything, so the session computes exactly what plaintext training computes (the label
 /// tests use the defaults).
 pub fn test_labels(data: &Data, config: SpnnConfig) -> HolderLabels {
-    let top = TopLayers::new(out_layer(&device()), config.sgd_config().init(), device());
+    let top = TopLayers::new(
+        out_layer(&device()),
+        config.optimizer_config().init(),
+        device(),
+    );
     HolderLabels::new(data.0.labels.clone(), top)
         .with_defence(LabelDefence::undefended())
         .with_reports(LabelReports::everything())
