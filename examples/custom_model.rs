@@ -5,8 +5,8 @@
 //! Two simulated data holders own 15 + 15 columns of the breast-cancer data; the server's model
 //! is an ordinary `#[derive(Module)]` struct whose first layer is private. The Learner drives
 //! training: `TrainStep::step` runs forward and `loss.backward()` (which reaches the holders),
-//! and the session's optimiser — Burn's SGD with Nesterov momentum, stated once in the
-//! `SessionSpec` — updates every parameter, the private weights on shares at the holders, so
+//! and the session's optimiser — Burn's Adam, stated once in the `SessionSpec` — updates every
+//! parameter, the private weights on shares at the holders (their moments are shares too), so
 //! the learning-rate schedule and gradient accumulation cover them too.
 
 use std::time::Duration;
@@ -15,8 +15,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::SgdConfig;
-use burn::optim::momentum::MomentumConfig;
+use burn::optim::AdamConfig;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -89,10 +88,9 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
         .into_iter()
         .map(HolderSpec::new)
         .collect();
-    let sgd = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_nesterov(true)));
     let sim = simulation::start(
         holders,
-        SessionSpec::new(32).with_optimizer(sgd),
+        SessionSpec::new(32).with_optimizer(AdamConfig::new()),
         NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
     )
     .expect("in-process parties");
@@ -113,8 +111,8 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
     let valid_loader = DataLoaderBuilder::new(IdBatcher)
         .batch_size(128)
         .build(id_dataset(&table, &test).expect("labelled ids"));
-    // The session's optimiser: the SGD above for the server's layers and, on shares, for W.
-    let learner = Learner::new(model, sim.session().optimizer(), 0.05);
+    // The session's optimiser: Burn's Adam for the server's layers and, on shares, for W.
+    let learner = Learner::new(model, sim.session().optimizer(), 0.005);
     let result = SupervisedTraining::new(artifacts, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .grads_accumulation(accumulation)

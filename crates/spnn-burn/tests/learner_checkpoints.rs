@@ -20,7 +20,9 @@ use common::*;
 use spnn_burn::batch::{IdBatch, IdBatcher, id_dataset};
 use spnn_burn::learner::PrivateCheckpointing;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
-use spnn_burn::{PrivateLinear, PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig};
+use spnn_burn::{
+    AdamParams, PrivateLinear, PrivateLinearConfig, Randomness, SessionSpec, SpnnConfig,
+};
 use spnn_net::NetworkConfig;
 
 #[derive(Module, Debug)]
@@ -56,26 +58,36 @@ impl InferenceStep for Classifier {
     }
 }
 
-/// Reproducible randomness (insecure, tests only) with momentum, so the optimiser's state
-/// matters to the continuation.
-fn config() -> SpnnConfig {
-    SpnnConfig::default()
-        .with_momentum(0.5)
-        .with_randomness(Randomness::InsecureSeededForTests(41))
+/// Reproducible randomness (insecure, tests only) with momentum, or Adam, so the optimiser's
+/// state (at the server and as shares at the holders) matters to the continuation.
+fn config(adam: bool) -> SpnnConfig {
+    let config = SpnnConfig::default().with_randomness(Randomness::InsecureSeededForTests(41));
+    if adam {
+        SpnnConfig {
+            adam: Some(AdamParams {
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: 1e-5,
+            }),
+            ..config
+        }
+    } else {
+        config.with_momentum(0.5)
+    }
 }
 
-fn start(data: &Data, shares: &Path, resume: Option<String>) -> Simulation {
+fn start(data: &Data, shares: &Path, resume: Option<String>, adam: bool) -> Simulation {
     let holders = data
         .holders
         .iter()
         .map(|t| HolderSpec {
             checkpoint_dir: Some(shares.to_path_buf()),
             allow_insecure_reveal: true,
-            policy: test_policy(config()),
+            policy: test_policy(config(adam)),
             ..HolderSpec::new(t.clone())
         })
         .collect();
-    let mut spec = SessionSpec::new(HIDDEN[0]).with_config(config());
+    let mut spec = SessionSpec::new(HIDDEN[0]).with_config(config(adam));
     if let Some(tag) = resume {
         spec = spec.resuming(tag);
     }
@@ -85,8 +97,14 @@ fn start(data: &Data, shares: &Path, resume: Option<String>) -> Simulation {
 
 /// Trains up to epoch `until` with the Learner, resuming at `from` if given; returns `W` and
 /// the output layer's weights after training.
-fn learn(data: &Data, dir: &Path, from: Option<usize>, until: usize) -> (Vec<f32>, Vec<f32>) {
-    let sim = start(data, dir, from.map(PrivateCheckpointing::tag));
+fn learn(
+    data: &Data,
+    dir: &Path,
+    from: Option<usize>,
+    until: usize,
+    adam: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let sim = start(data, dir, from.map(PrivateCheckpointing::tag), adam);
     let session = sim.session().clone();
     let device = device();
     let model = Classifier {
@@ -102,7 +120,7 @@ fn learn(data: &Data, dir: &Path, from: Option<usize>, until: usize) -> (Vec<f32
     let valid = DataLoaderBuilder::new(IdBatcher)
         .batch_size(128)
         .build(id_dataset(&data.labels, &data.test).unwrap());
-    let learner = Learner::new(model, session.optimizer(), 0.1);
+    let learner = Learner::new(model, session.optimizer(), if adam { 0.01 } else { 0.1 });
     // ANCHOR: checkpointing
     let mut training = SupervisedTraining::new(dir, train, valid)
         .metrics((LossMetric::new(),))
@@ -126,11 +144,19 @@ fn learn(data: &Data, dir: &Path, from: Option<usize>, until: usize) -> (Vec<f32
 
 #[test]
 fn a_learner_resumed_from_its_checkpoint_continues_bit_for_bit() {
+    // SGD with momentum, and Adam (its moments and update count are shares and a counter at
+    // each holder).
+    for adam in [false, true] {
+        resumed_bit_for_bit(adam);
+    }
+}
+
+fn resumed_bit_for_bit(adam: bool) {
     let data = Data::new(2);
     let (whole, resumed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (w_whole, out_whole) = learn(&data, whole.path(), None, 2);
+    let (w_whole, out_whole) = learn(&data, whole.path(), None, 2, adam);
     // Epoch 1, then every party stops; a new session resumes the Learner at its checkpoint.
-    let (w_one, _) = learn(&data, resumed.path(), None, 1);
+    let (w_one, _) = learn(&data, resumed.path(), None, 1, adam);
     assert_ne!(w_one, w_whole, "the second epoch changes W");
     for party in ["holder-0", "holder-1"] {
         assert!(
@@ -141,7 +167,7 @@ fn a_learner_resumed_from_its_checkpoint_continues_bit_for_bit() {
             "{party} saved its shares with the Learner's epoch 1"
         );
     }
-    let (w_resumed, out_resumed) = learn(&data, resumed.path(), Some(1), 2);
+    let (w_resumed, out_resumed) = learn(&data, resumed.path(), Some(1), 2, adam);
     assert_eq!(w_resumed, w_whole, "the private weights continue exactly");
     assert_eq!(
         out_resumed, out_whole,
@@ -153,7 +179,7 @@ fn a_learner_resumed_from_its_checkpoint_continues_bit_for_bit() {
 fn resuming_needs_the_sessions_shares_of_that_epoch() {
     let data = Data::new(2);
     let dir = tempfile::tempdir().unwrap();
-    let sim = start(&data, dir.path(), None);
+    let sim = start(&data, dir.path(), None, false);
     let e = PrivateCheckpointing::resume(sim.session(), dir.path(), 3)
         .unwrap_err()
         .to_string();

@@ -580,7 +580,11 @@ impl Engine for SsEngine {
             // Adam's bias corrections count updates: the server's count must be this holder's.
             return Err(protocol(
                 p.server,
-                format!("update {step} after {} updates", self.updates),
+                format!(
+                    "update {step} after {} updates (a resumed server restores its counters \
+                     with ServerSession::set_counters)",
+                    self.updates
+                ),
             ));
         }
         let t = step + 1;
