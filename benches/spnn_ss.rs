@@ -7,6 +7,9 @@
 //!   256: SPNN-SS against SPNN-HE.
 //! - `--holders K` (with the breast-cancer or `--synthetic` run): the features split among `K`
 //!   holders instead of two; `--epochs N`: N epochs instead of the default.
+//! - `cargo bench -p spnn-bench --bench spnn_ss -- --adam` — breast cancer with Burn's Adam
+//!   (defaults, learning rate 0.001) for plaintext Burn, split learning and SPNN-SS (in-memory
+//!   and TLS), then SPNN-SS with the default SGD in the same run: what Adam on shares costs.
 //! - `cargo bench -p spnn-bench --bench spnn_ss -- --census DATA_DIR` — Census-Income (from
 //!   `scripts/fetch-data.sh DATA_DIR`), batch 256, one epoch, without SPNN-HE (hours).
 //!
@@ -86,6 +89,8 @@ fn main() {
             ),
             spnn_he(&data, &setup),
         ]
+    } else if flag("--adam").is_some() {
+        adam(holders, epochs.unwrap_or(Setup::default().epochs))
     } else {
         let defaults = Setup::default();
         let setup = Setup {
@@ -100,6 +105,42 @@ fn main() {
         rows
     };
     println!("{}", markdown(&rows));
+}
+
+/// Breast cancer with Burn's Adam under every system but SPNN-HE (which refuses it), then
+/// SPNN-SS with SGD on the same data.
+fn adam(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
+    let setup = Setup {
+        holders,
+        epochs,
+        lr: 0.001,
+        adam: Some(spnn::burn::AdamParams {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+        }),
+        ..Default::default()
+    };
+    let data = Data::new(spnn::data::embedded::breast_cancer(), holders).expect("embedded data");
+    let mut rows = run(&data, &setup);
+    for row in &mut rows {
+        row.system = format!("{}, Adam", row.system);
+    }
+    let roster = spnn::net::Roster::spnn(holders as u16, false).expect("k ≥ 2 holders");
+    let net = spnn::net::NetworkConfig::new(24).with_timeout(std::time::Duration::from_secs(600));
+    let sgd = Setup {
+        holders,
+        epochs,
+        ..Setup::default()
+    };
+    rows.push(spnn(
+        &data,
+        &sgd,
+        "SPNN-SS, in-memory, SGD",
+        Default::default(),
+        spnn::net::Network::in_memory(&roster, net),
+    ));
+    rows
 }
 
 /// Census-Income under every system: two holders, batch 256, one epoch.

@@ -43,3 +43,46 @@ fn clipped_census_training_matches_plaintext_auc() {
         plain.auc
     );
 }
+
+/// Burn's Adam on shares on Census-Income: the same AUC as plaintext Burn's Adam from the same
+/// data, batches and learning rate (module `spnn_burn::protocol::adam`).
+#[test]
+#[ignore = "needs scripts/fetch-data.sh; set SPNN_DATA_DIR"]
+fn adam_on_shares_matches_plaintext_adam_on_census() {
+    let dir = std::env::var_os("SPNN_DATA_DIR")
+        .expect("SPNN_DATA_DIR is not set: run scripts/fetch-data.sh DIR and set it to DIR");
+    let p = spnn::data::packaged::census::load(dir.as_ref(), 2).unwrap();
+    let data = Data::from_partitioned(p);
+    let setup = Setup {
+        batch: 256,
+        epochs: 1,
+        lr: 0.001,
+        adam: Some(spnn::burn::AdamParams {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+        }),
+        ..Default::default()
+    };
+    let roster = spnn::net::Roster::spnn(2, false).unwrap();
+    let net = spnn::net::NetworkConfig::new(6).with_timeout(std::time::Duration::from_secs(600));
+    let plain = plaintext(&data, &setup);
+    let ss = spnn(
+        &data,
+        &setup,
+        "SPNN-SS, Adam",
+        SpnnConfig::default(),
+        spnn::net::Network::in_memory(&roster, net),
+    );
+    println!(
+        "Census, Adam: AUC SPNN-SS {:.5} ({:.1} s/epoch), plaintext {:.5} ({:.2} s/epoch)",
+        ss.auc, ss.seconds_per_epoch, plain.auc, plain.seconds_per_epoch
+    );
+    assert!(plain.auc > 0.85, "the plaintext baseline must learn: {}", plain.auc);
+    assert!(
+        (ss.auc - plain.auc).abs() < 0.005,
+        "SPNN-SS {} against plaintext {}",
+        ss.auc,
+        plain.auc
+    );
+}

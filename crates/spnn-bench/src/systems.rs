@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
@@ -16,7 +16,7 @@ use spnn_burn::metrics::roc_auc;
 use spnn_burn::simulation::{self, HolderSpec, Simulation};
 use spnn_burn::tensor::{matrix, to_vec};
 use spnn_burn::{
-    PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
+    AdamParams, PartyPolicy, PrivateLinear, PrivateLinearConfig, Protocol, SecureAggregation,
     SecureAggregationConfig, ServerSession, SessionSpec, SpnnConfig,
 };
 use spnn_data::Table;
@@ -34,10 +34,30 @@ pub struct Setup {
     pub batch: usize,
     /// Epochs.
     pub epochs: usize,
-    /// Learning rate (SGD).
+    /// Learning rate.
     pub lr: f64,
     /// Data holders.
     pub holders: usize,
+    /// Burn's Adam with these parameters instead of SGD, for every system (SPNN-SS runs it on
+    /// shares; SPNN-HE refuses it).
+    pub adam: Option<AdamParams>,
+}
+
+impl Setup {
+    /// The session configuration `config` with this setup's optimiser.
+    pub fn session_config(&self, config: SpnnConfig) -> SpnnConfig {
+        SpnnConfig {
+            adam: self.adam,
+            ..config
+        }
+    }
+
+    /// Burn's optimiser of this setup, for the plaintext and split-learning baselines.
+    pub fn optimizer(&self) -> burn::optim::ModuleOptimizer {
+        self.session_config(SpnnConfig::default())
+            .optimizer_config()
+            .init()
+    }
 }
 
 impl Default for Setup {
@@ -48,6 +68,7 @@ impl Default for Setup {
             epochs: 10,
             lr: 0.1,
             holders: 2,
+            adam: None,
         }
     }
 }
@@ -208,7 +229,7 @@ pub fn plaintext(data: &Data, setup: &Setup) -> Row {
             out: LinearConfig::new(setup.widths[1], 1).init(&device),
         },
     );
-    let mut optim = SgdConfig::new().init();
+    let mut optim = setup.optimizer();
     let secs = timed_epochs(setup, |e| {
         for ids in data.epoch(e, setup.batch) {
             let loss = bce(
@@ -262,7 +283,7 @@ pub fn split_learning(data: &Data, setup: &Setup) -> Row {
                     allow_unmasked_outputs: true,
                     ..PartyPolicy::default()
                 })
-                .with_bottom_model(w, SgdConfig::new().init(), device)
+                .with_bottom_model(w, setup.optimizer(), device)
         })
         .collect();
     let sim = simulation::start_unmasked_bottom_models_for_baselines(
@@ -325,7 +346,7 @@ pub fn spnn(
     let sim = simulation::start_on(
         networks,
         holders,
-        SessionSpec::new(setup.widths[0]).with_config(config),
+        SessionSpec::new(setup.widths[0]).with_config(setup.session_config(config)),
     )
     .expect("parties start");
     let first = PrivateLinearConfig::new().init(sim.session(), &device());

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use spnn_burn::{DealerMode, LabelMode, PartyPolicy, Protocol as Kind, SpnnConfig};
+use spnn_burn::{AdamParams, DealerMode, LabelMode, PartyPolicy, Protocol as Kind, SpnnConfig};
 use spnn_net::{Role, Roster};
 
 /// A configuration problem, naming the file and the field.
@@ -88,10 +88,23 @@ pub struct Protocol {
     /// Nesterov momentum (default false; needs momentum).
     #[serde(default)]
     pub nesterov: bool,
-    /// Weight decay (L2 penalty) of every weight, the private ones on shares (default 0;
-    /// `"ss"` without momentum only).
+    /// Weight decay of every weight, the private ones on shares (default 0; `"ss"` only): SGD's
+    /// L2 penalty (without momentum), or AdamW's decoupled decay with `optimizer = "adam"`.
     #[serde(default)]
     pub weight_decay: f64,
+    /// Burn's optimiser for every weight, the private ones on shares: `"sgd"` (default, with
+    /// the momentum fields above) or `"adam"` (`"ss"` only; the momentum fields stay 0).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Adam's `β₁` (default 0.9, Burn's).
+    #[serde(default = "default_beta_1")]
+    pub beta_1: f64,
+    /// Adam's `β₂` (default 0.999, Burn's).
+    #[serde(default = "default_beta_2")]
+    pub beta_2: f64,
+    /// Adam's `ε` (default 1e-5, Burn's; on shares at least `2^−frac_bits`).
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
     /// `"server"` (default) or `"separate"` (then a `dealer` party is required).
     #[serde(default = "default_dealer")]
     pub dealer: DealerMode,
@@ -116,6 +129,27 @@ pub struct Protocol {
     /// holder's `[labels]` says so.
     #[serde(default = "default_labels_at")]
     pub labels_at: String,
+}
+
+/// `[protocol] optimizer`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Burn's SGD (momentum, dampening, Nesterov, weight decay).
+    #[default]
+    Sgd,
+    /// Burn's Adam (AdamW with weight decay).
+    Adam,
+}
+
+fn default_beta_1() -> f64 {
+    0.9
+}
+fn default_beta_2() -> f64 {
+    0.999
+}
+fn default_epsilon() -> f64 {
+    1e-5
 }
 
 fn default_labels_at() -> String {
@@ -151,6 +185,10 @@ impl Default for Protocol {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            optimizer: OptimizerKind::default(),
+            beta_1: default_beta_1(),
+            beta_2: default_beta_2(),
+            epsilon: default_epsilon(),
             dealer: default_dealer(),
             feature_clip: default_feature_clip(),
             gradient_clip: default_gradient_clip(),
@@ -169,7 +207,7 @@ pub struct Training {
     pub epochs: usize,
     /// Batch size.
     pub batch_size: usize,
-    /// SGD learning rate.
+    /// Learning rate (of SGD or Adam).
     pub learning_rate: f64,
     /// Share of the samples held out for testing (default 0.2).
     #[serde(default = "default_test_fraction")]
@@ -935,6 +973,11 @@ impl Deployment {
             dampening: self.protocol.dampening,
             nesterov: self.protocol.nesterov,
             weight_decay: self.protocol.weight_decay,
+            adam: (self.protocol.optimizer == OptimizerKind::Adam).then_some(AdamParams {
+                beta_1: self.protocol.beta_1,
+                beta_2: self.protocol.beta_2,
+                epsilon: self.protocol.epsilon,
+            }),
             ..SpnnConfig::default()
         }
         .with_frac_bits(self.protocol.frac_bits)

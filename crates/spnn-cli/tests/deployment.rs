@@ -444,6 +444,14 @@ fn bad_config_fields_are_named() {
             "protocol",
         ),
         (
+            base.replace("momentum = 0.5", "optimizer = \"adamax\""),
+            "optimizer",
+        ),
+        (
+            base.replace("momentum = 0.5", "momentum = 0.5\noptimizer = \"adam\""),
+            "protocol",
+        ),
+        (
             base.replace("momentum = 0.5", "momentum = 0.5\nweight_decay = -0.1"),
             "protocol",
         ),
@@ -1216,6 +1224,30 @@ fn a_model_with_dropout_and_layer_norm_runs_like_the_simulation() {
         .and_then(|rest| rest.split([' ', ',']).next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no test AUC in {stdout}"));
+    assert!(auc > 0.9, "test AUC {auc}");
+    assert_simulation_gives(&d, &fingerprint(&outs[0]));
+}
+
+/// `[protocol] optimizer = "adam"` (AdamW's decoupled decay too): Burn's Adam for the server's
+/// layers and, on shares, the private weights; across processes it trains to the simulation's
+/// model bit for bit and learns.
+#[test]
+fn adam_from_the_deployment_file_runs_like_the_simulation() {
+    let d = deployment(3, false, "");
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(
+            "momentum = 0.5",
+            "optimizer = \"adam\"\nweight_decay = 0.001",
+        )
+        .replace("learning_rate = 0.1", "learning_rate = 0.01");
+    std::fs::write(&d.config, text).unwrap();
+    let outs = run_all(&d, false);
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let auc = printed_metric(&outs[0], "AUC");
+    println!("Adam: test AUC {auc}");
     assert!(auc > 0.9, "test AUC {auc}");
     assert_simulation_gives(&d, &fingerprint(&outs[0]));
 }
