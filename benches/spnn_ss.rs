@@ -12,6 +12,9 @@
 //!   and TLS), then SPNN-SS with the default SGD in the same run: what Adam on shares costs.
 //! - `cargo bench -p spnn-bench --bench spnn_ss -- --census DATA_DIR` — Census-Income (from
 //!   `scripts/fetch-data.sh DATA_DIR`), batch 256, one epoch, without SPNN-HE (hours).
+//!   With `--adam`: plaintext Burn's Adam against SPNN-SS's Adam on shares (in-memory), the
+//!   test AUCs side by side — Adam's parity on Census, run by hand (an epoch of Adam on shares
+//!   takes minutes there, beyond CI).
 //!
 //! - `cargo bench -p spnn-bench --bench spnn_ss -- --suite OUT_DIR [--census DATA_DIR]` — the whole suite:
 //!   breast cancer (all five systems), Census-Income if given, and SPNN-SS against plain split
@@ -67,7 +70,12 @@ fn main() {
     let holders = value("--holders").unwrap_or(2);
     let epochs = value("--epochs");
     let rows = if let Some(i) = flag("--census") {
-        census(args.get(i + 1).expect("--census needs a data directory"))
+        let dir = args.get(i + 1).expect("--census needs a data directory");
+        if flag("--adam").is_some() {
+            census_adam(dir)
+        } else {
+            census(dir)
+        }
     } else if flag("--synthetic").is_some() {
         let setup = Setup {
             batch: 256,
@@ -141,6 +149,36 @@ fn adam(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
         spnn::net::Network::in_memory(&roster, net),
     ));
     rows
+}
+
+/// Census-Income with Burn's Adam: plaintext against SPNN-SS in-memory, one epoch.
+fn census_adam(dir: &str) -> Vec<spnn_bench::systems::Row> {
+    let setup = Setup {
+        batch: 256,
+        epochs: 1,
+        lr: 0.001,
+        adam: Some(spnn::burn::AdamParams {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+        }),
+        ..Default::default()
+    };
+    let p =
+        spnn::data::packaged::census::load(&user_path(dir), setup.holders).expect("census data");
+    let data = Data::from_partitioned(p);
+    let roster = spnn::net::Roster::spnn(2, false).expect("two holders");
+    let net = spnn::net::NetworkConfig::new(25).with_timeout(std::time::Duration::from_secs(3600));
+    vec![
+        spnn_bench::systems::plaintext(&data, &setup),
+        spnn(
+            &data,
+            &setup,
+            "SPNN-SS, in-memory, Adam",
+            Default::default(),
+            spnn::net::Network::in_memory(&roster, net),
+        ),
+    ]
 }
 
 /// Census-Income under every system: two holders, batch 256, one epoch.

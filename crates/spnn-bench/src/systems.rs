@@ -413,6 +413,7 @@ fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: Fi
             batch: 1,
             h: setup.widths[0],
             update_truncations: 0,
+            update_products: 0,
         });
         (
             bytes - sync.server_sent - sync.holder_sent.iter().sum::<u64>(),

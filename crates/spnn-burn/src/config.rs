@@ -589,6 +589,12 @@ impl SpnnConfig {
         Ok(crate::protocol::update_shifts(self, lr, 1)?.len() as u64)
     }
 
+    /// The element-wise products (each one opening among the holders and one dealt triple) an
+    /// SPNN-SS update performs: Adam's ([`crate::protocol::adam::Plan::products`]), none for SGD.
+    pub fn update_products(&self, lr: f64) -> Result<u64> {
+        Ok(crate::protocol::update_products(self, lr, 1)? as u64)
+    }
+
     /// The same with the SGD of Burn's `config` on the weight shares: its momentum, dampening,
     /// Nesterov flag and weight decay. Refuses what the holders cannot compute on shares:
     /// gradient clipping (a norm or a comparison of secret values).

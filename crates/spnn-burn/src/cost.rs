@@ -36,6 +36,9 @@ pub struct StepShape {
     /// Exact truncations per update: one per public factor of the session's SGD that is not a
     /// whole number ([`crate::SpnnConfig::update_truncations`]).
     pub update_truncations: u64,
+    /// Element-wise products per update: Adam's ([`crate::SpnnConfig::update_products`]); 0
+    /// for SGD.
+    pub update_products: u64,
 }
 
 /// Bytes and rounds of one step, per party.
@@ -87,6 +90,13 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         (_, 0) => frame(SEED) + frame(list(&vec![(d, h); 2 * n])),
         _ => frame(SEED),
     };
+    // Adam's element-wise triples: a seed per holder, holder 0's shares of a∘b explicitly.
+    let products = if train { s.update_products as usize } else { 0 };
+    let product_triples = |m: usize| match (products, m) {
+        (0, _) => 0,
+        (_, 0) => frame(SEED) + frame(list(&vec![(d, h); products])),
+        _ => frame(SEED),
+    };
     let grad = |m: usize| {
         if m == 0 {
             frame(matrix(b, h))
@@ -100,14 +110,19 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         if train {
             bytes += frame(list(&[(b, h)]));
         }
-        bytes + truncs as u64 * frame(list(&[(d, h)]))
+        bytes
+            + truncs as u64 * frame(list(&[(d, h)]))
+            + products as u64 * frame(list(&[(d, h), (d, h)]))
     };
     let commands = forward_cmd + if train { 2 * short_cmd } else { 0 };
     let from_server = |m: usize| {
         commands
             + material(m)
             + if train {
-                grad(m) + triples(backward_truncs, m) + triples(update_truncs, m)
+                grad(m)
+                    + triples(backward_truncs, m)
+                    + triples(update_truncs, m)
+                    + product_triples(m)
             } else {
                 0
             }
@@ -121,7 +136,7 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         holder_received: (0..k)
             .map(|m| from_server(m) + others(m).map(|o| opening(o, m)).sum::<u64>())
             .collect(),
-        holder_rounds: if train { 3 } else { 2 } + truncs as u64,
+        holder_rounds: if train { 3 } else { 2 } + truncs as u64 + products as u64,
         server_rounds: 1,
     }
 }

@@ -332,6 +332,7 @@ fn check_traffic(k: usize, config: SpnnConfig) {
         batch,
         h: HIDDEN[0],
         update_truncations: config.update_truncations(0.1).unwrap(),
+        update_products: config.update_products(0.1).unwrap(),
     };
     let (cost, inf) = (
         training_step(&shape(64)),
@@ -402,4 +403,16 @@ fn traffic_matches_the_documented_formula() {
     };
     assert_eq!(decay.update_truncations(0.1).unwrap(), 2);
     check_traffic(2, decay);
+    // Adam: 232 element-wise products and 238 truncations per update at f = 16.
+    let adam = SpnnConfig {
+        adam: Some(spnn_burn::AdamParams {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+        }),
+        ..SpnnConfig::default()
+    };
+    assert_eq!(adam.update_products(0.1).unwrap(), 232);
+    assert_eq!(adam.update_truncations(0.1).unwrap(), 238);
+    check_traffic(3, adam);
 }
