@@ -85,16 +85,23 @@ fn step(s: &StepShape, train: bool) -> StepCost {
     let truncs = backward_truncs + update_truncs;
     // Every holder derives its share of r from a seed; holder 0 gets its shares of ⌊r/2^s⌋
     // and b explicitly.
+    // Holder 0's explicit matrices travel in messages of bounded size.
+    let explicit = |n: usize| -> u64 {
+        crate::protocol::bundle::message_sizes(n, (d, h))
+            .into_iter()
+            .map(|size| frame(list(&vec![(d, h); size])))
+            .sum()
+    };
     let triples = |n: usize, m: usize| match (n, m) {
         (0, _) => 0,
-        (_, 0) => frame(SEED) + frame(list(&vec![(d, h); 2 * n])),
+        (_, 0) => frame(SEED) + explicit(2 * n),
         _ => frame(SEED),
     };
     // Adam's element-wise triples: a seed per holder, holder 0's shares of a∘b explicitly.
     let products = if train { s.update_products as usize } else { 0 };
     let product_triples = |m: usize| match (products, m) {
         (0, _) => 0,
-        (_, 0) => frame(SEED) + frame(list(&vec![(d, h); products])),
+        (_, 0) => frame(SEED) + explicit(products),
         _ => frame(SEED),
     };
     let grad = |m: usize| {

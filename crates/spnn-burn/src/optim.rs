@@ -17,11 +17,12 @@
 //!
 //! What runs on shares: SGD with momentum, dampening, Nesterov momentum, or weight decay —
 //! every one linear in the shares, each product by a public constant truncated exactly
-//! (module [`crate::protocol::holder`]). What is refused at start, with an error that says why:
-//! gradient clipping (a norm of secret values), Adam / AdamW (an elementwise inverse square
-//! root of secret second moments, which spnn does not compute on shares yet), and the
-//! combinations [`SpnnConfig::validate`] refuses (weight decay with momentum, with SGLD or under
-//! SPNN-HE).
+//! (module [`crate::protocol::holder`]) — and Adam / AdamW, whose element-wise square, inverse
+//! square root and reciprocal run with the dealer's element-wise triples (module
+//! [`crate::protocol::adam`]). What is refused at start, with an error that says why:
+//! gradient clipping, AMSGrad and cautious weight decay (comparisons of secret values), Adam's
+//! L2 decay (use AdamW's), and the combinations [`SpnnConfig::validate`] refuses (weight decay
+//! with momentum, with SGLD or under SPNN-HE; Adam under SPNN-HE).
 
 use burn::module::{ParamGroup, ParamId};
 use burn::optim::decay::WeightDecayConfig;
@@ -116,8 +117,10 @@ impl OptimizerConfig {
     }
 }
 
-/// The fields of Burn's `AdamConfig` / `AdamWConfig` (private, read through serde).
+/// The fields of Burn's `AdamConfig` / `AdamWConfig` (private, read through serde; a field this
+/// version does not know is an error, never ignored).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AdamFields {
     beta_1: f32,
     beta_2: f32,
@@ -161,7 +164,9 @@ impl AdamFields {
             return refuse("cautious weight decay (the signs of W and m)");
         }
         let weight_decay = match (config, &s.weight_decay) {
-            (OptimizerConfig::AdamW(_), Some(v)) => v.as_f64().unwrap_or(0.0),
+            (OptimizerConfig::AdamW(_), Some(v)) => v.as_f64().ok_or_else(|| {
+                SpnnError::Config(format!("AdamW's weight decay {v} is not a number"))
+            })?,
             (OptimizerConfig::Adam(_), Some(v)) if !v.is_null() => {
                 return Err(SpnnError::Config(
                     "Adam's L2 weight decay adds λ·W to the gradient before the division, which \

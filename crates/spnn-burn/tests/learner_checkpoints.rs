@@ -77,6 +77,15 @@ fn config(adam: bool) -> SpnnConfig {
 }
 
 fn start(data: &Data, shares: &Path, resume: Option<String>, adam: bool) -> Simulation {
+    try_start(data, shares, resume, adam).unwrap()
+}
+
+fn try_start(
+    data: &Data,
+    shares: &Path,
+    resume: Option<String>,
+    adam: bool,
+) -> spnn_burn::Result<Simulation> {
     let holders = data
         .holders
         .iter()
@@ -92,7 +101,7 @@ fn start(data: &Data, shares: &Path, resume: Option<String>, adam: bool) -> Simu
         spec = spec.resuming(tag);
     }
     let net = NetworkConfig::new(9).with_timeout(Duration::from_secs(60));
-    simulation::start(holders, spec, net).unwrap()
+    simulation::start(holders, spec, net)
 }
 
 /// Trains up to epoch `until` with the Learner, resuming at `from` if given; returns `W` and
@@ -185,4 +194,20 @@ fn resuming_needs_the_sessions_shares_of_that_epoch() {
         .to_string();
     assert!(e.contains("SessionSpec::resuming(\"epoch-3\")"), "{e}");
     sim.finish().unwrap();
+}
+
+#[test]
+fn shares_saved_under_sgd_do_not_resume_under_adam() {
+    // SGD's velocity is not Adam's first moment: a holder refuses the checkpoint.
+    let data = Data::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    learn(&data, dir.path(), None, 1, false);
+    let e = match try_start(&data, dir.path(), Some(PrivateCheckpointing::tag(1)), true) {
+        Ok(sim) => sim
+            .finish()
+            .expect_err("an SGD checkpoint resumed under Adam"),
+        Err(e) => e,
+    }
+    .to_string();
+    assert!(e.contains("written with Adam None"), "{e}");
 }

@@ -138,3 +138,29 @@ fn the_optimisers_step_carries_its_learning_rate_to_the_shares() {
     drop(model);
     sim.finish().unwrap();
 }
+
+/// Adam's square root on shares covers `v ≤ 4^c`, `c = 60 − 3f`: at 18 fractional bits the
+/// default clips' gradient bound is beyond it, and the first update stops with the reason —
+/// before any share changes — instead of failing part-way through a run.
+#[test]
+fn adam_beyond_its_square_roots_domain_stops_at_the_first_update_with_the_reason() {
+    let data = Data::new(2);
+    let device = device();
+    let config = SpnnConfig {
+        adam: Some(spnn_burn::AdamParams {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+        }),
+        ..SpnnConfig::default().with_frac_bits(18)
+    };
+    let sim = start(&data, config, false);
+    let session = sim.session().clone();
+    let model = spnn_model(&sim, &device);
+    let mut optim = session.optimizer();
+    let ids = &data.epoch(0, 64)[0];
+    let model = spnn_step(model, &mut optim, ids, &data.labels(ids), 0.001, &device).0;
+    drop(model);
+    let e = sim.finish().unwrap_err().to_string();
+    assert!(e.contains("square root on shares covers"), "{e}");
+}

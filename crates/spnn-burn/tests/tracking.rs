@@ -328,14 +328,16 @@ fn max_of(v: &[f64]) -> f64 {
 /// - `q = 1/(√v + ε')` lies in `[1/(√(v + e_v) + ε'), 1/(√(v − e_v) + ε')]` for the computed `v`;
 ///   the two Newton iterations end in rounding only (five steps of quadratic convergence to
 ///   spare): each truncation errs by a unit, which moves `q` by at most `8·u·(1 + q)`;
-/// - the increment: `η·κ·(e_m·q_hi + |m|·(q_hi − q_lo) + |m|·8u(1 + q_hi)) + 2u` (the last
-///   product's and the step factor's truncations) plus the 16-bit multiplier's relative error.
+/// - the increment: `η·κ·(e_m·q_hi + |m|·(q_hi − q_lo) + |m|·8u(1 + q_hi)) + 5u` (the last
+///   product's truncation and up to two pieces each of the step factor and the decay) plus the
+///   16-bit multipliers' relative error, twice for `κ_t` (computed from the betas rounded to
+///   `2^{−24}`).
 ///
 /// Negative controls: Adam without the bias corrections, and plain SGD, exceed the bound.
-fn adam_lockstep(config: SpnnConfig, steps: usize) {
+fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
     let config = config.with_z_noise(0.0);
     let adam = config.adam.expect("an Adam configuration");
-    let data = Data::new(2);
+    let data = Data::new(k);
     let device = device();
     let sim = start(&data, config, true);
     let session = sim.session().clone();
@@ -376,12 +378,13 @@ fn adam_lockstep(config: SpnnConfig, steps: usize) {
             + g_abs * rel
             + u;
         let (m_abs, v_abs) = (max_of(&m), max_of(&v));
-        e_m = b1 * e_m + (1.0 - b1) * e_g + b1 * m_abs * rel + (1.0 - b1) * g_abs * rel + 2.0 * u;
+        // Each factor is at most three 8-bit pieces at 2^-24, each piece one truncation.
+        e_m = b1 * e_m + (1.0 - b1) * e_g + b1 * m_abs * rel + (1.0 - b1) * g_abs * rel + 6.0 * u;
         e_v = b2 * e_v
             + (1.0 - b2) * (2.0 * g_abs * e_g + e_g * e_g)
             + b2 * v_abs * rel
             + (1.0 - b2) * g_abs * g_abs * rel
-            + 2.0 * u * u;
+            + 6.0 * u * u;
         for i in 0..d * h {
             m[i] = b1 * m[i] + (1.0 - b1) * g[i];
             v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
@@ -405,9 +408,9 @@ fn adam_lockstep(config: SpnnConfig, steps: usize) {
                 * kappa
                 * (e_m * q_hi + m[i].abs() * (q_hi - q_lo) + m[i].abs() * 8.0 * u * (1.0 + q_hi))
                 * (1.0 + rel)
-                + lr * kappa * m[i].abs() * q * rel
+                + lr * kappa * m[i].abs() * q * 2.0 * rel
                 + decay.abs() * rel
-                + 3.0 * u;
+                + 5.0 * u;
             let got = w_before[i] - w_after[i];
             let err = (got - expected).abs();
             assert!(
@@ -441,14 +444,28 @@ fn burns_adam_runs_on_shares_step_by_step() {
         epsilon: 1e-5,
     };
     adam_lockstep(
+        2,
         SpnnConfig {
             adam: Some(adam),
             ..SpnnConfig::default()
         },
         5,
     );
+    // Three holders, 17 fractional bits (narrower clips: at 17 bits the square root covers
+    // v ≤ 4^9, below the default clips' bound).
+    adam_lockstep(
+        3,
+        SpnnConfig {
+            adam: Some(adam),
+            ..SpnnConfig::default()
+                .with_frac_bits(17)
+                .with_clips(16.0, 4.0)
+        },
+        4,
+    );
     // AdamW: decoupled decay, large enough to matter here; a large ε (Burn's ε_t, no floor).
     adam_lockstep(
+        2,
         SpnnConfig {
             adam: Some(spnn_burn::AdamParams {
                 epsilon: 1e-3,

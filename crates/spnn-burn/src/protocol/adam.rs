@@ -26,37 +26,83 @@
 //! 5. `m∘q`, times the public `η·κ_t`, subtracted from `W`.
 //!
 //! **The floor `ε'_t ≥ 2^{−f}`.** The weight gradient arrives at scale `2^{−f}` with a rounding
-//! error of up to one unit per truncation, so `m` carries errors of a few units even where the
-//! true gradient is zero. Burn's `ε_t` at the first steps is `ε·√(1 − β₂)` (3·10⁻⁷ at the
-//! defaults), and a unit of rounding divided by it would move a weight by tens of learning
-//! rates. With the floor, rounding moves a weight by at most about one learning rate — what
-//! Burn's own Adam does with a gradient of that size. Where `√v ≫ 2^{−f}` (every weight that
+//! error of up to one unit per truncation, so `m` carries errors of a few units wherever the true
+//! gradient is tiny. Burn's `ε_t` at the first steps is `ε·√(1 − β₂)` (3·10⁻⁷ at the defaults),
+//! and a unit of rounding divided by it would move a weight by tens of learning rates; with the
+//! floor, rounding moves a weight by a few learning rates at most — what Burn's own Adam does
+//! with a gradient of that size. In Burn's terms the floor is an `ε` of
+//! `max(ε, 2^{−f}/√(1 − β₂^t))`: 4.8·10⁻⁴ at `t = 1`, 5·10⁻⁵ at `t = 100` and 1.9·10⁻⁵ at
+//! `t = 1000` with `f = 16` and `β₂ = 0.999`. Where `√v̂` is well above it (every weight that
 //! learns) the update is Burn's; the tracking test measures the difference step by step.
 //!
+//! **Factors.** `β` and `1 − β` are rounded to complementary multiples of `2^{−24}`
+//! ([`moment_factors`]), so each moment is an exact convex combination; each factor is applied
+//! in 8-bit pieces, one truncation each, so `v` (up to `2^{54}` ring units) times a piece stays in
+//! the ring. The bias corrections use the rounded `β̃`.
+//!
+//! **Limits.** The holders check, before an update changes anything, that the moments' steady
+//! state under the update's gradient bound stays inside every bound above; at 16 fractional bits
+//! the default clips fit, at 17 they need narrower clips (the tests use 16 and 4), and at 18 or
+//! 19 the first update stops with the reason. With AdamW's decay the public bound on `W` grows by
+//! the step's bound every update (Adam's step is no contraction): at the defaults and `η = 10⁻³` a
+//! run stops with an error after about `4·10⁶` updates (`4·10⁵` at `10⁻²`).
+//!
 //! **Cost.** Every product and every truncation is one opening among the holders:
-//! [`Plan::products`] element-wise products (each `d × h`) and as many truncations per update,
-//! about 240 round trips at `f = 16`, independent of the batch.
+//! [`Plan::products`] element-wise products (each `d × h`) and about as many truncations per
+//! update — 232 and 244 at `f = 16`, 476 rounds — independent of the batch.
 
-use super::scale::{PublicScale, truncation_shifts};
+use super::scale::PublicScale;
 use crate::config::SpnnConfig;
 use crate::error::{Result, SpnnError};
 
-/// The pieces `(m_i, s_i)` with `c ≈ Σ m_i·2^{−s_i}` and every `m_i < 2^8`: the second moment's
-/// factors `β₂` and `1 − β₂` in two halves of their 16-bit mantissa, so that `v` (bounded by
-/// `2^50` ring units at the defaults) times a mantissa stays inside the ring. Each piece is one
-/// truncation by `s_i` (none when `s_i = 0`).
-pub fn split_factor(c: f64) -> Result<Vec<(u64, u32)>> {
+/// A public factor as pieces `(m_i, s_i)`, `c = Σ m_i·2^{−s_i}` with every `m_i ≤ 2^8`: a value
+/// bounded by `2^54` ring units times a piece stays inside the ring. Each piece with `s_i > 0` is
+/// one exact truncation by `s_i`.
+pub type Pieces = Vec<(u64, u32)>;
+
+/// The 8-bit pieces of the integer `m ≤ 2^shift` at shift `shift`, highest first (the highest
+/// is 256 when `m = 2^shift`, a factor of exactly 1).
+fn pieces_of(m: u64, shift: u32) -> Pieces {
+    let n = shift.div_ceil(8);
+    (0..n)
+        .rev()
+        .map(|i| {
+            let piece = if i + 1 == n {
+                m >> (8 * i)
+            } else {
+                (m >> (8 * i)) & 0xff
+            };
+            (piece, shift - 8 * i)
+        })
+        .filter(|&(piece, _)| piece > 0)
+        .collect()
+}
+
+/// `c` (at most 1) with the 16-bit mantissa of [`PublicScale`], in 8-bit pieces: AdamW's
+/// decay `η·λ` and the step factor `η·κ_t`.
+pub fn split_factor(c: f64) -> Result<Pieces> {
     let PublicScale { m, shift } = PublicScale::of(c)?;
-    let (hi, lo) = (m >> 8, m & 0xff);
-    let mut pieces = Vec::new();
-    if hi > 0 {
-        // m < 2^8 whenever shift < 8 (c < 1), so hi > 0 implies shift ≥ 8.
-        pieces.push((hi, shift - 8));
+    if m >= 1 << shift {
+        // c ≥ 1 (a huge learning rate): one piece per 8 bits of the integer part as well.
+        return Ok(vec![(m, shift)]);
     }
-    if lo > 0 {
-        pieces.push((lo, shift));
-    }
-    Ok(pieces)
+    Ok(pieces_of(m, shift))
+}
+
+/// Bits of the moments' factors: `β` rounds to a multiple of `2^{−24}`.
+pub const MOMENT_BITS: u32 = 24;
+
+/// `β` and `1 − β` as complementary pieces that add up to exactly 1 (`β̃ = m·2^{−24}` and
+/// `(2^{24} − m)·2^{−24}`), so `β̃·v + (1 − β̃)·x` is a convex combination however close `β` is
+/// to 1; and `β̃` itself, which the bias corrections use.
+pub fn moment_factors(beta: f64) -> (Pieces, Pieces, f64) {
+    let one = 1u64 << MOMENT_BITS;
+    let m = ((beta * one as f64).round() as u64).min(one);
+    (
+        pieces_of(m, MOMENT_BITS),
+        pieces_of(one - m, MOMENT_BITS),
+        m as f64 / one as f64,
+    )
 }
 
 /// The public constants of one Adam update (module docs).
@@ -70,8 +116,8 @@ pub struct Plan {
     pub rsqrt_iterations: u32,
     /// Newton steps of the reciprocal.
     pub reciprocal_iterations: u32,
-    /// `β₁`, `1 − β₁`, `β₂`, `1 − β₂`.
-    pub betas: [f64; 4],
+    /// `β₁`, `1 − β₁`, `β₂`, `1 − β₂` as pieces ([`moment_factors`]).
+    pub betas: [Pieces; 4],
     /// `ε'_t` in ring units at scale `2^{2f}` (module docs).
     pub epsilon_units: u64,
     /// `η·κ_t`.
@@ -101,9 +147,19 @@ impl Plan {
                 adam.epsilon
             )));
         }
+        let (b1, nb1, beta_1) = moment_factors(adam.beta_1);
+        let (b2, nb2, beta_2) = moment_factors(adam.beta_2);
+        if beta_2 >= 1.0 || nb1.is_empty() {
+            return Err(SpnnError::Config(format!(
+                "Adam's betas ({}, {}) round to 1 at 2^-{MOMENT_BITS}: the moments would never \
+                 take a gradient in",
+                adam.beta_1, adam.beta_2
+            )));
+        }
+        // The bias corrections of the betas the holders actually use.
         let t = i32::try_from(t.max(1)).unwrap_or(i32::MAX);
-        let bias2 = (1.0 - adam.beta_2.powi(t)).sqrt();
-        let step_factor = lr * bias2 / (1.0 - adam.beta_1.powi(t));
+        let bias2 = (1.0 - beta_2.powi(t)).sqrt();
+        let step_factor = lr * bias2 / (1.0 - beta_1.powi(t));
         let floor = 2f64.powi(f as i32);
         let epsilon_units = (adam.epsilon * bias2 * floor * floor).round().max(floor) as u64;
         let growth = 1.5f64.log2();
@@ -112,12 +168,7 @@ impl Plan {
             c,
             rsqrt_iterations: (f64::from(c + f) / growth).ceil() as u32 + 5,
             reciprocal_iterations: c + 2 + f + 5,
-            betas: [
-                adam.beta_1,
-                1.0 - adam.beta_1,
-                adam.beta_2,
-                1.0 - adam.beta_2,
-            ],
+            betas: [b1, nb1, b2, nb2],
             epsilon_units,
             step_factor,
             decay: lr * config.weight_decay,
@@ -131,24 +182,21 @@ impl Plan {
     }
 
     /// The truncation shifts of one update in the holders' order (module docs): AdamW's decay,
-    /// the first moment's two factors, the second moment's two, three per square-root step,
-    /// the square root, two per reciprocal step, `m∘q`, the step factor.
+    /// the moments' factors (piece by piece), three per square-root step, the square root, two
+    /// per reciprocal step, `m∘q`, the step factor.
     pub fn shifts(&self) -> Result<Vec<u32>> {
         // Keep in step with the holders' `adam_update` (each truncation checks the shift it
         // was dealt for).
         let f = self.frac_bits;
-        let by = |c: f64, at: u32| -> Result<Vec<u32>> {
-            Ok(truncation_shifts(at, at, &PublicScale::of(c)?))
+        let of = |pieces: &Pieces| -> Vec<u32> {
+            pieces.iter().map(|&(_, s)| s).filter(|&s| s > 0).collect()
         };
         let mut shifts = Vec::new();
         if self.decay > 0.0 {
-            shifts.extend(by(self.decay, f)?);
+            shifts.extend(of(&split_factor(self.decay)?));
         }
-        let [b1, nb1, b2, nb2] = self.betas;
-        shifts.extend(by(b1, f)?);
-        shifts.extend(by(nb1, f)?);
-        for c in [b2, nb2] {
-            shifts.extend(split_factor(c)?.iter().map(|&(_, s)| s).filter(|&s| s > 0));
+        for pieces in &self.betas {
+            shifts.extend(of(pieces));
         }
         for _ in 0..self.rsqrt_iterations {
             shifts.extend([f, 2 * f, f + 1]);
@@ -158,7 +206,7 @@ impl Plan {
             shifts.extend([2 * f, f]);
         }
         shifts.push(f);
-        shifts.extend(by(self.step_factor, f)?);
+        shifts.extend(of(&split_factor(self.step_factor)?));
         Ok(shifts)
     }
 
@@ -167,9 +215,12 @@ impl Plan {
         2f64.powi(2 * (self.c + self.frac_bits) as i32)
     }
 
-    /// The largest value `y` reaches (real): `2^{−c}·(3/2)^N`, plus one for rounding.
+    /// The largest value `y` reaches (real): where `v = 0` it grows by `3/2` per step, each
+    /// step's truncation adding up to a unit `2^{−f}` that the next steps multiply as well:
+    /// `(2^{−c} + 2^{1−f})·(3/2)^N`.
     pub fn max_rsqrt(&self) -> f64 {
-        2f64.powi(-(self.c as i32)) * 1.5f64.powi(self.rsqrt_iterations as i32) + 1.0
+        (2f64.powi(-(self.c as i32)) + 2f64.powi(1 - self.frac_bits as i32))
+            * 1.5f64.powi(self.rsqrt_iterations as i32)
     }
 
     /// The largest value `q` reaches (real): `1/ε'_t ≤ 2^f`, doubled for rounding.
@@ -236,17 +287,23 @@ mod tests {
     fn the_plan_has_one_truncation_per_product_and_factor() {
         let plan = Plan::new(&config(), 1e-3, 1).unwrap();
         let shifts = plan.shifts().unwrap();
-        // The first moment's factors and the step factor, one truncation each (none is a power
-        // of 2), the second moment's two pieces each.
-        assert_eq!(shifts.len(), plan.products() - 1 + 3 + 4);
-        for c in [0.999, 0.001, 0.5, 0.37] {
+        // One truncation per piece of the moments' factors and of the step factor.
+        let pieces: usize = plan.betas.iter().map(Vec::len).sum::<usize>()
+            + split_factor(plan.step_factor).unwrap().len();
+        assert_eq!(shifts.len(), plan.products() - 1 + pieces);
+        let value =
+            |p: &Pieces| -> f64 { p.iter().map(|&(m, s)| m as f64 / 2f64.powi(s as i32)).sum() };
+        for c in [0.999, 0.001, 0.5, 0.37, 1e-7] {
             let pieces = split_factor(c).unwrap();
-            let value: f64 = pieces
-                .iter()
-                .map(|&(m, s)| m as f64 / 2f64.powi(s as i32))
-                .sum();
-            assert!(((value - c) / c).abs() <= 2f64.powi(-16), "{c}");
-            assert!(pieces.iter().all(|&(m, _)| m < 256));
+            assert!(((value(&pieces) - c) / c).abs() <= 2f64.powi(-16), "{c}");
+            assert!(pieces.iter().all(|&(m, _)| m <= 256));
+        }
+        for beta in [0.9, 0.999, 0.99999, 0.0] {
+            let (b, nb, rounded) = moment_factors(beta);
+            assert_eq!(value(&b) + value(&nb), 1.0, "β̃ + (1 − β̃) is exactly 1");
+            assert_eq!(value(&b), rounded);
+            assert!((rounded - beta).abs() <= 2f64.powi(-25));
+            assert!(b.iter().chain(&nb).all(|&(m, _)| m <= 256));
         }
         assert!(plan.epsilon_units >= 1 << 16, "ε' has the 2^-f floor");
         let later = Plan::new(&config(), 1e-3, 10_000).unwrap();

@@ -9,6 +9,17 @@ use spnn_crypto::{RingMatrix, SecretSeed, SecureRng};
 
 use crate::error::Result;
 
+/// The largest explicit bundle one `DealerBundle` message carries, in bytes: far below the
+/// network's frame limit, however many triples an update needs (Adam's are hundreds).
+pub(crate) const MESSAGE_BYTES: usize = 32 << 20;
+
+/// The sizes of the messages that carry `n` explicit matrices of `shape` (at least one matrix
+/// per message), in order.
+pub(crate) fn message_sizes(n: usize, (rows, cols): (usize, usize)) -> Vec<usize> {
+    let per = (MESSAGE_BYTES / (rows * cols * 8).max(1)).max(1);
+    (0..n.div_ceil(per)).map(|i| per.min(n - i * per)).collect()
+}
+
 /// Shapes of the matrices of a bundle, in order.
 pub(crate) type Shapes = Vec<(usize, usize)>;
 
@@ -287,6 +298,18 @@ mod tests {
                 assert_ne!(a, RingMatrix::zeros(3, 2));
             }
         }
+    }
+
+    #[test]
+    fn explicit_bundles_are_split_into_bounded_messages() {
+        assert_eq!(message_sizes(0, (30, 64)), Vec::<usize>::new());
+        assert_eq!(message_sizes(476, (30, 64)), vec![476]);
+        // 510 × 64 weights (census): 128 matrices per 32 MiB message.
+        let sizes = message_sizes(476, (510, 64));
+        assert_eq!(sizes.iter().sum::<usize>(), 476);
+        assert!(sizes.iter().all(|&s| s * 510 * 64 * 8 <= MESSAGE_BYTES));
+        // A matrix larger than a message still travels, alone.
+        assert_eq!(message_sizes(2, (4096, 4096)), vec![1, 1]);
     }
 
     #[test]

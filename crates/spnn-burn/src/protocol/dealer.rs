@@ -214,7 +214,14 @@ impl DealerEngine {
             for (seed, &holder) in seeds.into_iter().zip(&p.holders) {
                 net.send(holder, &DealerSeed(seed))?;
             }
-            net.send(p.holders[0], &DealerBundle(explicit))?;
+            // In messages of bundle::message_sizes, which holder 0 expects.
+            let mut rest = explicit.into_iter();
+            for size in bundle::message_sizes(rest.len(), (p.d, p.h)) {
+                net.send(
+                    p.holders[0],
+                    &DealerBundle(rest.by_ref().take(size).collect()),
+                )?;
+            }
         }
         Ok(())
     }

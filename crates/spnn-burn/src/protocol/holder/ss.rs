@@ -44,9 +44,10 @@ use spnn_net::codec::{Blob, Codec, Reader};
 
 use super::record::ShareRecord;
 use super::{Engine, GradientPart, Party};
+use crate::config::AdamParams;
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{DealerBundle, DealerSeed};
-use crate::protocol::adam::{Plan, split_factor};
+use crate::protocol::adam::{Pieces, Plan, split_factor};
 use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
 use crate::protocol::pairwise::{Material, StepShape};
@@ -76,6 +77,8 @@ pub(crate) struct State {
     second_bound: f64,
     velocity_started: bool,
     updates: u64,
+    /// The Adam configuration the state was written under (`None`: SGD).
+    adam: Option<AdamParams>,
 }
 
 /// Parses a state written by [`SsEngine`]'s `save` for weights of `shape`; refuses anything
@@ -85,11 +88,15 @@ pub(crate) fn parse_state(
     shape: (usize, usize),
 ) -> std::result::Result<State, String> {
     let mut r = Reader::new(payload);
-    type Fields = ((f64, f64), (f64, f64), ((bool, u64), Blob));
+    type Fields = (
+        (f64, f64),
+        (f64, f64),
+        ((bool, u64), (Option<AdamParams>, Blob)),
+    );
     let (
         (pending_bound, velocity_bound),
         (w_bound, second_bound),
-        ((velocity_started, updates), Blob(record)),
+        ((velocity_started, updates), (adam, Blob(record))),
     ) = <Fields>::read(&mut r).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
     for b in [pending_bound, velocity_bound, w_bound, second_bound] {
@@ -110,6 +117,7 @@ pub(crate) fn parse_state(
         second_bound,
         velocity_started,
         updates,
+        adam,
     })
 }
 
@@ -130,6 +138,8 @@ pub(super) struct SsEngine {
     velocity_started: bool,
     /// Updates applied (Adam's bias corrections count them).
     updates: u64,
+    /// The session's Adam parameters (`None`: SGD), recorded in every checkpoint.
+    adam: Option<AdamParams>,
     bounds: Bounds,
     saved: Option<Saved>,
     /// Dealt truncation triples, each with the shift it was dealt for.
@@ -153,6 +163,7 @@ impl SsEngine {
             second_bound: 0.0,
             velocity_started: false,
             updates: 0,
+            adam: p.config.adam,
             bounds: Bounds::of(&p.config)?,
             saved: None,
             truncations: VecDeque::new(),
@@ -179,16 +190,7 @@ impl SsEngine {
         }
         let DealerSeed(seed) = p.net.recv(p.dealer)?;
         let explicit = if p.me == 0 {
-            let DealerBundle(mats) = p.net.recv(p.dealer)?;
-            let got: Vec<_> = mats.iter().map(RingMatrix::shape).collect();
-            let want = vec![(p.d, p.h); 2 * shifts.len()];
-            if got != want {
-                return Err(protocol(
-                    p.dealer,
-                    format!("truncation bundle of shapes {got:?}, expected {want:?}"),
-                ));
-            }
-            mats
+            Self::receive_explicit(p, 2 * shifts.len(), "truncation")?
         } else {
             Vec::new()
         };
@@ -205,24 +207,34 @@ impl SsEngine {
         }
         let DealerSeed(seed) = p.net.recv(p.dealer)?;
         let explicit = if p.me == 0 {
-            let DealerBundle(mats) = p.net.recv(p.dealer)?;
-            if mats.len() != n || mats.iter().any(|m| m.shape() != (p.d, p.h)) {
-                return Err(protocol(
-                    p.dealer,
-                    format!(
-                        "a bundle of {} products, expected {n} of {:?}",
-                        mats.len(),
-                        (p.d, p.h)
-                    ),
-                ));
-            }
-            mats
+            Self::receive_explicit(p, n, "product")?
         } else {
             Vec::new()
         };
         self.products
             .extend(bundle::product_shares(&seed, p.me, explicit, (p.d, p.h), n));
         Ok(())
+    }
+
+    /// Holder 0's `n` explicit matrices of the weights' shape from the dealer, in the messages
+    /// of [`bundle::message_sizes`], each checked.
+    fn receive_explicit(p: &Party, n: usize, what: &str) -> Result<Vec<RingMatrix>> {
+        let mut all = Vec::with_capacity(n);
+        for size in bundle::message_sizes(n, (p.d, p.h)) {
+            let DealerBundle(mats) = p.net.recv(p.dealer)?;
+            if mats.len() != size || mats.iter().any(|m| m.shape() != (p.d, p.h)) {
+                return Err(protocol(
+                    p.dealer,
+                    format!(
+                        "a {what} bundle of {} matrices, expected {size} of shape {:?}",
+                        mats.len(),
+                        (p.d, p.h)
+                    ),
+                ));
+            }
+            all.extend(mats);
+        }
+        Ok(all)
     }
 
     /// The element-wise product `x ∘ y` of two shared matrices of the weights' shape, at the
@@ -318,19 +330,19 @@ impl SsEngine {
         Ok(zero.add_public(&RingMatrix::from_vec(p.d, p.h, vec![value; p.d * p.h])?)?)
     }
 
-    /// `a · c` for a public `c < 1` at `a`'s own scale, `c`'s mantissa in two 8-bit pieces
-    /// ([`split_factor`]): for values too large to multiply by a 16-bit mantissa.
-    fn mul_public_split(
+    /// `a · c` for a public `c` given as 8-bit [`Pieces`], at `a`'s own scale, with the public
+    /// bound of the result: one truncation per piece (each errs by up to a unit).
+    fn mul_pieces(
         &mut self,
         p: &Party,
-        a: Share,
+        a: &Share,
         bound: f64,
-        c: f64,
+        pieces: &Pieces,
         what: &str,
     ) -> Result<(Share, f64)> {
         let mut sum = a.with_value(RingMatrix::zeros(p.d, p.h));
         let mut sum_bound = 0.0;
-        for (m, shift) in split_factor(c)? {
+        for &(m, shift) in pieces {
             ring_bits(bound * m as f64, what)?;
             let piece = a.with_value_and_scale(a.value().scalar_mul(m), a.frac_bits() + shift);
             let piece = if shift > 0 {
@@ -347,7 +359,9 @@ impl SsEngine {
     /// Adam's update on the shares (module [`crate::protocol::adam`]): AdamW's decay, the
     /// moments, `q ≈ 1/(√v + ε')` by two Newton iterations, `W ← W − η·κ_t·m∘q`. Every
     /// truncation's input is checked against its public bound, derived from the iterations'
-    /// never overshooting their fixed points (module docs).
+    /// never overshooting their fixed points (module docs) — all of them before any state
+    /// changes, for the moments' steady state under this gradient bound, so a run that fits
+    /// its first update fits every later one with gradients bounded alike.
     fn adam_update(
         &mut self,
         p: &Party,
@@ -359,46 +373,78 @@ impl SsEngine {
     ) -> Result<()> {
         let f = plan.frac_bits;
         let unit = |bits: u32| 2f64.powi(bits as i32);
-        let [b1, nb1, b2, nb2] = plan.betas;
-        // AdamW: W ← W − η·λ·W (of the weights before this step, as Burn).
-        let mut w_bound = self.w_bound;
-        if plan.decay > 0.0 {
-            let w = self.w.clone();
-            let (decay, _) = self.mul_public(p, w, w_bound, plan.decay, "AdamW's weight decay")?;
-            self.w = self.w.sub(&decay)?;
-            w_bound = (1.0 - PublicScale::of(plan.decay)?.value()).abs() * w_bound + 1.0;
-        }
-        // m ← β₁·m + (1 − β₁)·g
-        let m = self.velocity.clone();
-        let (m, m_bound) = self.mul_public(p, m, self.velocity_bound, b1, "Adam's first moment")?;
-        let (fresh, fresh_bound) =
-            self.mul_public(p, g.clone(), g_bound, nb1, "Adam's gradient")?;
-        self.velocity = m.add(&fresh)?;
-        self.velocity_bound = m_bound + fresh_bound;
-        // v ← β₂·v + (1 − β₂)·g∘g, at 2^{2f}
+        let [b1, nb1, b2, nb2] = &plan.betas;
+        let value =
+            |pieces: &Pieces| -> f64 { pieces.iter().map(|&(m, s)| m as f64 / unit(s)).sum() };
+        // Public bounds: m' ≤ β̃₁·m + (1 − β̃₁)·g + one unit per piece, so m never exceeds
+        // max(m, g) + (pieces)/(1 − β̃₁); likewise v with g². Checked up front.
         let g2_bound = g_bound * g_bound;
-        ring_bits(g2_bound, "the squared gradient")?;
-        let g2 = self.mul_shares(p, &g, &g)?;
-        let v = self.second.clone();
-        let (v, v_bound) =
-            self.mul_public_split(p, v, self.second_bound, b2, "Adam's second moment")?;
-        let (fresh, fresh_bound) =
-            self.mul_public_split(p, g2, g2_bound, nb2, "the squared gradient")?;
-        self.second = v.add(&fresh)?;
-        self.second_bound = v_bound + fresh_bound;
-        if self.second_bound > plan.max_second_moment() {
+        let largest = |pieces: &Pieces| pieces.iter().map(|&(m, _)| m as f64).fold(0.0, f64::max);
+        let slack = |b: &Pieces, nb: &Pieces| (b.len() + nb.len()) as f64 / value(nb);
+        let m_limit = self.velocity_bound.max(g_bound) + slack(b1, nb1);
+        let v_limit = self.second_bound.max(g2_bound) + slack(b2, nb2);
+        if v_limit > plan.max_second_moment() {
             return Err(SpnnError::Config(format!(
                 "Adam's second moment may reach {:.3e}, beyond the 4^{} its square root on shares \
-                 covers: use smaller clips or batches",
-                self.second_bound / unit(2 * f),
+                 covers at {f} fractional bits: use smaller clips, batches or fewer accumulated \
+                 batches, or 16 fractional bits",
+                v_limit / unit(2 * f),
                 plan.c
             )));
         }
+        let root_bound = 2.0 * (v_limit / unit(2 * f)).sqrt() + 1.0;
+        let q_max = plan.max_reciprocal() * unit(f);
+        let step_bound = m_limit * q_max;
+        for (bound, what) in [
+            (g2_bound, "the squared gradient"),
+            (m_limit * 256.0, "Adam's first moment"),
+            (v_limit * 256.0, "Adam's second moment"),
+            (root_bound * unit(3 * f), "v·y in Adam's square root"),
+            (3.0 * plan.max_rsqrt() * unit(2 * f), "y·(3 − v·y²)"),
+            (2.0 * q_max * unit(f), "q·(2 − u·q)"),
+            (step_bound, "Adam's step m/(√v + ε)"),
+            (
+                (step_bound / unit(f) + 1.0) * largest(&split_factor(plan.step_factor)?),
+                "Adam's weight update",
+            ),
+        ] {
+            ring_bits(bound, what)?;
+        }
+        if plan.decay > 0.0 {
+            // W's bound grows by the step's bound every update (Adam's step is not a
+            // contraction): at the defaults a run stops with this error after about 4·10⁶
+            // updates at η = 10⁻³.
+            ring_bits(
+                self.w_bound * largest(&split_factor(plan.decay)?),
+                "AdamW's weight decay",
+            )?;
+        }
+        // AdamW: W ← W − η·λ·W (of the weights before this step, as Burn).
+        let mut w_bound = self.w_bound;
+        if plan.decay > 0.0 {
+            let pieces = split_factor(plan.decay)?;
+            let w = self.w.clone();
+            let (decay, _) = self.mul_pieces(p, &w, w_bound, &pieces, "AdamW's weight decay")?;
+            self.w = self.w.sub(&decay)?;
+            w_bound = (1.0 - value(&pieces)).abs() * w_bound + pieces.len() as f64;
+        }
+        // m ← β₁·m + (1 − β₁)·g
+        let m = self.velocity.clone();
+        let (m, m_bound) =
+            self.mul_pieces(p, &m, self.velocity_bound, b1, "Adam's first moment")?;
+        let (fresh, fresh_bound) = self.mul_pieces(p, &g, g_bound, nb1, "Adam's gradient")?;
+        self.velocity = m.add(&fresh)?;
+        self.velocity_bound = m_bound + fresh_bound;
+        // v ← β₂·v + (1 − β₂)·g∘g, at 2^{2f}
+        let g2 = self.mul_shares(p, &g, &g)?;
+        let v = self.second.clone();
+        let (v, v_bound) = self.mul_pieces(p, &v, self.second_bound, b2, "Adam's second moment")?;
+        let (fresh, fresh_bound) =
+            self.mul_pieces(p, &g2, g2_bound, nb2, "the squared gradient")?;
+        self.second = v.add(&fresh)?;
+        self.second_bound = v_bound + fresh_bound;
         // y ≈ 1/√v from below; v·y ≤ 2·√v, v·y² ≤ 2, y ≤ max_rsqrt.
         let x = self.second.clone();
-        let root_bound = 2.0 * (self.second_bound / unit(2 * f)).sqrt() + 1.0;
-        ring_bits(root_bound * unit(3 * f), "v·y in Adam's square root")?;
-        ring_bits(3.0 * plan.max_rsqrt() * unit(2 * f), "y·(3 − v·y²)")?;
         let three = self.constant(p, 3 << f, f)?;
         let mut y = self.constant(p, 1 << (f - plan.c), f)?;
         for _ in 0..plan.rsqrt_iterations {
@@ -415,8 +461,6 @@ impl SsEngine {
         let root = self.mul_shares(p, &x, &y)?;
         let root = self.truncate(p, &root, f)?;
         let u = root.add(&self.constant(p, plan.epsilon_units, 2 * f)?)?;
-        let q_max = plan.max_reciprocal() * unit(f);
-        ring_bits(2.0 * q_max * unit(f), "q·(2 − u·q)")?;
         let two = self.constant(p, 2 << f, f)?;
         let mut q = self.constant(p, 1 << (f - plan.c - 2), f)?;
         for _ in 0..plan.reciprocal_iterations {
@@ -426,16 +470,14 @@ impl SsEngine {
             q = self.truncate(p, &q2, f)?;
         }
         // W ← W − η·κ_t·m∘q
-        let step_bound = self.velocity_bound * q_max;
-        ring_bits(step_bound, "Adam's step m/(√v + ε)")?;
         let m = self.velocity.clone();
         let r = self.mul_shares(p, &m, &q)?;
         let r = self.truncate(p, &r, f)?;
-        let (delta, d_bound) = self.mul_public(
+        let (delta, d_bound) = self.mul_pieces(
             p,
-            r,
-            step_bound / unit(f) + 1.0,
-            plan.step_factor,
+            &r,
+            self.velocity_bound * q_max / unit(f) + 1.0,
+            &split_factor(plan.step_factor)?,
             "Adam's weight update",
         )?;
         self.w = p.with_sgld_noise(self.w.sub(&delta)?, step, lr)?;
@@ -673,7 +715,10 @@ impl Engine for SsEngine {
         (
             (self.pending_bound, self.velocity_bound),
             (self.w_bound, self.second_bound),
-            ((self.velocity_started, self.updates), Blob(record)),
+            (
+                (self.velocity_started, self.updates),
+                (self.adam, Blob(record)),
+            ),
         )
             .encode(&mut out);
         Ok(out)
@@ -681,6 +726,13 @@ impl Engine for SsEngine {
 
     fn load(&mut self, p: &Party, payload: &[u8]) -> std::result::Result<(), String> {
         let state = parse_state(payload, (p.d, p.h))?;
+        if state.adam != self.adam {
+            // Adam's moments, or SGD's velocity, mean nothing to the other optimiser.
+            return Err(format!(
+                "the checkpoint was written with Adam {:?}, this session runs {:?}",
+                state.adam, self.adam
+            ));
+        }
         self.w = self.w.with_value(state.w);
         self.velocity = self.velocity.with_value(state.velocity);
         self.pending = self.pending.with_value(state.pending);
