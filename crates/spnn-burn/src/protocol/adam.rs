@@ -60,6 +60,14 @@ use crate::error::{Result, SpnnError};
 /// one exact truncation by `s_i`.
 pub type Pieces = Vec<(u64, u32)>;
 
+/// The real number `pieces` stand for.
+pub fn value_of(pieces: &Pieces) -> f64 {
+    pieces
+        .iter()
+        .map(|&(m, s)| m as f64 / 2f64.powi(s as i32))
+        .sum()
+}
+
 /// The 8-bit pieces of the integer `m ≤ 2^shift` at shift `shift`, highest first (the highest
 /// is 256 when `m = 2^shift`, a factor of exactly 1).
 fn pieces_of(m: u64, shift: u32) -> Pieces {
@@ -291,17 +299,19 @@ mod tests {
         let pieces: usize = plan.betas.iter().map(Vec::len).sum::<usize>()
             + split_factor(plan.step_factor).unwrap().len();
         assert_eq!(shifts.len(), plan.products() - 1 + pieces);
-        let value =
-            |p: &Pieces| -> f64 { p.iter().map(|&(m, s)| m as f64 / 2f64.powi(s as i32)).sum() };
         for c in [0.999, 0.001, 0.5, 0.37, 1e-7] {
             let pieces = split_factor(c).unwrap();
-            assert!(((value(&pieces) - c) / c).abs() <= 2f64.powi(-16), "{c}");
+            assert!(((value_of(&pieces) - c) / c).abs() <= 2f64.powi(-16), "{c}");
             assert!(pieces.iter().all(|&(m, _)| m <= 256));
         }
         for beta in [0.9, 0.999, 0.99999, 0.0] {
             let (b, nb, rounded) = moment_factors(beta);
-            assert_eq!(value(&b) + value(&nb), 1.0, "β̃ + (1 − β̃) is exactly 1");
-            assert_eq!(value(&b), rounded);
+            assert_eq!(
+                value_of(&b) + value_of(&nb),
+                1.0,
+                "β̃ + (1 − β̃) is exactly 1"
+            );
+            assert_eq!(value_of(&b), rounded);
             assert!((rounded - beta).abs() <= 2f64.powi(-25));
             assert!(b.iter().chain(&nb).all(|&(m, _)| m <= 256));
         }

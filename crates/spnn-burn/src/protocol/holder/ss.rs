@@ -47,7 +47,7 @@ use super::{Engine, GradientPart, Party};
 use crate::config::AdamParams;
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{DealerBundle, DealerSeed};
-use crate::protocol::adam::{Pieces, Plan, split_factor};
+use crate::protocol::adam::{Pieces, Plan, split_factor, value_of};
 use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
 use crate::protocol::pairwise::{Material, StepShape};
@@ -374,13 +374,11 @@ impl SsEngine {
         let f = plan.frac_bits;
         let unit = |bits: u32| 2f64.powi(bits as i32);
         let [b1, nb1, b2, nb2] = &plan.betas;
-        let value =
-            |pieces: &Pieces| -> f64 { pieces.iter().map(|&(m, s)| m as f64 / unit(s)).sum() };
         // Public bounds: m' ≤ β̃₁·m + (1 − β̃₁)·g + one unit per piece, so m never exceeds
         // max(m, g) + (pieces)/(1 − β̃₁); likewise v with g². Checked up front.
         let g2_bound = g_bound * g_bound;
         let largest = |pieces: &Pieces| pieces.iter().map(|&(m, _)| m as f64).fold(0.0, f64::max);
-        let slack = |b: &Pieces, nb: &Pieces| (b.len() + nb.len()) as f64 / value(nb);
+        let slack = |b: &Pieces, nb: &Pieces| (b.len() + nb.len()) as f64 / value_of(nb);
         let m_limit = self.velocity_bound.max(g_bound) + slack(b1, nb1);
         let v_limit = self.second_bound.max(g2_bound) + slack(b2, nb2);
         if v_limit > plan.max_second_moment() {
@@ -426,7 +424,7 @@ impl SsEngine {
             let w = self.w.clone();
             let (decay, _) = self.mul_pieces(p, &w, w_bound, &pieces, "AdamW's weight decay")?;
             self.w = self.w.sub(&decay)?;
-            w_bound = (1.0 - value(&pieces)).abs() * w_bound + pieces.len() as f64;
+            w_bound = (1.0 - value_of(&pieces)).abs() * w_bound + pieces.len() as f64;
         }
         // m ← β₁·m + (1 − β₁)·g
         let m = self.velocity.clone();
