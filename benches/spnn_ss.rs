@@ -115,20 +115,23 @@ fn main() {
     println!("{}", markdown(&rows));
 }
 
+/// `setup` with Burn's default Adam at learning rate 0.001 for every system.
+fn with_adam(setup: Setup) -> Setup {
+    Setup {
+        lr: 0.001,
+        adam: Some(spnn::burn::AdamParams::default()),
+        ..setup
+    }
+}
+
 /// Breast cancer with Burn's Adam under every system but SPNN-HE (which refuses it), then
 /// SPNN-SS with SGD on the same data.
 fn adam(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
-    let setup = Setup {
+    let setup = with_adam(Setup {
         holders,
         epochs,
-        lr: 0.001,
-        adam: Some(spnn::burn::AdamParams {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-5,
-        }),
         ..Default::default()
-    };
+    });
     let data = Data::new(spnn::data::embedded::breast_cancer(), holders).expect("embedded data");
     let mut rows = run(&data, &setup);
     for row in &mut rows {
@@ -153,17 +156,11 @@ fn adam(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
 
 /// Census-Income with Burn's Adam: plaintext against SPNN-SS in-memory, one epoch.
 fn census_adam(dir: &str) -> Vec<spnn_bench::systems::Row> {
-    let setup = Setup {
+    let setup = with_adam(Setup {
         batch: 256,
         epochs: 1,
-        lr: 0.001,
-        adam: Some(spnn::burn::AdamParams {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-5,
-        }),
         ..Default::default()
-    };
+    });
     let p =
         spnn::data::packaged::census::load(&user_path(dir), setup.holders).expect("census data");
     let data = Data::from_partitioned(p);

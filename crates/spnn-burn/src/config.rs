@@ -248,6 +248,17 @@ pub struct AdamParams {
     pub epsilon: f64,
 }
 
+impl Default for AdamParams {
+    /// Burn's `AdamConfig` defaults: `β₁ = 0.9`, `β₂ = 0.999`, `ε = 10⁻⁵`.
+    fn default() -> Self {
+        Self {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-5,
+        }
+    }
+}
+
 impl AdamParams {
     /// Checks the ranges: `β₁ ∈ [0, 1)`, `β₂ ∈ (0, 1)`, `ε ≥ 0`, every public factor
     /// representable.

@@ -406,11 +406,7 @@ fn traffic_matches_the_documented_formula() {
     // Adam: 232 element-wise products and 244 truncations per update at f = 16 (231 after
     // products, 11 pieces of the moments' factors, 2 of the step factor).
     let adam = SpnnConfig {
-        adam: Some(spnn_burn::AdamParams {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-5,
-        }),
+        adam: Some(spnn_burn::AdamParams::default()),
         ..SpnnConfig::default()
     };
     assert_eq!(adam.update_products(0.1).unwrap(), 232);

@@ -64,11 +64,7 @@ fn config(adam: bool) -> SpnnConfig {
     let config = SpnnConfig::default().with_randomness(Randomness::InsecureSeededForTests(41));
     if adam {
         SpnnConfig {
-            adam: Some(AdamParams {
-                beta_1: 0.9,
-                beta_2: 0.999,
-                epsilon: 1e-5,
-            }),
+            adam: Some(AdamParams::default()),
             ..config
         }
     } else {

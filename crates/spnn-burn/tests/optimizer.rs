@@ -147,11 +147,7 @@ fn adam_beyond_its_square_roots_domain_stops_at_the_first_update_with_the_reason
     let data = Data::new(2);
     let device = device();
     let config = SpnnConfig {
-        adam: Some(spnn_burn::AdamParams {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-5,
-        }),
+        adam: Some(spnn_burn::AdamParams::default()),
         ..SpnnConfig::default().with_frac_bits(18)
     };
     let sim = start(&data, config, false);

@@ -145,11 +145,7 @@ fn burns_whole_sgd_on_shares_reaches_plaintext_burns_auc() {
 fn burns_adam_on_shares_reaches_plaintext_burns_auc() {
     // Burn's defaults; the plaintext twin runs Burn's own Adam (ε = 1e-5, where the shares use
     // their floor 2^-16: module `spnn_burn::protocol::adam`).
-    let adam = AdamParams {
-        beta_1: 0.9,
-        beta_2: 0.999,
-        epsilon: 1e-5,
-    };
+    let adam = AdamParams::default();
     parity_at(
         2,
         SpnnConfig {

@@ -438,11 +438,7 @@ fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
 
 #[test]
 fn burns_adam_runs_on_shares_step_by_step() {
-    let adam = spnn_burn::AdamParams {
-        beta_1: 0.9,
-        beta_2: 0.999,
-        epsilon: 1e-5,
-    };
+    let adam = spnn_burn::AdamParams::default();
     adam_lockstep(
         2,
         SpnnConfig {

@@ -143,13 +143,13 @@ pub enum OptimizerKind {
 }
 
 fn default_beta_1() -> f64 {
-    0.9
+    AdamParams::default().beta_1
 }
 fn default_beta_2() -> f64 {
-    0.999
+    AdamParams::default().beta_2
 }
 fn default_epsilon() -> f64 {
-    1e-5
+    AdamParams::default().epsilon
 }
 
 fn default_labels_at() -> String {

@@ -244,11 +244,7 @@ mod tests {
 
     fn config() -> SpnnConfig {
         SpnnConfig {
-            adam: Some(AdamParams {
-                beta_1: 0.9,
-                beta_2: 0.999,
-                epsilon: 1e-5,
-            }),
+            adam: Some(AdamParams::default()),
             ..SpnnConfig::default()
         }
     }
