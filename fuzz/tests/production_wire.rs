@@ -30,8 +30,8 @@ fn production_builds_refuse_the_test_hooks_on_the_wire() {
     let e = decode_exact::<Setup>(&unmasked).unwrap_err().to_string();
     assert!(e.contains("layer kind"), "{e}");
     // widths (8 + 2·4) + output 4 + kind 1 + frac 4 + scale 1 + momentum 8 + dampening 8 +
-    // nesterov 1 + weight decay 8 + dealer 1 + labels 1: the randomness tag.
-    let at = 8 + 8 + 4 + 1 + 4 + 1 + 8 + 8 + 1 + 8 + 1 + 1;
+    // nesterov 1 + weight decay 8 + Adam (None) 1 + dealer 1 + labels 1: the randomness tag.
+    let at = 8 + 8 + 4 + 1 + 4 + 1 + 8 + 8 + 1 + 8 + 1 + 1 + 1;
     assert_eq!(setup[at], 0, "the default randomness is OS entropy");
     setup[at] = 1;
     setup.splice(at + 1..at + 1, 7u64.to_le_bytes());

@@ -184,6 +184,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             MetricsReport::KIND,
             encode_to_vec(&MetricsReport(Some(Metrics {
                 auc: 0.9,
+                accuracy: 0.8,
                 loss: 0.3,
                 count: 7,
             }))),

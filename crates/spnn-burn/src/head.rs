@@ -15,9 +15,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use burn::nn::loss::{BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig};
+use burn::nn::loss::{
+    BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig, CrossEntropyLoss, CrossEntropyLossConfig,
+};
 use burn::optim::ModuleOptimizer;
-use burn::tensor::{Device, Int, Tensor, TensorData, activation::sigmoid};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation::sigmoid, activation::softmax};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use spnn_crypto::derive::derive_seed;
@@ -39,7 +41,8 @@ pub struct HeadStep {
     pub gradient: FloatMatrix,
     /// The largest norm a row of `gradient` could have **whatever the labels** — for binary
     /// cross-entropy on a logit `s_i` (mean over `B` rows), `max_i ‖∂s_i/∂a_i‖ / B`, since
-    /// `|σ(s_i) − y_i| ≤ 1`. Label-independent: the isotropic noise is scaled to it, so the
+    /// `|σ(s_i) − y_i| ≤ 1`; for cross-entropy over `C` logits, `max_i ‖J_i‖_F·√2 / B` with
+    /// `J_i = ∂s_i/∂a_i`, since the row is `J_iᵀ(p_i − e_{y_i})/B` and `‖p_i − e_{y_i}‖ ≤ √2`. Label-independent: the isotropic noise is scaled to it, so the
     /// noise level says nothing of the labels, and a batch whose rows the model gets exactly
     /// right (a zero gradient) still gets noise.
     pub bound: f64,
@@ -67,15 +70,24 @@ pub trait LabelHead: Send {
     fn save(&self) -> Result<Vec<u8>>;
     /// Restores a state written by [`LabelHead::save`].
     fn load(&mut self, state: Vec<u8>) -> Result<()>;
+    /// The number of classes (2 for binary heads): what randomised response draws from.
+    fn classes(&self) -> usize {
+        2
+    }
 }
 
-/// Binary classification at the label holder: a Burn model `M` from the server's activations
-/// `[B, a]` to one logit `[B, 1]`, sigmoid and binary cross-entropy (mean over the batch),
-/// trained by the label holder's own Burn optimiser with the session's learning rate.
+/// Classification at the label holder: a Burn model `M` from the server's activations `[B, a]`
+/// to one logit `[B, 1]` (binary: sigmoid and binary cross-entropy) or `C` logits `[B, C]`
+/// ([`TopLayers::multiclass`]: softmax and cross-entropy), the loss a mean over the batch,
+/// trained by the label holder's own Burn optimiser with the session's learning rate. Scores
+/// are the positive class's probability, or every class's.
 pub struct TopLayers<M: LocalModel> {
     runner: Runner<M>,
     device: Device,
     loss: BinaryCrossEntropyLoss,
+    cross_entropy: CrossEntropyLoss,
+    /// 1 (binary, one logit) or the number of classes.
+    classes: usize,
     scores: Vec<f32>,
     labels: Vec<f32>,
     loss_sum: f64,
@@ -88,19 +100,63 @@ impl<M: LocalModel> TopLayers<M> {
         let loss = BinaryCrossEntropyLossConfig::new()
             .with_logits(true)
             .init(&plain);
+        let cross_entropy = CrossEntropyLossConfig::new().init(&plain);
         Self {
             runner: Runner::new(model, optim, device),
             device: plain,
             loss,
+            cross_entropy,
+            classes: 1,
             scores: Vec::new(),
             labels: Vec::new(),
             loss_sum: 0.0,
         }
     }
 
+    /// Top layers with `classes ≥ 2` logits, softmax and cross-entropy; labels are the class
+    /// numbers `0 … classes − 1`.
+    pub fn multiclass(model: M, optim: ModuleOptimizer, device: Device, classes: usize) -> Self {
+        Self {
+            classes: classes.max(2),
+            ..Self::new(model, optim, device)
+        }
+    }
+
     fn targets(labels: &[f32], device: &Device) -> Tensor<2, Int> {
         let ints: Vec<i64> = labels.iter().map(|&y| i64::from(y > 0.5)).collect();
         Tensor::from_data(TensorData::new(ints, [labels.len(), 1]), device)
+    }
+
+    /// The class numbers of `labels`, each checked to be a whole number below `classes`.
+    fn class_targets(labels: &[f32], classes: usize, device: &Device) -> Result<Tensor<1, Int>> {
+        let ints = labels
+            .iter()
+            .map(|&y| {
+                if y >= 0.0 && y.fract() == 0.0 && (y as usize) < classes {
+                    Ok(y as i64)
+                } else {
+                    Err(SpnnError::Config(format!(
+                        "label {y} is not a class 0 … {}",
+                        classes - 1
+                    )))
+                }
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        Ok(Tensor::from_data(
+            TensorData::new(ints, [labels.len()]),
+            device,
+        ))
+    }
+
+    /// The batch loss of `logits` against `labels`.
+    fn batch_loss(&self, logits: Tensor<2>, labels: &[f32]) -> Result<Tensor<1>> {
+        let device = logits.device();
+        Ok(if self.classes == 1 {
+            self.loss.forward(logits, Self::targets(labels, &device))
+        } else {
+            self.cross_entropy
+                .forward(logits, Self::class_targets(labels, self.classes, &device)?)
+        })
     }
 
     fn check_rows(activations: &FloatMatrix, labels: &[f32]) -> Result<()> {
@@ -114,11 +170,12 @@ impl<M: LocalModel> TopLayers<M> {
         Ok(())
     }
 
-    fn check_logits(logits: &Tensor<2>) -> Result<()> {
+    fn check_logits(&self, logits: &Tensor<2>) -> Result<()> {
         match logits.dims() {
-            [_, 1] => Ok(()),
+            [_, c] if c == self.classes => Ok(()),
             [rows, cols] => Err(SpnnError::Config(format!(
-                "the top layers must give one logit per sample, gave {rows}x{cols}"
+                "the top layers must give {} logit(s) per sample, gave {rows}x{cols}",
+                self.classes
             ))),
         }
     }
@@ -127,25 +184,42 @@ impl<M: LocalModel> TopLayers<M> {
 impl<M: LocalModel> LabelHead for TopLayers<M> {
     fn train_batch(&mut self, activations: &FloatMatrix, labels: &[f32]) -> Result<HeadStep> {
         Self::check_rows(activations, labels)?;
-        let loss = &self.loss;
+        if self.classes > 1 {
+            // Refuse a bad label before anything trains on it.
+            Self::class_targets(labels, self.classes, &self.device)?;
+        }
+        let (classes, loss_fn, ce) = (self.classes, &self.loss, &self.cross_entropy);
         let mut shape = Ok(());
         let out = self.runner.train_top(activations.clone(), |logits| {
-            shape = Self::check_logits(&logits);
+            shape = match logits.dims() {
+                [_, c] if c == classes => Ok(()),
+                [rows, cols] => Err(SpnnError::Config(format!(
+                    "the top layers must give {classes} logit(s) per sample, gave {rows}x{cols}"
+                ))),
+            };
             let device = logits.device();
-            loss.forward(logits, Self::targets(labels, &device))
+            if classes == 1 {
+                loss_fn.forward(logits, Self::targets(labels, &device))
+            } else {
+                let t =
+                    Self::class_targets(labels, classes, &device).expect("checked before training");
+                ce.forward(logits, t)
+            }
         });
         shape?;
         let (loss, gradient) = out?;
-        // ∂L/∂a_i = (σ(s_i) − y_i)/B · ∂s_i/∂a_i with |σ(s_i) − y_i| ≤ 1.
+        // Binary: ∂L/∂a_i = (σ(s_i) − y_i)/B · ∂s_i/∂a_i with |σ(s_i) − y_i| ≤ 1; multiclass:
+        // J_iᵀ(p_i − e_y)/B with ‖p_i − e_y‖ ≤ √2 and ‖J_iᵀ v‖ ≤ ‖J_i‖_F·‖v‖.
         let largest = self
             .runner
             .output_input_norms(activations)?
             .into_iter()
             .fold(0.0, f64::max);
+        let factor = if self.classes == 1 { 1.0 } else { 2f64.sqrt() };
         Ok(HeadStep {
             loss,
             gradient,
-            bound: largest / labels.len().max(1) as f64,
+            bound: largest * factor / labels.len().max(1) as f64,
         })
     }
 
@@ -160,15 +234,16 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
         let logits =
             self.runner
                 .infer(activations.data.clone(), activations.rows, activations.cols);
-        Self::check_logits(&logits)?;
-        let scores = crate::tensor::to_vec(sigmoid(logits.clone()))?;
+        self.check_logits(&logits)?;
+        let scores = if self.classes == 1 {
+            crate::tensor::to_vec(sigmoid(logits.clone()))?
+        } else {
+            crate::tensor::to_vec(softmax(logits.clone(), 1))?
+        };
         let Some(labels) = labels else {
             return Ok((scores, None));
         };
-        let loss = crate::tensor::scalar(
-            self.loss
-                .forward(logits, Self::targets(labels, &self.device)),
-        )?;
+        let loss = crate::tensor::scalar(self.batch_loss(logits, labels)?)?;
         self.scores.extend_from_slice(&scores);
         self.labels.extend_from_slice(labels);
         self.loss_sum += loss * labels.len() as f64;
@@ -181,8 +256,44 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
 
     fn take_metrics(&mut self) -> Metrics {
         let count = self.labels.len() as u64;
+        let width = self.classes;
+        let predicted = |row: &[f32]| -> f32 {
+            if width == 1 {
+                f32::from(row[0] > 0.5)
+            } else {
+                crate::metrics::argmax(row) as f32
+            }
+        };
+        let correct = self
+            .scores
+            .chunks(width)
+            .zip(&self.labels)
+            .filter(|(row, y)| predicted(row) == **y)
+            .count();
         let m = Metrics {
-            auc: roc_auc(&self.scores, &self.labels),
+            auc: if width == 1 {
+                roc_auc(&self.scores, &self.labels)
+            } else {
+                // One class against the rest, averaged over the classes (macro): for two
+                // classes, the binary AUC.
+                (0..width)
+                    .map(|c| {
+                        let p: Vec<f32> = self.scores.chunks(width).map(|r| r[c]).collect();
+                        let is_c: Vec<f32> = self
+                            .labels
+                            .iter()
+                            .map(|&y| f32::from(y == c as f32))
+                            .collect();
+                        roc_auc(&p, &is_c)
+                    })
+                    .sum::<f64>()
+                    / width as f64
+            },
+            accuracy: if count > 0 {
+                correct as f64 / count as f64
+            } else {
+                0.0
+            },
             loss: if count > 0 {
                 self.loss_sum / count as f64
             } else {
@@ -202,6 +313,10 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
 
     fn load(&mut self, state: Vec<u8>) -> Result<()> {
         self.runner.load(&state)
+    }
+
+    fn classes(&self) -> usize {
+        self.classes.max(2)
     }
 }
 
@@ -309,16 +424,30 @@ impl LabelDefence {
         Ok(())
     }
 
-    /// The probability that randomised response flips a label (`0` without it).
+    /// The probability that randomised response flips a binary label (`0` without it).
     pub fn flip_probability(&self) -> f64 {
-        self.randomised_response
-            .map_or(0.0, |e| 1.0 / (1.0 + e.exp()))
+        self.flip_probability_among(2)
     }
 
-    /// The labels training sees: `labels` of `ids`, each flipped by randomised response with a
-    /// coin fixed per sample by `seed` (the label holder's secret).
-    pub fn training_labels(&self, seed: &SecretSeed, ids: &[u64], labels: &[f32]) -> Vec<f32> {
-        let p = self.flip_probability();
+    /// The probability that randomised response over `classes` classes replaces a label by
+    /// another (`(C − 1)/(e^ε + C − 1)`: `ε`-label-DP; `1/(1 + e^ε)` for two classes).
+    pub fn flip_probability_among(&self, classes: usize) -> f64 {
+        let others = classes.max(2) as f64 - 1.0;
+        self.randomised_response
+            .map_or(0.0, |e| others / (e.exp() + others))
+    }
+
+    /// The labels training sees: `labels` of `ids`, each replaced by randomised response over
+    /// `classes` classes with a coin fixed per sample by `seed` (the label holder's secret): a
+    /// binary label flips, a class becomes one of the others, uniformly.
+    pub fn training_labels(
+        &self,
+        seed: &SecretSeed,
+        ids: &[u64],
+        labels: &[f32],
+        classes: usize,
+    ) -> Vec<f32> {
+        let p = self.flip_probability_among(classes);
         if p == 0.0 {
             return labels.to_vec();
         }
@@ -327,10 +456,16 @@ impl LabelDefence {
             .map(|(&id, &y)| {
                 let mut coin =
                     SecureRng::from_secret_seed(&derive_seed(seed, "randomised-response", id, 0));
-                if uniform01(&mut coin) < p {
+                if uniform01(&mut coin) >= p {
+                    y
+                } else if classes <= 2 {
                     1.0 - f32::from(y > 0.5)
                 } else {
-                    y
+                    // One of the other classes, uniformly: skip y's own number.
+                    let other =
+                        ((uniform01(&mut coin) * (classes - 1) as f64) as usize).min(classes - 2);
+                    let other = if other as f32 >= y { other + 1 } else { other };
+                    other as f32
                 }
             })
             .collect()
@@ -438,22 +573,29 @@ impl MetricsLog {
     }
 }
 
-/// The label holder's latest score (probability of the positive class) of every sample it
-/// scored outside training — the test set at each evaluation, the records of a prediction
-/// session — by sample id. Only the label holder has it. Clone the handle to read it.
+/// The label holder's latest scores of every sample it scored outside training — the test set
+/// at each evaluation, the records of a prediction session — by sample id: the positive class's
+/// probability (binary), or every class's. Only the label holder has them. Clone the handle to
+/// read them.
 #[derive(Clone, Debug, Default)]
-pub struct ScoreLog(Arc<Mutex<BTreeMap<u64, f32>>>);
+pub struct ScoreLog(Arc<Mutex<BTreeMap<u64, Vec<f32>>>>);
 
 impl ScoreLog {
+    /// Records `scores`, `scores.len() / ids.len()` per id in order.
     pub(crate) fn record(&self, ids: &[u64], scores: &[f32]) {
+        let width = (scores.len() / ids.len().max(1)).max(1);
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.extend(ids.iter().copied().zip(scores.iter().copied()));
+        map.extend(
+            ids.iter()
+                .copied()
+                .zip(scores.chunks(width).map(<[f32]>::to_vec)),
+        );
     }
 
-    /// `(id, score)` of every sample scored so far, by id.
-    pub fn all(&self) -> Vec<(u64, f32)> {
+    /// `(id, scores)` of every sample scored so far, by id.
+    pub fn all(&self) -> Vec<(u64, Vec<f32>)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(&id, &s)| (id, s)).collect()
+        map.iter().map(|(&id, s)| (id, s.clone())).collect()
     }
 }
 
@@ -469,7 +611,7 @@ mod tests {
         let seed = SecureRng::from_os_entropy().secret_seed();
         let ids: Vec<u64> = (0..20_000).collect();
         let y: Vec<f32> = ids.iter().map(|&i| (i % 2) as f32).collect();
-        let a = d.training_labels(&seed, &ids, &y);
+        let a = d.training_labels(&seed, &ids, &y, 2);
         let flipped = a.iter().zip(&y).filter(|(a, y)| a != y).count() as f64;
         // Binomial(20000, p): four standard deviations.
         let sd = (20_000.0 * p * (1.0 - p)).sqrt();
@@ -477,10 +619,13 @@ mod tests {
         // The same coin for the same sample, in any batch order: epochs cannot be averaged.
         let rev: Vec<u64> = ids.iter().rev().copied().collect();
         let yrev: Vec<f32> = y.iter().rev().copied().collect();
-        let b = d.training_labels(&seed, &rev, &yrev);
+        let b = d.training_labels(&seed, &rev, &yrev, 2);
         assert!(b.iter().rev().eq(a.iter()));
         // Without randomised response, the labels are untouched.
-        assert_eq!(LabelDefence::default().training_labels(&seed, &ids, &y), y);
+        assert_eq!(
+            LabelDefence::default().training_labels(&seed, &ids, &y, 2),
+            y
+        );
     }
 
     /// A batch of one that the top layer saturates has an exactly zero gradient when its label
@@ -536,6 +681,99 @@ mod tests {
             f64::NAN,
         );
         assert!(bad.is_err());
+    }
+
+    /// Over `C = 3` classes the returned rows are `J_iᵀ(p_i − e_{y_i})/B`: the bound
+    /// `‖J_i‖_F·√2/B` covers every row for every label, is the same whatever the labels, and
+    /// is not loose by more than the `√2·√C` the inequalities give away.
+    #[test]
+    fn the_multiclass_bound_covers_every_label_and_ignores_them() {
+        use burn::nn::LinearConfig;
+        let device = Device::flex().autodiff();
+        let top = LinearConfig::new(4, 3).init(&device);
+        let mut head = TopLayers::multiclass(top, burn::optim::SgdConfig::new().init(), device, 3);
+        assert_eq!(head.classes(), 3);
+        let act = FloatMatrix::new(2, 4, vec![0.5, -1.0, 2.0, 0.1, -0.3, 0.8, 0.0, 1.5]).unwrap();
+        let mut bounds = Vec::new();
+        let mut largest: f64 = 0.0;
+        for a in 0..3 {
+            for b in 0..3 {
+                let step = head.train_batch(&act, &[a as f32, b as f32]).unwrap();
+                for row in step.gradient.data.chunks(4) {
+                    let norm = row
+                        .iter()
+                        .map(|&v| f64::from(v).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    assert!(norm <= step.bound * (1.0 + 1e-5), "{norm} > {}", step.bound);
+                    largest = largest.max(norm);
+                }
+                bounds.push(step.bound);
+            }
+        }
+        assert!(bounds.windows(2).all(|w| w[0] == w[1]), "{bounds:?}");
+        assert!(
+            largest * 2f64.sqrt() * 3f64.sqrt() >= bounds[0],
+            "{largest} vs {}",
+            bounds[0]
+        );
+        // Labels that are not classes are refused before anything trains.
+        assert!(head.train_batch(&act, &[0.0, 3.0]).is_err());
+        assert!(head.train_batch(&act, &[0.5, 1.0]).is_err());
+        // Scores: every class's probability, summing to 1.
+        let (scores, loss) = head.eval_batch(&act, Some(&[0.0, 2.0])).unwrap();
+        assert_eq!(scores.len(), 6);
+        assert!(
+            scores
+                .chunks(3)
+                .all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-5)
+        );
+        assert!(loss.unwrap() > 0.0);
+        let m = head.take_metrics();
+        assert!((0.0..=1.0).contains(&m.auc) && (0.0..=1.0).contains(&m.accuracy) && m.count == 2);
+    }
+
+    #[test]
+    fn randomised_response_over_classes_moves_to_another_class_at_its_rate() {
+        let d = LabelDefence::undefended().with_randomised_response(1.0);
+        let p = d.flip_probability_among(4);
+        assert!((p - 3.0 / (1f64.exp() + 3.0)).abs() < 1e-15);
+        assert_eq!(d.flip_probability_among(2), d.flip_probability());
+        let seed = SecureRng::from_os_entropy().secret_seed();
+        let ids: Vec<u64> = (0..20_000).collect();
+        let y: Vec<f32> = ids.iter().map(|&i| (i % 4) as f32).collect();
+        let a = d.training_labels(&seed, &ids, &y, 4);
+        let moved: Vec<(f32, f32)> = a
+            .iter()
+            .zip(&y)
+            .filter(|(a, y)| a != y)
+            .map(|(a, y)| (*a, *y))
+            .collect();
+        let sd = (20_000.0 * p * (1.0 - p)).sqrt();
+        assert!(
+            (moved.len() as f64 - 20_000.0 * p).abs() < 4.0 * sd,
+            "{} moved",
+            moved.len()
+        );
+        assert!(
+            a.iter()
+                .all(|&c| c.fract() == 0.0 && (0.0..4.0).contains(&c))
+        );
+        // Every other class is reached about equally: a third of the moves each.
+        for target in 0..4 {
+            let from_zero = moved
+                .iter()
+                .filter(|(a, y)| *y == 0.0 && *a == target as f32)
+                .count();
+            if target == 0 {
+                assert_eq!(from_zero, 0);
+            } else {
+                let all_zero = moved.iter().filter(|(_, y)| *y == 0.0).count() as f64;
+                assert!(
+                    (from_zero as f64 - all_zero / 3.0).abs() < 4.0 * (all_zero / 3.0).sqrt() + 1.0
+                );
+            }
+        }
     }
 
     #[test]

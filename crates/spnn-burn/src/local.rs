@@ -107,25 +107,33 @@ impl<M: LocalModel> Runner<M> {
         Ok((value, dx))
     }
 
-    /// The norm of `∂s_i/∂x_i` for every row `i` of `x`, where `s_i` is the model's one output
-    /// of row `i` (rows computed independently): what a row's input gradient would be under a
-    /// loss whose derivative in `s_i` has magnitude 1. Keeps no gradient.
+    /// The Frobenius norm of the Jacobian `∂s_i/∂x_i` for every row `i` of `x`, where `s_i` are
+    /// the model's outputs of row `i` (rows computed independently): one backward pass per
+    /// output. With one output, the norm of `∂s_i/∂x_i` — what a row's input gradient would be
+    /// under a loss whose derivative in `s_i` has magnitude 1. Keeps no gradient.
     pub(crate) fn output_input_norms(&self, x: &FloatMatrix) -> Result<Vec<f64>> {
         let (rows, cols) = (x.rows, x.cols);
-        let x = matrix(x.data.clone(), rows, cols, &self.device).require_grad();
-        let grads = self.model().forward(x.clone()).sum().backward();
-        let dx = x
-            .grad(&grads)
-            .ok_or_else(|| SpnnError::Tensor("no gradient for the top layers' input".into()))?;
-        Ok(to_vec(dx)?
-            .chunks(cols.max(1))
-            .map(|r| {
-                r.iter()
-                    .map(|&v| f64::from(v) * f64::from(v))
-                    .sum::<f64>()
-                    .sqrt()
-            })
-            .collect())
+        let mut squares = vec![0f64; rows];
+        let outputs = self
+            .model()
+            .forward(matrix(x.data.clone(), rows, cols, &self.device))
+            .dims()[1];
+        for c in 0..outputs {
+            let x = matrix(x.data.clone(), rows, cols, &self.device).require_grad();
+            let grads = self
+                .model()
+                .forward(x.clone())
+                .slice([0..rows, c..c + 1])
+                .sum()
+                .backward();
+            let dx = x
+                .grad(&grads)
+                .ok_or_else(|| SpnnError::Tensor("no gradient for the top layers' input".into()))?;
+            for (sq, r) in squares.iter_mut().zip(to_vec(dx)?.chunks(cols.max(1))) {
+                *sq += r.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+            }
+        }
+        Ok(squares.into_iter().map(f64::sqrt).collect())
     }
 
     /// Top layers, evaluation: the model's output without autodiff.

@@ -362,8 +362,11 @@ impl Message for HeadReport {
 /// A label holder's evaluation metrics since its last report.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Metrics {
-    /// Area under the ROC curve (binary tasks).
+    /// Area under the ROC curve (binary tasks; for more classes each class against the rest,
+    /// averaged).
     pub auc: f64,
+    /// Share of the samples whose most likely class is their label.
+    pub accuracy: f64,
     /// Mean loss.
     pub loss: f64,
     /// Samples evaluated.
@@ -373,12 +376,14 @@ pub struct Metrics {
 impl Codec for Metrics {
     fn encode(&self, out: &mut Vec<u8>) {
         self.auc.encode(out);
+        self.accuracy.encode(out);
         self.loss.encode(out);
         self.count.encode(out);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
         Ok(Self {
             auc: f64::read(r)?,
+            accuracy: f64::read(r)?,
             loss: f64::read(r)?,
             count: u64::read(r)?,
         })
@@ -525,6 +530,7 @@ mod tests {
         round_trip(HeadReport { loss: None });
         round_trip(MetricsReport(Some(Metrics {
             auc: 0.99,
+            accuracy: 0.95,
             loss: 0.1,
             count: 114,
         })));

@@ -1,5 +1,15 @@
 //! Evaluation metrics.
 
+/// The index of the largest value of `row` (the first on ties): a predicted class.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
 /// Area under the ROC curve of `scores` against binary `labels` (> 0.5 is positive), by the
 /// rank-sum (Mann–Whitney) formula with ties counted one half. `0.5` when one class is absent.
 pub fn roc_auc(scores: &[f32], labels: &[f32]) -> f64 {

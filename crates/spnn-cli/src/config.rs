@@ -827,11 +827,12 @@ impl Deployment {
             ));
         }
         let mode = self.label_mode()?;
-        if mode != LabelMode::Server && self.model.task != Task::Binary {
+        if mode != LabelMode::Server && self.model.task == Task::Regression {
             return Err(self.error(
                 "model.task",
-                "a label holder trains a binary task (its loss and metrics are binary); \
-                 multiclass and regression need the labels at the server",
+                "a label holder's defence scales its noise to a label-independent bound on the \
+                 gradient it returns, which a squared error does not have (it grows with the \
+                 label): regression needs the labels at the server",
             ));
         }
         if mode == LabelMode::Server && !self.model.top.is_empty() {

@@ -298,8 +298,9 @@ fn print_outcome(party: &str, outcome: &Outcome) {
             println!("{party} done: {forwards} forward steps, {updates} updates");
             if let Some(m) = metrics.filter(|m| m.count > 0) {
                 println!(
-                    "{party} (label holder): test AUC {:.4}, test loss {:.4} over {} samples",
-                    m.auc, m.loss, m.count
+                    "{party} (label holder): test AUC {:.4}, test accuracy {:.4}, test loss {:.4} \
+                     over {} samples",
+                    m.auc, m.accuracy, m.loss, m.count
                 );
             }
             if *scores_written > 0 {

@@ -136,7 +136,7 @@ impl LocalMlp {
     pub fn top(model: &Model, device: &Device) -> Self {
         let mut widths = vec![*model.hidden.last().expect("validated: at least one width")];
         widths.extend(&model.top);
-        widths.push(1);
+        widths.push(model.outputs());
         Self::new(&widths, model.activation, device)
     }
 

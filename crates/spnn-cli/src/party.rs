@@ -14,7 +14,7 @@ use spnn_net::certs::Identity;
 use spnn_net::transport::tls::{TlsConfig, TlsTransport};
 use spnn_net::{Network, NetworkConfig, Role, Roster};
 
-use crate::config::Deployment;
+use crate::config::{Deployment, Task};
 use crate::data::{holder_scoring_table, holder_table, label_table, source_ids, split};
 use crate::error::{CliError, Result};
 use crate::model::LocalMlp;
@@ -122,11 +122,11 @@ fn label_holder(
     let t = &dep.training;
     let (_, test) = split(features.ids(), t.test_fraction, t.split_seed)?;
     let (model, device) = server::init_alone(dep, party, |d| LocalMlp::top(&dep.model, d));
-    let top = TopLayers::new(
-        model,
-        dep.config_for(party)?.optimizer_config().init(),
-        device,
-    );
+    let optim = dep.config_for(party)?.optimizer_config().init();
+    let top = match dep.model.task {
+        Task::Multiclass => TopLayers::multiclass(model, optim, device, dep.model.outputs()),
+        Task::Binary | Task::Regression => TopLayers::new(model, optim, device),
+    };
     let l = dep.labels()?;
     Ok(Some(
         HolderLabels::new(table, top)
@@ -195,10 +195,7 @@ fn serve(
         None => (None, Vec::new()),
     };
     if let Some(out) = scores_out {
-        let mut lines = String::from("id,score\n");
-        for (id, s) in &scores {
-            lines += &format!("{id},{s}\n");
-        }
+        let lines = server::prediction_file(&dep.model, &scores);
         std::fs::write(out, lines).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))?;
     }
     Ok(Outcome::Holder {

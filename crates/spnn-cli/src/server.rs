@@ -259,7 +259,7 @@ fn test_metric(model: &Model, outputs: &[f32], y: &[f32]) -> f64 {
             let right = outputs
                 .chunks(c)
                 .zip(y)
-                .filter(|(row, label)| argmax(row) == **label as usize)
+                .filter(|(row, label)| spnn_burn::metrics::argmax(row) == **label as usize)
                 .count();
             right as f64 / y.len().max(1) as f64
         }
@@ -274,13 +274,34 @@ fn test_metric(model: &Model, outputs: &[f32], y: &[f32]) -> f64 {
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
+/// A predictions file: `id,score` (the probability of class 1) for a binary task,
+/// `id,class,p_0,…` (the most likely class and every class's probability) for a multiclass one,
+/// `id,prediction` for a regression — from each id's probabilities or prediction. The server
+/// writes it, or the label holder when it owns the labels.
+pub fn prediction_file(task: &Model, scored: &[(u64, Vec<f32>)]) -> String {
+    let mut lines = match task.task {
+        Task::Binary => String::from("id,score\n"),
+        Task::Multiclass => format!(
+            "id,class,{}\n",
+            (0..task.outputs())
+                .map(|c| format!("p_{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Task::Regression => String::from("id,prediction\n"),
+    };
+    for (id, row) in scored {
+        let values: Vec<String> = row.iter().map(f32::to_string).collect();
+        lines += &match task.task {
+            Task::Multiclass => format!(
+                "{id},{},{}\n",
+                spnn_burn::metrics::argmax(row),
+                values.join(",")
+            ),
+            Task::Binary | Task::Regression => format!("{id},{}\n", values.join(",")),
+        };
+    }
+    lines
 }
 
 /// The test metric the server may know (none with the labels at a holder that keeps its
@@ -301,7 +322,11 @@ fn evaluate(
             outputs.extend(to_vec(a.clone())?);
             evaluate_at_label_holder(&session, a)?;
         }
-        return Ok((session.label_holder_metrics()?.map(|m| m.auc), outputs));
+        let metric = session.label_holder_metrics()?.map(|m| match task.task {
+            Task::Multiclass => m.accuracy,
+            Task::Binary | Task::Regression => m.auc,
+        });
+        return Ok((metric, outputs));
     };
     let outputs = to_vec(valid.forward(ids)?)?;
     let y = checked_labels(task, labels, ids)?;
@@ -500,33 +525,19 @@ pub fn predict(
     result.map(|()| ids.len())
 }
 
-/// Writes the model's predictions for `ids` to `out`: `id,score` (the probability of class 1)
-/// for a binary task, `id,class,p_0,…` (the most likely class and every class's probability)
-/// for a multiclass one, `id,prediction` for a regression.
+/// Writes the model's predictions for `ids` to `out` ([`prediction_file`]).
 fn score_at_server(model: &Mlp, task: &Model, ids: &[u64], out: &Path) -> Result<()> {
     let outputs = model.clone().valid().forward(ids)?;
-    let mut lines = match task.task {
-        Task::Binary => String::from("id,score\n"),
-        Task::Multiclass => format!(
-            "id,class,{}\n",
-            (0..task.outputs())
-                .map(|c| format!("p_{c}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Task::Regression => String::from("id,prediction\n"),
-    };
     let rows = match task.task {
         Task::Binary => to_vec(sigmoid(outputs))?,
         Task::Multiclass => to_vec(softmax(outputs, 1))?,
         Task::Regression => to_vec(outputs)?,
     };
-    for (id, row) in ids.iter().zip(rows.chunks(task.outputs())) {
-        let values: Vec<String> = row.iter().map(f32::to_string).collect();
-        lines += &match task.task {
-            Task::Multiclass => format!("{id},{},{}\n", argmax(row), values.join(",")),
-            Task::Binary | Task::Regression => format!("{id},{}\n", values.join(",")),
-        };
-    }
+    let scored: Vec<(u64, Vec<f32>)> = ids
+        .iter()
+        .copied()
+        .zip(rows.chunks(task.outputs()).map(<[f32]>::to_vec))
+        .collect();
+    let lines = prediction_file(task, &scored);
     std::fs::write(out, lines).map_err(|e| CliError::Io(format!("{}: {e}", out.display())))
 }

@@ -448,6 +448,15 @@ fn bad_config_fields_are_named() {
             "optimizer",
         ),
         (
+            label_holder_mode(&base)
+                .replace(
+                    "hidden = [16, 8]",
+                    "hidden = [16, 8]\ntask = \"regression\"",
+                )
+                .replace("positive = \"1\"\n", ""),
+            "model.task",
+        ),
+        (
             base.replace("momentum = 0.5", "momentum = 0.5\noptimizer = \"adam\""),
             "protocol",
         ),
@@ -1485,6 +1494,70 @@ fn label_holder_mode(config: &str) -> String {
         );
     assert!(text.contains("labels_at") && text.contains("ids = "));
     text
+}
+
+/// `[model] task = "multiclass"` with the labels at a holder: its top layers end in one logit
+/// per class and train cross-entropy behind the default defence (noise scaled to the multiclass
+/// bound on the rows it returns); it prints its test accuracy and writes `id,class,p_0,p_1`,
+/// the server learns neither; across processes this equals the simulation bit for bit.
+#[test]
+fn multiclass_labels_at_a_holder_run_like_the_simulation() {
+    let d = deployment(10, false, "");
+    let text = label_holder_mode(&std::fs::read_to_string(&d.config).unwrap())
+        .replace(
+            "hidden = [16, 8]",
+            "hidden = [16, 8]\ntask = \"multiclass\"\nclasses = 2",
+        )
+        .replace("positive = \"1\"\n", "")
+        .replace("learning_rate = 0.05", "learning_rate = 0.2");
+    std::fs::write(&d.config, &text).unwrap();
+    let trained = d.dir.path().join("trained-scores.csv");
+    let children = [
+        spawn(&d.config, "server"),
+        spawn_with(&d.config, "holder-0", &["--out", trained.to_str().unwrap()]),
+        spawn(&d.config, "holder-1"),
+    ];
+    let outs = children.map(|c| c.wait_with_output().unwrap());
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let holder0 = String::from_utf8_lossy(&outs[1].stdout).to_string();
+    let accuracy = number_after(&holder0, "test accuracy ");
+    println!("multiclass at holder-0: {holder0}");
+    assert!(accuracy > 0.9, "holder-0's test accuracy {accuracy}");
+    let server = String::from_utf8_lossy(&outs[0].stdout).to_string();
+    assert!(!server.contains(&format!("{accuracy:.4}")), "{server}");
+    let file = std::fs::read_to_string(&trained).unwrap();
+    let mut lines = file.lines();
+    assert_eq!(lines.next(), Some("id,class,p_0,p_1"));
+    let rows: Vec<Vec<f32>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 114);
+    for r in &rows {
+        assert!((r[2] + r[3] - 1.0).abs() < 1e-5, "{r:?}");
+        assert_eq!(r[1], if r[3] > r[2] { 1.0 } else { 0.0 }, "{r:?}");
+    }
+    // The simulation of the same file: the same server model, accuracy and scores.
+    let copy = tempfile::tempdir().unwrap();
+    let config = copy.path().join("deployment.toml");
+    std::fs::write(&config, &text).unwrap();
+    std::fs::create_dir(copy.path().join("certs")).unwrap();
+    let sim_scores = copy.path().join("scores.csv");
+    let sim = Command::new(SPNN)
+        .args(["simulate", "--config", config.to_str().unwrap()])
+        .args(["--out", sim_scores.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert_eq!(fingerprint(&sim), fingerprint(&outs[0]));
+    let sim_out = String::from_utf8_lossy(&sim.stdout);
+    assert_eq!(number_after(&sim_out, "test accuracy "), accuracy);
+    assert_eq!(std::fs::read_to_string(&sim_scores).unwrap(), file);
 }
 
 /// The number after `prefix` on the first line of `out` that has it.

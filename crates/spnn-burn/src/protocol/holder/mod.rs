@@ -920,10 +920,11 @@ impl Holder {
                     // The label holder's own log, on its own host.
                     if metrics.count > 0 {
                         tracing::info!(
-                            "label holder: evaluation {}: AUC {:.4}, loss {:.4} over {} \
-                             samples{}",
+                            "label holder: evaluation {}: AUC {:.4}, accuracy {:.4}, loss {:.4} \
+                             over {} samples{}",
                             l.labels.metrics.all().len() + 1,
                             metrics.auc,
+                            metrics.accuracy,
                             metrics.loss,
                             metrics.count,
                             if l.labels.reports.metrics {
@@ -1047,7 +1048,9 @@ impl Holder {
         }
         let loss = if train {
             let truth = labels.table.gather_labels(ids)?;
-            let y = labels.defence.training_labels(secret, ids, &truth);
+            let y = labels
+                .defence
+                .training_labels(secret, ids, &truth, labels.head.classes());
             let step_out = labels.head.train_batch(&act, &y)?;
             let mut rng = p.config.randomness.rng(p.id(), step, "label-defence");
             let grad =
