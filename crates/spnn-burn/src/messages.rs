@@ -12,7 +12,7 @@ use crate::config::SpnnConfig;
 
 /// Version of the SPNN protocol spoken by this build (checked at set-up). 3: the configuration
 /// carries Burn's whole SGD (dampening, Nesterov, weight decay).
-pub const SPNN_PROTOCOL_VERSION: u16 = 4;
+pub const SPNN_PROTOCOL_VERSION: u16 = 5;
 
 macro_rules! newtype_message {
     ($($(#[$doc:meta])* $name:ident($inner:ty) = $kind:expr, $desc:expr;)*) => {$(

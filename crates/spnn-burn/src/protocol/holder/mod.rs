@@ -137,8 +137,22 @@ impl HolderLabels {
     /// the gap would end the session at the first such id and tell the server which ids have
     /// no label.
     fn check_covers(&self, features: &Table) -> Result<()> {
-        if self.table.labels().is_none() {
+        let Some(labels) = self.table.labels() else {
             return Ok(());
+        };
+        // Every label a class of the head, checked before any training: a label found bad
+        // mid-run would stop the session at the batch holding it, and tell the server which.
+        let classes = self.head.classes();
+        if let Some((i, y)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, y)| !(**y >= 0.0 && y.fract() == 0.0 && (**y as usize) < classes))
+        {
+            return Err(SpnnError::Config(format!(
+                "the label of sample {} is {y}, not a class 0 … {} of the label holder's head",
+                self.table.ids()[i],
+                classes - 1
+            )));
         }
         match features
             .ids()
@@ -1144,5 +1158,57 @@ impl Holder {
         self.forwards = forwards;
         self.updates = updates;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::TopLayers;
+    use burn::nn::LinearConfig;
+
+    /// A label that is not a class of the head stops the label holder before it trains (found
+    /// mid-run, it would end the session at the batch holding it and tell the server which).
+    #[test]
+    fn every_label_must_be_a_class_of_the_head() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let ids: Vec<u64> = (0..4).collect();
+        let features = Table::new(ids.clone(), vec!["x".into()], vec![0.0; 4], None).unwrap();
+        let head = |classes| {
+            TopLayers::multiclass(
+                LinearConfig::new(2, classes).init(&device),
+                burn::optim::SgdConfig::new().init(),
+                device.clone(),
+                classes,
+            )
+        };
+        let labelled =
+            |labels: Vec<f32>| Table::new(ids.clone(), vec![], vec![], Some(labels)).unwrap();
+        assert!(
+            HolderLabels::new(labelled(vec![0.0, 1.0, 2.0, 0.0]), head(3))
+                .check_covers(&features)
+                .is_ok()
+        );
+        for bad in [3.0, 1.5, -1.0, f32::NAN] {
+            let e = HolderLabels::new(labelled(vec![0.0, 1.0, bad, 0.0]), head(3))
+                .check_covers(&features)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("sample 2") && e.contains("not a class 0 … 2"),
+                "{e}"
+            );
+        }
+        // A binary head takes 0 and 1 only.
+        let binary = TopLayers::new(
+            LinearConfig::new(2, 1).init(&device),
+            burn::optim::SgdConfig::new().init(),
+            device.clone(),
+        );
+        assert!(
+            HolderLabels::new(labelled(vec![0.0, 1.0, 2.0, 0.0]), binary)
+                .check_covers(&features)
+                .is_err()
+        );
     }
 }
