@@ -1512,15 +1512,7 @@ fn multiclass_labels_at_a_holder_run_like_the_simulation() {
         .replace("learning_rate = 0.05", "learning_rate = 0.2");
     std::fs::write(&d.config, &text).unwrap();
     let trained = d.dir.path().join("trained-scores.csv");
-    let children = [
-        spawn(&d.config, "server"),
-        spawn_with(&d.config, "holder-0", &["--out", trained.to_str().unwrap()]),
-        spawn(&d.config, "holder-1"),
-    ];
-    let outs = children.map(|c| c.wait_with_output().unwrap());
-    for o in &outs {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    let outs = run_with_label_holder(&d, &trained);
     let holder0 = String::from_utf8_lossy(&outs[1].stdout).to_string();
     let accuracy = number_after(&holder0, "test accuracy ");
     println!("multiclass at holder-0: {holder0}");
@@ -1539,9 +1531,34 @@ fn multiclass_labels_at_a_holder_run_like_the_simulation() {
         assert_eq!(r[1], if r[3] > r[2] { 1.0 } else { 0.0 }, "{r:?}");
     }
     // The simulation of the same file: the same server model, accuracy and scores.
+    let (_copy, _, sim, sim_scores) = simulate_copy(&text);
+    assert_eq!(fingerprint(&sim), fingerprint(&outs[0]));
+    let sim_out = String::from_utf8_lossy(&sim.stdout);
+    assert_eq!(number_after(&sim_out, "test accuracy "), accuracy);
+    assert_eq!(std::fs::read_to_string(&sim_scores).unwrap(), file);
+}
+
+/// Runs the server and both holders of `d`, holder-0 (the label owner) writing its scores to
+/// `scores`; every process must succeed.
+fn run_with_label_holder(d: &Deployment, scores: &Path) -> [Output; 3] {
+    let children = [
+        spawn(&d.config, "server"),
+        spawn_with(&d.config, "holder-0", &["--out", scores.to_str().unwrap()]),
+        spawn(&d.config, "holder-1"),
+    ];
+    let outs = children.map(|c| c.wait_with_output().unwrap());
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    outs
+}
+
+/// `spnn simulate` of the deployment file `text` in a fresh directory, the label owner's scores
+/// written: the directory, the file's path there, the run's output and the scores' path.
+fn simulate_copy(text: &str) -> (tempfile::TempDir, PathBuf, Output, PathBuf) {
     let copy = tempfile::tempdir().unwrap();
     let config = copy.path().join("deployment.toml");
-    std::fs::write(&config, &text).unwrap();
+    std::fs::write(&config, text).unwrap();
     std::fs::create_dir(copy.path().join("certs")).unwrap();
     let sim_scores = copy.path().join("scores.csv");
     let sim = Command::new(SPNN)
@@ -1554,10 +1571,7 @@ fn multiclass_labels_at_a_holder_run_like_the_simulation() {
         "{}",
         String::from_utf8_lossy(&sim.stderr)
     );
-    assert_eq!(fingerprint(&sim), fingerprint(&outs[0]));
-    let sim_out = String::from_utf8_lossy(&sim.stdout);
-    assert_eq!(number_after(&sim_out, "test accuracy "), accuracy);
-    assert_eq!(std::fs::read_to_string(&sim_scores).unwrap(), file);
+    (copy, config, sim, sim_scores)
 }
 
 /// The number after `prefix` on the first line of `out` that has it.
@@ -1594,15 +1608,7 @@ fn labels_at_a_holder_stay_there_across_processes_like_the_simulation() {
     std::fs::write(&d.config, &text).unwrap();
     let dir = d.dir.path();
     let trained = dir.join("trained-scores.csv");
-    let children = [
-        spawn(&d.config, "server"),
-        spawn_with(&d.config, "holder-0", &["--out", trained.to_str().unwrap()]),
-        spawn(&d.config, "holder-1"),
-    ];
-    let outs = children.map(|c| c.wait_with_output().unwrap());
-    for o in &outs {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    let outs = run_with_label_holder(&d, &trained);
     let holder0 = String::from_utf8_lossy(&outs[1].stdout).to_string();
     let auc = number_after(&holder0, "(label holder): test AUC ");
     assert!(auc > 0.9, "holder-0's test AUC {auc}");
@@ -1635,21 +1641,7 @@ fn labels_at_a_holder_stay_there_across_processes_like_the_simulation() {
     assert!(scores.iter().all(|(_, s)| (0.0..=1.0).contains(s)));
 
     // The simulation of the same file: the same server model, the same AUC, the same scores.
-    let copy = tempfile::tempdir().unwrap();
-    let config = copy.path().join("deployment.toml");
-    std::fs::write(&config, &text).unwrap();
-    std::fs::create_dir(copy.path().join("certs")).unwrap();
-    let sim_scores = copy.path().join("scores.csv");
-    let sim = Command::new(SPNN)
-        .args(["simulate", "--config", config.to_str().unwrap()])
-        .args(["--out", sim_scores.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        sim.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
+    let (copy, config, sim, sim_scores) = simulate_copy(&text);
     assert_eq!(fingerprint(&sim), fingerprint(&outs[0]));
     let sim_out = String::from_utf8_lossy(&sim.stdout);
     assert_eq!(number_after(&sim_out, "(label holder): test AUC "), auc);
