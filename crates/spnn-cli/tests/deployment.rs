@@ -1243,22 +1243,38 @@ fn a_model_with_dropout_and_layer_norm_runs_like_the_simulation() {
 #[test]
 fn adam_from_the_deployment_file_runs_like_the_simulation() {
     let d = deployment(3, false, "");
-    let text = std::fs::read_to_string(&d.config)
-        .unwrap()
-        .replace(
-            "momentum = 0.5",
-            "optimizer = \"adam\"\nweight_decay = 0.001",
-        )
-        .replace("learning_rate = 0.1", "learning_rate = 0.01");
+    let (_, auc) = edited_run_equals_simulation(
+        &d,
+        |text| {
+            text.replace(
+                "momentum = 0.5",
+                "optimizer = \"adam\"\nweight_decay = 0.001",
+            )
+            .replace("learning_rate = 0.1", "learning_rate = 0.01")
+        },
+        "AUC",
+    );
+    println!("Adam: test AUC {auc}");
+    assert!(auc > 0.9, "test AUC {auc}");
+}
+
+/// Edits `d`'s deployment file with `edit`, runs every party across processes, checks that each
+/// succeeds and that the server's model is the simulation's bit for bit; returns the outputs and
+/// the server's test `metric`.
+fn edited_run_equals_simulation(
+    d: &Deployment,
+    edit: impl Fn(String) -> String,
+    metric: &str,
+) -> (Vec<Output>, f64) {
+    let text = edit(std::fs::read_to_string(&d.config).unwrap());
     std::fs::write(&d.config, text).unwrap();
-    let outs = run_all(&d, false);
+    let outs = run_all(d, false);
     for o in &outs {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let auc = printed_metric(&outs[0], "AUC");
-    println!("Adam: test AUC {auc}");
-    assert!(auc > 0.9, "test AUC {auc}");
-    assert_simulation_gives(&d, &fingerprint(&outs[0]));
+    let value = printed_metric(&outs[0], metric);
+    assert_simulation_gives(d, &fingerprint(&outs[0]));
+    (outs, value)
 }
 
 /// The test metric the server printed, e.g. `test accuracy 0.9561`.
@@ -1326,18 +1342,13 @@ fn multiclass_and_regression_tasks_run_like_the_simulation() {
 #[test]
 fn bottom_models_from_the_deployment_file_run_like_the_simulation() {
     let d = deployment(3, false, "");
-    let text = std::fs::read_to_string(&d.config)
-        .unwrap()
-        .replace("hidden = [16, 8]", "hidden = [16, 8]\nbottom = [12]");
-    std::fs::write(&d.config, text).unwrap();
-    let outs = run_all(&d, false);
-    for o in &outs {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    let auc = printed_metric(&outs[0], "AUC");
+    let (_, auc) = edited_run_equals_simulation(
+        &d,
+        |text| text.replace("hidden = [16, 8]", "hidden = [16, 8]\nbottom = [12]"),
+        "AUC",
+    );
     println!("bottom models: test AUC {auc}");
     assert!(auc > 0.9, "test AUC {auc}");
-    assert_simulation_gives(&d, &fingerprint(&outs[0]));
     assert_eq!(predict_final(&d).lines().count(), 570);
 }
 
