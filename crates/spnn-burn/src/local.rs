@@ -114,18 +114,17 @@ impl<M: LocalModel> Runner<M> {
     pub(crate) fn output_input_norms(&self, x: &FloatMatrix) -> Result<Vec<f64>> {
         let (rows, cols) = (x.rows, x.cols);
         let mut squares = vec![0f64; rows];
-        let outputs = self
-            .model()
-            .forward(matrix(x.data.clone(), rows, cols, &self.device))
-            .dims()[1];
-        for c in 0..outputs {
+        let pass = || {
             let x = matrix(x.data.clone(), rows, cols, &self.device).require_grad();
-            let grads = self
-                .model()
-                .forward(x.clone())
-                .slice([0..rows, c..c + 1])
-                .sum()
-                .backward();
+            let out = self.model().forward(x.clone());
+            (x, out)
+        };
+        // The first pass also gives the number of outputs; each output takes one backward.
+        let mut first = Some(pass());
+        let outputs = first.as_ref().map_or(0, |(_, out)| out.dims()[1]);
+        for c in 0..outputs {
+            let (x, out) = first.take().unwrap_or_else(pass);
+            let grads = out.slice([0..rows, c..c + 1]).sum().backward();
             let dx = x
                 .grad(&grads)
                 .ok_or_else(|| SpnnError::Tensor("no gradient for the top layers' input".into()))?;

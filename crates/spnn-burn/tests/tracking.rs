@@ -21,6 +21,36 @@ mod common;
 use common::*;
 use spnn_burn::{LabelMode, Protocol, SpnnConfig};
 
+/// A session of `k` holders whose weights can be revealed, its model and its optimiser: what
+/// every step-by-step comparison starts from.
+struct Lockstep {
+    data: Data,
+    device: burn::tensor::Device,
+    sim: spnn_burn::simulation::Simulation,
+    session: spnn_burn::ServerSession,
+    model: SpnnMlp,
+    optim: burn::optim::ModuleOptimizer,
+}
+
+impl Lockstep {
+    fn start(k: usize, config: SpnnConfig) -> Self {
+        let data = Data::new(k);
+        let device = device();
+        let sim = start(&data, config, true);
+        let session = sim.session().clone();
+        let model = spnn_model(&sim, &device);
+        let optim = session.optimizer();
+        Self {
+            data,
+            device,
+            sim,
+            session,
+            model,
+            optim,
+        }
+    }
+}
+
 fn max_abs(v: &[f32]) -> f64 {
     v.iter().fold(0f64, |m, &x| m.max((x as f64).abs()))
 }
@@ -28,12 +58,14 @@ fn max_abs(v: &[f32]) -> f64 {
 fn lockstep(k: usize, config: SpnnConfig, steps: usize) {
     // The step-by-step comparison with plaintext needs the exact Z: no noise on it.
     let config = config.with_z_noise(0.0);
-    let data = Data::new(k);
-    let device = device();
-    let sim = start(&data, config, true);
-    let session = sim.session().clone();
-    let mut model = spnn_model(&sim, &device);
-    let mut optim = session.optimizer();
+    let Lockstep {
+        data,
+        device,
+        sim,
+        session,
+        mut model,
+        mut optim,
+    } = Lockstep::start(k, config);
     let (d, h, lr) = (data.d(), HIDDEN[0], 0.1);
     let u = 2f64.powi(-(config.frac_bits as i32));
     // A truncation errs by at most one unit; SPNN-HE's rounding of each of the k integer
@@ -159,12 +191,14 @@ fn labels_at_a_holder_track_plaintext_sgd_step_by_step() {
 /// Negative control: the same bound does not hold for plain SGD (the test can fail).
 fn sgd_lockstep(config: SpnnConfig, steps: usize) {
     let config = config.with_z_noise(0.0);
-    let data = Data::new(2);
-    let device = device();
-    let sim = start(&data, config, true);
-    let session = sim.session().clone();
-    let mut model = spnn_model(&sim, &device);
-    let mut optim = session.optimizer();
+    let Lockstep {
+        data,
+        device,
+        sim,
+        session,
+        mut model,
+        mut optim,
+    } = Lockstep::start(2, config);
     let (d, h, lr) = (data.d(), HIDDEN[0], 0.1);
     let (mu, tau, lambda) = (config.momentum, config.dampening, config.weight_decay);
     let u = 2f64.powi(-(config.frac_bits as i32));
@@ -337,12 +371,14 @@ fn max_of(v: &[f64]) -> f64 {
 fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
     let config = config.with_z_noise(0.0);
     let adam = config.adam.expect("an Adam configuration");
-    let data = Data::new(k);
-    let device = device();
-    let sim = start(&data, config, true);
-    let session = sim.session().clone();
-    let mut model = spnn_model(&sim, &device);
-    let mut optim = session.optimizer();
+    let Lockstep {
+        data,
+        device,
+        sim,
+        session,
+        mut model,
+        mut optim,
+    } = Lockstep::start(k, config);
     let (d, h, lr) = (data.d(), HIDDEN[0], 0.01);
     let (b1, b2, lambda) = (adam.beta_1, adam.beta_2, config.weight_decay);
     let u = 2f64.powi(-(config.frac_bits as i32));

@@ -349,27 +349,9 @@ fn every_party_keeps_only_the_newest_numbered_checkpoints_plus_best_and_final() 
         expect("holder-1-", [6, 7])
     );
     // `best` loads at every party: the holders serve, the server scores every sample.
-    let holders: Vec<Child> = ["holder-0", "holder-1"]
-        .into_iter()
-        .map(|p| spawn(&d.config, p))
-        .collect();
-    let scores = d.dir.path().join("scores.csv");
-    let out = spnn_ok(&[
-        "predict",
-        "--config",
-        d.config.to_str().unwrap(),
-        "--tag",
-        "best",
-        "--out",
-        scores.to_str().unwrap(),
-    ]);
-    for h in holders {
-        let o = h.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    let (out, scores) = predict(&d, "best");
     assert!(String::from_utf8_lossy(&out.stdout).contains("569 predictions"));
-    let lines = std::fs::read_to_string(&scores).unwrap().lines().count();
-    assert_eq!(lines, 570);
+    assert_eq!(scores.lines().count(), 570);
 }
 
 #[test]
@@ -1354,17 +1336,23 @@ fn bottom_models_from_the_deployment_file_run_like_the_simulation() {
 
 /// `spnn predict --tag final` at the server with both holders serving: the predictions file.
 fn predict_final(d: &Deployment) -> String {
+    predict(d, "final").1
+}
+
+/// `spnn predict --tag TAG` at the server with both holders serving: its output and the
+/// predictions file.
+fn predict(d: &Deployment, tag: &str) -> (Output, String) {
     let holders: Vec<Child> = ["holder-0", "holder-1"]
         .into_iter()
         .map(|p| spawn(&d.config, p))
         .collect();
     let scores = d.dir.path().join("scores.csv");
-    spnn_ok(&[
+    let out = spnn_ok(&[
         "predict",
         "--config",
         d.config.to_str().unwrap(),
         "--tag",
-        "final",
+        tag,
         "--out",
         scores.to_str().unwrap(),
     ]);
@@ -1372,7 +1360,7 @@ fn predict_final(d: &Deployment) -> String {
         let o = h.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    std::fs::read_to_string(&scores).unwrap()
+    (out, std::fs::read_to_string(&scores).unwrap())
 }
 
 #[test]

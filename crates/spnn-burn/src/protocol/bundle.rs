@@ -88,7 +88,8 @@ pub(crate) fn deal_integer(
 }
 
 /// Shapes of one holder's seeded truncation shares for `n` triples of `shape`: holder 0
-/// derives its share of each `r`; every other holder its shares of `r`, `⌊r/2^s⌋` and `b`.
+/// derives its share of each `r`; every other holder its shares of `r`, `⌊r/2^s⌋` and `b`
+/// ([`seeded_triples`] with one derived matrix per triple at holder 0).
 fn truncation_shapes(first: bool, shape: (usize, usize), n: usize) -> Shapes {
     vec![shape; if first { n } else { 3 * n }]
 }
@@ -137,26 +138,34 @@ pub(crate) fn truncation_shares(
     shape: (usize, usize),
     n: usize,
 ) -> Vec<[RingMatrix; 3]> {
-    let derived = derive(seed, &truncation_shapes(me == 0, shape, n));
-    if me == 0 {
-        let mut explicit = explicit.into_iter();
-        derived
-            .into_iter()
-            .map(|r| {
-                let high = explicit.next().expect("two explicit matrices per triple");
-                let danger = explicit.next().expect("two explicit matrices per triple");
-                [r, high, danger]
+    seeded_triples(seed, me, explicit, shape, n, 1)
+}
+
+/// Holder `me`'s shares of `n` seeded triples of `shape`: holder 0 derives the first
+/// `first_derives` matrices of each triple from its seed (one stream, triple by triple) and
+/// received the rest explicitly; every other holder derives all three.
+fn seeded_triples(
+    seed: &SecretSeed,
+    me: usize,
+    explicit: Vec<RingMatrix>,
+    shape: (usize, usize),
+    n: usize,
+    first_derives: usize,
+) -> Vec<[RingMatrix; 3]> {
+    let per = if me == 0 { first_derives } else { 3 };
+    let mut derived = derive(seed, &vec![shape; per * n]).into_iter();
+    let mut explicit = explicit.into_iter();
+    (0..n)
+        .map(|_| {
+            std::array::from_fn(|i| {
+                if i < per {
+                    derived.next().expect("derived matrices for every triple")
+                } else {
+                    explicit.next().expect("explicit matrices for every triple")
+                }
             })
-            .collect()
-    } else {
-        let mut it = derived.into_iter();
-        (0..n)
-            .map(|_| {
-                let mut next = || it.next().expect("three derived matrices per triple");
-                [next(), next(), next()]
-            })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 /// The element-wise triples `(a, b, c = a∘b)` of one update, `n` of `shape`: every holder
@@ -199,24 +208,7 @@ pub(crate) fn product_shares(
     shape: (usize, usize),
     n: usize,
 ) -> Vec<[RingMatrix; 3]> {
-    if me == 0 {
-        let mut derived = derive(seed, &vec![shape; 2 * n]).into_iter();
-        explicit
-            .into_iter()
-            .map(|c| {
-                let mut next = || derived.next().expect("two derived matrices per triple");
-                [next(), next(), c]
-            })
-            .collect()
-    } else {
-        let mut it = derive(seed, &vec![shape; 3 * n]).into_iter();
-        (0..n)
-            .map(|_| {
-                let mut next = || it.next().expect("three derived matrices per triple");
-                [next(), next(), next()]
-            })
-            .collect()
-    }
+    seeded_triples(seed, me, explicit, shape, n, 2)
 }
 
 #[cfg(test)]

@@ -285,19 +285,7 @@ impl SsEngine {
         c: f64,
         what: &str,
     ) -> Result<(Share, f64)> {
-        self.mul_public_to(p, a, bound, c, p.fp.frac_bits(), what)
-    }
-
-    /// [`Self::mul_public`] returning the product at scale `2^f` (`f` at most `a`'s scale).
-    fn mul_public_to(
-        &mut self,
-        p: &Party,
-        a: Share,
-        bound: f64,
-        c: f64,
-        f: u32,
-        what: &str,
-    ) -> Result<(Share, f64)> {
+        let f = p.fp.frac_bits();
         let c = PublicScale::of(c)?;
         let shifts = truncation_shifts(a.frac_bits(), f, &c);
         let (mut a, mut bound) = (a, bound);
@@ -376,6 +364,8 @@ impl SsEngine {
         let [b1, nb1, b2, nb2] = &plan.betas;
         // Public bounds: m' ≤ β̃₁·m + (1 − β̃₁)·g + one unit per piece, so m never exceeds
         // max(m, g) + (pieces)/(1 − β̃₁); likewise v with g². Checked up front.
+        let (step_pieces, decay_pieces) =
+            (split_factor(plan.step_factor)?, split_factor(plan.decay)?);
         let g2_bound = g_bound * g_bound;
         let largest = |pieces: &Pieces| pieces.iter().map(|&(m, _)| m as f64).fold(0.0, f64::max);
         let slack = |b: &Pieces, nb: &Pieces| (b.len() + nb.len()) as f64 / value_of(nb);
@@ -402,7 +392,7 @@ impl SsEngine {
             (2.0 * q_max * unit(f), "q·(2 − u·q)"),
             (step_bound, "Adam's step m/(√v + ε)"),
             (
-                (step_bound / unit(f) + 1.0) * largest(&split_factor(plan.step_factor)?),
+                (step_bound / unit(f) + 1.0) * largest(&step_pieces),
                 "Adam's weight update",
             ),
         ] {
@@ -413,14 +403,14 @@ impl SsEngine {
             // contraction): at the defaults a run stops with this error after about 4·10⁶
             // updates at η = 10⁻³.
             ring_bits(
-                self.w_bound * largest(&split_factor(plan.decay)?),
+                self.w_bound * largest(&decay_pieces),
                 "AdamW's weight decay",
             )?;
         }
         // AdamW: W ← W − η·λ·W (of the weights before this step, as Burn).
         let mut w_bound = self.w_bound;
         if plan.decay > 0.0 {
-            let pieces = split_factor(plan.decay)?;
+            let pieces = decay_pieces;
             let w = self.w.clone();
             let (decay, _) = self.mul_pieces(p, &w, w_bound, &pieces, "AdamW's weight decay")?;
             self.w = self.w.sub(&decay)?;
@@ -475,7 +465,7 @@ impl SsEngine {
             p,
             &r,
             self.velocity_bound * q_max / unit(f) + 1.0,
-            &split_factor(plan.step_factor)?,
+            &step_pieces,
             "Adam's weight update",
         )?;
         self.w = p.with_sgld_noise(self.w.sub(&delta)?, step, lr)?;
