@@ -13,6 +13,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use spnn_burn::attack::labels::{LabelLeakage, LeakageReport};
+use spnn_burn::messages::Metrics;
 use spnn_burn::simulation::{self, HolderSpec};
 use spnn_burn::train::{backward_from_label_holder, evaluate_at_label_holder};
 use spnn_burn::{
@@ -124,13 +125,49 @@ pub fn grid() -> Vec<(String, f64, LabelDefence)> {
 
 /// Trains under `defence` and attacks the server's view after every step.
 pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelDefence) -> Point {
+    let mut epochs = Vec::new();
+    let mut whole = LabelLeakage::default();
+    let metrics = train(data, setup, 1, defence, |views| {
+        let mut leak = LabelLeakage::default();
+        for (ids, g, y) in views {
+            leak.observe(ids, g, setup.widths[1], y);
+            whole.observe(ids, g, setup.widths[1], y);
+        }
+        epochs.push(Leak::of(leak.report()));
+    })
+    .unwrap_or_else(|e| panic!("{family} {level}: {e}"));
+    Point {
+        family: family.into(),
+        level,
+        test_auc: metrics.auc,
+        epochs,
+        whole_run: Leak::of(whole.report()),
+    }
+}
+
+/// One epoch's server view: each training batch's ids, the gradient it received and (for
+/// scoring only) the true labels.
+type EpochView = [(Vec<u64>, Vec<f32>, Vec<f32>)];
+
+/// Trains SPNN-SS with the labels at holder 0 behind `defence` — top layer
+/// `Linear(widths[1], classes)` (binary for one) — handing each epoch's server view to
+/// `epoch_done`; returns the label holder's test metrics, or why the session failed (a run
+/// whose noise drives the model to non-finite values stops at the label holder).
+fn train(
+    data: &Data,
+    setup: &Setup,
+    classes: usize,
+    defence: LabelDefence,
+    mut epoch_done: impl FnMut(&EpochView),
+) -> Result<Metrics, String> {
     let device = burn::tensor::Device::flex().autodiff();
     device.seed(42);
-    let top = TopLayers::new(
-        LinearConfig::new(setup.widths[1], 1).init(&device),
-        SgdConfig::new().init(),
-        device.clone(),
-    );
+    let layer = LinearConfig::new(setup.widths[1], classes).init(&device);
+    let top = if classes > 1 {
+        TopLayers::multiclass(layer, SgdConfig::new().init(), device.clone(), classes)
+    } else {
+        TopLayers::new(layer, SgdConfig::new().init(), device.clone())
+    };
     let labels = HolderLabels::new(data.labels.clone(), top).with_defence(defence);
     let record = labels.metrics();
     // Seeded randomness so that a re-run reproduces the committed numbers exactly.
@@ -147,46 +184,201 @@ pub fn run(data: &Data, setup: &Setup, family: &str, level: f64, defence: LabelD
     let sim = simulation::start(
         holders,
         SessionSpec::new(setup.widths[0]).with_config(config),
-        NetworkConfig::new(31).with_timeout(std::time::Duration::from_secs(600)),
+        // In one process a failed party's endpoint stays open (the transcripts keep it), so a
+        // failure reaches the server as this timeout.
+        NetworkConfig::new(31).with_timeout(std::time::Duration::from_secs(60)),
     )
-    .expect("parties start");
+    .map_err(|e| e.to_string())?;
     let session = sim.session().clone();
     let mut model = ServerPart {
         first: PrivateLinearConfig::new().init(&session, &device),
         hidden: LinearConfig::new(setup.widths[0], setup.widths[1]).init(&device),
     };
     let mut optim = session.optimizer();
-    let mut epochs = Vec::new();
+    for e in 0..setup.epochs {
+        let mut views = Vec::new();
+        for ids in data.batches(e as u64, setup.batch) {
+            let (grads, _) = backward_from_label_holder(&session, model.forward(&ids))
+                .map_err(|e| e.to_string())?;
+            let y = data.labels_of(&ids).map_err(|e| e.to_string())?;
+            views.push((ids, session.view().head_gradient, y));
+            let grads = GradientsParams::from_grads(grads, &model);
+            model = optim.step(setup.lr, model, grads);
+        }
+        epoch_done(&views);
+    }
+    let valid = model.clone().valid();
+    for ids in data.test.chunks(spnn_burn::EVALUATION_ROWS) {
+        evaluate_at_label_holder(&session, valid.forward(ids)).map_err(|e| e.to_string())?;
+    }
+    session.label_holder_metrics().map_err(|e| e.to_string())?;
+    drop((model, valid));
+    sim.finish().map_err(|e| e.to_string())?;
+    record
+        .last()
+        .ok_or_else(|| "no evaluation recorded".to_string())
+}
+
+/// One training run over `C > 2` classes under one defence.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClassPoint {
+    /// The defence family.
+    pub family: String,
+    /// The knob's value (the noise multiplier, or ε).
+    pub level: f64,
+    /// Test accuracy after the last epoch, as the label holder recorded it.
+    pub test_accuracy: f64,
+    /// The clustering attack's accuracy in its best epoch.
+    pub best_epoch: f64,
+    /// The clustering attack on each sample's releases averaged over the run.
+    pub averaged: f64,
+    /// The largest class's share (guessing it for every row).
+    pub chance: f64,
+    /// Why the run stopped early, if it did (its attack numbers then cover the epochs before).
+    pub failed: Option<String>,
+}
+
+/// The defence settings measured over classes, weakest first: no defence, fresh noise,
+/// persistent noise, randomised response.
+pub fn class_grid() -> Vec<(String, f64, LabelDefence)> {
+    let none = LabelDefence::undefended();
+    let mut out = vec![("undefended".to_string(), 0.0, none)];
+    for level in [0.5, 1.0, 2.0, 4.0] {
+        out.push(("fresh noise".into(), level, none.with_gradient_noise(level)));
+    }
+    for level in [1.0, 2.0, 4.0] {
+        out.push((
+            "persistent noise".into(),
+            level,
+            none.with_gradient_noise(level).with_persistent_noise(true),
+        ));
+    }
+    for eps in [2.0, 1.0] {
+        out.push((
+            "randomised response".into(),
+            eps,
+            none.with_randomised_response(eps),
+        ));
+    }
+    out
+}
+
+/// Every setting of [`class_grid`] on `data` with `classes` classes, the clustering attack
+/// ([`LabelLeakage::class_report`]) on every epoch's view and on the whole run's, printing each
+/// point as it finishes.
+pub fn sweep_classes(data: &Data, setup: &Setup, classes: usize) -> Vec<ClassPoint> {
+    let mut points = vec![blind_baseline(data, setup, classes)];
+    points.extend(class_grid().into_iter().map(|(family, level, defence)| {
+        let mut best_epoch: f64 = 0.0;
+        let mut whole = LabelLeakage::default();
+        let metrics = train(data, setup, classes, defence, |views| {
+            let mut leak = LabelLeakage::default();
+            for (ids, g, y) in views {
+                leak.observe(ids, g, setup.widths[1], y);
+                whole.observe(ids, g, setup.widths[1], y);
+            }
+            best_epoch = best_epoch.max(leak.class_report(classes).clustering);
+        });
+        let run = whole.class_report(classes);
+        let p = ClassPoint {
+            family,
+            level,
+            test_accuracy: metrics.as_ref().map_or(f64::NAN, |m| m.accuracy),
+            best_epoch,
+            averaged: run.averaged,
+            chance: run.chance,
+            failed: metrics.err(),
+        };
+        print_class_point(&p);
+        p
+    }));
+    points
+}
+
+fn print_class_point(p: &ClassPoint) {
+    println!(
+        "{} {}: test accuracy {:.4}, clustering in its best epoch {:.4}, averaged over the run {:.4} (chance {:.4}){}",
+        p.family,
+        p.level,
+        p.test_accuracy,
+        p.best_epoch,
+        p.averaged,
+        p.chance,
+        p.failed
+            .as_ref()
+            .map_or(String::new(), |e| format!("; stopped: {e}"))
+    );
+}
+
+/// The clustering attack's floor: the same batches of rows drawn from a standard normal (no
+/// signal at all), scored the same way — what the best matching and the best of the epochs
+/// give a blind attacker. No model is trained (its accuracy is reported as 0).
+fn blind_baseline(data: &Data, setup: &Setup, classes: usize) -> ClassPoint {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut normal = move || -> f32 {
+        // Box–Muller from two uniforms in (0, 1].
+        let (u, v): (f64, f64) = (
+            1.0 - rand::Rng::random::<f64>(&mut rng),
+            rand::Rng::random(&mut rng),
+        );
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let cols = setup.widths[1];
+    let mut best_epoch: f64 = 0.0;
     let mut whole = LabelLeakage::default();
     for e in 0..setup.epochs {
         let mut leak = LabelLeakage::default();
         for ids in data.batches(e as u64, setup.batch) {
-            let (grads, _) =
-                backward_from_label_holder(&session, model.forward(&ids)).expect("step");
-            let g = session.view().head_gradient;
+            let g: Vec<f32> = (0..ids.len() * cols).map(|_| normal()).collect();
             let y = data.labels_of(&ids).expect("labelled ids");
-            leak.observe(&ids, &g, setup.widths[1], &y);
-            whole.observe(&ids, &g, setup.widths[1], &y);
-            let grads = GradientsParams::from_grads(grads, &model);
-            model = optim.step(setup.lr, model, grads);
+            leak.observe(&ids, &g, cols, &y);
+            whole.observe(&ids, &g, cols, &y);
         }
-        epochs.push(Leak::of(leak.report()));
+        best_epoch = best_epoch.max(leak.class_report(classes).clustering);
     }
-    let valid = model.clone().valid();
-    for ids in data.test.chunks(spnn_burn::EVALUATION_ROWS) {
-        evaluate_at_label_holder(&session, valid.forward(ids)).expect("evaluation");
+    let run = whole.class_report(classes);
+    let p = ClassPoint {
+        family: "blind (pure noise rows)".into(),
+        level: 0.0,
+        test_accuracy: 0.0,
+        best_epoch,
+        averaged: run.averaged,
+        chance: run.chance,
+        failed: None,
+    };
+    print_class_point(&p);
+    p
+}
+
+/// [`sweep_classes`] as a markdown table.
+pub fn class_markdown(points: &[ClassPoint]) -> String {
+    let base = points
+        .iter()
+        .find(|p| p.family == "undefended")
+        .map_or(f64::NAN, |p| p.test_accuracy);
+    let mut md = String::from(
+        "| defence | level | test accuracy | Δ vs undefended | clustering, best epoch | clustering averaged over the run | chance |\n|---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        // The blind baseline trains no model: its accuracy columns are empty.
+        let (accuracy, delta) = if p.family.starts_with("blind") {
+            ("—".to_string(), "—".to_string())
+        } else if p.failed.is_some() {
+            ("diverged".to_string(), "—".to_string())
+        } else {
+            (
+                format!("{:.4}", p.test_accuracy),
+                format!("{:+.4}", p.test_accuracy - base),
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {accuracy} | {delta} | {:.4} | {:.4} | {:.4} |",
+            p.family, p.level, p.best_epoch, p.averaged, p.chance
+        );
     }
-    session.label_holder_metrics().expect("evaluation round");
-    let test_auc = record.last().expect("one evaluation").auc;
-    drop((model, valid));
-    sim.finish().expect("parties end cleanly");
-    Point {
-        family: family.into(),
-        level,
-        test_auc,
-        epochs,
-        whole_run: Leak::of(whole.report()),
-    }
+    md
 }
 
 /// Every setting of [`grid`] on `data`, printing each point as it finishes.

@@ -185,6 +185,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             encode_to_vec(&MetricsReport(Some(Metrics {
                 auc: 0.9,
                 accuracy: 0.8,
+                rmse: Some(0.4),
                 loss: 0.3,
                 count: 7,
             }))),

@@ -17,9 +17,10 @@ use std::sync::{Arc, Mutex};
 
 use burn::nn::loss::{
     BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig, CrossEntropyLoss, CrossEntropyLossConfig,
+    HuberLoss, HuberLossConfig, Reduction,
 };
 use burn::optim::ModuleOptimizer;
-use burn::tensor::{Device, Int, Tensor, TensorData, activation::sigmoid, activation::softmax};
+use burn::tensor::{Device, Tensor, TensorData, activation::sigmoid, activation::softmax};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use spnn_crypto::derive::derive_seed;
@@ -41,10 +42,17 @@ pub struct HeadStep {
     pub gradient: FloatMatrix,
     /// The largest norm a row of `gradient` could have **whatever the labels** — for binary
     /// cross-entropy on a logit `s_i` (mean over `B` rows), `max_i ‖∂s_i/∂a_i‖ / B`, since
-    /// `|σ(s_i) − y_i| ≤ 1`; for cross-entropy over `C` logits, `max_i ‖J_i‖_F·√2 / B` with
-    /// `J_i = ∂s_i/∂a_i`, since the row is `J_iᵀ(p_i − e_{y_i})/B` and `‖p_i − e_{y_i}‖ ≤ √2`. Label-independent: the isotropic noise is scaled to it, so the
-    /// noise level says nothing of the labels, and a batch whose rows the model gets exactly
-    /// right (a zero gradient) still gets noise.
+    /// `|σ(s_i) − y_i| ≤ 1`; for cross-entropy over `C` logits, the row is
+    /// `J_iᵀ(p_i − e_{y_i})/B` with `J_i = ∂s_i/∂a_i` and `p_i` the softmax, and the bound the
+    /// largest distance between two rows of `J_i`, `max_i max_{k,c} ‖J_iᵀ(e_k − e_c)‖ / B`
+    /// (`p_i − e_c` is a convex combination of the `e_k − e_c`; no prediction enters);
+    /// for Huber loss with threshold `δ` on a prediction `ŷ_i`, `max_i ‖∂ŷ_i/∂a_i‖·δ / B`,
+    /// since Huber's derivative is the residual clamped to `[−δ, δ]`. A function of the
+    /// activations and the top layers only — not of this batch's labels given those, nor of
+    /// the predictions (earlier labels trained the top layers, as they trained the server's
+    /// own): the isotropic
+    /// noise is scaled to it, so the noise level says nothing of them, and a batch whose rows
+    /// the model gets exactly right (a zero gradient) still gets noise.
     pub bound: f64,
 }
 
@@ -54,8 +62,8 @@ pub trait LabelHead: Send {
     /// Loss, gradient with respect to `activations` and its label-independent bound for a
     /// training batch; the head keeps its own parameters' gradients for [`LabelHead::update`].
     fn train_batch(&mut self, activations: &FloatMatrix, labels: &[f32]) -> Result<HeadStep>;
-    /// Scores (the positive class's probability, or every class's, row by row) of an
-    /// evaluation batch and, given its labels, its loss; with labels, the predictions are kept for [`LabelHead::take_metrics`].
+    /// Scores (the positive class's probability, every class's, or a regression's prediction,
+    /// row by row) of an evaluation batch and, given its labels, its loss; with labels, the predictions are kept for [`LabelHead::take_metrics`].
     /// Without labels (new records being scored) only the scores are computed.
     fn eval_batch(
         &mut self,
@@ -71,97 +79,216 @@ pub trait LabelHead: Send {
     /// Restores a state written by [`LabelHead::save`].
     fn load(&mut self, state: Vec<u8>) -> Result<()>;
     /// The number of classes (2 for a binary head): the labels must be the class numbers
-    /// `0 … classes − 1`, and randomised response draws from them.
-    fn classes(&self) -> usize;
+    /// `0 … classes − 1`, and randomised response draws from them. `None` for a regression:
+    /// the labels are finite numbers, and randomised response is refused (it has no classes
+    /// to draw from).
+    fn classes(&self) -> Option<usize>;
 }
 
-/// Classification at the label holder: a Burn model `M` from the server's activations `[B, a]`
-/// to one logit `[B, 1]` (binary: sigmoid and binary cross-entropy) or `C` logits `[B, C]`
-/// ([`TopLayers::multiclass`]: softmax and cross-entropy), the loss a mean over the batch,
-/// trained by the label holder's own Burn optimiser with the session's learning rate. Scores
-/// are the positive class's probability, or every class's.
+/// The label holder's top layers: a Burn model `M` from the server's activations `[B, a]` to
+/// one logit `[B, 1]` (binary: sigmoid and binary cross-entropy), `C` logits `[B, C]`
+/// ([`TopLayers::multiclass`]: softmax and cross-entropy) or one prediction `[B, 1]`
+/// ([`TopLayers::regression`]: Huber loss with a public threshold `δ`), the loss a mean over
+/// the batch, trained by the label holder's own Burn optimiser with the session's learning
+/// rate. Scores are the positive class's probability, every class's, or the prediction.
 ///
-/// The defence's bound ([`HeadStep::bound`]) takes the Jacobian of each row's logits in its
+/// The defence's bound ([`HeadStep::bound`]) takes the Jacobian of each row's outputs in its
 /// own activations: `M` must compute every row on its own and deterministically in training
 /// (no batch normalisation, no dropout in the top layers); rows beyond the bound are clipped
 /// to it before they leave ([`LabelDefence::perturb`]), so the noise's scale never depends on
 /// the labels.
 pub struct TopLayers<M: LocalModel> {
     runner: Runner<M>,
-    device: Device,
-    loss: BinaryCrossEntropyLoss,
-    cross_entropy: CrossEntropyLoss,
-    /// 1 (binary, one logit) or the number of classes.
-    classes: usize,
+    task: HeadTask,
     scores: Vec<f32>,
     labels: Vec<f32>,
     loss_sum: f64,
 }
 
+/// What a [`TopLayers`] predicts, with its loss.
+enum HeadTask {
+    /// One logit, binary cross-entropy.
+    Binary(BinaryCrossEntropyLoss),
+    /// One logit per class, cross-entropy.
+    Classes(usize, CrossEntropyLoss),
+    /// One prediction, Huber loss.
+    Regression(HuberLoss),
+}
+
+impl HeadTask {
+    /// Outputs per sample.
+    fn width(&self) -> usize {
+        match self {
+            Self::Binary(_) | Self::Regression(_) => 1,
+            Self::Classes(c, _) => *c,
+        }
+    }
+
+    /// A bound on the norm of a sample's gradient row `J_iᵀ·∂L_i/∂s_i` (before the batch mean)
+    /// whatever its label, from its Jacobian `j` (`width × cols`, row-major) alone — not from
+    /// its prediction, which the noise scale would otherwise show the server: `‖J_i‖` for a
+    /// binary logit (`|σ(s) − y| ≤ 1`); `δ·‖J_i‖` for a regression (`|clamp(r)| ≤ δ`); over
+    /// classes, the largest distance between two rows of `J_i`, `max_{k,c} ‖J_iᵀ(e_k − e_c)‖`,
+    /// since `p − e_c = Σ_k p_k (e_k − e_c)` is a convex combination (`O(C²·cols)` per row). `NaN`
+    /// if any entry is not finite.
+    fn row_bound(&self, j: &[f32], cols: usize) -> f64 {
+        if j.iter().any(|v| !v.is_finite()) {
+            return f64::NAN;
+        }
+        let norm = || j.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+        match self {
+            Self::Binary(_) => norm(),
+            Self::Regression(h) => f64::from(h.delta) * norm(),
+            Self::Classes(..) => {
+                let rows: Vec<&[f32]> = j.chunks(cols.max(1)).collect();
+                let mut widest: f64 = 0.0;
+                for (k, a) in rows.iter().enumerate() {
+                    for b in &rows[k + 1..] {
+                        let d: f64 = a
+                            .iter()
+                            .zip(*b)
+                            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+                            .sum();
+                        widest = widest.max(d);
+                    }
+                }
+                widest.sqrt()
+            }
+        }
+    }
+
+    /// Checks `labels` as this task's ([`label_fits`]; a binary head reads `y > 0.5` as
+    /// class 1), and refuses an empty batch (its mean loss is not a number).
+    fn check_labels(&self, labels: &[f32]) -> Result<()> {
+        if labels.is_empty() {
+            return Err(SpnnError::Config(
+                "an empty batch at the label holder".into(),
+            ));
+        }
+        let classes = match self {
+            Self::Binary(_) => return Ok(()),
+            Self::Classes(c, _) => Some(*c),
+            Self::Regression(_) => None,
+        };
+        match labels.iter().find(|&&y| !label_fits(classes, y)) {
+            Some(&y) => Err(SpnnError::Config(format!(
+                "label {y} is not {}",
+                expected_label(classes)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The batch loss (a mean) of `outputs` against `labels`, checked by
+    /// [`HeadTask::check_labels`] beforehand.
+    fn loss(&self, outputs: Tensor<2>, labels: &[f32]) -> Tensor<1> {
+        let device = outputs.device();
+        let n = labels.len();
+        match self {
+            Self::Binary(bce) => {
+                let ints: Vec<i64> = labels.iter().map(|&y| i64::from(y > 0.5)).collect();
+                bce.forward(
+                    outputs,
+                    Tensor::from_data(TensorData::new(ints, [n, 1]), &device),
+                )
+            }
+            Self::Classes(_, ce) => {
+                let ints: Vec<i64> = labels.iter().map(|&y| y as i64).collect();
+                ce.forward(
+                    outputs,
+                    Tensor::from_data(TensorData::new(ints, [n]), &device),
+                )
+            }
+            Self::Regression(huber) => {
+                let t = Tensor::<2>::from_data(TensorData::new(labels.to_vec(), [n, 1]), &device);
+                huber.forward(outputs, t, Reduction::Mean)
+            }
+        }
+    }
+}
+
+/// The largest label magnitude a regression head accepts (and the largest Huber threshold):
+/// beyond it the residuals' squares and sums, computed in `f32`, may overflow, and a session
+/// would stop at the batch holding such a label.
+pub const MAX_REGRESSION_LABEL: f64 = 1e15;
+
+/// Whether `y` is a label of a head with `classes` classes (one of `0 … classes − 1`) or, for
+/// `None`, of a regression (finite, at most [`MAX_REGRESSION_LABEL`] in magnitude).
+pub(crate) fn label_fits(classes: Option<usize>, y: f32) -> bool {
+    match classes {
+        Some(c) => y >= 0.0 && y.fract() == 0.0 && (y as usize) < c,
+        None => y.is_finite() && f64::from(y.abs()) <= MAX_REGRESSION_LABEL,
+    }
+}
+
+/// What [`label_fits`] expects, for error messages.
+pub(crate) fn expected_label(classes: Option<usize>) -> String {
+    match classes {
+        Some(c) => format!("a class 0 … {} of the label holder's head", c - 1),
+        None => format!("a finite number within ±{MAX_REGRESSION_LABEL:e} (a regression)"),
+    }
+}
+
+/// Burn's Huber loss with threshold `delta`, checked: positive, normal in `f32` (a tiny `δ`
+/// would round to 0 and silently stop training) and at most [`MAX_REGRESSION_LABEL`].
+pub fn huber_loss(delta: f64) -> Result<HuberLoss> {
+    let ok = delta > 0.0 && delta <= MAX_REGRESSION_LABEL && (delta as f32).is_normal();
+    if !ok {
+        return Err(SpnnError::Config(format!(
+            "the Huber threshold δ must be a positive number that f32 represents, at most \
+             {MAX_REGRESSION_LABEL:e}; got {delta}"
+        )));
+    }
+    Ok(HuberLossConfig::new(delta as f32).init())
+}
+
 impl<M: LocalModel> TopLayers<M> {
-    /// Top layers `model`, trained by `optim` on the autodiff `device` (as for a bottom model).
+    /// Binary top layers `model` (one logit), trained by `optim` on the autodiff `device` (as
+    /// for a bottom model).
     pub fn new(model: M, optim: ModuleOptimizer, device: Device) -> Self {
         let plain = device.clone().inner();
         let loss = BinaryCrossEntropyLossConfig::new()
             .with_logits(true)
             .init(&plain);
-        let cross_entropy = CrossEntropyLossConfig::new().init(&plain);
-        Self {
-            runner: Runner::new(model, optim, device),
-            device: plain,
-            loss,
-            cross_entropy,
-            classes: 1,
-            scores: Vec::new(),
-            labels: Vec::new(),
-            loss_sum: 0.0,
-        }
+        Self::with_task(model, optim, device, HeadTask::Binary(loss))
     }
 
     /// Top layers with `classes ≥ 2` logits, softmax and cross-entropy; labels are the class
     /// numbers `0 … classes − 1`.
     pub fn multiclass(model: M, optim: ModuleOptimizer, device: Device, classes: usize) -> Self {
-        Self {
-            classes: classes.max(2),
-            ..Self::new(model, optim, device)
-        }
+        let ce = CrossEntropyLossConfig::new().init(&device.clone().inner());
+        Self::with_task(model, optim, device, HeadTask::Classes(classes.max(2), ce))
     }
 
-    fn targets(labels: &[f32], device: &Device) -> Tensor<2, Int> {
-        let ints: Vec<i64> = labels.iter().map(|&y| i64::from(y > 0.5)).collect();
-        Tensor::from_data(TensorData::new(ints, [labels.len(), 1]), device)
-    }
-
-    /// The class numbers of `labels`, each checked to be a whole number below `classes`.
-    fn class_targets(labels: &[f32], classes: usize, device: &Device) -> Result<Tensor<1, Int>> {
-        let ints = labels
-            .iter()
-            .map(|&y| {
-                if y >= 0.0 && y.fract() == 0.0 && (y as usize) < classes {
-                    Ok(y as i64)
-                } else {
-                    Err(SpnnError::Config(format!(
-                        "label {y} is not a class 0 … {}",
-                        classes - 1
-                    )))
-                }
-            })
-            .collect::<Result<Vec<i64>>>()?;
-        Ok(Tensor::from_data(
-            TensorData::new(ints, [labels.len()]),
+    /// Regression top layers: one prediction per sample, Huber loss with threshold `delta` (in
+    /// the labels' units; half the squared error for residuals within `delta`, linear beyond),
+    /// labels finite numbers within ±[`MAX_REGRESSION_LABEL`]. `delta` is public — it sets the
+    /// defence's noise scale ([`HeadStep::bound`]); a squared error has no label-independent
+    /// bound, which is why a regression at the label holder trains on Huber loss. Refused as
+    /// [`huber_loss`] refuses it.
+    pub fn regression(
+        model: M,
+        optim: ModuleOptimizer,
+        device: Device,
+        delta: f64,
+    ) -> Result<Self> {
+        let huber = huber_loss(delta)?;
+        Ok(Self::with_task(
+            model,
+            optim,
             device,
+            HeadTask::Regression(huber),
         ))
     }
 
-    /// The batch loss of `logits` against `labels`.
-    fn batch_loss(&self, logits: Tensor<2>, labels: &[f32]) -> Result<Tensor<1>> {
-        let device = logits.device();
-        Ok(if self.classes == 1 {
-            self.loss.forward(logits, Self::targets(labels, &device))
-        } else {
-            self.cross_entropy
-                .forward(logits, Self::class_targets(labels, self.classes, &device)?)
-        })
+    fn with_task(model: M, optim: ModuleOptimizer, device: Device, task: HeadTask) -> Self {
+        Self {
+            runner: Runner::new(model, optim, device),
+            task,
+            scores: Vec::new(),
+            labels: Vec::new(),
+            loss_sum: 0.0,
+        }
     }
 
     fn check_rows(activations: &FloatMatrix, labels: &[f32]) -> Result<()> {
@@ -175,59 +302,58 @@ impl<M: LocalModel> TopLayers<M> {
         Ok(())
     }
 
-    fn check_logits(&self, logits: &Tensor<2>) -> Result<()> {
-        match logits.dims() {
-            [_, c] if c == self.classes => Ok(()),
-            [rows, cols] => Err(SpnnError::Config(format!(
-                "the top layers must give {} logit(s) per sample, gave {rows}x{cols}",
-                self.classes
-            ))),
-        }
+    fn width_error(&self, rows: usize, cols: usize) -> SpnnError {
+        SpnnError::Config(format!(
+            "the top layers must give {} output(s) per sample, gave {rows}x{cols}",
+            self.task.width()
+        ))
     }
 }
 
 impl<M: LocalModel> LabelHead for TopLayers<M> {
     fn train_batch(&mut self, activations: &FloatMatrix, labels: &[f32]) -> Result<HeadStep> {
         Self::check_rows(activations, labels)?;
-        if self.classes > 1 {
-            // Refuse a bad label before anything trains on it.
-            Self::class_targets(labels, self.classes, &self.device)?;
-        }
-        let (classes, loss_fn, ce) = (self.classes, &self.loss, &self.cross_entropy);
-        let mut shape = Ok(());
-        let out = self.runner.train_top(activations.clone(), |logits| {
-            if let [rows, cols] = logits.dims()
-                && cols != classes
+        // Refuse a bad label before anything trains on it.
+        self.task.check_labels(labels)?;
+        let (task, width) = (&self.task, self.task.width());
+        let mut shape = None;
+        let out = self.runner.train_top(activations.clone(), |outputs| {
+            if let [rows, cols] = outputs.dims()
+                && cols != width
             {
-                shape = Err(SpnnError::Config(format!(
-                    "the top layers must give {classes} logit(s) per sample, gave {rows}x{cols}"
-                )));
-                // No loss on logits of the wrong width: the error is returned below.
-                return logits.sum().mul_scalar(0.0);
+                shape = Some((rows, cols));
+                // No loss on outputs of the wrong width: the error is returned below.
+                return outputs.sum().mul_scalar(0.0);
             }
-            let device = logits.device();
-            if classes == 1 {
-                loss_fn.forward(logits, Self::targets(labels, &device))
-            } else {
-                let t =
-                    Self::class_targets(labels, classes, &device).expect("checked before training");
-                ce.forward(logits, t)
-            }
+            task.loss(outputs, labels)
         });
-        shape?;
+        if let Some((rows, cols)) = shape {
+            return Err(self.width_error(rows, cols));
+        }
         let (loss, gradient) = out?;
-        // Binary: ∂L/∂a_i = (σ(s_i) − y_i)/B · ∂s_i/∂a_i with |σ(s_i) − y_i| ≤ 1; multiclass:
-        // J_iᵀ(p_i − e_y)/B with ‖p_i − e_y‖ ≤ √2 and ‖J_iᵀ v‖ ≤ ‖J_i‖_F·‖v‖.
-        let largest = self
-            .runner
-            .output_input_norms(activations)?
-            .into_iter()
-            .fold(0.0, f64::max);
-        let factor = if self.classes == 1 { 1.0 } else { 2f64.sqrt() };
+        // A row is J_iᵀ·∂L_i/∂s_i / B with J_i = ∂s_i/∂a_i: the batch's bound is the largest
+        // row bound over its rows, for the batch mean.
+        let cols = activations.cols;
+        let jacobians = self.runner.output_jacobians(activations)?;
+        if jacobians.len() != activations.rows * width * cols {
+            return Err(SpnnError::Tensor(format!(
+                "{} Jacobian entries for {} rows of {width} outputs and {cols} inputs",
+                jacobians.len(),
+                activations.rows
+            )));
+        }
+        let mut largest: f64 = 0.0;
+        for j in jacobians.chunks((width * cols).max(1)) {
+            let b = self.task.row_bound(j, cols);
+            if !b.is_finite() {
+                return Err(SpnnError::NonFinite("label-independent gradient bound"));
+            }
+            largest = largest.max(b);
+        }
         Ok(HeadStep {
             loss,
             gradient,
-            bound: largest * factor / labels.len().max(1) as f64,
+            bound: largest / labels.len().max(1) as f64,
         })
     }
 
@@ -238,20 +364,25 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
     ) -> Result<(Vec<f32>, Option<f64>)> {
         if let Some(labels) = labels {
             Self::check_rows(activations, labels)?;
+            self.task.check_labels(labels)?;
         }
-        let logits =
+        let outputs =
             self.runner
                 .infer(activations.data.clone(), activations.rows, activations.cols);
-        self.check_logits(&logits)?;
-        let scores = if self.classes == 1 {
-            crate::tensor::to_vec(sigmoid(logits.clone()))?
-        } else {
-            crate::tensor::to_vec(softmax(logits.clone(), 1))?
+        if let [rows, cols] = outputs.dims()
+            && cols != self.task.width()
+        {
+            return Err(self.width_error(rows, cols));
+        }
+        let scores = match self.task {
+            HeadTask::Binary(_) => crate::tensor::to_vec(sigmoid(outputs.clone()))?,
+            HeadTask::Classes(..) => crate::tensor::to_vec(softmax(outputs.clone(), 1))?,
+            HeadTask::Regression(_) => crate::tensor::to_vec(outputs.clone())?,
         };
         let Some(labels) = labels else {
             return Ok((scores, None));
         };
-        let loss = crate::tensor::scalar(self.batch_loss(logits, labels)?)?;
+        let loss = crate::tensor::scalar(self.task.loss(outputs, labels))?;
         self.scores.extend_from_slice(&scores);
         self.labels.extend_from_slice(labels);
         self.loss_sum += loss * labels.len() as f64;
@@ -263,63 +394,62 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
     }
 
     fn take_metrics(&mut self) -> Metrics {
-        let count = self.labels.len() as u64;
-        let width = self.classes;
-        let predicted = |row: &[f32]| -> f32 {
-            if width == 1 {
-                f32::from(row[0] > 0.5)
-            } else {
-                crate::metrics::argmax(row) as f32
-            }
+        let (scores, labels) = (
+            std::mem::take(&mut self.scores),
+            std::mem::take(&mut self.labels),
+        );
+        let loss_sum = std::mem::take(&mut self.loss_sum);
+        let count = labels.len() as u64;
+        let mean = |total: f64| if count > 0 { total / count as f64 } else { 0.0 };
+        // No RMSE of nothing: a 0 would read as a perfect model.
+        let mut m = Metrics {
+            auc: 0.5,
+            accuracy: 0.0,
+            rmse: None,
+            loss: mean(loss_sum),
+            count,
         };
-        let correct = self
-            .scores
-            .chunks(width)
-            .zip(&self.labels)
-            .filter(|(row, y)| predicted(row) == **y)
-            .count();
-        let m = Metrics {
-            auc: if width == 1 {
-                roc_auc(&self.scores, &self.labels)
-            } else {
-                // One class against the rest, averaged over the classes (macro): for two
-                // classes, the binary AUC.
-                // Only classes with samples in and out: an absent class has no AUC.
-                let aucs: Vec<f64> = (0..width)
+        match &self.task {
+            HeadTask::Binary(_) => {
+                m.auc = roc_auc(&scores, &labels);
+                let right = scores
+                    .iter()
+                    .zip(&labels)
+                    .filter(|(p, y)| f32::from(**p > 0.5) == **y);
+                m.accuracy = mean(right.count() as f64);
+            }
+            HeadTask::Classes(width, _) => {
+                let rows = || scores.chunks(*width);
+                let right = rows()
+                    .zip(&labels)
+                    .filter(|(row, y)| crate::metrics::argmax(row) as f32 == **y);
+                m.accuracy = mean(right.count() as f64);
+                // One class against the rest, averaged over the classes present in and out
+                // (macro; an absent class has no AUC): for two classes, the binary AUC.
+                let aucs: Vec<f64> = (0..*width)
                     .filter_map(|c| {
-                        let is_c: Vec<f32> = self
-                            .labels
-                            .iter()
-                            .map(|&y| f32::from(y == c as f32))
-                            .collect();
+                        let is_c: Vec<f32> =
+                            labels.iter().map(|&y| f32::from(y == c as f32)).collect();
                         let n = is_c.iter().filter(|&&v| v > 0.5).count();
                         (n > 0 && n < is_c.len()).then(|| {
-                            let p: Vec<f32> = self.scores.chunks(width).map(|r| r[c]).collect();
+                            let p: Vec<f32> = rows().map(|r| r[c]).collect();
                             roc_auc(&p, &is_c)
                         })
                     })
                     .collect();
-                if aucs.is_empty() {
-                    0.5
-                } else {
-                    aucs.iter().sum::<f64>() / aucs.len() as f64
+                if !aucs.is_empty() {
+                    m.auc = aucs.iter().sum::<f64>() / aucs.len() as f64;
                 }
-            },
-            accuracy: if count > 0 {
-                correct as f64 / count as f64
-            } else {
-                0.0
-            },
-            loss: if count > 0 {
-                self.loss_sum / count as f64
-            } else {
-                0.0
-            },
-            count,
-        };
-        self.scores.clear();
-        self.labels.clear();
-        self.loss_sum = 0.0;
+            }
+            HeadTask::Regression(_) => {
+                let se: f64 = scores
+                    .iter()
+                    .zip(&labels)
+                    .map(|(p, y)| (f64::from(*p) - f64::from(*y)).powi(2))
+                    .sum();
+                m.rmse = (count > 0).then(|| mean(se).sqrt());
+            }
+        }
         m
     }
 
@@ -331,8 +461,12 @@ impl<M: LocalModel> LabelHead for TopLayers<M> {
         self.runner.load(&state)
     }
 
-    fn classes(&self) -> usize {
-        self.classes.max(2)
+    fn classes(&self) -> Option<usize> {
+        match self.task {
+            HeadTask::Binary(_) => Some(2),
+            HeadTask::Classes(c, _) => Some(c),
+            HeadTask::Regression(_) => None,
+        }
     }
 }
 
@@ -565,7 +699,7 @@ impl LabelDefence {
 pub struct LabelReports {
     /// Send each batch's mean loss.
     pub loss: bool,
-    /// Send the evaluation metrics (AUC, accuracy, loss, sample count) when the server asks
+    /// Send the evaluation metrics (AUC and accuracy, or RMSE; loss, sample count) when the server asks
     /// (`Command::Evaluate`).
     pub metrics: bool,
 }
@@ -712,15 +846,31 @@ mod tests {
         assert!(bad.is_err());
     }
 
-    /// Over `C = 3` classes the returned rows are `J_iᵀ(p_i − e_{y_i})/B`: the bound
-    /// `‖J_i‖_F·√2/B` covers every row for every label and is the same whatever the labels.
+    /// Over `C = 3` classes the returned rows are `J_iᵀ(p_i − e_{y_i})/B`: the bound covers
+    /// every row for every label, is the same whatever the labels, and through a linear top is
+    /// the largest distance between two columns of its weight over `B` — whatever the
+    /// activations, so it says nothing of the predictions either.
     #[test]
     fn the_multiclass_bound_covers_every_label_and_ignores_them() {
         use burn::nn::LinearConfig;
         let device = Device::flex().autodiff();
         let top = LinearConfig::new(4, 3).init(&device);
+        // Burn's weight is [inputs, outputs]: output k's Jacobian row is column k.
+        let w: Vec<f32> = crate::tensor::to_vec(top.weight.val().clone().inner()).unwrap();
+        let column = |k: usize| -> Vec<f64> { (0..4).map(|i| f64::from(w[i * 3 + k])).collect() };
+        let diameter = [(0, 1), (0, 2), (1, 2)]
+            .iter()
+            .map(|&(k, c)| {
+                column(k)
+                    .iter()
+                    .zip(column(c))
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .fold(0.0, f64::max);
         let mut head = TopLayers::multiclass(top, burn::optim::SgdConfig::new().init(), device, 3);
-        assert_eq!(head.classes(), 3);
+        assert_eq!(head.classes(), Some(3));
         let act = FloatMatrix::new(2, 4, vec![0.5, -1.0, 2.0, 0.1, -0.3, 0.8, 0.0, 1.5]).unwrap();
         let mut bounds = Vec::new();
         let mut largest: f64 = 0.0;
@@ -732,7 +882,18 @@ mod tests {
             }
         }
         assert!(bounds.windows(2).all(|w| w[0] == w[1]), "{bounds:?}");
-        assert!(largest > 0.0 && bounds[0] > 0.0);
+        assert!(largest > 0.0);
+        assert!(
+            (bounds[0] - diameter / 2.0).abs() <= 1e-6 * diameter,
+            "{} vs {diameter}/2",
+            bounds[0]
+        );
+        // Other activations, confident or not: the same bound.
+        let far = FloatMatrix::new(2, 4, act.data.iter().map(|v| v * 1e3).collect()).unwrap();
+        assert_eq!(
+            head.train_batch(&far, &[0.0, 1.0]).unwrap().bound,
+            bounds[0]
+        );
         // Labels that are not classes are refused before anything trains.
         assert!(head.train_batch(&act, &[0.0, 3.0]).is_err());
         assert!(head.train_batch(&act, &[0.5, 1.0]).is_err());
@@ -749,54 +910,61 @@ mod tests {
         assert!((0.0..=1.0).contains(&m.auc) && (0.0..=1.0).contains(&m.accuracy) && m.count == 2);
     }
 
-    /// A two-layer ReLU top (its Jacobian depends on the row): the batch's bound equals the one
-    /// computed row by row on batches of one, and covers every row under every labelling tried.
-    #[test]
-    fn the_multiclass_bound_holds_through_a_nonlinear_top() {
-        use burn::module::Module;
-        use burn::nn::{Linear, LinearConfig};
+    /// A two-layer ReLU top, `4 → 6 → outputs`: its Jacobian depends on the row.
+    #[derive(burn::module::Module, Debug)]
+    struct Two {
+        a: burn::nn::Linear,
+        b: burn::nn::Linear,
+    }
 
-        #[derive(Module, Debug)]
-        struct Two {
-            a: Linear,
-            b: Linear,
+    impl LocalModel for Two {
+        fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+            self.b
+                .forward(burn::tensor::activation::relu(self.a.forward(x)))
         }
-        impl LocalModel for Two {
-            fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-                self.b
-                    .forward(burn::tensor::activation::relu(self.a.forward(x)))
-            }
-        }
-        let device = Device::flex().autodiff();
-        let two = || Two {
-            a: LinearConfig::new(4, 6).init(&device),
-            b: LinearConfig::new(6, 3).init(&device),
+    }
+
+    /// A [`Two`] with `outputs` outputs and five random rows of activations for it.
+    fn two_layer_top(outputs: usize, device: &Device) -> (Two, FloatMatrix) {
+        use burn::nn::LinearConfig;
+        let model = Two {
+            a: LinearConfig::new(4, 6).init(device),
+            b: LinearConfig::new(6, outputs).init(device),
         };
-        let model = two();
-        let runner = Runner::new(
-            model.clone(),
-            burn::optim::SgdConfig::new().init(),
-            device.clone(),
-        );
-        let mut head =
-            TopLayers::multiclass(model, burn::optim::SgdConfig::new().init(), device, 3);
         let mut rng = SecureRng::insecure_from_seed_for_tests(5);
         let x: Vec<f32> = (0..20)
             .map(|_| (uniform01(&mut rng) * 4.0 - 2.0) as f32)
             .collect();
-        let act = FloatMatrix::new(5, 4, x.clone()).unwrap();
-        let row_by_row = (0..5)
-            .map(|i| {
-                let one = FloatMatrix::new(1, 4, x[4 * i..4 * i + 4].to_vec()).unwrap();
-                runner.output_input_norms(&one).unwrap()[0]
+        (model, FloatMatrix::new(5, 4, x).unwrap())
+    }
+
+    /// The largest bound of `act`'s rows, each on its own as a batch of one labelled `label`
+    /// (the bound ignores it): what the batch's bound must be times the batch size.
+    fn row_by_row(head: &mut TopLayers<Two>, act: &FloatMatrix, label: f32) -> f64 {
+        act.data
+            .chunks(act.cols)
+            .map(|r| {
+                let one = FloatMatrix::new(1, act.cols, r.to_vec()).unwrap();
+                head.train_batch(&one, &[label]).unwrap().bound
             })
-            .fold(0.0, f64::max);
+            .fold(0.0, f64::max)
+    }
+
+    /// Through a two-layer ReLU top the batch's bound equals the one computed row by row on
+    /// batches of one, and covers every row under every labelling tried.
+    #[test]
+    fn the_multiclass_bound_holds_through_a_nonlinear_top() {
+        let device = Device::flex().autodiff();
+        let (model, act) = two_layer_top(3, &device);
+        let mut head =
+            TopLayers::multiclass(model, burn::optim::SgdConfig::new().init(), device, 3);
+        let expected = row_by_row(&mut head, &act, 0.0) / 5.0;
+        let mut rng = SecureRng::insecure_from_seed_for_tests(6);
         for _ in 0..20 {
             let y: Vec<f32> = (0..5)
                 .map(|_| (uniform01(&mut rng) * 3.0).floor() as f32)
                 .collect();
             let step = head.train_batch(&act, &y).unwrap();
-            let expected = row_by_row * 2f64.sqrt() / 5.0;
             assert!(
                 (step.bound - expected).abs() <= 1e-6 * expected,
                 "{} vs {expected}",
@@ -804,6 +972,63 @@ mod tests {
             );
             largest_row_within_bound(&step);
         }
+    }
+
+    /// A regression's rows are `∂ŷ_i/∂a_i · clamp(ŷ_i − y_i, ±δ)/B`: the bound
+    /// `max_i ‖∂ŷ_i/∂a_i‖·δ/B` is the same whatever the labels, covers every row, and is reached
+    /// by labels far enough from the predictions (the clamp is active); bad labels and
+    /// thresholds are refused; evaluation gives the predictions and their RMSE.
+    #[test]
+    fn the_regression_bound_covers_every_label_and_ignores_them() {
+        let device = Device::flex().autodiff();
+        let (model, act) = two_layer_top(1, &device);
+        let optim = || burn::optim::SgdConfig::new().init();
+        for delta in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(TopLayers::regression(model.clone(), optim(), device.clone(), delta).is_err());
+        }
+        let delta = 0.5;
+        let mut head = TopLayers::regression(model, optim(), device, delta).unwrap();
+        assert_eq!(head.classes(), None);
+        let expected = row_by_row(&mut head, &act, 0.0) / 5.0;
+        let mut rng = SecureRng::insecure_from_seed_for_tests(7);
+        let mut largest: f64 = 0.0;
+        for spread in [0.1, 1.0, 100.0, 1e6] {
+            let y: Vec<f32> = (0..5)
+                .map(|_| ((uniform01(&mut rng) * 2.0 - 1.0) * spread) as f32)
+                .collect();
+            let step = head.train_batch(&act, &y).unwrap();
+            assert!(
+                (step.bound - expected).abs() <= 1e-6 * expected,
+                "{} vs {expected}",
+                step.bound
+            );
+            largest = largest.max(largest_row_within_bound(&step));
+        }
+        // Labels a million away clamp every residual at ±δ: the widest row reaches the bound.
+        assert!(
+            largest >= expected * (1.0 - 1e-4),
+            "{largest} vs {expected}"
+        );
+        assert!(
+            head.train_batch(&act, &[0.0, 1.0, f32::NAN, 0.0, 0.0])
+                .is_err()
+        );
+        assert!(head.train_batch(&act, &[0.0; 4]).is_err());
+        // Scores are the predictions; the metrics their RMSE against the labels.
+        let y = [1.0, -2.0, 0.5, 3.0, 0.0];
+        let (pred, loss) = head.eval_batch(&act, Some(&y)).unwrap();
+        assert_eq!(pred.len(), 5);
+        assert!(loss.unwrap() > 0.0);
+        let rmse = (pred
+            .iter()
+            .zip(y)
+            .map(|(p, y)| (f64::from(*p) - f64::from(y)).powi(2))
+            .sum::<f64>()
+            / 5.0)
+            .sqrt();
+        let m = head.take_metrics();
+        assert_eq!(m.count, 5);
+        assert!((m.rmse.unwrap() - rmse).abs() < 1e-12, "{m:?} vs {rmse}");
     }
 
     /// The largest row norm of `step`'s gradient, after checking every row is within its bound.

@@ -107,32 +107,33 @@ impl<M: LocalModel> Runner<M> {
         Ok((value, dx))
     }
 
-    /// The Frobenius norm of the Jacobian `∂s_i/∂x_i` for every row `i` of `x`, where `s_i` are
-    /// the model's outputs of row `i` (rows computed independently): one backward pass per
-    /// output. With one output, the norm of `∂s_i/∂x_i` — what a row's input gradient would be
-    /// under a loss whose derivative in `s_i` has magnitude 1. Keeps no gradient.
-    pub(crate) fn output_input_norms(&self, x: &FloatMatrix) -> Result<Vec<f64>> {
+    /// The Jacobians `J_i = ∂s_i/∂x_i` of the model's outputs `s_i` of every row `i` of `x`
+    /// (`[rows, C, cols]`: row `i`'s `C × cols` block), rows computed independently: one
+    /// backward pass per output. Keeps no gradient.
+    pub(crate) fn output_jacobians(&self, x: &FloatMatrix) -> Result<Vec<f32>> {
         let (rows, cols) = (x.rows, x.cols);
-        let mut squares = vec![0f64; rows];
         let pass = || {
             let x = matrix(x.data.clone(), rows, cols, &self.device).require_grad();
             let out = self.model().forward(x.clone());
             (x, out)
         };
         // The first pass also gives the number of outputs; each output takes one backward.
-        let mut first = Some(pass());
-        let outputs = first.as_ref().map_or(0, |(_, out)| out.dims()[1]);
+        let (x0, out0) = pass();
+        let outputs = out0.dims()[1];
+        let mut jacobians = vec![0f32; rows * outputs * cols];
+        let mut first = Some((x0, out0));
         for c in 0..outputs {
             let (x, out) = first.take().unwrap_or_else(pass);
             let grads = out.slice([0..rows, c..c + 1]).sum().backward();
             let dx = x
                 .grad(&grads)
                 .ok_or_else(|| SpnnError::Tensor("no gradient for the top layers' input".into()))?;
-            for (sq, r) in squares.iter_mut().zip(to_vec(dx)?.chunks(cols.max(1))) {
-                *sq += r.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+            for (i, r) in to_vec(dx)?.chunks(cols.max(1)).enumerate().take(rows) {
+                let at = (i * outputs + c) * cols;
+                jacobians[at..at + r.len()].copy_from_slice(r);
             }
         }
-        Ok(squares.into_iter().map(f64::sqrt).collect())
+        Ok(jacobians)
     }
 
     /// Top layers, evaluation: the model's output without autodiff.

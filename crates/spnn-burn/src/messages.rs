@@ -11,8 +11,9 @@ use spnn_net::{CodecError, FloatMatrix};
 use crate::config::SpnnConfig;
 
 /// Version of the SPNN protocol spoken by this build (checked at set-up). 3: the configuration
-/// carries Burn's whole SGD (dampening, Nesterov, weight decay).
-pub const SPNN_PROTOCOL_VERSION: u16 = 5;
+/// carries Burn's whole SGD (dampening, Nesterov, weight decay); 6: metrics carry a
+/// regression's RMSE.
+pub const SPNN_PROTOCOL_VERSION: u16 = 6;
 
 macro_rules! newtype_message {
     ($($(#[$doc:meta])* $name:ident($inner:ty) = $kind:expr, $desc:expr;)*) => {$(
@@ -363,20 +364,33 @@ impl Message for HeadReport {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Metrics {
     /// Area under the ROC curve (binary tasks; for more classes each class against the rest,
-    /// averaged).
+    /// averaged; 0.5 for a regression).
     pub auc: f64,
-    /// Share of the samples whose most likely class is their label.
+    /// Share of the samples whose most likely class is their label (0 for a regression).
     pub accuracy: f64,
+    /// Root-mean-square error of a regression's predictions (none for a classifier).
+    pub rmse: Option<f64>,
     /// Mean loss.
     pub loss: f64,
     /// Samples evaluated.
     pub count: u64,
 }
 
+impl Metrics {
+    /// The quality figures for a log line: `RMSE …` for a regression, else `AUC …, accuracy …`.
+    pub fn quality(&self) -> String {
+        match self.rmse {
+            Some(rmse) => format!("RMSE {rmse:.4}"),
+            None => format!("AUC {:.4}, accuracy {:.4}", self.auc, self.accuracy),
+        }
+    }
+}
+
 impl Codec for Metrics {
     fn encode(&self, out: &mut Vec<u8>) {
         self.auc.encode(out);
         self.accuracy.encode(out);
+        self.rmse.encode(out);
         self.loss.encode(out);
         self.count.encode(out);
     }
@@ -384,6 +398,7 @@ impl Codec for Metrics {
         Ok(Self {
             auc: f64::read(r)?,
             accuracy: f64::read(r)?,
+            rmse: Option::<f64>::read(r)?,
             loss: f64::read(r)?,
             count: u64::read(r)?,
         })
@@ -531,6 +546,7 @@ mod tests {
         round_trip(MetricsReport(Some(Metrics {
             auc: 0.99,
             accuracy: 0.95,
+            rmse: None,
             loss: 0.1,
             count: 114,
         })));

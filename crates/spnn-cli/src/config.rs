@@ -271,19 +271,26 @@ pub struct Model {
     #[serde(default)]
     pub norm: Norm,
     /// With `protocol.labels_at` naming a holder: the widths of the label holder's own hidden
-    /// layers between the server's last hidden layer and the logit (default none: one linear
-    /// layer from the server's activations to the logit). The server's part then ends with the
+    /// layers between the server's last hidden layer and the output layer (default none: one
+    /// linear layer from the server's activations to the outputs). The server's part then ends with the
     /// last hidden layer's activation.
     #[serde(default)]
     pub top: Vec<usize>,
     /// What the model predicts: `"binary"` (default: one logit, binary cross-entropy, test
     /// AUC), `"multiclass"` (`classes` logits, cross-entropy, test accuracy) or `"regression"`
-    /// (one output, mean squared error, test RMSE). Labels at a holder: `"binary"` only.
+    /// (one output, mean squared error or Huber loss, test RMSE).
     #[serde(default)]
     pub task: Task,
     /// The number of classes of a `"multiclass"` task (labels `0 … classes − 1`).
     #[serde(default)]
     pub classes: Option<usize>,
+    /// A regression's Huber threshold `δ`, in the labels' units: the loss is half the squared
+    /// error for residuals within `δ` and linear beyond. Default none: mean squared error. Required with
+    /// the labels at a holder, whose defence scales its noise to the gradient's
+    /// label-independent bound, which Huber loss has (`δ` times the top layers' Jacobian) and a
+    /// squared error does not; `δ` is then public.
+    #[serde(default)]
+    pub huber_delta: Option<f64>,
     /// Bottom models instead of the private first layer: each holder trains its own MLP
     /// `d_j → bottom[0] → … → hidden[0]` on its columns (activation between its layers) and the
     /// server learns only the sum of their outputs; the boundary gradient goes back to every
@@ -420,7 +427,8 @@ pub struct Labels {
     /// the batch's labels).
     #[serde(default)]
     pub report_loss: bool,
-    /// Label holder: send the server each evaluation's AUC and loss (default false).
+    /// Label holder: send the server each evaluation's metrics — AUC and accuracy, or a
+    /// regression's RMSE — and loss (default false).
     #[serde(default)]
     pub report_metrics: bool,
 }
@@ -827,12 +835,35 @@ impl Deployment {
             ));
         }
         let mode = self.label_mode()?;
-        if mode != LabelMode::Server && self.model.task == Task::Regression {
+        match (self.model.task, self.model.huber_delta) {
+            (Task::Regression, Some(d)) => {
+                spnn_burn::head::huber_loss(d)
+                    .map_err(|e| self.error("model.huber_delta", e.to_string()))?;
+            }
+            (Task::Regression, None) if mode != LabelMode::Server => {
+                return Err(self.error(
+                    "model.huber_delta",
+                    "a regression with the labels at a holder trains on Huber loss with a public \
+                     threshold δ (in the labels' units): the holder's defence scales its noise to \
+                     the returned gradient's label-independent bound, which a squared error does \
+                     not have (it grows with the label)",
+                ));
+            }
+            (Task::Binary | Task::Multiclass, Some(_)) => {
+                return Err(self.error("model.huber_delta", "only for task = \"regression\""));
+            }
+            _ => {}
+        }
+        if mode != LabelMode::Server
+            && self.model.task == Task::Regression
+            && self
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.randomised_response.is_some())
+        {
             return Err(self.error(
-                "model.task",
-                "a label holder's defence scales its noise to a label-independent bound on the \
-                 gradient it returns, which a squared error does not have (it grows with the \
-                 label): regression needs the labels at the server",
+                "labels.randomised_response",
+                "replaces a label by another class, and a regression's labels have none",
             ));
         }
         if mode == LabelMode::Server && !self.model.top.is_empty() {

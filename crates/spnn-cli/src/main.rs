@@ -266,10 +266,10 @@ fn init_logging(cli: &Cli) {
 
 fn print_summary(s: &server::Summary) {
     // A run that resumes from its last epoch trains nothing and has no loss to report; a label
-    // holder keeps its loss and AUC unless it reports them.
+    // holder keeps its loss and metric unless it reports them.
     let auc = match s.test_metric {
         Some(a) => format!("test {} {a:.4}", s.task.metric()),
-        None => "test AUC at the label holder".into(),
+        None => format!("test {} at the label holder", s.task.metric()),
     };
     let loss = match (s.train_loss, s.epochs_run) {
         (Some(l), _) => format!("{l:.4}"),
@@ -297,10 +297,12 @@ fn print_outcome(party: &str, outcome: &Outcome) {
         } => {
             println!("{party} done: {forwards} forward steps, {updates} updates");
             if let Some(m) = metrics.filter(|m| m.count > 0) {
+                // "test AUC …, accuracy …" or "test RMSE …".
                 println!(
-                    "{party} (label holder): test AUC {:.4}, test accuracy {:.4}, test loss {:.4} \
-                     over {} samples",
-                    m.auc, m.accuracy, m.loss, m.count
+                    "{party} (label holder): test {}, test loss {:.4} over {} samples",
+                    m.quality(),
+                    m.loss,
+                    m.count
                 );
             }
             if *scores_written > 0 {

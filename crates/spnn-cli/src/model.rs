@@ -132,7 +132,7 @@ pub struct LocalMlp {
 
 impl LocalMlp {
     /// The label holder's top layers `[model]` describes: the server's last hidden width,
-    /// `model.top`, one logit.
+    /// `model.top`, the outputs (one logit, a logit per class, or one prediction).
     pub fn top(model: &Model, device: &Device) -> Self {
         let mut widths = vec![*model.hidden.last().expect("validated: at least one width")];
         widths.extend(&model.top);

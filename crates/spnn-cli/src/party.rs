@@ -124,8 +124,14 @@ fn label_holder(
     let (model, device) = server::init_alone(dep, party, |d| LocalMlp::top(&dep.model, d));
     let optim = dep.config_for(party)?.optimizer_config().init();
     let top = match dep.model.task {
+        Task::Binary => TopLayers::new(model, optim, device),
         Task::Multiclass => TopLayers::multiclass(model, optim, device, dep.model.outputs()),
-        Task::Binary | Task::Regression => TopLayers::new(model, optim, device),
+        Task::Regression => {
+            let delta = dep.model.huber_delta.ok_or_else(|| {
+                CliError::Usage("model.huber_delta: required for a regression at a holder".into())
+            })?;
+            TopLayers::regression(model, optim, device, delta)?
+        }
     };
     let l = dep.labels()?;
     Ok(Some(

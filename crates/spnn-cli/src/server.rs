@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use spnn_burn::checkpoint::{self, server as server_ckpt};
+use spnn_burn::head::huber_loss;
 use spnn_burn::metrics::roc_auc;
 use spnn_burn::tensor::to_vec;
 use spnn_burn::train::{backward_from_label_holder, evaluate_at_label_holder};
@@ -218,11 +219,13 @@ fn task_loss(model: &Model, out: Tensor<2>, y: &[f32]) -> Result<(Tensor<1>, f64
                 Tensor::<1, Int>::from_data(TensorData::new(t, [n]), &device),
             )
         }
-        Task::Regression => MseLoss::new().forward(
-            out,
-            Tensor::<2>::from_data(TensorData::new(y.to_vec(), [n, 1]), &device),
-            Reduction::Mean,
-        ),
+        Task::Regression => {
+            let t = Tensor::<2>::from_data(TensorData::new(y.to_vec(), [n, 1]), &device);
+            match model.huber_delta {
+                Some(delta) => huber_loss(delta)?.forward(out, t, Reduction::Mean),
+                None => MseLoss::new().forward(out, t, Reduction::Mean),
+            }
+        }
     };
     let value = f64::from(to_vec(loss.clone())?[0]);
     Ok((loss, value))
@@ -322,10 +325,13 @@ fn evaluate(
             outputs.extend(to_vec(a.clone())?);
             evaluate_at_label_holder(&session, a)?;
         }
-        let metric = session.label_holder_metrics()?.map(|m| match task.task {
-            Task::Multiclass => m.accuracy,
-            Task::Binary | Task::Regression => m.auc,
-        });
+        let metric = session
+            .label_holder_metrics()?
+            .and_then(|m| match task.task {
+                Task::Binary => Some(m.auc),
+                Task::Multiclass => Some(m.accuracy),
+                Task::Regression => m.rmse,
+            });
         return Ok((metric, outputs));
     };
     let outputs = to_vec(valid.forward(ids)?)?;
@@ -423,11 +429,13 @@ pub fn train(dep: &Deployment, net: Network, opts: ServerOptions) -> Result<Summ
             }
             (Some(l), None) => {
                 tracing::info!(
-                    "epoch {epoch}: train loss {l:.4} (the AUC stays with the label holder)"
+                    "epoch {epoch}: train loss {l:.4} (the {metric} stays with the label holder)"
                 )
             }
             (None, None) => {
-                tracing::info!("epoch {epoch} trained (loss and AUC stay with the label holder)")
+                tracing::info!(
+                    "epoch {epoch} trained (loss and {metric} stay with the label holder)"
+                )
             }
         }
         let every = dep.training.checkpoint_every;

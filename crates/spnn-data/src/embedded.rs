@@ -63,6 +63,17 @@ pub fn mnist_1000() -> (Vec<u8>, Vec<u8>) {
     (images.data, labels.data)
 }
 
+/// [`mnist_1000`] as a table: ids `0..1000`, the 784 pixels `px0 … px783` scaled to `[0, 1]`,
+/// the digit as the label.
+pub fn mnist_1000_table() -> Table {
+    let (pixels, digits) = mnist_1000();
+    let ids = (0..digits.len() as u64).collect();
+    let columns = (0..784).map(|i| format!("px{i}")).collect();
+    let data = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let labels = digits.iter().map(|&y| f32::from(y)).collect();
+    Table::new(ids, columns, data, Some(labels)).expect("the embedded file is checked by the tests")
+}
+
 fn parse_breast_cancer(text: &str) -> Result<Table> {
     let file = "breast_cancer.csv";
     let mut lines = text.lines().enumerate();
@@ -149,6 +160,23 @@ mod tests {
             let ink = image.iter().filter(|&&p| p > 128).count();
             assert!((20..500).contains(&ink), "{ink} inked pixels");
         }
+    }
+
+    /// The table holds the same digits, scaled, and an unscaled partition keeps them as they are.
+    #[test]
+    fn the_digits_table_scales_the_pixels_and_partitions_unscaled() {
+        let (images, labels) = mnist_1000();
+        let t = mnist_1000_table();
+        assert_eq!((t.rows(), t.cols()), (1000, 784));
+        assert_eq!(
+            t.features(3).unwrap()[300],
+            f32::from(images[3 * 784 + 300]) / 255.0
+        );
+        assert_eq!(t.labels().unwrap()[999], f32::from(labels[999]));
+        let p = crate::packaged::Partitioned::even_unscaled(&t, 2, 0.2, 1).unwrap();
+        assert_eq!((p.train.len(), p.test.len()), (800, 200));
+        let joined = Table::join_columns(&p.holders).unwrap();
+        assert_eq!(joined.data(), t.data());
     }
 
     #[test]

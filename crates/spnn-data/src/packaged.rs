@@ -49,6 +49,22 @@ impl Partitioned {
         })
     }
 
+    /// The same split and partition with the columns as they are, not standardised — for
+    /// features already on a common scale, such as pixels in `[0, 1]`, most of which are almost
+    /// always 0 (standardising would blow the rare ones up).
+    pub fn even_unscaled(table: &Table, k: usize, test_fraction: f64, seed: u64) -> Result<Self> {
+        let (train, test) = table.split_ids(test_fraction, seed);
+        let partition = VerticalPartition::even(table.columns(), k)?;
+        Ok(Self {
+            holders: (0..k)
+                .map(|h| partition.holder_table(table, h))
+                .collect::<Result<_>>()?,
+            labels: table.select_columns(&[], true)?,
+            train,
+            test,
+        })
+    }
+
     /// The training ids shuffled by a ChaCha8 generator seeded with `seed`, in batches of
     /// `batch` (the last one shorter): one epoch's order, reproducible from the seed.
     pub fn batches(&self, seed: u64, batch: usize) -> Vec<Vec<u64>> {

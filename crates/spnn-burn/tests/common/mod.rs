@@ -126,6 +126,46 @@ impl Data {
         Self(Partitioned::even(&breast_cancer(), k, 0.2, 42).unwrap())
     }
 
+    /// Breast cancer as a regression: a sample's mean smoothness, standardised over all rows,
+    /// is its label; the 27 columns that do not measure smoothness are the features, split and
+    /// partitioned as in [`Data::new`].
+    pub fn regression(k: usize) -> Self {
+        let t = breast_cancer();
+        let target = t
+            .select_columns(&["mean_smoothness".into()], false)
+            .unwrap();
+        let n = target.data().len() as f64;
+        let mean = target.data().iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = target
+            .data()
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let y = target
+            .data()
+            .iter()
+            .map(|&v| ((f64::from(v) - mean) / var.sqrt()) as f32)
+            .collect();
+        let keep: Vec<String> = t
+            .columns()
+            .iter()
+            .filter(|c| !c.contains("smoothness"))
+            .cloned()
+            .collect();
+        let features = t.select_columns(&keep, false).unwrap();
+        let table = Table::new(t.ids().to_vec(), keep, features.data().to_vec(), Some(y)).unwrap();
+        Self(Partitioned::even(&table, k, 0.2, 42).unwrap())
+    }
+
+    /// The 1,000 embedded MNIST digits (ten classes, 100 each) as a multiclass task: 784 pixels
+    /// scaled to `[0, 1]` (not standardised: most pixels are almost always 0), split 80/20
+    /// and partitioned evenly among `k` holders.
+    pub fn digits(k: usize) -> Self {
+        let table = spnn_data::embedded::mnist_1000_table();
+        Self(Partitioned::even_unscaled(&table, k, 0.2, 42).unwrap())
+    }
+
     /// The full standardised feature rows of `ids` (holders' blocks side by side): what a
     /// centralised plaintext trainer would see.
     pub fn plain_features(&self, ids: &[u64]) -> Vec<f32> {

@@ -137,21 +137,30 @@ impl HolderLabels {
     /// the gap would end the session at the first such id and tell the server which ids have
     /// no label.
     fn check_covers(&self, features: &Table) -> Result<()> {
+        let classes = self.head.classes();
+        if classes.is_none() && self.defence.randomised_response.is_some() {
+            return Err(SpnnError::Config(
+                "randomised response replaces a label by another class, and a regression's \
+                 labels have none: the label holder's defence of a regression is the gradient \
+                 noise"
+                    .into(),
+            ));
+        }
         let Some(labels) = self.table.labels() else {
             return Ok(());
         };
-        // Every label a class of the head, checked before any training: a label found bad
-        // mid-run would stop the session at the batch holding it, and tell the server which.
-        let classes = self.head.classes();
+        // Every label a class of the head (a bounded number for a regression), checked before
+        // any training: a label found bad mid-run would stop the session at the batch holding
+        // it, and tell the server which.
         if let Some((i, y)) = labels
             .iter()
             .enumerate()
-            .find(|(_, y)| !(**y >= 0.0 && y.fract() == 0.0 && (**y as usize) < classes))
+            .find(|(_, y)| !crate::head::label_fits(classes, **y))
         {
             return Err(SpnnError::Config(format!(
-                "the label of sample {} is {y}, not a class 0 … {} of the label holder's head",
+                "the label of sample {} is {y}, not {}",
                 self.table.ids()[i],
-                classes - 1
+                crate::head::expected_label(classes)
             )));
         }
         match features
@@ -934,11 +943,9 @@ impl Holder {
                     // The label holder's own log, on its own host.
                     if metrics.count > 0 {
                         tracing::info!(
-                            "label holder: evaluation {}: AUC {:.4}, accuracy {:.4}, loss {:.4} \
-                             over {} samples{}",
+                            "label holder: evaluation {}: {}, loss {:.4} over {} samples{}",
                             l.labels.metrics.all().len() + 1,
-                            metrics.auc,
-                            metrics.accuracy,
+                            metrics.quality(),
                             metrics.loss,
                             metrics.count,
                             if l.labels.reports.metrics {
@@ -1062,9 +1069,11 @@ impl Holder {
         }
         let loss = if train {
             let truth = labels.table.gather_labels(ids)?;
-            let y = labels
-                .defence
-                .training_labels(secret, ids, &truth, labels.head.classes());
+            // A regression has no classes to draw from: refused with randomised response.
+            let y = match labels.head.classes() {
+                Some(c) => labels.defence.training_labels(secret, ids, &truth, c),
+                None => truth,
+            };
             let step_out = labels.head.train_batch(&act, &y)?;
             let mut rng = p.config.randomness.rng(p.id(), step, "label-defence");
             let grad =
