@@ -964,13 +964,7 @@ mod tests {
             let y: Vec<f32> = (0..5)
                 .map(|_| (uniform01(&mut rng) * 3.0).floor() as f32)
                 .collect();
-            let step = head.train_batch(&act, &y).unwrap();
-            assert!(
-                (step.bound - expected).abs() <= 1e-6 * expected,
-                "{} vs {expected}",
-                step.bound
-            );
-            largest_row_within_bound(&step);
+            bound_is(&head.train_batch(&act, &y).unwrap(), expected);
         }
     }
 
@@ -983,7 +977,8 @@ mod tests {
         let device = Device::flex().autodiff();
         let (model, act) = two_layer_top(1, &device);
         let optim = || burn::optim::SgdConfig::new().init();
-        for delta in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        // A δ that rounds to 0 in f32, or beyond the label range, is refused too.
+        for delta in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-50, 1e16] {
             assert!(TopLayers::regression(model.clone(), optim(), device.clone(), delta).is_err());
         }
         let delta = 0.5;
@@ -996,13 +991,7 @@ mod tests {
             let y: Vec<f32> = (0..5)
                 .map(|_| ((uniform01(&mut rng) * 2.0 - 1.0) * spread) as f32)
                 .collect();
-            let step = head.train_batch(&act, &y).unwrap();
-            assert!(
-                (step.bound - expected).abs() <= 1e-6 * expected,
-                "{} vs {expected}",
-                step.bound
-            );
-            largest = largest.max(largest_row_within_bound(&step));
+            largest = largest.max(bound_is(&head.train_batch(&act, &y).unwrap(), expected));
         }
         // Labels a million away clamp every residual at ±δ: the widest row reaches the bound.
         assert!(
@@ -1029,6 +1018,17 @@ mod tests {
         let m = head.take_metrics();
         assert_eq!(m.count, 5);
         assert!((m.rmse.unwrap() - rmse).abs() < 1e-12, "{m:?} vs {rmse}");
+    }
+
+    /// The largest row norm of `step`'s gradient, after checking its bound is `expected` and
+    /// every row within it.
+    fn bound_is(step: &HeadStep, expected: f64) -> f64 {
+        assert!(
+            (step.bound - expected).abs() <= 1e-6 * expected,
+            "{} vs {expected}",
+            step.bound
+        );
+        largest_row_within_bound(step)
     }
 
     /// The largest row norm of `step`'s gradient, after checking every row is within its bound.
