@@ -184,8 +184,6 @@ fn train(
     let sim = simulation::start(
         holders,
         SessionSpec::new(setup.widths[0]).with_config(config),
-        // In one process a failed party's endpoint stays open (the transcripts keep it), so a
-        // failure reaches the server as this timeout.
         NetworkConfig::new(31).with_timeout(std::time::Duration::from_secs(60)),
     )
     .map_err(|e| e.to_string())?;

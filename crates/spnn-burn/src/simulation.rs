@@ -187,15 +187,17 @@ fn launch(
                         policy: h.policy,
                         ..Default::default()
                     };
-                    let me = net.me();
+                    let (me, end) = (net.me(), net.clone());
                     let result = match h.bottom {
                         Some(launch) => launch(net, h.features, options),
                         None => run_holder(net, h.features, options),
                     };
-                    // The server only notices at its receive timeout; say why at once.
+                    // Say why at once, and close the holder's end so that the server's wait for
+                    // it ends now, not at its receive timeout.
                     if let Err(e) = &result {
                         tracing::error!("simulated holder {me} failed: {e}");
                         eprintln!("spnn simulation: holder {me} failed: {e}");
+                        end.close();
                     }
                     result
                 })
@@ -207,7 +209,13 @@ fn launch(
         Some(
             std::thread::Builder::new()
                 .name("spnn-dealer".into())
-                .spawn(move || run_dealer(net, &dealer_policy))
+                .spawn(move || {
+                    let result = run_dealer(net.clone(), &dealer_policy);
+                    if result.is_err() {
+                        net.close();
+                    }
+                    result
+                })
                 .map_err(|e| SpnnError::Config(format!("cannot start the dealer thread: {e}")))?,
         )
     } else {

@@ -174,6 +174,14 @@ impl Network {
         self.inner.config
     }
 
+    /// Closes this party's end for every peer, as its process exiting would: a peer waiting
+    /// for it gets [`NetError::PeerLost`] at once instead of its receive timeout. For a party
+    /// that stops early while other handles of its network live on (the in-process simulation
+    /// keeps them for the transcripts); over TLS the end closes when the process exits.
+    pub fn close(&self) {
+        self.inner.transport.close();
+    }
+
     fn check_peer(&self, peer: PartyId) -> Result<()> {
         if peer == self.inner.me || peer.0 as usize >= self.inner.roster.len() {
             return Err(NetError::UnknownPeer(peer));

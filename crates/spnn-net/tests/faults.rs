@@ -164,6 +164,34 @@ fn a_vanished_peer_is_reported_promptly() {
     check_peer_loss(tls_mesh(&r, &certs, cfg));
 }
 
+/// In one process a party that stops early may leave other handles of its network alive (the
+/// simulation keeps them for transcripts): closing its end tells its peers at once, and its own
+/// later sends fail, instead of every peer waiting out the receive timeout.
+#[test]
+fn a_closed_end_is_reported_as_lost_while_other_handles_live() {
+    let nets = Network::in_memory(
+        &roster(2),
+        NetworkConfig::new(1).with_timeout(Duration::from_secs(30)),
+    );
+    let kept = nets[1].clone();
+    nets[1].close();
+    let err = nets[0].recv::<IdList>(PartyId(1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::PeerLost {
+                peer: PartyId(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        kept.send(PartyId(0), &IdList(vec![1])),
+        Err(NetError::PeerLost { .. })
+    ));
+}
+
 #[test]
 fn a_stalled_peer_times_out_within_the_timeout() {
     let r = roster(2);

@@ -1,8 +1,10 @@
 //! An in-process transport: one unbounded channel per direction between every two parties.
 //!
-//! Dropping a party's [`MemoryTransport`] closes its channels; peers waiting for it get
+//! Dropping a party's [`MemoryTransport`], or closing it ([`Transport::close`]: in one process
+//! other handles may keep it alive), closes its channels; peers waiting for it get
 //! [`NetError::PeerLost`] immediately, as they would from a closed TCP connection.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
@@ -15,7 +17,8 @@ use crate::party::PartyId;
 #[derive(Debug)]
 pub struct MemoryTransport {
     me: PartyId,
-    to: Vec<Option<Sender<Vec<u8>>>>,
+    /// Senders to every peer; emptied by [`Transport::close`].
+    to: Mutex<Vec<Option<Sender<Vec<u8>>>>>,
     from: Vec<Option<Receiver<Vec<u8>>>>,
 }
 
@@ -24,7 +27,7 @@ pub fn mesh(parties: usize) -> Vec<MemoryTransport> {
     let mut ends: Vec<MemoryTransport> = (0..parties)
         .map(|i| MemoryTransport {
             me: PartyId(i as u16),
-            to: (0..parties).map(|_| None).collect(),
+            to: Mutex::new((0..parties).map(|_| None).collect()),
             from: (0..parties).map(|_| None).collect(),
         })
         .collect();
@@ -32,7 +35,7 @@ pub fn mesh(parties: usize) -> Vec<MemoryTransport> {
         for b in 0..parties {
             if a != b {
                 let (tx, rx) = unbounded();
-                ends[a].to[b] = Some(tx);
+                ends[a].to.get_mut().unwrap_or_else(|e| e.into_inner())[b] = Some(tx);
                 ends[b].from[a] = Some(rx);
             }
         }
@@ -49,11 +52,17 @@ impl MemoryTransport {
 
 impl Transport for MemoryTransport {
     fn send(&self, to: PartyId, frame: Vec<u8>) -> Result<()> {
-        let tx = self
-            .to
-            .get(to.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(NetError::UnknownPeer(to))?;
+        let senders = self.to.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = match senders.get(to.0 as usize) {
+            None => return Err(NetError::UnknownPeer(to)),
+            Some(None) if to != self.me => {
+                return Err(NetError::PeerLost {
+                    peer: to,
+                    reason: "this party's endpoint was closed".into(),
+                });
+            }
+            Some(tx) => tx.as_ref().ok_or(NetError::UnknownPeer(to))?,
+        };
         tx.send(frame).map_err(|_| NetError::PeerLost {
             peer: to,
             reason: "the peer's endpoint was dropped".into(),
@@ -76,5 +85,10 @@ impl Transport for MemoryTransport {
                 reason: "the peer's endpoint was dropped".into(),
             },
         })
+    }
+
+    fn close(&self) {
+        let mut senders = self.to.lock().unwrap_or_else(|e| e.into_inner());
+        senders.iter_mut().for_each(|tx| *tx = None);
     }
 }

@@ -20,4 +20,8 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     fn send(&self, to: PartyId, frame: Vec<u8>) -> Result<()>;
     /// The next frame from `from`, waiting at most `timeout`.
     fn recv(&self, from: PartyId, timeout: Duration) -> Result<Vec<u8>>;
+    /// Closes this party's end for every peer, as a process exiting would: peers waiting for it
+    /// learn at once that it is gone. Later sends fail. A no-op where the end closes with the
+    /// process anyway.
+    fn close(&self) {}
 }
