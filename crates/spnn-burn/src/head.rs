@@ -50,9 +50,8 @@ pub struct HeadStep {
     /// since Huber's derivative is the residual clamped to `[−δ, δ]`. A function of the
     /// activations and the top layers only — not of this batch's labels given those, nor of
     /// the predictions (earlier labels trained the top layers, as they trained the server's
-    /// own): the isotropic
-    /// noise is scaled to it, so the noise level says nothing of them, and a batch whose rows
-    /// the model gets exactly right (a zero gradient) still gets noise.
+    /// own): the isotropic noise is scaled to it, so the noise level says nothing of them, and
+    /// a batch whose rows the model gets exactly right (a zero gradient) still gets noise.
     pub bound: f64,
 }
 
@@ -63,7 +62,8 @@ pub trait LabelHead: Send {
     /// training batch; the head keeps its own parameters' gradients for [`LabelHead::update`].
     fn train_batch(&mut self, activations: &FloatMatrix, labels: &[f32]) -> Result<HeadStep>;
     /// Scores (the positive class's probability, every class's, or a regression's prediction,
-    /// row by row) of an evaluation batch and, given its labels, its loss; with labels, the predictions are kept for [`LabelHead::take_metrics`].
+    /// row by row) of an evaluation batch and, given its labels, its loss; with labels, the
+    /// predictions are kept for [`LabelHead::take_metrics`].
     /// Without labels (new records being scored) only the scores are computed.
     fn eval_batch(
         &mut self,
