@@ -261,92 +261,108 @@ pub fn class_grid() -> Vec<(String, f64, LabelDefence)> {
     out
 }
 
-/// Every setting of [`class_grid`] on `data` with `classes` classes, the clustering attack
-/// ([`LabelLeakage::class_report`]) on every epoch's view and on the whole run's, printing each
-/// point as it finishes.
+/// Every setting of [`class_grid`] on `data` with `classes` classes, after the attack's blind
+/// floor ([`blind_baseline`]): the clustering attack ([`LabelLeakage::clustering`]) on every
+/// epoch's view, and averaged per sample over the whole run's, printing each point as it
+/// finishes.
 pub fn sweep_classes(data: &Data, setup: &Setup, classes: usize) -> Vec<ClassPoint> {
     let mut points = vec![blind_baseline(data, setup, classes)];
     points.extend(class_grid().into_iter().map(|(family, level, defence)| {
-        let mut best_epoch: f64 = 0.0;
-        let mut whole = LabelLeakage::default();
-        let metrics = train(data, setup, classes, defence, |views| {
-            let mut leak = LabelLeakage::default();
-            for (ids, g, y) in views {
-                leak.observe(ids, g, setup.widths[1], y);
-                whole.observe(ids, g, setup.widths[1], y);
-            }
-            best_epoch = best_epoch.max(leak.class_report(classes).clustering);
-        });
-        let run = whole.class_report(classes);
-        let p = ClassPoint {
+        let mut attack = Clustering::new(classes, setup.widths[1]);
+        let metrics = train(data, setup, classes, defence, |views| attack.epoch(views));
+        attack.point(
             family,
             level,
-            test_accuracy: metrics.as_ref().map_or(f64::NAN, |m| m.accuracy),
-            best_epoch,
-            averaged: run.averaged,
-            chance: run.chance,
-            failed: metrics.err(),
-        };
-        print_class_point(&p);
-        p
+            metrics.as_ref().map_or(f64::NAN, |m| m.accuracy),
+            metrics.err(),
+        )
     }));
     points
 }
 
-fn print_class_point(p: &ClassPoint) {
-    println!(
-        "{} {}: test accuracy {:.4}, clustering in its best epoch {:.4}, averaged over the run {:.4} (chance {:.4}){}",
-        p.family,
-        p.level,
-        p.test_accuracy,
-        p.best_epoch,
-        p.averaged,
-        p.chance,
-        p.failed
-            .as_ref()
-            .map_or(String::new(), |e| format!("; stopped: {e}"))
-    );
+/// The clustering attack over a run, epoch by epoch.
+struct Clustering {
+    classes: usize,
+    cols: usize,
+    best_epoch: f64,
+    whole: LabelLeakage,
+}
+
+impl Clustering {
+    fn new(classes: usize, cols: usize) -> Self {
+        Self {
+            classes,
+            cols,
+            best_epoch: 0.0,
+            whole: LabelLeakage::default(),
+        }
+    }
+
+    /// Attacks one epoch's view and keeps it for the run.
+    fn epoch(&mut self, views: &EpochView) {
+        let mut leak = LabelLeakage::default();
+        for (ids, g, y) in views {
+            leak.observe(ids, g, self.cols, y);
+            self.whole.observe(ids, g, self.cols, y);
+        }
+        self.best_epoch = self.best_epoch.max(leak.clustering(self.classes));
+    }
+
+    /// The run's point, printed.
+    fn point(
+        self,
+        family: String,
+        level: f64,
+        accuracy: f64,
+        failed: Option<String>,
+    ) -> ClassPoint {
+        let p = ClassPoint {
+            family,
+            level,
+            test_accuracy: accuracy,
+            best_epoch: self.best_epoch,
+            averaged: self.whole.averaged_clustering(self.classes),
+            chance: self.whole.class_chance(self.classes),
+            failed,
+        };
+        println!(
+            "{} {}: test accuracy {:.4}, clustering in its best epoch {:.4}, averaged over the run {:.4} (chance {:.4}){}",
+            p.family,
+            p.level,
+            p.test_accuracy,
+            p.best_epoch,
+            p.averaged,
+            p.chance,
+            p.failed
+                .as_ref()
+                .map_or(String::new(), |e| format!("; stopped: {e}"))
+        );
+        p
+    }
 }
 
 /// The clustering attack's floor: the same batches of rows drawn from a standard normal (no
 /// signal at all), scored the same way — what the best matching and the best of the epochs
 /// give a blind attacker. No model is trained (its accuracy is reported as 0).
 fn blind_baseline(data: &Data, setup: &Setup, classes: usize) -> ClassPoint {
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let mut normal = move || -> f32 {
-        // Box–Muller from two uniforms in (0, 1].
-        let (u, v): (f64, f64) = (
-            1.0 - rand::Rng::random::<f64>(&mut rng),
-            rand::Rng::random(&mut rng),
-        );
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    };
+    let mut rng = spnn_crypto::SecureRng::insecure_from_seed_for_tests(7);
     let cols = setup.widths[1];
-    let mut best_epoch: f64 = 0.0;
-    let mut whole = LabelLeakage::default();
+    let mut attack = Clustering::new(classes, cols);
     for e in 0..setup.epochs {
-        let mut leak = LabelLeakage::default();
-        for ids in data.batches(e as u64, setup.batch) {
-            let g: Vec<f32> = (0..ids.len() * cols).map(|_| normal()).collect();
-            let y = data.labels_of(&ids).expect("labelled ids");
-            leak.observe(&ids, &g, cols, &y);
-            whole.observe(&ids, &g, cols, &y);
-        }
-        best_epoch = best_epoch.max(leak.class_report(classes).clustering);
+        let views: Vec<_> = data
+            .batches(e as u64, setup.batch)
+            .into_iter()
+            .map(|ids| {
+                let g = (0..ids.len() * cols)
+                    .map(|_| spnn_crypto::rng::standard_normal(&mut rng) as f32)
+                    .collect();
+                let y = data.labels_of(&ids).expect("labelled ids");
+                (ids, g, y)
+            })
+            .collect();
+        attack.epoch(&views);
     }
-    let run = whole.class_report(classes);
-    let p = ClassPoint {
-        family: "blind (pure noise rows)".into(),
-        level: 0.0,
-        test_accuracy: 0.0,
-        best_epoch,
-        averaged: run.averaged,
-        chance: run.chance,
-        failed: None,
-    };
-    print_class_point(&p);
-    p
+    attack.point("blind (pure noise rows)".into(), 0.0, 0.0, None)
 }
 
 /// [`sweep_classes`] as a markdown table.

@@ -77,8 +77,9 @@ pub struct LabelLeakage {
 struct Row {
     id: u64,
     values: Vec<f64>,
-    /// The row as received (not scaled by its batch).
-    raw: Vec<f64>,
+    /// The batch's root-mean-square row norm `values` were divided by (`values · rms` is the
+    /// row as received).
+    rms: f64,
     /// The server's own activations of the sample in this release, if given.
     activation: Option<Vec<f64>>,
     label: f32,
@@ -310,6 +311,14 @@ fn best_matching(w: &[Vec<i64>]) -> i64 {
     (1..=n).map(|j| w[owner[j] - 1][j - 1]).sum()
 }
 
+/// `v` scaled to unit length (zero stays zero).
+fn unit(v: &[f64]) -> Vec<f64> {
+    let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    v.iter()
+        .map(|x| if n > 0.0 { x / n } else { 0.0 })
+        .collect()
+}
+
 /// `|r|`, the absolute Pearson correlation of `a` and `b` (0 when either is constant).
 pub fn abs_correlation(a: &[f32], b: &[f32]) -> f64 {
     let n = a.len().min(b.len());
@@ -375,7 +384,7 @@ impl LabelLeakage {
                 self.rows.push(Row {
                     id,
                     values: row.iter().map(|&v| f64::from(v) / rms).collect(),
-                    raw: row.iter().map(|&v| f64::from(v)).collect(),
+                    rms,
                     activation: activation(i),
                     label,
                     known: known == Some(i),
@@ -415,7 +424,7 @@ impl LabelLeakage {
 
     /// The projection attack's AUC per release and averaged per sample.
     fn projection(&self) -> (f64, f64) {
-        match self.projections() {
+        match self.principal_direction().map(|u| self.projections(&u)) {
             Some(p) => (
                 attack_auc(&p.scores, &p.labels),
                 attack_auc(&p.averaged, &p.averaged_labels),
@@ -431,13 +440,16 @@ impl LabelLeakage {
     /// nearly constant and the residual is the label. (The batch's first label above 0.5
     /// orients the direction and is left out of the scores, as for classes.)
     pub fn value_report(&self) -> ValueLeakageReport {
-        match self.projections() {
-            Some(p) => ValueLeakageReport {
-                projection: abs_correlation(&p.scores, &p.labels),
-                averaged: abs_correlation(&p.averaged, &p.averaged_labels),
-                combined: self.combined(),
-                samples: p.scores.len(),
-            },
+        match self.principal_direction() {
+            Some(u) => {
+                let p = self.projections(&u);
+                ValueLeakageReport {
+                    projection: abs_correlation(&p.scores, &p.labels),
+                    averaged: abs_correlation(&p.averaged, &p.averaged_labels),
+                    combined: self.combined(&u),
+                    samples: p.scores.len(),
+                }
+            }
             None => ValueLeakageReport {
                 projection: 0.0,
                 averaged: 0.0,
@@ -455,16 +467,15 @@ impl LabelLeakage {
     /// it can estimate (`‖w‖` from the noise's spread, if it knows `gradient_noise`). The
     /// score grants it the best such coefficients — the multiple correlation of the labels on
     /// `(u·a_i, p_i)` over the releases observed with activations.
-    fn combined(&self) -> Option<f64> {
-        let u = self.principal_direction()?;
-        let dot = |v: &[f64]| -> f64 { v.iter().zip(&u).map(|(a, b)| a * b).sum() };
+    fn combined(&self, u: &[f64]) -> Option<f64> {
+        let dot = |v: &[f64]| -> f64 { v.iter().zip(u).map(|(a, b)| a * b).sum() };
         let points: Vec<([f64; 2], f64)> = self
             .rows
             .iter()
             .filter(|r| !r.known)
             .filter_map(|r| {
                 let a = r.activation.as_ref()?;
-                Some(([dot(a), dot(&r.raw)], f64::from(r.label)))
+                Some(([dot(a), dot(&r.values) * r.rms], f64::from(r.label)))
             })
             .collect();
         (points.len() > 3).then(|| multiple_correlation(&points))
@@ -479,42 +490,53 @@ impl LabelLeakage {
     /// free by matching clusters to classes the best way (an upper bound on what those
     /// labels buy).
     pub fn class_report(&self, classes: usize) -> ClassLeakageReport {
-        let unit = |v: &[f64]| -> Vec<f64> {
-            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            v.iter()
-                .map(|x| if n > 0.0 { x / n } else { 0.0 })
-                .collect()
-        };
-        let rows: Vec<Vec<f64>> = self.rows.iter().map(|r| unit(&r.values)).collect();
-        let labels: Vec<usize> = self.rows.iter().map(|r| r.label as usize).collect();
-        let mut per_id: std::collections::BTreeMap<u64, (Vec<f64>, usize)> = Default::default();
-        for (r, u) in self.rows.iter().zip(&rows) {
-            let e = per_id
-                .entry(r.id)
-                .or_insert_with(|| (vec![0.0; u.len()], r.label as usize));
-            e.0.iter_mut().zip(u).for_each(|(a, b)| *a += b);
-        }
-        let averaged: Vec<Vec<f64>> = per_id.values().map(|(v, _)| unit(v)).collect();
-        let averaged_labels: Vec<usize> = per_id.values().map(|(_, y)| *y).collect();
-        let mut counts = vec![0usize; classes.max(1)];
-        for &y in &labels {
-            if let Some(c) = counts.get_mut(y) {
-                *c += 1;
-            }
-        }
         ClassLeakageReport {
-            clustering: cluster_accuracy(&rows, &labels, classes),
-            averaged: cluster_accuracy(&averaged, &averaged_labels, classes),
-            chance: counts.iter().copied().max().unwrap_or(0) as f64 / labels.len().max(1) as f64,
-            samples: labels.len(),
+            clustering: self.clustering(classes),
+            averaged: self.averaged_clustering(classes),
+            chance: self.class_chance(classes),
+            samples: self.rows.len(),
         }
     }
 
-    /// Every unknown row's projection on the principal direction with its label, and the same
-    /// averaged per sample.
-    fn projections(&self) -> Option<Projections> {
-        let u = self.principal_direction()?;
-        let project = |r: &Row| -> f64 { r.values.iter().zip(&u).map(|(a, b)| a * b).sum() };
+    /// [`ClassLeakageReport::chance`] alone: the largest class's share of the rows.
+    pub fn class_chance(&self, classes: usize) -> f64 {
+        let mut counts = vec![0usize; classes.max(1)];
+        for r in &self.rows {
+            if let Some(c) = counts.get_mut(r.label as usize) {
+                *c += 1;
+            }
+        }
+        counts.iter().copied().max().unwrap_or(0) as f64 / self.rows.len().max(1) as f64
+    }
+
+    /// [`ClassLeakageReport::clustering`] alone.
+    pub fn clustering(&self, classes: usize) -> f64 {
+        let rows: Vec<Vec<f64>> = self.rows.iter().map(|r| unit(&r.values)).collect();
+        let labels: Vec<usize> = self.rows.iter().map(|r| r.label as usize).collect();
+        cluster_accuracy(&rows, &labels, classes)
+    }
+
+    /// [`ClassLeakageReport::averaged`] alone: each sample's unit rows summed over its
+    /// releases, then clustered.
+    pub fn averaged_clustering(&self, classes: usize) -> f64 {
+        let mut per_id: std::collections::BTreeMap<u64, (Vec<f64>, usize)> = Default::default();
+        for r in &self.rows {
+            let e = per_id
+                .entry(r.id)
+                .or_insert_with(|| (vec![0.0; r.values.len()], r.label as usize));
+            e.0.iter_mut()
+                .zip(unit(&r.values))
+                .for_each(|(a, b)| *a += b);
+        }
+        let rows: Vec<Vec<f64>> = per_id.values().map(|(v, _)| unit(v)).collect();
+        let labels: Vec<usize> = per_id.values().map(|(_, y)| *y).collect();
+        cluster_accuracy(&rows, &labels, classes)
+    }
+
+    /// Every unknown row's projection on the principal direction `u` with its label, and the
+    /// same averaged per sample.
+    fn projections(&self, u: &[f64]) -> Projections {
+        let project = |r: &Row| -> f64 { r.values.iter().zip(u).map(|(a, b)| a * b).sum() };
         let unknown = || self.rows.iter().filter(|r| !r.known);
         let mut per_id: std::collections::BTreeMap<u64, (f64, usize, f32)> = Default::default();
         for r in unknown() {
@@ -522,7 +544,7 @@ impl LabelLeakage {
             e.0 += project(r);
             e.1 += 1;
         }
-        Some(Projections {
+        Projections {
             scores: unknown().map(|r| project(r) as f32).collect(),
             labels: unknown().map(|r| r.label).collect(),
             averaged: per_id
@@ -530,7 +552,7 @@ impl LabelLeakage {
                 .map(|(s, n, _)| (s / *n as f64) as f32)
                 .collect(),
             averaged_labels: per_id.values().map(|(_, _, y)| *y).collect(),
-        })
+        }
     }
 
     /// The top eigenvector of `Σ r·rᵀ` over every row (power iteration), oriented so that the
