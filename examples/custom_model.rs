@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use burn::data::dataloader::DataLoaderBuilder;
+use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
@@ -90,7 +91,10 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
         .collect();
     let sim = simulation::start(
         holders,
-        SessionSpec::new(32).with_optimizer(AdamConfig::new()),
+        // Burn's Adam with gradient clipping by value: the holders clip W's gradient on shares.
+        SessionSpec::new(32).with_optimizer(
+            AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Value(1.0))),
+        ),
         NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
     )
     .expect("in-process parties");

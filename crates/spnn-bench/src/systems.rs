@@ -414,6 +414,7 @@ fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: Fi
             h: setup.widths[0],
             update_truncations: 0,
             update_products: 0,
+            update_comparisons: 0,
         });
         (
             bytes - sync.server_sent - sync.holder_sent.iter().sum::<u64>(),

@@ -374,6 +374,12 @@ pub struct SpnnConfig {
     /// `2^−f`, so a part below about half a unit (`sd·2^f/√k < ½`) adds less than configured.
     /// Applies to private weights; a session with bottom models refuses it. Default 0: off.
     pub sgld: f32,
+    /// Burn's gradient clipping by value (`GradientClippingConfig::Value(τ)`) on the private
+    /// weights' gradient: every entry clamped to `[−τ, τ]` on the shares, before the optimiser
+    /// uses it, with two secure comparisons per entry ([`spnn_crypto::compare`]); 0 turns it
+    /// off (the default). `τ` is rounded to the weights' scale `2^−f`. SPNN-SS only (the
+    /// comparisons need the dealer's material).
+    pub grad_clip_value: f64,
 }
 
 impl Default for SpnnConfig {
@@ -395,6 +401,7 @@ impl Default for SpnnConfig {
             gradient_clip: DEFAULT_GRADIENT_CLIP,
             z_noise: DEFAULT_Z_NOISE,
             sgld: 0.0,
+            grad_clip_value: 0.0,
         }
     }
 }
@@ -417,6 +424,7 @@ impl Codec for SpnnConfig {
         self.gradient_clip.encode(out);
         self.z_noise.encode(out);
         self.sgld.encode(out);
+        self.grad_clip_value.encode(out);
     }
     fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
         Ok(Self {
@@ -436,6 +444,7 @@ impl Codec for SpnnConfig {
             gradient_clip: f32::read(r)?,
             z_noise: f32::read(r)?,
             sgld: f32::read(r)?,
+            grad_clip_value: f64::read(r)?,
         })
     }
 }
@@ -513,6 +522,27 @@ impl SpnnConfig {
             return Err(SpnnError::Config(
                 "weight decay truncates W's shares, which needs a public bound on W; Langevin \
                  noise (sgld) leaves it unbounded: use one or the other"
+                    .into(),
+            ));
+        }
+        let clip = self.grad_clip_value;
+        if !(clip.is_finite() && clip >= 0.0 && clip < fp.max_abs()) {
+            return Err(SpnnError::Config(format!(
+                "gradient clipping by value {clip} must be finite, at least 0 (off) and below {}",
+                fp.max_abs()
+            )));
+        }
+        if clip > 0.0 && (clip * 2f64.powi(fp.frac_bits() as i32)).round() < 1.0 {
+            return Err(SpnnError::Config(format!(
+                "gradient clipping by value {clip} rounds to 0 at {} fractional bits",
+                fp.frac_bits()
+            )));
+        }
+        if clip > 0.0 && self.protocol == Protocol::Paillier {
+            return Err(SpnnError::Config(
+                "gradient clipping compares the secret gradient with the threshold on shares, \
+                 with the dealer's material: SPNN-HE (no dealer) cannot run it (use SPNN-SS, or \
+                 no clipping)"
                     .into(),
             ));
         }
@@ -601,20 +631,22 @@ impl SpnnConfig {
     }
 
     /// The element-wise products (each one opening among the holders and one dealt triple) an
-    /// SPNN-SS update performs: Adam's ([`crate::protocol::adam::Plan::products`]), none for SGD.
+    /// SPNN-SS update performs: gradient clipping's ([`crate::protocol::clip_products`]) and
+    /// Adam's ([`crate::protocol::adam::Plan::products`]); none for plain SGD.
     pub fn update_products(&self, lr: f64) -> Result<u64> {
         Ok(crate::protocol::update_products(self, lr, 1)? as u64)
     }
 
     /// The same with the SGD of Burn's `config` on the weight shares: its momentum, dampening,
-    /// Nesterov flag and weight decay. Refuses what the holders cannot compute on shares:
-    /// gradient clipping (a norm or a comparison of secret values).
+    /// Nesterov flag, weight decay and gradient clipping by value. Refuses what the holders
+    /// cannot compute on shares: gradient clipping by norm.
     pub fn with_sgd(mut self, config: &burn::optim::SgdConfig) -> Result<Self> {
         let sgd = crate::optim::SgdFields::of(config)?;
         self.momentum = sgd.momentum;
         self.dampening = sgd.dampening;
         self.nesterov = sgd.nesterov;
         self.weight_decay = sgd.weight_decay;
+        self.grad_clip_value = sgd.grad_clip_value;
         Ok(self)
     }
 

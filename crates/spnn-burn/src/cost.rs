@@ -36,9 +36,12 @@ pub struct StepShape {
     /// Exact truncations per update: one per public factor of the session's SGD that is not a
     /// whole number ([`crate::SpnnConfig::update_truncations`]).
     pub update_truncations: u64,
-    /// Element-wise products per update: Adam's ([`crate::SpnnConfig::update_products`]); 0
-    /// for SGD.
+    /// Element-wise products per update: gradient clipping's and Adam's
+    /// ([`crate::SpnnConfig::update_products`]); 0 for plain SGD.
     pub update_products: u64,
+    /// Secure comparisons per update: two with gradient clipping by value
+    /// ([`crate::protocol::update_comparisons`]), else 0.
+    pub update_comparisons: u64,
 }
 
 /// Bytes and rounds of one step, per party.
@@ -104,6 +107,20 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         (_, 0) => frame(SEED) + explicit(products),
         _ => frame(SEED),
     };
+    // Comparisons: a seed per holder, holder 0's shares of the mask's 63 bits explicitly; one
+    // opening of x + 2^62 + r each among the holders.
+    let comparisons = if train {
+        s.update_comparisons as usize
+    } else {
+        0
+    };
+    let comparison_material = |m: usize| match (comparisons, m) {
+        (0, _) => 0,
+        (_, 0) => {
+            frame(SEED) + explicit((spnn_crypto::compare::COMPARISON_MATRICES - 1) * comparisons)
+        }
+        _ => frame(SEED),
+    };
     let grad = |m: usize| {
         if m == 0 {
             frame(matrix(b, h))
@@ -120,6 +137,7 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         bytes
             + truncs as u64 * frame(list(&[(d, h)]))
             + products as u64 * frame(list(&[(d, h), (d, h)]))
+            + comparisons as u64 * frame(list(&[(d, h)]))
     };
     let commands = forward_cmd + if train { 2 * short_cmd } else { 0 };
     let from_server = |m: usize| {
@@ -130,6 +148,7 @@ fn step(s: &StepShape, train: bool) -> StepCost {
                     + triples(backward_truncs, m)
                     + triples(update_truncs, m)
                     + product_triples(m)
+                    + comparison_material(m)
             } else {
                 0
             }
@@ -143,7 +162,10 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         holder_received: (0..k)
             .map(|m| from_server(m) + others(m).map(|o| opening(o, m)).sum::<u64>())
             .collect(),
-        holder_rounds: if train { 3 } else { 2 } + truncs as u64 + products as u64,
+        holder_rounds: if train { 3 } else { 2 }
+            + truncs as u64
+            + products as u64
+            + comparisons as u64,
         server_rounds: 1,
     }
 }

@@ -12,8 +12,9 @@ use crate::config::SpnnConfig;
 
 /// Version of the SPNN protocol spoken by this build (checked at set-up). 3: the configuration
 /// carries Burn's whole SGD (dampening, Nesterov, weight decay); 6: metrics carry a
-/// regression's RMSE.
-pub const SPNN_PROTOCOL_VERSION: u16 = 6;
+/// regression's RMSE; 7: the configuration carries gradient clipping by value, and an update
+/// its comparisons' material.
+pub const SPNN_PROTOCOL_VERSION: u16 = 7;
 
 macro_rules! newtype_message {
     ($($(#[$doc:meta])* $name:ident($inner:ty) = $kind:expr, $desc:expr;)*) => {$(

@@ -19,11 +19,15 @@
 //! every one linear in the shares, each product by a public constant truncated exactly
 //! (module [`crate::protocol::holder`]) — and Adam / AdamW, whose element-wise square, inverse
 //! square root and reciprocal run with the dealer's element-wise triples (module
-//! [`crate::protocol::adam`]). What is refused at start, with an error that says why:
-//! gradient clipping, AMSGrad and cautious weight decay (comparisons of secret values), Adam's
-//! L2 decay (use AdamW's), and the combinations [`SpnnConfig::validate`] refuses (weight decay
-//! with momentum, with SGLD or under SPNN-HE; Adam under SPNN-HE).
+//! [`crate::protocol::adam`]). Gradient clipping by value clamps the secret gradient on the
+//! shares with two secure comparisons per entry ([`spnn_crypto::compare`]) before either
+//! optimiser uses it, as Burn clips before its step. What is refused at start, with an error
+//! that says why: clipping by norm (its square root and ring range are not built), AMSGrad and
+//! cautious weight decay, Adam's L2 decay (use AdamW's), and the combinations
+//! [`SpnnConfig::validate`] refuses (weight decay with momentum, with SGLD or under SPNN-HE;
+//! Adam or clipping under SPNN-HE).
 
+use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{ParamGroup, ParamId};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -72,13 +76,14 @@ impl OptimizerConfig {
         match self {
             Self::Sgd(sgd) => config.with_sgd(sgd),
             Self::Adam(_) | Self::AdamW(_) => {
-                let (adam, weight_decay) = AdamFields::of(self)?;
+                let (adam, weight_decay, grad_clip_value) = AdamFields::of(self)?;
                 Ok(SpnnConfig {
                     adam: Some(adam),
                     momentum: 0.0,
                     dampening: 0.0,
                     nesterov: false,
                     weight_decay,
+                    grad_clip_value,
                     ..config
                 })
             }
@@ -98,6 +103,7 @@ impl OptimizerConfig {
     /// The Burn configuration of a session's optimiser: SGD with its fields, or Adam (AdamW when
     /// it has weight decay).
     pub fn of_session(config: &SpnnConfig) -> Self {
+        let clipping = burn_clipping(config.grad_clip_value);
         match config.adam {
             None => Self::Sgd(SgdFields::of_session(config).to_burn()),
             Some(a) if config.weight_decay > 0.0 => Self::AdamW(
@@ -105,16 +111,47 @@ impl OptimizerConfig {
                     .with_beta_1(a.beta_1 as f32)
                     .with_beta_2(a.beta_2 as f32)
                     .with_epsilon(a.epsilon as f32)
-                    .with_weight_decay(config.weight_decay as f32),
+                    .with_weight_decay(config.weight_decay as f32)
+                    .with_grad_clipping(clipping),
             ),
             Some(a) => Self::Adam(
                 AdamConfig::new()
                     .with_beta_1(a.beta_1 as f32)
                     .with_beta_2(a.beta_2 as f32)
-                    .with_epsilon(a.epsilon as f32),
+                    .with_epsilon(a.epsilon as f32)
+                    .with_grad_clipping(clipping),
             ),
         }
     }
+}
+
+/// Burn's clipping by value `τ` (none for 0).
+fn burn_clipping(value: f64) -> Option<GradientClippingConfig> {
+    (value > 0.0).then_some(GradientClippingConfig::Value(value as f32))
+}
+
+/// The threshold of Burn's serialised gradient clipping (0 without it): clipping by value runs
+/// on shares; clipping by norm is refused with the reason.
+fn clip_value_of(clipping: Option<serde_json::Value>) -> Result<f64> {
+    let Some(clipping) = clipping.filter(|c| !c.is_null()) else {
+        return Ok(0.0);
+    };
+    if let Some(v) = clipping.get("Value") {
+        return v.as_f64().ok_or_else(|| {
+            SpnnError::Config(format!("gradient clipping by value {v} is not a number"))
+        });
+    }
+    if clipping.get("Norm").is_some() {
+        return Err(SpnnError::Config(
+            "gradient clipping by norm needs the square root of the sum of the secret \
+             gradient's squares on shares, whose ring range the holders cannot bound for every \
+             layer: clip by value instead (GradientClippingConfig::Value), which runs on shares"
+                .into(),
+        ));
+    }
+    Err(SpnnError::Config(format!(
+        "Burn's gradient clipping {clipping} is not one this version knows"
+    )))
 }
 
 /// The fields of Burn's `AdamConfig` / `AdamWConfig` (private, read through serde; a field this
@@ -139,7 +176,7 @@ struct AdamFields {
 impl AdamFields {
     /// Adam's parameters and the decoupled weight decay of `config` (an Adam or AdamW); refuses
     /// what needs a comparison of secret values or an unbounded `W`.
-    fn of(config: &OptimizerConfig) -> Result<(AdamParams, f64)> {
+    fn of(config: &OptimizerConfig) -> Result<(AdamParams, f64, f64)> {
         let unreadable = |e: serde_json::Error| SpnnError::Config(format!("Burn's Adam: {e}"));
         let value = match config {
             OptimizerConfig::Adam(c) => serde_json::to_value(c),
@@ -154,9 +191,7 @@ impl AdamFields {
                  shares: configure Adam without it"
             )))
         };
-        if s.grad_clipping.is_some() {
-            return refuse("gradient clipping");
-        }
+        let clip = clip_value_of(s.grad_clipping)?;
         if s.amsgrad {
             return refuse("AMSGrad (the running maximum of v)");
         }
@@ -183,7 +218,7 @@ impl AdamFields {
             epsilon: f64::from(s.epsilon),
         };
         params.validate()?;
-        Ok((params, weight_decay))
+        Ok((params, weight_decay, clip))
     }
 }
 
@@ -195,6 +230,7 @@ pub(crate) struct SgdFields {
     pub dampening: f64,
     pub nesterov: bool,
     pub weight_decay: f64,
+    pub grad_clip_value: f64,
 }
 
 #[derive(Deserialize)]
@@ -217,19 +253,12 @@ struct MomentumSerde {
 }
 
 impl SgdFields {
-    /// The fields of Burn's `config`; refuses gradient clipping.
+    /// The fields of Burn's `config`; refuses gradient clipping by norm.
     pub fn of(config: &SgdConfig) -> Result<Self> {
         let unreadable = |e: serde_json::Error| SpnnError::Config(format!("Burn's SgdConfig: {e}"));
         let s: SgdSerde = serde_json::from_value(serde_json::to_value(config).map_err(unreadable)?)
             .map_err(unreadable)?;
-        if s.gradient_clipping.is_some() {
-            return Err(SpnnError::Config(
-                "gradient clipping needs the norm (or the sign) of the private weights' secret \
-                 gradient, which the holders cannot compute on shares: configure the optimiser \
-                 without it (SpnnConfig::gradient_clip bounds the boundary gradient instead)"
-                    .into(),
-            ));
-        }
+        let grad_clip_value = clip_value_of(s.gradient_clipping)?;
         let (momentum, dampening, nesterov) = s
             .momentum
             .map_or((0.0, 0.0, false), |m| (m.momentum, m.dampening, m.nesterov));
@@ -238,6 +267,7 @@ impl SgdFields {
             dampening,
             nesterov,
             weight_decay: s.weight_decay.map_or(0.0, |d| f64::from(d.penalty)),
+            grad_clip_value,
         })
     }
 
@@ -248,6 +278,7 @@ impl SgdFields {
             dampening: config.dampening,
             nesterov: config.nesterov,
             weight_decay: config.weight_decay,
+            grad_clip_value: config.grad_clip_value,
         }
     }
 
@@ -264,6 +295,7 @@ impl SgdFields {
         SgdConfig::new()
             .with_momentum(momentum)
             .with_weight_decay(decay)
+            .with_gradient_clipping(burn_clipping(self.grad_clip_value))
     }
 }
 
@@ -330,7 +362,8 @@ mod tests {
                     .with_dampening(0.25)
                     .with_nesterov(true),
             ))
-            .with_weight_decay(Some(WeightDecayConfig::new(0.5)));
+            .with_weight_decay(Some(WeightDecayConfig::new(0.5)))
+            .with_gradient_clipping(Some(GradientClippingConfig::Value(0.75)));
         let fields = SgdFields::of(&burn).unwrap();
         assert_eq!(
             fields,
@@ -339,6 +372,7 @@ mod tests {
                 dampening: 0.25,
                 nesterov: true,
                 weight_decay: 0.5,
+                grad_clip_value: 0.75,
             }
         );
         assert_eq!(SgdFields::of(&fields.to_burn()).unwrap(), fields);
@@ -353,7 +387,7 @@ mod tests {
         let e = OptimizerConfig::from(clipped)
             .apply_to(SpnnConfig::default())
             .unwrap_err();
-        assert!(e.to_string().contains("gradient clipping"), "{e}");
+        assert!(e.to_string().contains("clipping by norm"), "{e}");
         for (refused, why) in [
             (
                 OptimizerConfig::from(AdamConfig::new().with_amsgrad(true)),
@@ -371,9 +405,9 @@ mod tests {
             ),
             (
                 OptimizerConfig::from(
-                    AdamWConfig::new().with_grad_clipping(Some(GradientClippingConfig::Value(1.0))),
+                    AdamWConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))),
                 ),
-                "clipping",
+                "clipping by norm",
             ),
         ] {
             let e = refused.apply_to(SpnnConfig::default()).unwrap_err();
@@ -397,5 +431,31 @@ mod tests {
         .apply_to(SpnnConfig::default())
         .unwrap();
         assert!(sgd.nesterov && sgd.momentum == 0.9 && sgd.dampening == 0.1);
+        // Clipping by value runs on shares, and the server's layers get Burn's own.
+        let clipped = OptimizerConfig::from(
+            AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Value(0.5))),
+        )
+        .apply_to(SpnnConfig::default())
+        .unwrap();
+        assert_eq!(clipped.grad_clip_value, 0.5);
+        let OptimizerConfig::Adam(burn) = OptimizerConfig::of_session(&clipped) else {
+            panic!("Adam");
+        };
+        let json = serde_json::to_value(&burn).unwrap();
+        assert_eq!(json["grad_clipping"], serde_json::json!({ "Value": 0.5 }));
+        let he = SpnnConfig {
+            protocol: crate::config::Protocol::Paillier,
+            ..clipped
+        };
+        assert!(he.validate().unwrap_err().to_string().contains("SPNN-HE"));
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e-9] {
+            let e = SpnnConfig {
+                grad_clip_value: bad,
+                ..SpnnConfig::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.to_string().contains("clipping by value"), "{bad}: {e}");
+        }
     }
 }

@@ -852,6 +852,31 @@ fn a_separate_dealers_whole_view_does_not_depend_on_the_data() {
 // ---------------------------------------------------------------------------------------------
 // Adam's element-wise products.
 
+/// The first matrix of the stream of the last seed the dealer (the server) sent holder `m` in
+/// this run — the update's last material: every holder's share of Adam's first `a`, or of the
+/// last comparison's mask `r`, is that matrix.
+fn last_dealt(r: &Run, m: usize) -> RingMatrix {
+    let seeds = sent::<DealerSeed>(&r.nets[0], holder(m));
+    let mut rng = spnn_crypto::SecureRng::from_secret_seed(&seeds.last().unwrap().0);
+    RingMatrix::random(r.data.d(), HIDDEN[0], &mut rng)
+}
+
+/// Holder `o`'s whole view of one opening among the holders: its own part and every other
+/// holder's, the `n`-th opening `pick` selects from the holder's sequence, summed.
+fn opened_sum(r: &Run, o: usize, pick: impl Fn(&[Opening]) -> Vec<usize>, n: usize) -> RingMatrix {
+    let net = &r.nets[holder(o).0 as usize];
+    let part = |list: Vec<Opening>| {
+        let at = pick(&list)[n];
+        list.into_iter().nth(at).unwrap().0.remove(0)
+    };
+    let mut sum = part(sent::<Opening>(net, holder((o + 1) % r.k())));
+    for m in (0..r.k()).filter(|&m| m != o) {
+        sum.add_assign(&part(received::<Opening>(net, holder(m))))
+            .unwrap();
+    }
+    sum
+}
+
 /// Holder `o`'s attack on the weight gradient `g` from its whole view of one Adam update: the
 /// first element-wise product is `g∘g`, for which every holder `m` opens `g_m − a_m` to the
 /// others. Holder `o` sums what it received and what it sent and adds its own `a_o` (from its
@@ -859,39 +884,41 @@ fn a_separate_dealers_whole_view_does_not_depend_on_the_data() {
 /// the dealer has) it also adds their `a_m` and gets `g` itself.
 fn holder_adam_gradient_attack(r: &Run, o: usize, others: bool) -> RingMatrix {
     let (d, h) = (r.data.d(), HIDDEN[0]);
-    let net = &r.nets[holder(o).0 as usize];
     // The product openings are the only two-part openings of weight-shaped matrices.
-    let first_product =
-        |parts: &Vec<RingMatrix>| parts.len() == 2 && parts.iter().all(|p| p.shape() == (d, h));
-    // Every share of `a` is the first matrix of its holder's product seed's ChaCha20 stream;
-    // the product seed is the last the dealer sent the holder in this run (the update's).
-    let a_of = |m: usize| {
-        let seeds = sent::<DealerSeed>(&r.nets[0], holder(m));
-        let mut rng = spnn_crypto::SecureRng::from_secret_seed(&seeds.last().unwrap().0);
-        RingMatrix::random(d, h, &mut rng)
+    let products = |list: &[Opening]| -> Vec<usize> {
+        (0..list.len())
+            .filter(|&i| list[i].0.len() == 2 && list[i].0.iter().all(|p| p.shape() == (d, h)))
+            .collect()
     };
-    let mut g = a_of(o);
-    let mine = sent::<Opening>(net, holder((o + 1) % r.k()));
-    g.add_assign(
-        &mine
-            .into_iter()
-            .find(|Opening(p)| first_product(p))
-            .unwrap()
-            .0[0],
-    )
-    .unwrap();
-    for m in (0..r.k()).filter(|&m| m != o) {
-        let theirs = received::<Opening>(net, holder(m));
-        let Opening(parts) = theirs
-            .into_iter()
-            .find(|Opening(p)| first_product(p))
-            .unwrap();
-        g.add_assign(&parts[0]).unwrap();
-        if others {
-            g.add_assign(&a_of(m)).unwrap();
-        }
+    let mut g = opened_sum(r, o, products, 0);
+    for m in (0..r.k()).filter(|&m| others || m == o) {
+        g.add_assign(&last_dealt(r, m)).unwrap();
     }
     g
+}
+
+/// Holder `o`'s attack on the weight gradient from its whole view of clipping by value: the
+/// first comparison opens `c = x + 2^62 + r` for `x = g − τ − 1` (each holder its part), the
+/// single weight-shaped opening right before the borrow chain's two-part product openings.
+/// Holder `o` subtracts `2^62` and its share of `r` (the first matrix of its comparison seed):
+/// `x + Σ_{m≠o} r_m`. With `others` (the other holders' comparison seeds, which only the
+/// dealer has) it gets `x`, so `g = x + τ + 1`.
+fn holder_clip_gradient_attack(r: &Run, o: usize, others: bool) -> RingMatrix {
+    let (d, h) = (r.data.d(), HIDDEN[0]);
+    let weight_shaped =
+        |o: &Opening, n: usize| o.0.len() == n && o.0.iter().all(|p| p.shape() == (d, h));
+    let comparisons = |list: &[Opening]| -> Vec<usize> {
+        (0..list.len().saturating_sub(1))
+            .filter(|&i| weight_shaped(&list[i], 1) && weight_shaped(&list[i + 1], 2))
+            .collect()
+    };
+    let mut x = opened_sum(r, o, comparisons, 0);
+    x = x.map(|v| v.wrapping_sub(1 << spnn_crypto::compare::COMPARISON_BITS));
+    for m in (0..r.k()).filter(|&m| others || m == o) {
+        x.sub_assign(&last_dealt(r, m)).unwrap();
+    }
+    let tau = (r.config.grad_clip_value * 2f64.powi(r.config.frac_bits as i32)).round() as u64;
+    x.map(|v| v.wrapping_add(tau + 1))
 }
 
 /// The weight gradient `Xᵀ·G` of the first batch in plaintext, encoded (what the holders share
@@ -933,6 +960,34 @@ fn a_holder_learns_nothing_of_the_gradient_from_adams_products() {
             assert!(
                 s.r2 > 0.999 && s.correlation > 0.999,
                 "holder {o} with the others' seeds (k = {k}): R² {}, correlation {}",
+                s.r2,
+                s.correlation
+            );
+        }
+    }
+}
+
+#[test]
+fn a_holder_learns_nothing_of_the_gradient_from_clippings_comparisons() {
+    for k in [2, 3] {
+        // A threshold far above every entry: the comparison's input is the whole gradient.
+        let clipped = SpnnConfig {
+            grad_clip_value: 100.0,
+            ..SpnnConfig::default()
+        };
+        let r = run(k, clipped, |d| d);
+        let truth = plaintext_weight_gradient(&r);
+        for o in 0..k {
+            let guess = holder_clip_gradient_attack(&r, o, false);
+            assert_baseline(
+                &score(Some(&guess), &truth, &r.config),
+                &format!("holder {o} on g from the clipping's comparison (k = {k})"),
+            );
+            let guess = holder_clip_gradient_attack(&r, o, true);
+            let s = score(Some(&guess), &truth, &r.config);
+            assert!(
+                s.r2 > 0.999 && s.correlation > 0.999,
+                "holder {o} with the others' comparison seeds (k = {k}): R² {}, correlation {}",
                 s.r2,
                 s.correlation
             );

@@ -333,6 +333,7 @@ fn check_traffic(k: usize, config: SpnnConfig) {
         h: HIDDEN[0],
         update_truncations: config.update_truncations(0.1).unwrap(),
         update_products: config.update_products(0.1).unwrap(),
+        update_comparisons: spnn_burn::protocol::update_comparisons(&config) as u64,
     };
     let (cost, inf) = (
         training_step(&shape(64)),
@@ -412,4 +413,19 @@ fn traffic_matches_the_documented_formula() {
     assert_eq!(adam.update_products(0.1).unwrap(), 232);
     assert_eq!(adam.update_truncations(0.1).unwrap(), 244);
     check_traffic(3, adam);
+    // Clipping by value: two comparisons (62 products each) and two selections per update,
+    // before Adam's or SGD's own.
+    let clipped = SpnnConfig {
+        grad_clip_value: 0.5,
+        ..adam
+    };
+    assert_eq!(clipped.update_products(0.1).unwrap(), 232 + 2 * 62 + 2);
+    check_traffic(2, clipped);
+    check_traffic(
+        3,
+        SpnnConfig {
+            grad_clip_value: 0.5,
+            ..SpnnConfig::default()
+        },
+    );
 }

@@ -52,9 +52,18 @@ fn set_up_refuses_what_the_holders_cannot_run_on_shares() {
         let e = start_refused(adam);
         assert!(e.contains(why), "{e}");
     }
-    let clipped = SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Value(1.0)));
+    // Clipping by norm is refused with the reason; by value it runs (tests/tracking.rs), but
+    // not under SPNN-HE.
+    let clipped = SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Norm(1.0)));
     let e = start_refused(SessionSpec::new(HIDDEN[0]).with_optimizer(clipped));
-    assert!(e.contains("gradient clipping"), "{e}");
+    assert!(e.contains("clipping by norm"), "{e}");
+    let clipped = SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Value(1.0)));
+    let e = start_refused(
+        SessionSpec::new(HIDDEN[0])
+            .with_config(SpnnConfig::default().with_protocol(Protocol::Paillier))
+            .with_optimizer(clipped),
+    );
+    assert!(e.contains("SPNN-HE (no dealer) cannot run it"), "{e}");
     let decay =
         SgdConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-3)));
     let e = start_refused(

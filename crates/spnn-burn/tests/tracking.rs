@@ -214,6 +214,7 @@ fn sgd_lockstep(config: SpnnConfig, steps: usize) {
     // Bounds carried across steps: |W − W_ref|, |v − v_ref|.
     let (mut delta, mut eps_v) = (0f64, 0f64);
     let (mut worst, mut plain_sgd_excess) = (0f64, 0f64);
+    let mut clip_counts = [0usize; 2];
     for ids in data.epoch(0, 64).iter().take(steps) {
         let b = ids.len();
         model = spnn_step(model, &mut optim, ids, &data.labels(ids), lr, &device).0;
@@ -230,10 +231,14 @@ fn sgd_lockstep(config: SpnnConfig, steps: usize) {
             }
         }
         let g_abs = g.iter().fold(0f64, |m, v| m.max(v.abs()));
-        let err_g = c * (x_max * u / (2.0 * c) + g_max * u / 2.0 + u * u / (4.0 * c))
+        let mut err_g = c * (x_max * u / (2.0 * c) + g_max * u / 2.0 + u * u / (4.0 * c))
             + u / c
             + g_abs * rel
             + u;
+        let g_unclipped = g.clone();
+        if config.grad_clip_value > 0.0 {
+            (g, err_g) = clipped(&g, err_g, config.grad_clip_value, u, &mut clip_counts);
+        }
         // Burn's SGD in f64: g ← g + λW; v ← g (first) or μv + (1 − τ)g; s ← g + μv or v.
         let w_abs = w_ref.iter().fold(0f64, |m, v| m.max(v.abs()));
         let g: Vec<f64> = g.iter().zip(&w_ref).map(|(g, w)| g + lambda * w).collect();
@@ -286,17 +291,19 @@ fn sgd_lockstep(config: SpnnConfig, steps: usize) {
             assert!(e <= delta, "W[{i}]: |{w} − {}| = {e} > {delta}", w_ref[i]);
             worst = worst.max(e / delta);
         }
-        // Plain SGD from the same start on the same gradients, for the negative control.
+        // Plain SGD from the same start on the same gradients (unclipped), for the negative
+        // control.
         for (i, w) in w_plain_sgd.iter_mut().enumerate() {
-            let raw = g[i] - lambda * w_ref[i];
-            *w -= lr * raw;
+            *w -= lr * g_unclipped[i];
             plain_sgd_excess = plain_sgd_excess.max((f64::from(w_spnn[i]) - *w).abs() / delta);
         }
     }
     println!(
-        "{config:?}: worst |W − W_Burn| / bound {worst:.3}; plain SGD is off by {plain_sgd_excess:.1}× the bound"
+        "{config:?}: worst |W − W_Burn| / bound {worst:.3}; plain SGD is off by {plain_sgd_excess:.1}× the bound; clipped {} of {} entries",
+        clip_counts[0], clip_counts[1]
     );
     assert!(worst > 0.0, "the comparison must be sensitive");
+    check_clip_counts(&config, clip_counts);
     assert!(
         plain_sgd_excess > 1.0,
         "plain SGD would pass too: the test could not tell the optimisers apart"
@@ -321,6 +328,22 @@ fn burns_whole_sgd_runs_on_shares_step_by_step() {
         },
         6,
     );
+    // Burn's clipping by value before Nesterov momentum: two comparisons per entry on the
+    // shares; the plain-SGD control is unclipped.
+    sgd_lockstep(
+        SpnnConfig {
+            grad_clip_value: 0.003,
+            ..nesterov
+        },
+        4,
+    );
+    sgd_lockstep(
+        SpnnConfig {
+            grad_clip_value: 0.003,
+            ..SpnnConfig::default()
+        },
+        4,
+    );
     // Dampening without Nesterov, no decay.
     sgd_lockstep(
         SpnnConfig {
@@ -344,6 +367,29 @@ fn spnn_he_runs_burns_momentum_on_shares_step_by_step() {
             .with_he_key_bits(1024)
     };
     sgd_lockstep(sgd, 3);
+}
+
+/// Burn's clipping by value in f64 (`clamp(g, −τ, τ)`), and the error bound after it: the
+/// holders clamp at `τ` rounded to `2^{−f}` (half a unit off at most), and the clamp is
+/// 1-Lipschitz, so the gradient's error grows by `u/2`. Counts the entries clipped and seen.
+fn clipped(g: &[f64], err_g: f64, tau: f64, u: f64, counts: &mut [usize; 2]) -> (Vec<f64>, f64) {
+    counts[0] += g.iter().filter(|v| v.abs() > tau).count();
+    counts[1] += g.len();
+    (
+        g.iter().map(|v| v.clamp(-tau, tau)).collect(),
+        err_g + u / 2.0,
+    )
+}
+
+/// A clipped run must have clipped some entries and left others, or it tested nothing.
+fn check_clip_counts(config: &SpnnConfig, [clipped, seen]: [usize; 2]) {
+    if config.grad_clip_value > 0.0 {
+        assert!(
+            clipped > seen / 20 && clipped < seen - seen / 20,
+            "τ = {} clipped {clipped} of {seen} entries: choose one that bites partly",
+            config.grad_clip_value
+        );
+    }
 }
 
 fn max_of(v: &[f64]) -> f64 {
@@ -387,6 +433,7 @@ fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
     let (mut m, mut v) = (vec![0f64; d * h], vec![0f64; d * h]);
     let (mut e_m, mut e_v) = (0f64, 0f64);
     let (mut worst, mut unbiased_excess, mut sgd_excess) = (0f64, 0f64, 0f64);
+    let mut clip_counts = [0usize; 2];
     let mut w_before: Vec<f64> = session
         .reveal_weights_insecure_for_tests()
         .unwrap()
@@ -408,11 +455,15 @@ fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
                     .sum();
             }
         }
-        let g_abs = max_of(&g);
-        let e_g = c * (x_max * u / (2.0 * c) + g_max * u / 2.0 + u * u / (4.0 * c))
+        let mut e_g = c * (x_max * u / (2.0 * c) + g_max * u / 2.0 + u * u / (4.0 * c))
             + u / c
-            + g_abs * rel
+            + max_of(&g) * rel
             + u;
+        let g_unclipped = g.clone();
+        if config.grad_clip_value > 0.0 {
+            (g, e_g) = clipped(&g, e_g, config.grad_clip_value, u, &mut clip_counts);
+        }
+        let g_abs = max_of(&g);
         let (m_abs, v_abs) = (max_of(&m), max_of(&v));
         // Each factor is at most three 8-bit pieces at 2^-24, each piece one truncation.
         e_m = b1 * e_m + (1.0 - b1) * e_g + b1 * m_abs * rel + (1.0 - b1) * g_abs * rel + 6.0 * u;
@@ -456,14 +507,16 @@ fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
             worst = worst.max(err / bound);
             let unbiased = decay + lr * m[i] / (v[i].sqrt() + adam.epsilon);
             unbiased_excess = unbiased_excess.max((got - unbiased).abs() / bound);
-            sgd_excess = sgd_excess.max((got - lr * g[i]).abs() / bound);
+            sgd_excess = sgd_excess.max((got - lr * g_unclipped[i]).abs() / bound);
         }
         w_before = w_after;
     }
     println!(
-        "{config:?}: worst |ΔW − ΔW_Burn| / bound {worst:.3}; without bias correction {unbiased_excess:.1}×, plain SGD {sgd_excess:.1}× the bound"
+        "{config:?}: worst |ΔW − ΔW_Burn| / bound {worst:.3}; without bias correction {unbiased_excess:.1}×, plain SGD {sgd_excess:.1}× the bound; clipped {} of {} entries",
+        clip_counts[0], clip_counts[1]
     );
     assert!(worst > 0.0, "the comparison must be sensitive");
+    check_clip_counts(&config, clip_counts);
     assert!(
         unbiased_excess > 1.0 && sgd_excess > 1.0,
         "the test could not tell optimisers apart"
@@ -492,6 +545,16 @@ fn burns_adam_runs_on_shares_step_by_step() {
             ..SpnnConfig::default()
                 .with_frac_bits(17)
                 .with_clips(16.0, 4.0)
+        },
+        4,
+    );
+    // Adam after Burn's clipping by value.
+    adam_lockstep(
+        2,
+        SpnnConfig {
+            adam: Some(adam),
+            grad_clip_value: 0.003,
+            ..SpnnConfig::default()
         },
         4,
     );

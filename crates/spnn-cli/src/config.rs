@@ -96,6 +96,10 @@ pub struct Protocol {
     /// the momentum fields above) or `"adam"` (`"ss"` only; the momentum fields stay 0).
     #[serde(default)]
     pub optimizer: OptimizerKind,
+    /// Burn's gradient clipping by value of every weight's gradient, the private ones on shares
+    /// (`GradientClippingConfig::Value`; default 0: off; `"ss"` only).
+    #[serde(default)]
+    pub grad_clip_value: f64,
     /// Adam's `β₁` (default 0.9, Burn's).
     #[serde(default = "default_beta_1")]
     pub beta_1: f64,
@@ -185,6 +189,7 @@ impl Default for Protocol {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            grad_clip_value: 0.0,
             optimizer: OptimizerKind::default(),
             beta_1: default_beta_1(),
             beta_2: default_beta_2(),
@@ -1005,6 +1010,7 @@ impl Deployment {
             dampening: self.protocol.dampening,
             nesterov: self.protocol.nesterov,
             weight_decay: self.protocol.weight_decay,
+            grad_clip_value: self.protocol.grad_clip_value,
             adam: (self.protocol.optimizer == OptimizerKind::Adam).then_some(AdamParams {
                 beta_1: self.protocol.beta_1,
                 beta_2: self.protocol.beta_2,

@@ -1255,13 +1255,13 @@ fn adam_from_the_deployment_file_runs_like_the_simulation() {
         |text| {
             text.replace(
                 "momentum = 0.5",
-                "optimizer = \"adam\"\nweight_decay = 0.001",
+                "optimizer = \"adam\"\nweight_decay = 0.001\ngrad_clip_value = 0.05",
             )
             .replace("learning_rate = 0.1", "learning_rate = 0.01")
         },
         "AUC",
     );
-    println!("Adam: test AUC {auc}");
+    println!("AdamW, gradients clipped by value: test AUC {auc}");
     assert!(auc > 0.9, "test AUC {auc}");
 }
 

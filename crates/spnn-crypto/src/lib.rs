@@ -18,6 +18,7 @@
 //! instead of panicking.
 
 pub mod beaver;
+pub mod compare;
 pub mod derive;
 pub mod error;
 pub mod fixed;

@@ -142,8 +142,8 @@ pub(crate) fn truncation_shares(
 }
 
 /// Holder `me`'s shares of `n` seeded triples of `shape`: holder 0 derives the first
-/// `first_derives` matrices of each triple from its seed (one stream, triple by triple) and
-/// received the rest explicitly; every other holder derives all three.
+/// `first_derives` matrices of each triple from its seed and received the rest explicitly;
+/// every other holder derives all three ([`seeded_items`]).
 fn seeded_triples(
     seed: &SecretSeed,
     me: usize,
@@ -152,20 +152,89 @@ fn seeded_triples(
     n: usize,
     first_derives: usize,
 ) -> Vec<[RingMatrix; 3]> {
-    let per = if me == 0 { first_derives } else { 3 };
-    let mut derived = derive(seed, &vec![shape; per * n]).into_iter();
+    seeded_items(seed, me, explicit, shape, (n, 3), first_derives)
+        .into_iter()
+        .map(|item| item.try_into().expect("three matrices per triple"))
+        .collect()
+}
+
+/// Holder `me`'s shares of `n` seeded items of `per` matrices of `shape` each: holder 0
+/// derives the first `first_derives` matrices of each item from its seed (one stream, item by
+/// item) and received the rest explicitly; every other holder derives all of them.
+fn seeded_items(
+    seed: &SecretSeed,
+    me: usize,
+    explicit: Vec<RingMatrix>,
+    shape: (usize, usize),
+    (n, per): (usize, usize),
+    first_derives: usize,
+) -> Vec<Vec<RingMatrix>> {
+    let derives = if me == 0 { first_derives } else { per };
+    let mut derived = derive(seed, &vec![shape; derives * n]).into_iter();
     let mut explicit = explicit.into_iter();
     (0..n)
         .map(|_| {
-            std::array::from_fn(|i| {
-                if i < per {
-                    derived.next().expect("derived matrices for every triple")
-                } else {
-                    explicit.next().expect("explicit matrices for every triple")
-                }
-            })
+            (0..per)
+                .map(|i| {
+                    if i < derives {
+                        derived.next().expect("derived matrices for every item")
+                    } else {
+                        explicit.next().expect("explicit matrices for every item")
+                    }
+                })
+                .collect()
         })
         .collect()
+}
+
+/// The material of `n` comparisons of `shape` ([`spnn_crypto::compare`]): every holder derives
+/// its share of the mask `r` from a seed, holders `i ≥ 1` their shares of `r`'s bits as well,
+/// and holder 0 receives its shares of the bits explicitly. Returns one seed per holder and
+/// holder 0's explicit matrices.
+pub(crate) fn deal_comparisons(
+    shape: (usize, usize),
+    n: usize,
+    holders: usize,
+    rng: &mut SecureRng,
+) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
+    use spnn_crypto::compare::{COMPARISON_MATRICES, comparison_material};
+    let per = COMPARISON_MATRICES;
+    let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
+    let derived: Vec<Vec<RingMatrix>> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| derive(s, &vec![shape; if i == 0 { n } else { per * n }]))
+        .collect();
+    let mut explicit = Vec::with_capacity((per - 1) * n);
+    for t in 0..n {
+        let mut r = derived[0][t].clone();
+        for d in &derived[1..] {
+            r.add_assign(&d[per * t])?;
+        }
+        let mut bits = comparison_material(r)
+            .into_iter()
+            .skip(1)
+            .collect::<Vec<_>>();
+        for (j, bit) in bits.iter_mut().enumerate() {
+            for d in &derived[1..] {
+                bit.sub_assign(&d[per * t + 1 + j])?;
+            }
+        }
+        explicit.extend(bits);
+    }
+    Ok((seeds, explicit))
+}
+
+/// Holder `me`'s shares `[r, r_0, …, r_62]` of the `n` comparisons of [`deal_comparisons`].
+pub(crate) fn comparison_shares(
+    seed: &SecretSeed,
+    me: usize,
+    explicit: Vec<RingMatrix>,
+    shape: (usize, usize),
+    n: usize,
+) -> Vec<Vec<RingMatrix>> {
+    let per = spnn_crypto::compare::COMPARISON_MATRICES;
+    seeded_items(seed, me, explicit, shape, (n, per), 1)
 }
 
 /// The element-wise triples `(a, b, c = a∘b)` of one update, `n` of `shape`: every holder
@@ -288,6 +357,38 @@ mod tests {
                 let (a, b, c) = (sum(0), sum(1), sum(2));
                 assert_eq!(c, a.hadamard(&b).unwrap(), "k = {k}, triple {t}");
                 assert_ne!(a, RingMatrix::zeros(3, 2));
+            }
+        }
+    }
+
+    #[test]
+    fn comparison_material_reconstructs_to_a_mask_and_its_bits() {
+        let mut rng = SecureRng::insecure_from_seed_for_tests(6);
+        for k in 2..=4 {
+            let (seeds, explicit) = deal_comparisons((2, 2), 2, k, &mut rng).unwrap();
+            let shares: Vec<Vec<Vec<RingMatrix>>> = (0..k)
+                .map(|i| {
+                    let e = if i == 0 { explicit.clone() } else { vec![] };
+                    comparison_shares(&seeds[i], i, e, (2, 2), 2)
+                })
+                .collect();
+            for t in 0..2 {
+                let sum = |j: usize| {
+                    let mut s = RingMatrix::zeros(2, 2);
+                    for h in &shares {
+                        s.add_assign(&h[t][j]).unwrap();
+                    }
+                    s
+                };
+                let r = sum(0);
+                assert_ne!(r, RingMatrix::zeros(2, 2));
+                for bit in 0..63 {
+                    assert_eq!(
+                        sum(bit + 1),
+                        r.map(|v| (v >> bit) & 1),
+                        "k = {k}, bit {bit}"
+                    );
+                }
             }
         }
     }

@@ -9,7 +9,10 @@ use std::thread::JoinHandle;
 use spnn_net::{Network, PartyId, Role};
 
 use super::policy::PartyPolicy;
-use super::{backward_shifts, bundle, needs_truncations, pairwise, update_products, update_shifts};
+use super::{
+    backward_shifts, bundle, needs_truncations, pairwise, update_comparisons, update_products,
+    update_shifts,
+};
 use crate::config::{Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
@@ -61,13 +64,29 @@ pub(crate) struct DealerEngine {
 const BACKWARD: &str = "backward-truncations";
 const UPDATE: &str = "update-truncations";
 
+/// The secure comparisons of a command of `purpose`: an update's ([`update_comparisons`]).
+fn comparisons_of(config: &SpnnConfig, purpose: &str) -> usize {
+    if purpose == UPDATE {
+        update_comparisons(config)
+    } else {
+        0
+    }
+}
+
+/// Whether a command of `purpose` with these truncations and products has material to deal.
+fn anything_to_deal(config: &SpnnConfig, key: &TruncationKey) -> bool {
+    !key.2.is_empty() || key.3 > 0 || comparisons_of(config, key.0) > 0
+}
+
 impl DealerParams {
     /// Truncation triples `[r, ⌊r/2^s⌋, b]` of the `d × h` weight shape, one per shift, for
     /// values below `2^62` (module [`spnn_crypto::beaver`]; the holders check their own, tighter
     /// bounds against it): a seed per holder and holder 0's explicit shares
     /// ([`bundle::deal_truncations`]).
     /// With `products > 0`, then that many element-wise triples of the same shape
-    /// ([`bundle::deal_products`], for Adam).
+    /// ([`bundle::deal_products`], for gradient clipping and Adam); for an update, then the
+    /// material of its secure comparisons ([`bundle::deal_comparisons`], for gradient
+    /// clipping). Each part only if it is not empty, as the holders receive them.
     fn deal_truncations(
         &self,
         purpose: &str,
@@ -78,9 +97,16 @@ impl DealerParams {
         let mut rng = self.config.randomness.rng(self.me, step, purpose);
         let shape = (self.d, self.h);
         let k = self.holders.len();
-        let mut dealt = vec![bundle::deal_truncations(shape, shifts, k, &mut rng)?];
+        let mut dealt = Vec::new();
+        if !shifts.is_empty() {
+            dealt.push(bundle::deal_truncations(shape, shifts, k, &mut rng)?);
+        }
         if products > 0 {
             dealt.push(bundle::deal_products(shape, products, k, &mut rng)?);
+        }
+        let comparisons = comparisons_of(&self.config, purpose);
+        if comparisons > 0 {
+            dealt.push(bundle::deal_comparisons(shape, comparisons, k, &mut rng)?);
         }
         Ok(dealt)
     }
@@ -122,7 +148,7 @@ impl DealerEngine {
     /// Starts preparing the truncation triples of `key` on another thread.
     fn prefetch_truncations(&mut self, key: TruncationKey) {
         let p = &self.params;
-        if !needs_truncations(&p.config, p.kind) || key.2.is_empty() {
+        if !needs_truncations(&p.config, p.kind) || !anything_to_deal(&p.config, &key) {
             return;
         }
         let params = p.clone();
@@ -188,10 +214,10 @@ impl DealerEngine {
         products: usize,
     ) -> Result<()> {
         let p = &self.params;
-        if !needs_truncations(&p.config, p.kind) || shifts.is_empty() {
+        let key = (purpose, step, shifts.to_vec(), products);
+        if !needs_truncations(&p.config, p.kind) || !anything_to_deal(&p.config, &key) {
             return Ok(());
         }
-        let key = (purpose, step, shifts.to_vec(), products);
         // What was prepared for this purpose is used if it is for this step and these shifts,
         // and stale otherwise (another step, or a learning rate that changed).
         let mut ready = None;

@@ -59,12 +59,28 @@ pub(crate) fn update_shifts(
     Ok(shifts)
 }
 
-/// Element-wise products of update `t`: Adam's ([`adam::Plan::products`]); none for SGD.
+/// Element-wise products of update `t`, in the holders' order: gradient clipping's
+/// ([`clip_products`]), then Adam's ([`adam::Plan::products`]; none for SGD).
 pub(crate) fn update_products(config: &SpnnConfig, lr: f64, t: u64) -> crate::error::Result<usize> {
-    Ok(match config.adam {
+    let adam = match config.adam {
         Some(_) => adam::Plan::new(config, lr, t)?.products(),
         None => 0,
-    })
+    };
+    Ok(clip_products(config) + adam)
+}
+
+/// Secure comparisons of one update: two per entry of the weight gradient when it is clipped
+/// by value (`[g > τ]` and `[g < −τ]`), none otherwise.
+pub fn update_comparisons(config: &SpnnConfig) -> usize {
+    if config.grad_clip_value > 0.0 { 2 } else { 0 }
+}
+
+/// Element-wise products of gradient clipping by value: each comparison's
+/// ([`spnn_crypto::compare::COMPARISON_PRODUCTS`]) and the two selections
+/// `g + [g > τ]·(τ − g) + [g < −τ]·(−τ − g)`.
+pub fn clip_products(config: &SpnnConfig) -> usize {
+    let comparisons = update_comparisons(config);
+    comparisons * spnn_crypto::compare::COMPARISON_PRODUCTS + comparisons
 }
 
 /// Whether holders need dealt truncation triples: SPNN-SS weights, any number of holders.

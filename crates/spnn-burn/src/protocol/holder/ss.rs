@@ -21,6 +21,12 @@
 //!    `E_oᵀ·V'_{o,m}`, plus product shares; then `×1/c` with exact truncation (one opening per
 //!    truncation, with the dealer's truncation triples), added to the pending gradient.
 //!
+//! **Clipping** (with [`crate::SpnnConfig::grad_clip_value`] `τ`, first in every update, as
+//! Burn clips before its optimiser's step): `g ← g + [g > τ]·(τ − g) + [g < −τ]·(−τ − g)`,
+//! each bracket a secure comparison with zero ([`spnn_crypto::compare`]: one opening of
+//! `x + 2^62 + r` and a chain of 62 element-wise products of shared bits), the two selections
+//! one product each; exact, so the gradient's bound becomes `min(bound, τ)`.
+//!
 //! **Update** (`Command::Update`): Burn's SGD on shares, every constant public
 //! ([`crate::SpnnConfig`]'s SGD fields, the step's learning rate `η`): `g ← g + λ·W` (weight
 //! decay), `v ← g` at the first update and `v ← μ·v + (1 − τ)·g` after it (momentum `μ`,
@@ -52,7 +58,7 @@ use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
 use crate::protocol::pairwise::{Material, StepShape};
 use crate::protocol::scale::{PublicScale, truncation_shifts};
-use crate::protocol::{backward_shifts, update_products, update_shifts};
+use crate::protocol::{backward_shifts, update_comparisons, update_products, update_shifts};
 
 /// What a training forward leaves for its backward.
 struct Saved {
@@ -146,6 +152,8 @@ pub(super) struct SsEngine {
     truncations: VecDeque<(u32, [RingMatrix; 3])>,
     /// Dealt element-wise triples `[a, b, a∘b]` (Adam).
     products: VecDeque<[RingMatrix; 3]>,
+    /// Comparison material dealt for the current update: `[r, r_0, …, r_62]` each.
+    comparisons: VecDeque<Vec<RingMatrix>>,
 }
 
 impl SsEngine {
@@ -168,6 +176,7 @@ impl SsEngine {
             saved: None,
             truncations: VecDeque::new(),
             products: VecDeque::new(),
+            comparisons: VecDeque::new(),
         };
         engine.w = engine.w.with_value(initial_weights(p)?);
         Ok(engine)
@@ -216,6 +225,29 @@ impl SsEngine {
         Ok(())
     }
 
+    /// Receives the material of `n` comparisons of the weights' shape
+    /// ([`bundle::deal_comparisons`]): a seed, and for holder 0 its explicit shares of the bits.
+    fn receive_comparisons(&mut self, p: &Party, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let DealerSeed(seed) = p.net.recv(p.dealer)?;
+        let explicit = if p.me == 0 {
+            let per = spnn_crypto::compare::COMPARISON_MATRICES - 1;
+            Self::receive_explicit(p, per * n, "comparison")?
+        } else {
+            Vec::new()
+        };
+        self.comparisons.extend(bundle::comparison_shares(
+            &seed,
+            p.me,
+            explicit,
+            (p.d, p.h),
+            n,
+        ));
+        Ok(())
+    }
+
     /// Holder 0's `n` explicit matrices of the weights' shape from the dealer, in the messages
     /// of [`bundle::message_sizes`], each checked.
     fn receive_explicit(p: &Party, n: usize, what: &str) -> Result<Vec<RingMatrix>> {
@@ -247,6 +279,54 @@ impl SsEngine {
         let opened = p.open(vec![x.value().sub(&a)?, y.value().sub(&b)?])?;
         let z = hadamard_product(&opened[0], &opened[1], [&a, &b, &c], p.me == 0)?;
         Ok(x.with_value_and_scale(z, x.frac_bits() + y.frac_bits()))
+    }
+
+    /// Shares of `[x ≥ 0]` (ring values 0 or 1, scale 1) for every entry of `x`, whose public
+    /// bound `bound` (ring units) the caller passes: one opening of `x + 2^62 + r`, then the
+    /// borrow chain's products (module [`spnn_crypto::compare`]).
+    fn non_negative(&mut self, p: &Party, x: &Share, bound: f64, what: &str) -> Result<Share> {
+        use spnn_crypto::compare::{COMPARISON_BITS, comparison_open, non_negative};
+        if ring_bits(bound, what)? > COMPARISON_BITS {
+            return Err(SpnnError::Config(format!(
+                "{what} is beyond a comparison's range"
+            )));
+        }
+        let material = self
+            .comparisons
+            .pop_front()
+            .ok_or_else(|| protocol(p.dealer, "ran out of comparison material"))?;
+        let mut material = material.into_iter();
+        let r = material
+            .next()
+            .ok_or_else(|| protocol(p.dealer, "empty comparison"))?;
+        let bits = material
+            .map(|b| Share::new(p.me, p.k(), 0, b))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let r = x.with_value(r);
+        let c = p.open(vec![comparison_open(x, &r)?])?;
+        non_negative(&c[0], &bits, |a, b| self.mul_shares(p, a, b))
+    }
+
+    /// Burn's gradient clipping by value on the shares: every entry of `g` (bound `g_bound`,
+    /// ring units at `2^f`) clamped to `[−τ, τ]`, `τ` in ring units, as
+    /// `g + [g > τ]·(τ − g) + [g < −τ]·(−τ − g)` — exact, so the result is bounded by
+    /// `min(g_bound, τ)`.
+    fn clip_values(&mut self, p: &Party, g: Share, g_bound: f64, tau: f64) -> Result<(Share, f64)> {
+        let f = p.fp.frac_bits();
+        let t = (tau * 2f64.powi(f as i32)).round();
+        let what = "the weight gradient clipped by value";
+        let threshold = self.constant(p, t as u64, f)?;
+        let one = self.constant(p, 1, f)?;
+        let zero = self.constant(p, 0, f)?;
+        // [g > τ] = [g − τ − 1 ≥ 0] and [g < −τ] = [−g − τ − 1 ≥ 0]: integers in ring units.
+        let bound = g_bound + t + 1.0;
+        let above = g.sub(&threshold)?.sub(&one)?;
+        let above = self.non_negative(p, &above, bound, what)?;
+        let below = zero.sub(&g)?.sub(&threshold)?.sub(&one)?;
+        let below = self.non_negative(p, &below, bound, what)?;
+        let down = self.mul_shares(p, &above, &threshold.sub(&g)?)?;
+        let up = self.mul_shares(p, &below, &zero.sub(&threshold)?.sub(&g)?)?;
+        Ok((g.add(&down)?.add(&up)?, g_bound.min(t)))
     }
 
     /// Exact truncation of `z` by `shift` (module [`spnn_crypto::beaver`]): one opening of
@@ -620,10 +700,15 @@ impl Engine for SsEngine {
         let t = step + 1;
         self.receive_truncations(p, &update_shifts(&c, lr, t)?)?;
         self.receive_products(p, update_products(&c, lr, t)?)?;
+        self.receive_comparisons(p, update_comparisons(&c))?;
         let zero = self.w.with_value(RingMatrix::zeros(p.d, p.h));
         let mut g = std::mem::replace(&mut self.pending, zero);
         let mut g_bound = std::mem::take(&mut self.pending_bound);
         self.updates += 1;
+        if c.grad_clip_value > 0.0 {
+            // As Burn: the gradient is clipped before the optimiser's step uses it.
+            (g, g_bound) = self.clip_values(p, g, g_bound, c.grad_clip_value)?;
+        }
         if c.adam.is_some() {
             return self.adam_update(p, &Plan::new(&c, lr, t)?, g, g_bound, step, lr);
         }
