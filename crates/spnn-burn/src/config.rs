@@ -380,6 +380,12 @@ pub struct SpnnConfig {
     /// off (the default). `τ` is rounded to the weights' scale `2^−f`. SPNN-SS only (the
     /// comparisons need the dealer's material).
     pub grad_clip_value: f64,
+    /// Burn's gradient clipping by norm (`GradientClippingConfig::Norm(τ)`) on the private
+    /// weights' gradient: `g·min(1, τ/‖g‖)` on the shares, with one secure comparison and an
+    /// inverse square root ([`crate::protocol::clip`]); 0 turns it off (the default). Needs 16
+    /// to 19 fractional bits and a public bound on `‖g‖²` inside the ring. SPNN-SS only; not
+    /// with [`SpnnConfig::grad_clip_value`] (Burn configures one or the other).
+    pub grad_clip_norm: f64,
 }
 
 impl Default for SpnnConfig {
@@ -402,6 +408,7 @@ impl Default for SpnnConfig {
             z_noise: DEFAULT_Z_NOISE,
             sgld: 0.0,
             grad_clip_value: 0.0,
+            grad_clip_norm: 0.0,
         }
     }
 }
@@ -425,6 +432,7 @@ impl Codec for SpnnConfig {
         self.z_noise.encode(out);
         self.sgld.encode(out);
         self.grad_clip_value.encode(out);
+        self.grad_clip_norm.encode(out);
     }
     fn read(r: &mut Reader<'_>) -> std::result::Result<Self, CodecError> {
         Ok(Self {
@@ -445,6 +453,7 @@ impl Codec for SpnnConfig {
             z_noise: f32::read(r)?,
             sgld: f32::read(r)?,
             grad_clip_value: f64::read(r)?,
+            grad_clip_norm: f64::read(r)?,
         })
     }
 }
@@ -538,7 +547,22 @@ impl SpnnConfig {
                 fp.frac_bits()
             )));
         }
-        if clip > 0.0 && self.protocol == Protocol::Paillier {
+        let norm = self.grad_clip_norm;
+        if !(norm.is_finite() && norm >= 0.0) {
+            return Err(SpnnError::Config(format!(
+                "gradient clipping by norm {norm} must be finite and at least 0 (off)"
+            )));
+        }
+        if norm > 0.0 && clip > 0.0 {
+            return Err(SpnnError::Config(
+                "gradient clipping by value and by norm at once: Burn configures one or the other"
+                    .into(),
+            ));
+        }
+        if norm > 0.0 {
+            crate::protocol::clip::NormPlan::new(self)?;
+        }
+        if (clip > 0.0 || norm > 0.0) && self.protocol == Protocol::Paillier {
             return Err(SpnnError::Config(
                 "gradient clipping compares the secret gradient with the threshold on shares, \
                  with the dealer's material: SPNN-HE (no dealer) cannot run it (use SPNN-SS, or \
@@ -631,22 +655,21 @@ impl SpnnConfig {
     }
 
     /// The element-wise products (each one opening among the holders and one dealt triple) an
-    /// SPNN-SS update performs: gradient clipping's ([`crate::protocol::clip_products`]) and
+    /// SPNN-SS update performs: gradient clipping's ([`crate::protocol::clip::products`]) and
     /// Adam's ([`crate::protocol::adam::Plan::products`]); none for plain SGD.
     pub fn update_products(&self, lr: f64) -> Result<u64> {
         Ok(crate::protocol::update_products(self, lr, 1)? as u64)
     }
 
     /// The same with the SGD of Burn's `config` on the weight shares: its momentum, dampening,
-    /// Nesterov flag, weight decay and gradient clipping by value. Refuses what the holders
-    /// cannot compute on shares: gradient clipping by norm.
+    /// Nesterov flag, weight decay and gradient clipping (by value or by norm).
     pub fn with_sgd(mut self, config: &burn::optim::SgdConfig) -> Result<Self> {
         let sgd = crate::optim::SgdFields::of(config)?;
         self.momentum = sgd.momentum;
         self.dampening = sgd.dampening;
         self.nesterov = sgd.nesterov;
         self.weight_decay = sgd.weight_decay;
-        self.grad_clip_value = sgd.grad_clip_value;
+        (self.grad_clip_value, self.grad_clip_norm) = sgd.grad_clipping;
         Ok(self)
     }
 

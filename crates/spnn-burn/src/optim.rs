@@ -19,13 +19,12 @@
 //! every one linear in the shares, each product by a public constant truncated exactly
 //! (module [`crate::protocol::holder`]) — and Adam / AdamW, whose element-wise square, inverse
 //! square root and reciprocal run with the dealer's element-wise triples (module
-//! [`crate::protocol::adam`]). Gradient clipping by value clamps the secret gradient on the
-//! shares with two secure comparisons per entry ([`spnn_crypto::compare`]) before either
-//! optimiser uses it, as Burn clips before its step. What is refused at start, with an error
-//! that says why: clipping by norm (its square root and ring range are not built), AMSGrad and
-//! cautious weight decay, Adam's L2 decay (use AdamW's), and the combinations
-//! [`SpnnConfig::validate`] refuses (weight decay with momentum, with SGLD or under SPNN-HE;
-//! Adam or clipping under SPNN-HE).
+//! [`crate::protocol::adam`]). Burn's gradient clipping, by value or by norm, runs on the
+//! shares before either optimiser uses the gradient, as Burn clips before its step (module
+//! [`crate::protocol::clip`]). What is refused at start, with an error that says why: AMSGrad
+//! and cautious weight decay (comparisons of the moments or weights), Adam's L2 decay (use
+//! AdamW's), and the combinations [`SpnnConfig::validate`] refuses (weight decay with momentum,
+//! with SGLD or under SPNN-HE; Adam or clipping under SPNN-HE).
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{ParamGroup, ParamId};
@@ -76,7 +75,7 @@ impl OptimizerConfig {
         match self {
             Self::Sgd(sgd) => config.with_sgd(sgd),
             Self::Adam(_) | Self::AdamW(_) => {
-                let (adam, weight_decay, grad_clip_value) = AdamFields::of(self)?;
+                let (adam, weight_decay, (grad_clip_value, grad_clip_norm)) = AdamFields::of(self)?;
                 Ok(SpnnConfig {
                     adam: Some(adam),
                     momentum: 0.0,
@@ -84,6 +83,7 @@ impl OptimizerConfig {
                     nesterov: false,
                     weight_decay,
                     grad_clip_value,
+                    grad_clip_norm,
                     ..config
                 })
             }
@@ -103,7 +103,7 @@ impl OptimizerConfig {
     /// The Burn configuration of a session's optimiser: SGD with its fields, or Adam (AdamW when
     /// it has weight decay).
     pub fn of_session(config: &SpnnConfig) -> Self {
-        let clipping = burn_clipping(config.grad_clip_value);
+        let clipping = burn_clipping((config.grad_clip_value, config.grad_clip_norm));
         match config.adam {
             None => Self::Sgd(SgdFields::of_session(config).to_burn()),
             Some(a) if config.weight_decay > 0.0 => Self::AdamW(
@@ -125,33 +125,37 @@ impl OptimizerConfig {
     }
 }
 
-/// Burn's clipping by value `τ` (none for 0).
-fn burn_clipping(value: f64) -> Option<GradientClippingConfig> {
-    (value > 0.0).then_some(GradientClippingConfig::Value(value as f32))
+/// Burn's clipping of a session's `(by value, by norm)` thresholds (none for zeros).
+fn burn_clipping((value, norm): (f64, f64)) -> Option<GradientClippingConfig> {
+    if value > 0.0 {
+        Some(GradientClippingConfig::Value(value as f32))
+    } else if norm > 0.0 {
+        Some(GradientClippingConfig::Norm(norm as f32))
+    } else {
+        None
+    }
 }
 
-/// The threshold of Burn's serialised gradient clipping (0 without it): clipping by value runs
-/// on shares; clipping by norm is refused with the reason.
-fn clip_value_of(clipping: Option<serde_json::Value>) -> Result<f64> {
+/// The `(by value, by norm)` thresholds of Burn's serialised gradient clipping (zeros without
+/// it).
+fn clipping_of(clipping: Option<serde_json::Value>) -> Result<(f64, f64)> {
     let Some(clipping) = clipping.filter(|c| !c.is_null()) else {
-        return Ok(0.0);
+        return Ok((0.0, 0.0));
     };
-    if let Some(v) = clipping.get("Value") {
-        return v.as_f64().ok_or_else(|| {
-            SpnnError::Config(format!("gradient clipping by value {v} is not a number"))
-        });
+    let threshold = |v: &serde_json::Value| {
+        v.as_f64().ok_or_else(|| {
+            SpnnError::Config(format!(
+                "Burn's gradient clipping {clipping} is not a number"
+            ))
+        })
+    };
+    match (clipping.get("Value"), clipping.get("Norm")) {
+        (Some(v), None) => Ok((threshold(v)?, 0.0)),
+        (None, Some(v)) => Ok((0.0, threshold(v)?)),
+        _ => Err(SpnnError::Config(format!(
+            "Burn's gradient clipping {clipping} is not one this version knows"
+        ))),
     }
-    if clipping.get("Norm").is_some() {
-        return Err(SpnnError::Config(
-            "gradient clipping by norm needs the square root of the sum of the secret \
-             gradient's squares on shares, whose ring range the holders cannot bound for every \
-             layer: clip by value instead (GradientClippingConfig::Value), which runs on shares"
-                .into(),
-        ));
-    }
-    Err(SpnnError::Config(format!(
-        "Burn's gradient clipping {clipping} is not one this version knows"
-    )))
 }
 
 /// The fields of Burn's `AdamConfig` / `AdamWConfig` (private, read through serde; a field this
@@ -176,7 +180,7 @@ struct AdamFields {
 impl AdamFields {
     /// Adam's parameters and the decoupled weight decay of `config` (an Adam or AdamW); refuses
     /// what needs a comparison of secret values or an unbounded `W`.
-    fn of(config: &OptimizerConfig) -> Result<(AdamParams, f64, f64)> {
+    fn of(config: &OptimizerConfig) -> Result<(AdamParams, f64, (f64, f64))> {
         let unreadable = |e: serde_json::Error| SpnnError::Config(format!("Burn's Adam: {e}"));
         let value = match config {
             OptimizerConfig::Adam(c) => serde_json::to_value(c),
@@ -191,7 +195,7 @@ impl AdamFields {
                  shares: configure Adam without it"
             )))
         };
-        let clip = clip_value_of(s.grad_clipping)?;
+        let clip = clipping_of(s.grad_clipping)?;
         if s.amsgrad {
             return refuse("AMSGrad (the running maximum of v)");
         }
@@ -230,7 +234,8 @@ pub(crate) struct SgdFields {
     pub dampening: f64,
     pub nesterov: bool,
     pub weight_decay: f64,
-    pub grad_clip_value: f64,
+    /// Burn's gradient clipping: `(by value, by norm)`, zeros without.
+    pub grad_clipping: (f64, f64),
 }
 
 #[derive(Deserialize)]
@@ -253,12 +258,12 @@ struct MomentumSerde {
 }
 
 impl SgdFields {
-    /// The fields of Burn's `config`; refuses gradient clipping by norm.
+    /// The fields of Burn's `config`.
     pub fn of(config: &SgdConfig) -> Result<Self> {
         let unreadable = |e: serde_json::Error| SpnnError::Config(format!("Burn's SgdConfig: {e}"));
         let s: SgdSerde = serde_json::from_value(serde_json::to_value(config).map_err(unreadable)?)
             .map_err(unreadable)?;
-        let grad_clip_value = clip_value_of(s.gradient_clipping)?;
+        let grad_clipping = clipping_of(s.gradient_clipping)?;
         let (momentum, dampening, nesterov) = s
             .momentum
             .map_or((0.0, 0.0, false), |m| (m.momentum, m.dampening, m.nesterov));
@@ -267,7 +272,7 @@ impl SgdFields {
             dampening,
             nesterov,
             weight_decay: s.weight_decay.map_or(0.0, |d| f64::from(d.penalty)),
-            grad_clip_value,
+            grad_clipping,
         })
     }
 
@@ -278,7 +283,7 @@ impl SgdFields {
             dampening: config.dampening,
             nesterov: config.nesterov,
             weight_decay: config.weight_decay,
-            grad_clip_value: config.grad_clip_value,
+            grad_clipping: (config.grad_clip_value, config.grad_clip_norm),
         }
     }
 
@@ -295,7 +300,7 @@ impl SgdFields {
         SgdConfig::new()
             .with_momentum(momentum)
             .with_weight_decay(decay)
-            .with_gradient_clipping(burn_clipping(self.grad_clip_value))
+            .with_gradient_clipping(burn_clipping(self.grad_clipping))
     }
 }
 
@@ -372,7 +377,7 @@ mod tests {
                 dampening: 0.25,
                 nesterov: true,
                 weight_decay: 0.5,
-                grad_clip_value: 0.75,
+                grad_clipping: (0.75, 0.0),
             }
         );
         assert_eq!(SgdFields::of(&fields.to_burn()).unwrap(), fields);
@@ -382,12 +387,6 @@ mod tests {
 
     #[test]
     fn what_shares_cannot_run_is_refused_with_the_reason() {
-        let clipped =
-            SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Norm(1.0)));
-        let e = OptimizerConfig::from(clipped)
-            .apply_to(SpnnConfig::default())
-            .unwrap_err();
-        assert!(e.to_string().contains("clipping by norm"), "{e}");
         for (refused, why) in [
             (
                 OptimizerConfig::from(AdamConfig::new().with_amsgrad(true)),
@@ -402,12 +401,6 @@ mod tests {
             (
                 OptimizerConfig::from(AdamWConfig::new().with_cautious_weight_decay(true)),
                 "cautious",
-            ),
-            (
-                OptimizerConfig::from(
-                    AdamWConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))),
-                ),
-                "clipping by norm",
             ),
         ] {
             let e = refused.apply_to(SpnnConfig::default()).unwrap_err();
@@ -437,12 +430,42 @@ mod tests {
         )
         .apply_to(SpnnConfig::default())
         .unwrap();
-        assert_eq!(clipped.grad_clip_value, 0.5);
+        assert_eq!(
+            (clipped.grad_clip_value, clipped.grad_clip_norm),
+            (0.5, 0.0)
+        );
         let OptimizerConfig::Adam(burn) = OptimizerConfig::of_session(&clipped) else {
             panic!("Adam");
         };
         let json = serde_json::to_value(&burn).unwrap();
         assert_eq!(json["grad_clipping"], serde_json::json!({ "Value": 0.5 }));
+        let by_norm = OptimizerConfig::from(
+            SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Norm(2.0))),
+        )
+        .apply_to(SpnnConfig::default())
+        .unwrap();
+        assert_eq!(
+            (by_norm.grad_clip_value, by_norm.grad_clip_norm),
+            (0.0, 2.0)
+        );
+        let json = match OptimizerConfig::of_session(&by_norm) {
+            OptimizerConfig::Sgd(burn) => serde_json::to_value(&burn).unwrap(),
+            _ => panic!("SGD"),
+        };
+        assert_eq!(
+            json["gradient_clipping"],
+            serde_json::json!({ "Norm": 2.0 })
+        );
+        let both = SpnnConfig {
+            grad_clip_norm: 1.0,
+            ..clipped
+        };
+        assert!(
+            both.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("one or the other")
+        );
         let he = SpnnConfig {
             protocol: crate::config::Protocol::Paillier,
             ..clipped

@@ -897,13 +897,13 @@ fn holder_adam_gradient_attack(r: &Run, o: usize, others: bool) -> RingMatrix {
     g
 }
 
-/// Holder `o`'s attack on the weight gradient from its whole view of clipping by value: the
-/// first comparison opens `c = x + 2^62 + r` for `x = g − τ − 1` (each holder its part), the
-/// single weight-shaped opening right before the borrow chain's two-part product openings.
-/// Holder `o` subtracts `2^62` and its share of `r` (the first matrix of its comparison seed):
-/// `x + Σ_{m≠o} r_m`. With `others` (the other holders' comparison seeds, which only the
-/// dealer has) it gets `x`, so `g = x + τ + 1`.
-fn holder_clip_gradient_attack(r: &Run, o: usize, others: bool) -> RingMatrix {
+/// Holder `o`'s attack on a comparison's input from its whole view of clipping: the `n`-th
+/// comparison of the update opens `c = x + 2^62 + r` (each holder its part), a single
+/// weight-shaped opening right before the borrow chain's two-part product openings. Holder `o`
+/// subtracts `2^62` and its share of `r` (the first matrix of its comparison seed, the last
+/// the dealer sent it): `x + Σ_{m≠o} r_m`. With `others` (the other holders' comparison seeds,
+/// which only the dealer has) it gets `x`.
+fn holder_comparison_attack(r: &Run, o: usize, n: usize, others: bool) -> RingMatrix {
     let (d, h) = (r.data.d(), HIDDEN[0]);
     let weight_shaped =
         |o: &Opening, n: usize| o.0.len() == n && o.0.iter().all(|p| p.shape() == (d, h));
@@ -912,13 +912,12 @@ fn holder_clip_gradient_attack(r: &Run, o: usize, others: bool) -> RingMatrix {
             .filter(|&i| weight_shaped(&list[i], 1) && weight_shaped(&list[i + 1], 2))
             .collect()
     };
-    let mut x = opened_sum(r, o, comparisons, 0);
+    let mut x = opened_sum(r, o, comparisons, n);
     x = x.map(|v| v.wrapping_sub(1 << spnn_crypto::compare::COMPARISON_BITS));
     for m in (0..r.k()).filter(|&m| others || m == o) {
         x.sub_assign(&last_dealt(r, m)).unwrap();
     }
-    let tau = (r.config.grad_clip_value * 2f64.powi(r.config.frac_bits as i32)).round() as u64;
-    x.map(|v| v.wrapping_add(tau + 1))
+    x
 }
 
 /// The weight gradient `Xᵀ·G` of the first batch in plaintext, encoded (what the holders share
@@ -977,13 +976,17 @@ fn a_holder_learns_nothing_of_the_gradient_from_clippings_comparisons() {
         };
         let r = run(k, clipped, |d| d);
         let truth = plaintext_weight_gradient(&r);
+        // The first comparison's input is g − τ − 1.
+        let tau = (r.config.grad_clip_value * 2f64.powi(r.config.frac_bits as i32)) as u64;
+        let attack =
+            |o, others| holder_comparison_attack(&r, o, 0, others).map(|v| v.wrapping_add(tau + 1));
         for o in 0..k {
-            let guess = holder_clip_gradient_attack(&r, o, false);
+            let guess = attack(o, false);
             assert_baseline(
                 &score(Some(&guess), &truth, &r.config),
                 &format!("holder {o} on g from the clipping's comparison (k = {k})"),
             );
-            let guess = holder_clip_gradient_attack(&r, o, true);
+            let guess = attack(o, true);
             let s = score(Some(&guess), &truth, &r.config);
             assert!(
                 s.r2 > 0.999 && s.correlation > 0.999,
@@ -991,6 +994,58 @@ fn a_holder_learns_nothing_of_the_gradient_from_clippings_comparisons() {
                 s.r2,
                 s.correlation
             );
+        }
+    }
+}
+
+/// Clipping by norm opens one comparison of `‖g‖² − τ² − 1` (every entry the same value):
+/// from a holder's whole view each entry of its estimate is a different, uniform ring value;
+/// with the other holders' comparison seeds every entry is the exact squared norm.
+#[test]
+fn a_holder_learns_nothing_of_the_gradients_norm_from_clipping() {
+    for k in [2, 3] {
+        let by_norm = SpnnConfig {
+            grad_clip_norm: 0.05,
+            ..SpnnConfig::default()
+        };
+        let r = run(k, by_norm, |d| d);
+        let f = r.config.frac_bits as i32;
+        let g = plaintext_weight_gradient(&r);
+        let norm2: f64 = FixedPoint::new(r.config.frac_bits)
+            .unwrap()
+            .decode_matrix(&g)
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum();
+        let tau2 = (0.05f64 * 0.05 * 2f64.powi(2 * f)).round() as u64;
+        // After g∘g (the backward truncation opening, then the square's two-part opening),
+        // the norm's comparison is the second single opening before a product.
+        let estimate = |o, others| {
+            holder_comparison_attack(&r, o, 1, others)
+                .map(|v| v.wrapping_add(tau2 + 1))
+                .as_slice()
+                .iter()
+                .map(|&v| v as i64 as f64 / 2f64.powi(2 * f))
+                .collect::<Vec<f64>>()
+        };
+        for o in 0..k {
+            let alone = estimate(o, false);
+            let near = alone
+                .iter()
+                .filter(|v| (*v - norm2).abs() < 100.0 * norm2)
+                .count();
+            assert!(
+                near <= alone.len() / 100,
+                "holder {o} (k = {k}): {near} of {} entries near ‖g‖² = {norm2}",
+                alone.len()
+            );
+            let with_seeds = estimate(o, true);
+            for v in &with_seeds {
+                assert!(
+                    (v - norm2).abs() <= 1e-3 * norm2,
+                    "holder {o} with the others' seeds (k = {k}): {v} vs ‖g‖² = {norm2}"
+                );
+            }
         }
     }
 }

@@ -428,4 +428,14 @@ fn traffic_matches_the_documented_formula() {
             ..SpnnConfig::default()
         },
     );
+    // Clipping by norm: g∘g, one comparison, the square root (53 steps at f = 16, three
+    // products and truncations each), b·y and g∘factor; s/2^6, the factor and g∘factor's
+    // truncations.
+    let by_norm = SpnnConfig {
+        grad_clip_norm: 0.5,
+        ..SpnnConfig::default()
+    };
+    assert_eq!(by_norm.update_products(0.1).unwrap(), 1 + 62 + 3 * 53 + 2);
+    assert_eq!(by_norm.update_truncations(0.1).unwrap(), 3 * 53 + 3 + 1);
+    check_traffic(2, by_norm);
 }

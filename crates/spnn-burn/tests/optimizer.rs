@@ -52,18 +52,27 @@ fn set_up_refuses_what_the_holders_cannot_run_on_shares() {
         let e = start_refused(adam);
         assert!(e.contains(why), "{e}");
     }
-    // Clipping by norm is refused with the reason; by value it runs (tests/tracking.rs), but
-    // not under SPNN-HE.
+    // Clipping runs on shares (tests/tracking.rs), but not under SPNN-HE, and by norm not at
+    // 20 fractional bits (its square root's range).
+    for clipping in [
+        GradientClippingConfig::Value(1.0),
+        GradientClippingConfig::Norm(1.0),
+    ] {
+        let clipped = SgdConfig::new().with_gradient_clipping(Some(clipping));
+        let e = start_refused(
+            SessionSpec::new(HIDDEN[0])
+                .with_config(SpnnConfig::default().with_protocol(Protocol::Paillier))
+                .with_optimizer(clipped),
+        );
+        assert!(e.contains("SPNN-HE (no dealer) cannot run it"), "{e}");
+    }
     let clipped = SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Norm(1.0)));
-    let e = start_refused(SessionSpec::new(HIDDEN[0]).with_optimizer(clipped));
-    assert!(e.contains("clipping by norm"), "{e}");
-    let clipped = SgdConfig::new().with_gradient_clipping(Some(GradientClippingConfig::Value(1.0)));
     let e = start_refused(
         SessionSpec::new(HIDDEN[0])
-            .with_config(SpnnConfig::default().with_protocol(Protocol::Paillier))
+            .with_config(SpnnConfig::default().with_frac_bits(20))
             .with_optimizer(clipped),
     );
-    assert!(e.contains("SPNN-HE (no dealer) cannot run it"), "{e}");
+    assert!(e.contains("16 to 19 fractional bits"), "{e}");
     let decay =
         SgdConfig::new().with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-3)));
     let e = start_refused(

@@ -143,6 +143,14 @@ fn burns_whole_sgd_on_shares_reaches_plaintext_burns_auc() {
             ..nesterov
         },
     );
+    // By norm: a threshold below the gradient's norm at every early step.
+    parity(
+        2,
+        SpnnConfig {
+            grad_clip_norm: 0.05,
+            ..nesterov
+        },
+    );
     let decay = SpnnConfig {
         weight_decay: 0.01,
         ..SpnnConfig::default()

@@ -238,6 +238,8 @@ fn sgd_lockstep(config: SpnnConfig, steps: usize) {
         let g_unclipped = g.clone();
         if config.grad_clip_value > 0.0 {
             (g, err_g) = clipped(&g, err_g, config.grad_clip_value, u, &mut clip_counts);
+        } else if config.grad_clip_norm > 0.0 {
+            (g, err_g) = norm_clipped(&g, err_g, &config, u, &mut clip_counts);
         }
         // Burn's SGD in f64: g ← g + λW; v ← g (first) or μv + (1 − τ)g; s ← g + μv or v.
         let w_abs = w_ref.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -299,8 +301,10 @@ fn sgd_lockstep(config: SpnnConfig, steps: usize) {
         }
     }
     println!(
-        "{config:?}: worst |W − W_Burn| / bound {worst:.3}; plain SGD is off by {plain_sgd_excess:.1}× the bound; clipped {} of {} entries",
-        clip_counts[0], clip_counts[1]
+        "{config:?}: worst |W − W_Burn| / bound {worst:.3}; plain SGD is off by {plain_sgd_excess:.1}× the bound; clipped {} of {} {}",
+        clip_counts[0],
+        clip_counts[1],
+        clipped_what(&config)
     );
     assert!(worst > 0.0, "the comparison must be sensitive");
     check_clip_counts(&config, clip_counts);
@@ -344,6 +348,21 @@ fn burns_whole_sgd_runs_on_shares_step_by_step() {
         },
         4,
     );
+    // Burn's clipping by norm, plain SGD (the control is unclipped SGD) and Nesterov.
+    sgd_lockstep(
+        SpnnConfig {
+            grad_clip_norm: 0.05,
+            ..SpnnConfig::default()
+        },
+        4,
+    );
+    sgd_lockstep(
+        SpnnConfig {
+            grad_clip_norm: 0.05,
+            ..nesterov
+        },
+        4,
+    );
     // Dampening without Nesterov, no decay.
     sgd_lockstep(
         SpnnConfig {
@@ -381,8 +400,56 @@ fn clipped(g: &[f64], err_g: f64, tau: f64, u: f64, counts: &mut [usize; 2]) -> 
     )
 }
 
-/// A clipped run must have clipped some entries and left others, or it tested nothing.
+/// Burn's clipping by norm in f64 (`g·min(1, τ/‖g‖)`), and the error bound after it. The
+/// holders' `g̃` is within `e` of `g` per entry, so `‖g̃ − g‖ ≤ √n·e`, and `min(1, τ/x)` moves
+/// by at most `τ/max(τ, x_min)²` per unit of `x` (`x_min = ‖g‖ − √n·e`). Computing the factor
+/// adds the square root's rounding (each truncation a unit, which moves `y ≈ 2^k/‖g̃‖` by at
+/// most `8·u·(1 + y)`) times `τ·2^{−k}`, the 16-bit multiplier's relative `2^{−16}` and a
+/// unit; the last product one more unit. Counts the updates clipped and seen.
+fn norm_clipped(
+    g: &[f64],
+    err_g: f64,
+    config: &SpnnConfig,
+    u: f64,
+    counts: &mut [usize; 2],
+) -> (Vec<f64>, f64) {
+    let plan = spnn_burn::protocol::clip::NormPlan::new(config).unwrap();
+    let tau = config.grad_clip_norm;
+    let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let e_norm = (g.len() as f64).sqrt() * err_g;
+    let factor = (tau / norm).min(1.0);
+    let y = 2f64.powi(plan.k as i32) / (norm - e_norm).max(tau);
+    let lipschitz = tau * e_norm / (norm - e_norm).max(tau).powi(2);
+    let computed = plan.factor() * 8.0 * u * (1.0 + y) + factor * 2f64.powi(-16) + 2.0 * u;
+    let delta = lipschitz + computed;
+    let g_abs = g.iter().fold(0f64, |m, v| m.max(v.abs()));
+    counts[0] += usize::from(norm > tau);
+    counts[1] += 1;
+    (
+        g.iter().map(|v| v * factor).collect(),
+        err_g * (factor + delta) + g_abs * delta + u,
+    )
+}
+
+/// What the clip counts count: updates by norm, entries by value.
+fn clipped_what(config: &SpnnConfig) -> &'static str {
+    if config.grad_clip_norm > 0.0 {
+        "updates"
+    } else {
+        "entries"
+    }
+}
+
+/// A clipped run must have clipped some entries and left others, or it tested nothing (by
+/// norm: clipped some updates).
 fn check_clip_counts(config: &SpnnConfig, [clipped, seen]: [usize; 2]) {
+    if config.grad_clip_norm > 0.0 {
+        assert!(
+            clipped > 0,
+            "τ = {} clipped none of {seen} updates",
+            config.grad_clip_norm
+        );
+    }
     if config.grad_clip_value > 0.0 {
         assert!(
             clipped > seen / 20 && clipped < seen - seen / 20,
@@ -462,6 +529,8 @@ fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
         let g_unclipped = g.clone();
         if config.grad_clip_value > 0.0 {
             (g, e_g) = clipped(&g, e_g, config.grad_clip_value, u, &mut clip_counts);
+        } else if config.grad_clip_norm > 0.0 {
+            (g, e_g) = norm_clipped(&g, e_g, &config, u, &mut clip_counts);
         }
         let g_abs = max_of(&g);
         let (m_abs, v_abs) = (max_of(&m), max_of(&v));
@@ -512,8 +581,10 @@ fn adam_lockstep(k: usize, config: SpnnConfig, steps: usize) {
         w_before = w_after;
     }
     println!(
-        "{config:?}: worst |ΔW − ΔW_Burn| / bound {worst:.3}; without bias correction {unbiased_excess:.1}×, plain SGD {sgd_excess:.1}× the bound; clipped {} of {} entries",
-        clip_counts[0], clip_counts[1]
+        "{config:?}: worst |ΔW − ΔW_Burn| / bound {worst:.3}; without bias correction {unbiased_excess:.1}×, plain SGD {sgd_excess:.1}× the bound; clipped {} of {} {}",
+        clip_counts[0],
+        clip_counts[1],
+        clipped_what(&config)
     );
     assert!(worst > 0.0, "the comparison must be sensitive");
     check_clip_counts(&config, clip_counts);
@@ -548,12 +619,21 @@ fn burns_adam_runs_on_shares_step_by_step() {
         },
         4,
     );
-    // Adam after Burn's clipping by value.
+    // Adam after Burn's clipping by value, then by norm.
     adam_lockstep(
         2,
         SpnnConfig {
             adam: Some(adam),
             grad_clip_value: 0.003,
+            ..SpnnConfig::default()
+        },
+        4,
+    );
+    adam_lockstep(
+        2,
+        SpnnConfig {
+            adam: Some(adam),
+            grad_clip_norm: 0.05,
             ..SpnnConfig::default()
         },
         4,

@@ -100,6 +100,11 @@ pub struct Protocol {
     /// (`GradientClippingConfig::Value`; default 0: off; `"ss"` only).
     #[serde(default)]
     pub grad_clip_value: f64,
+    /// Burn's gradient clipping by norm, `g·min(1, τ/‖g‖)` for each weight's gradient, the
+    /// private ones on shares (`GradientClippingConfig::Norm`; default 0: off; `"ss"` only;
+    /// not with `grad_clip_value`).
+    #[serde(default)]
+    pub grad_clip_norm: f64,
     /// Adam's `β₁` (default 0.9, Burn's).
     #[serde(default = "default_beta_1")]
     pub beta_1: f64,
@@ -190,6 +195,7 @@ impl Default for Protocol {
             nesterov: false,
             weight_decay: 0.0,
             grad_clip_value: 0.0,
+            grad_clip_norm: 0.0,
             optimizer: OptimizerKind::default(),
             beta_1: default_beta_1(),
             beta_2: default_beta_2(),
@@ -1011,6 +1017,7 @@ impl Deployment {
             nesterov: self.protocol.nesterov,
             weight_decay: self.protocol.weight_decay,
             grad_clip_value: self.protocol.grad_clip_value,
+            grad_clip_norm: self.protocol.grad_clip_norm,
             adam: (self.protocol.optimizer == OptimizerKind::Adam).then_some(AdamParams {
                 beta_1: self.protocol.beta_1,
                 beta_2: self.protocol.beta_2,

@@ -113,6 +113,23 @@ pub fn moment_factors(beta: f64) -> (Pieces, Pieces, f64) {
     )
 }
 
+/// The public start and length of the inverse square root on shares at `f` fractional bits
+/// (module docs, step 2): `c = 60 − 3f` (the start `2^{−c}`, the domain `v ≤ 4^c`) and the
+/// Newton steps that reach `1/√v` for every `v ≥ 2^{−2f}` with five steps to spare. For
+/// `16 ≤ f ≤ 19`, which the callers check.
+pub fn rsqrt_plan(f: u32) -> (u32, u32) {
+    let c = 60u32.saturating_sub(3 * f);
+    let growth = 1.5f64.log2();
+    (c, (f64::from(c + f) / growth).ceil() as u32 + 5)
+}
+
+/// The largest value (real) the inverse square root of [`rsqrt_plan`] reaches from `2^{−c}`
+/// in `iterations` steps at `f` fractional bits: where `v = 0` it grows by `3/2` per step, each
+/// step's truncation adding up to a unit `2^{−f}` that the next steps multiply as well.
+pub fn max_rsqrt(f: u32, c: u32, iterations: u32) -> f64 {
+    (2f64.powi(-(c as i32)) + 2f64.powi(1 - f as i32)) * 1.5f64.powi(iterations as i32)
+}
+
 /// The public constants of one Adam update (module docs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -148,7 +165,7 @@ impl Plan {
                  it needs 16 to 19 fractional bits, not {f}"
             )));
         }
-        let c = 60 - 3 * f;
+        let (c, rsqrt_iterations) = rsqrt_plan(f);
         if adam.epsilon > 2f64.powi(c as i32) {
             return Err(SpnnError::Config(format!(
                 "Adam's epsilon {} is above 2^{c}, where the reciprocal on shares starts",
@@ -170,11 +187,10 @@ impl Plan {
         let step_factor = lr * bias2 / (1.0 - beta_1.powi(t));
         let floor = 2f64.powi(f as i32);
         let epsilon_units = (adam.epsilon * bias2 * floor * floor).round().max(floor) as u64;
-        let growth = 1.5f64.log2();
         Ok(Self {
             frac_bits: f,
             c,
-            rsqrt_iterations: (f64::from(c + f) / growth).ceil() as u32 + 5,
+            rsqrt_iterations,
             reciprocal_iterations: c + 2 + f + 5,
             betas: [b1, nb1, b2, nb2],
             epsilon_units,
@@ -227,8 +243,7 @@ impl Plan {
     /// step's truncation adding up to a unit `2^{−f}` that the next steps multiply as well:
     /// `(2^{−c} + 2^{1−f})·(3/2)^N`.
     pub fn max_rsqrt(&self) -> f64 {
-        (2f64.powi(-(self.c as i32)) + 2f64.powi(1 - self.frac_bits as i32))
-            * 1.5f64.powi(self.rsqrt_iterations as i32)
+        max_rsqrt(self.frac_bits, self.c, self.rsqrt_iterations)
     }
 
     /// The largest value `q` reaches (real): `1/ε'_t ≤ 2^f`, doubled for rounding.

@@ -9,6 +9,7 @@
 pub mod adam;
 pub mod bounds;
 pub(crate) mod bundle;
+pub mod clip;
 pub mod dealer;
 pub mod he;
 pub mod holder;
@@ -28,21 +29,23 @@ pub(crate) fn backward_shifts(config: &SpnnConfig, scale: f64) -> crate::error::
 }
 
 /// Truncation shifts of update `t` (from 1) with learning rate `lr`, in the holders' order:
-/// weight decay, momentum, dampening, the Nesterov step, the learning rate (module
-/// [`holder`]'s SPNN-SS update), or Adam's ([`adam::Plan::shifts`]).
+/// gradient clipping's ([`clip::shifts`]), then weight decay, momentum, dampening, the
+/// Nesterov step, the learning rate (module [`holder`]'s SPNN-SS update), or Adam's
+/// ([`adam::Plan::shifts`]).
 pub(crate) fn update_shifts(
     config: &SpnnConfig,
     lr: f64,
     t: u64,
 ) -> crate::error::Result<Vec<u32>> {
+    let mut shifts = clip::shifts(config)?;
     if config.adam.is_some() {
-        return adam::Plan::new(config, lr, t)?.shifts();
+        shifts.extend(adam::Plan::new(config, lr, t)?.shifts()?);
+        return Ok(shifts);
     }
     let f = config.frac_bits;
     let by = |c: f64| -> crate::error::Result<Vec<u32>> {
         Ok(truncation_shifts(f, f, &PublicScale::of(c)?))
     };
-    let mut shifts = Vec::new();
     if config.weight_decay > 0.0 {
         shifts.extend(by(config.weight_decay)?);
     }
@@ -60,27 +63,18 @@ pub(crate) fn update_shifts(
 }
 
 /// Element-wise products of update `t`, in the holders' order: gradient clipping's
-/// ([`clip_products`]), then Adam's ([`adam::Plan::products`]; none for SGD).
+/// ([`clip::products`]), then Adam's ([`adam::Plan::products`]; none for SGD).
 pub(crate) fn update_products(config: &SpnnConfig, lr: f64, t: u64) -> crate::error::Result<usize> {
     let adam = match config.adam {
         Some(_) => adam::Plan::new(config, lr, t)?.products(),
         None => 0,
     };
-    Ok(clip_products(config) + adam)
+    Ok(clip::products(config)? + adam)
 }
 
-/// Secure comparisons of one update: two per entry of the weight gradient when it is clipped
-/// by value (`[g > τ]` and `[g < −τ]`), none otherwise.
+/// Secure comparisons of one update: gradient clipping's ([`clip::comparisons`]).
 pub fn update_comparisons(config: &SpnnConfig) -> usize {
-    if config.grad_clip_value > 0.0 { 2 } else { 0 }
-}
-
-/// Element-wise products of gradient clipping by value: each comparison's
-/// ([`spnn_crypto::compare::COMPARISON_PRODUCTS`]) and the two selections
-/// `g + [g > τ]·(τ − g) + [g < −τ]·(−τ − g)`.
-pub fn clip_products(config: &SpnnConfig) -> usize {
-    let comparisons = update_comparisons(config);
-    comparisons * spnn_crypto::compare::COMPARISON_PRODUCTS + comparisons
+    clip::comparisons(config)
 }
 
 /// Whether holders need dealt truncation triples: SPNN-SS weights, any number of holders.

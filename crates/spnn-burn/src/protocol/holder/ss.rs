@@ -21,11 +21,11 @@
 //!    `E_oᵀ·V'_{o,m}`, plus product shares; then `×1/c` with exact truncation (one opening per
 //!    truncation, with the dealer's truncation triples), added to the pending gradient.
 //!
-//! **Clipping** (with [`crate::SpnnConfig::grad_clip_value`] `τ`, first in every update, as
-//! Burn clips before its optimiser's step): `g ← g + [g > τ]·(τ − g) + [g < −τ]·(−τ − g)`,
-//! each bracket a secure comparison with zero ([`spnn_crypto::compare`]: one opening of
-//! `x + 2^62 + r` and a chain of 62 element-wise products of shared bits), the two selections
-//! one product each; exact, so the gradient's bound becomes `min(bound, τ)`.
+//! **Clipping** (first in every update, as Burn clips before its optimiser's step; module
+//! [`crate::protocol::clip`]): by value, `g ← g + [g > τ]·(τ − g) + [g < −τ]·(−τ − g)`, each
+//! bracket a secure comparison with zero ([`spnn_crypto::compare`]: one opening of
+//! `x + 2^62 + r` and a chain of 62 element-wise products of shared bits); by norm,
+//! `g ← g·(b·τ/‖g‖ + 1 − b)` with `b = [‖g‖² > τ²]` and Adam's inverse square root.
 //!
 //! **Update** (`Command::Update`): Burn's SGD on shares, every constant public
 //! ([`crate::SpnnConfig`]'s SGD fields, the step's learning rate `η`): `g ← g + λ·W` (weight
@@ -56,6 +56,7 @@ use crate::messages::{DealerBundle, DealerSeed};
 use crate::protocol::adam::{Pieces, Plan, split_factor, value_of};
 use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
+use crate::protocol::clip::NormPlan;
 use crate::protocol::pairwise::{Material, StepShape};
 use crate::protocol::scale::{PublicScale, truncation_shifts};
 use crate::protocol::{backward_shifts, update_comparisons, update_products, update_shifts};
@@ -424,6 +425,98 @@ impl SsEngine {
         Ok((sum, sum_bound))
     }
 
+    /// `y ≈ 1/√x` at scale `2^f` for `x` at `2^{2f}`, by Newton's `y ← y·(3 − x·y²)/2` from the
+    /// public start `2^{−c}` in `iterations` steps (module [`crate::protocol::adam`], step 2):
+    /// three products and three truncations per step. The caller checks the bounds first.
+    fn rsqrt(&mut self, p: &Party, x: &Share, c: u32, iterations: u32) -> Result<Share> {
+        let f = p.fp.frac_bits();
+        let three = self.constant(p, 3 << f, f)?;
+        let mut y = self.constant(p, 1 << (f - c), f)?;
+        for _ in 0..iterations {
+            let xy = self.mul_shares(p, x, &y)?;
+            let xy = self.truncate(p, &xy, f)?;
+            let xyy = self.mul_shares(p, &xy, &y)?;
+            let xyy = self.truncate(p, &xyy, 2 * f)?;
+            let y3 = self.mul_shares(p, &y, &three.sub(&xyy)?)?;
+            // Truncating by f + 1 also halves: the result is y at 2^f.
+            let y_half = self.truncate(p, &y3, f + 1)?;
+            y = y3.with_value_and_scale(y_half.into_value(), f);
+        }
+        Ok(y)
+    }
+
+    /// Burn's gradient clipping by norm on the shares (module [`crate::protocol::clip`]):
+    /// `g·min(1, τ/‖g‖)` for `g` with bound `g_bound` (ring units at `2^f`). Every bound is
+    /// checked before anything is computed; the result's bound is `g_bound` grown by the
+    /// factor's rounding (it never exceeds 1 by more than a few units of `2^{−f}`).
+    fn clip_norm(
+        &mut self,
+        p: &Party,
+        plan: &NormPlan,
+        g: Share,
+        g_bound: f64,
+    ) -> Result<(Share, f64)> {
+        let f = plan.frac_bits;
+        let unit = |bits: u32| 2f64.powi(bits as i32);
+        let n = (p.d * p.h) as f64;
+        let s_bound = n * g_bound * g_bound;
+        let t = plan.tau_squared_units as f64;
+        let y_max = plan.max_rsqrt() * unit(f);
+        // s/2^{2k} stays inside the square root's domain 4^c (in units at 2^{2f}).
+        let v_bound = s_bound / unit(2 * plan.k) + 1.0;
+        if v_bound > unit(2 * (plan.c + f)) {
+            return Err(SpnnError::Config(format!(
+                "the squared norm of the weight gradient may reach {:.3e}, beyond the square \
+                 root's domain at {f} fractional bits",
+                s_bound / unit(2 * f)
+            )));
+        }
+        for (bound, what) in [
+            (s_bound + t + 1.0, "the squared norm of the weight gradient"),
+            (
+                2.0 * v_bound.sqrt() * unit(2 * f),
+                "x·y in the norm's square root",
+            ),
+            (
+                3.0 * y_max * unit(f),
+                "y·(3 − x·y²) in the norm's square root",
+            ),
+            (y_max * 256.0 * 256.0, "the clipping factor"),
+            (g_bound * (unit(f) + 16.0), "the clipped gradient"),
+        ] {
+            ring_bits(bound, what)?;
+        }
+        // s = ‖g‖² at 2^{2f}, every entry: each holder sums its own share of g∘g.
+        let g2 = self.mul_shares(p, &g, &g)?;
+        let total = g2
+            .value()
+            .as_slice()
+            .iter()
+            .fold(0u64, |a, &v| a.wrapping_add(v));
+        let s = g2.with_value(RingMatrix::from_vec(p.d, p.h, vec![total; p.d * p.h])?);
+        // b = [s > τ²] = [s − τ² − 1 ≥ 0]
+        let above = s
+            .sub(&self.constant(p, plan.tau_squared_units, 2 * f)?)?
+            .sub(&self.constant(p, 1, 2 * f)?)?;
+        let b = self.non_negative(p, &above, s_bound + t + 1.0, "the squared norm")?;
+        // y ≈ 2^k/‖g‖ from s/2^{2k}, read at 2^{2f}.
+        let v = if plan.k > 0 {
+            let v = self.truncate(p, &s, 2 * plan.k)?;
+            s.with_value(v.into_value())
+        } else {
+            s
+        };
+        let y = self.rsqrt(p, &v, plan.c, plan.rsqrt_iterations)?;
+        // factor = b·(τ·2^{−k})·y + (1 − b), at 2^f.
+        let by = self.mul_shares(p, &b, &y)?;
+        let (scaled, _) = self.mul_public(p, by, y_max, plan.factor(), "the clipping factor")?;
+        let keep = self.constant(p, 1, 0)?.sub(&b)?.scalar_mul(1 << f);
+        let factor = scaled.add(&keep.with_value_and_scale(keep.value().clone(), f))?;
+        let clipped = self.mul_shares(p, &g, &factor)?;
+        let clipped = self.truncate(p, &clipped, f)?;
+        Ok((clipped, g_bound * (1.0 + 16.0 / unit(f)) + 1.0))
+    }
+
     /// Adam's update on the shares (module [`crate::protocol::adam`]): AdamW's decay, the
     /// moments, `q ≈ 1/(√v + ε')` by two Newton iterations, `W ← W − η·κ_t·m∘q`. Every
     /// truncation's input is checked against its public bound, derived from the iterations'
@@ -513,18 +606,7 @@ impl SsEngine {
         self.second_bound = v_bound + fresh_bound;
         // y ≈ 1/√v from below; v·y ≤ 2·√v, v·y² ≤ 2, y ≤ max_rsqrt.
         let x = self.second.clone();
-        let three = self.constant(p, 3 << f, f)?;
-        let mut y = self.constant(p, 1 << (f - plan.c), f)?;
-        for _ in 0..plan.rsqrt_iterations {
-            let xy = self.mul_shares(p, &x, &y)?;
-            let xy = self.truncate(p, &xy, f)?;
-            let xyy = self.mul_shares(p, &xy, &y)?;
-            let xyy = self.truncate(p, &xyy, 2 * f)?;
-            let y3 = self.mul_shares(p, &y, &three.sub(&xyy)?)?;
-            // Truncating by f + 1 also halves: the result is y at 2^f.
-            let y_half = self.truncate(p, &y3, f + 1)?;
-            y = y3.with_value_and_scale(y_half.into_value(), f);
-        }
+        let y = self.rsqrt(p, &x, plan.c, plan.rsqrt_iterations)?;
         // u = √v + ε' at 2^{2f}; q ≈ 1/u from below: u·q ≤ 2, q ≤ max_reciprocal.
         let root = self.mul_shares(p, &x, &y)?;
         let root = self.truncate(p, &root, f)?;
@@ -705,9 +787,11 @@ impl Engine for SsEngine {
         let mut g = std::mem::replace(&mut self.pending, zero);
         let mut g_bound = std::mem::take(&mut self.pending_bound);
         self.updates += 1;
+        // As Burn: the gradient is clipped before the optimiser's step uses it.
         if c.grad_clip_value > 0.0 {
-            // As Burn: the gradient is clipped before the optimiser's step uses it.
             (g, g_bound) = self.clip_values(p, g, g_bound, c.grad_clip_value)?;
+        } else if c.grad_clip_norm > 0.0 {
+            (g, g_bound) = self.clip_norm(p, &NormPlan::new(&c)?, g, g_bound)?;
         }
         if c.adam.is_some() {
             return self.adam_update(p, &Plan::new(&c, lr, t)?, g, g_bound, step, lr);
