@@ -412,9 +412,7 @@ fn simulated(data: &Data, setup: &Setup, label: &str, sim: Simulation, first: Fi
             widths: data.holders.iter().map(Table::cols).collect(),
             batch: 1,
             h: setup.widths[0],
-            update_truncations: 0,
-            update_products: 0,
-            update_comparisons: 0,
+            update: Default::default(),
         });
         (
             bytes - sync.server_sent - sync.holder_sent.iter().sum::<u64>(),

@@ -651,14 +651,21 @@ impl SpnnConfig {
     /// [`crate::protocol::adam::Plan::shifts`]; each is one opening among the holders and one
     /// dealt triple).
     pub fn update_truncations(&self, lr: f64) -> Result<u64> {
-        Ok(crate::protocol::update_shifts(self, lr, 1)?.len() as u64)
+        Ok(self.update_dealing(lr)?.truncations.len() as u64)
     }
 
     /// The element-wise products (each one opening among the holders and one dealt triple) an
     /// SPNN-SS update performs: gradient clipping's ([`crate::protocol::clip::products`]) and
     /// Adam's ([`crate::protocol::adam::Plan::products`]); none for plain SGD.
     pub fn update_products(&self, lr: f64) -> Result<u64> {
-        Ok(crate::protocol::update_products(self, lr, 1)? as u64)
+        Ok(self.update_dealing(lr)?.products.len() as u64)
+    }
+
+    /// The dealer's material for the first SPNN-SS update with learning rate `lr`: its
+    /// truncations, element-wise products and comparisons, with their shapes
+    /// ([`crate::protocol::Dealing::update`]; the cost model counts their bytes).
+    pub fn update_dealing(&self, lr: f64) -> Result<crate::protocol::Dealing> {
+        crate::protocol::Dealing::update(self, lr, 1)
     }
 
     /// The same with the SGD of Burn's `config` on the weight shares: its momentum, dampening,

@@ -7,6 +7,8 @@
 
 use spnn_net::frame::{HEADER_LEN, LENGTH_PREFIX};
 
+use crate::protocol::{Dealing, ItemShape, bundle};
+
 /// Bytes of framing around every message.
 pub const FRAME_OVERHEAD: u64 = (LENGTH_PREFIX + HEADER_LEN) as u64;
 
@@ -33,15 +35,11 @@ pub struct StepShape {
     pub batch: usize,
     /// Output width `h`.
     pub h: usize,
-    /// Exact truncations per update: one per public factor of the session's SGD that is not a
-    /// whole number ([`crate::SpnnConfig::update_truncations`]).
-    pub update_truncations: u64,
-    /// Element-wise products per update: gradient clipping's and Adam's
-    /// ([`crate::SpnnConfig::update_products`]); 0 for plain SGD.
-    pub update_products: u64,
-    /// Secure comparisons per update: two with gradient clipping by value
-    /// ([`crate::protocol::update_comparisons`]), else 0.
-    pub update_comparisons: u64,
+    /// The dealer's material for each update, with its shapes
+    /// ([`crate::SpnnConfig::update_dealing`]): one truncation per public factor of the
+    /// session's SGD that is not a whole number, gradient clipping's and Adam's products,
+    /// truncations and comparisons.
+    pub update: Dealing,
 }
 
 /// Bytes and rounds of one step, per party.
@@ -80,46 +78,41 @@ fn step(s: &StepShape, train: bool) -> StepCost {
     // the dealer: in the backward, 2f → f and × 1/c — one truncation when c = B is a power of
     // two, two otherwise; one per public factor in the update.
     let backward = if b.is_power_of_two() { 1 } else { 2 };
-    let (backward_truncs, update_truncs) = if train {
-        (backward, s.update_truncations as usize)
-    } else {
-        (0, 0)
-    };
-    let truncs = backward_truncs + update_truncs;
-    // Every holder derives its share of r from a seed; holder 0 gets its shares of ⌊r/2^s⌋
-    // and b explicitly.
+    let weights = (d, h);
+    let dims = |shape: &ItemShape| shape.dims(d, h);
+    let no_update = Dealing::default();
+    let update = if train { &s.update } else { &no_update };
+    let backward_truncs = if train { backward } else { 0 };
+    let truncs = backward_truncs + update.truncations.len();
     // Holder 0's explicit matrices travel in messages of bounded size.
-    let explicit = |n: usize| -> u64 {
-        crate::protocol::bundle::message_sizes(n, (d, h))
+    let explicit = |shapes: Vec<(usize, usize)>| -> u64 {
+        let sizes = crate::protocol::bundle::message_sizes(&shapes);
+        let mut rest = shapes.into_iter();
+        sizes
             .into_iter()
-            .map(|size| frame(list(&vec![(d, h); size])))
+            .map(|size| frame(list(&rest.by_ref().take(size).collect::<Vec<_>>())))
             .sum()
     };
-    let triples = |n: usize, m: usize| match (n, m) {
+    // One part of a command's material: a seed to every holder; holder 0 also its explicit
+    // shares, `per` matrices of each item's shape — for a truncation `⌊r/2^s⌋` and `b` (every
+    // holder derives its share of `r`), for an element-wise triple `a∘b`, for a comparison the
+    // mask's 63 bits.
+    let part = |shapes: &[(usize, usize)], per: usize, m: usize| match (shapes.len(), m) {
         (0, _) => 0,
-        (_, 0) => frame(SEED) + explicit(2 * n),
+        (_, 0) => frame(SEED) + explicit(bundle::explicit_shapes(shapes, per)),
         _ => frame(SEED),
     };
-    // Adam's element-wise triples: a seed per holder, holder 0's shares of a∘b explicitly.
-    let products = if train { s.update_products as usize } else { 0 };
-    let product_triples = |m: usize| match (products, m) {
-        (0, _) => 0,
-        (_, 0) => frame(SEED) + explicit(products),
-        _ => frame(SEED),
-    };
-    // Comparisons: a seed per holder, holder 0's shares of the mask's 63 bits explicitly; one
-    // opening of x + 2^62 + r each among the holders.
-    let comparisons = if train {
-        s.update_comparisons as usize
-    } else {
-        0
-    };
-    let comparison_material = |m: usize| match (comparisons, m) {
-        (0, _) => 0,
-        (_, 0) => {
-            frame(SEED) + explicit((spnn_crypto::compare::COMPARISON_MATRICES - 1) * comparisons)
-        }
-        _ => frame(SEED),
+    let update_truncs: Vec<_> = update.truncations.iter().map(|(s, _)| dims(s)).collect();
+    let products: Vec<_> = update.products.iter().map(dims).collect();
+    let comparisons: Vec<_> = update.comparisons.iter().map(dims).collect();
+    let material_of_commands = |m: usize| {
+        part(
+            &vec![weights; backward_truncs],
+            bundle::TRUNCATION_EXPLICIT,
+            m,
+        ) + part(&update_truncs, bundle::TRUNCATION_EXPLICIT, m)
+            + part(&products, bundle::PRODUCT_EXPLICIT, m)
+            + part(&comparisons, bundle::COMPARISON_EXPLICIT, m)
     };
     let grad = |m: usize| {
         if m == 0 {
@@ -128,27 +121,28 @@ fn step(s: &StepShape, train: bool) -> StepCost {
             frame(SEED)
         }
     };
-    // Openings from holder m to holder o.
+    // Openings from holder m to holder o: one per truncation (`z + 2^62 + r`) and comparison
+    // (`x + 2^62 + r`), two matrices per element-wise product.
     let opening = |m: usize, o: usize| {
         let mut bytes = frame(list(&[(b, s.widths[m]), (s.widths[o], h)]));
         if train {
             bytes += frame(list(&[(b, h)]));
         }
         bytes
-            + truncs as u64 * frame(list(&[(d, h)]))
-            + products as u64 * frame(list(&[(d, h), (d, h)]))
-            + comparisons as u64 * frame(list(&[(d, h)]))
+            + backward_truncs as u64 * frame(list(&[weights]))
+            + update_truncs
+                .iter()
+                .map(|&t| frame(list(&[t])))
+                .sum::<u64>()
+            + products.iter().map(|&t| frame(list(&[t, t]))).sum::<u64>()
+            + comparisons.iter().map(|&t| frame(list(&[t]))).sum::<u64>()
     };
     let commands = forward_cmd + if train { 2 * short_cmd } else { 0 };
     let from_server = |m: usize| {
         commands
             + material(m)
             + if train {
-                grad(m)
-                    + triples(backward_truncs, m)
-                    + triples(update_truncs, m)
-                    + product_triples(m)
-                    + comparison_material(m)
+                grad(m) + material_of_commands(m)
             } else {
                 0
             }
@@ -163,9 +157,7 @@ fn step(s: &StepShape, train: bool) -> StepCost {
             .map(|m| from_server(m) + others(m).map(|o| opening(o, m)).sum::<u64>())
             .collect(),
         holder_rounds: if train { 3 } else { 2 }
-            + truncs as u64
-            + products as u64
-            + comparisons as u64,
+            + (truncs + products.len() + comparisons.len()) as u64,
         server_rounds: 1,
     }
 }

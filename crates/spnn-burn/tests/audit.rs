@@ -331,9 +331,7 @@ fn check_traffic(k: usize, config: SpnnConfig) {
         widths: data.holders.iter().map(|t| t.cols()).collect(),
         batch,
         h: HIDDEN[0],
-        update_truncations: config.update_truncations(0.1).unwrap(),
-        update_products: config.update_products(0.1).unwrap(),
-        update_comparisons: spnn_burn::protocol::update_comparisons(&config) as u64,
+        update: config.update_dealing(0.1).unwrap(),
     };
     let (cost, inf) = (
         training_step(&shape(64)),
@@ -379,7 +377,7 @@ fn check_traffic(k: usize, config: SpnnConfig) {
     }
     println!(
         "k = {k}, {} truncations per update: {cost:?}",
-        shape(64).update_truncations
+        shape(64).update.truncations.len()
     );
     drop(model);
     sim.finish().unwrap();

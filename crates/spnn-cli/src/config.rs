@@ -1206,6 +1206,27 @@ mod tests {
     }
 
     #[test]
+    fn gradient_clipping_reaches_the_configuration_and_one_kind_at_a_time() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/breast_cancer.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let with = |line: &str| {
+            let text = text.replace("[protocol]\n", &format!("[protocol]\n{line}\n"));
+            Deployment::parse(&text, &path)
+        };
+        let dep = with("grad_clip_norm = 0.5").unwrap();
+        let c = dep.spnn_config().unwrap();
+        assert_eq!((c.grad_clip_value, c.grad_clip_norm), (0.0, 0.5));
+        let dep = with("grad_clip_value = 0.25").unwrap();
+        assert_eq!(dep.spnn_config().unwrap().grad_clip_value, 0.25);
+        let both = with("grad_clip_value = 0.25\ngrad_clip_norm = 0.5");
+        let e = both
+            .map_err(|e| e.to_string())
+            .and_then(|d| d.config_for("server").map_err(|e| e.to_string()))
+            .unwrap_err();
+        assert!(e.contains("one or the other"), "{e}");
+    }
+
+    #[test]
     fn the_shipped_label_holder_deployment_names_holder_0_and_the_servers_ids() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../deploy/breast_cancer_label_holder.toml");

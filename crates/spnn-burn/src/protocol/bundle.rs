@@ -13,11 +13,39 @@ use crate::error::Result;
 /// network's frame limit, however many triples an update needs (Adam's are hundreds).
 pub(crate) const MESSAGE_BYTES: usize = 32 << 20;
 
-/// The sizes of the messages that carry `n` explicit matrices of `shape` (at least one matrix
-/// per message), in order.
-pub(crate) fn message_sizes(n: usize, (rows, cols): (usize, usize)) -> Vec<usize> {
-    let per = (MESSAGE_BYTES / (rows * cols * 8).max(1)).max(1);
-    (0..n.div_ceil(per)).map(|i| per.min(n - i * per)).collect()
+/// The sizes of the messages that carry explicit matrices of `shapes`, in order: as many
+/// matrices as fit [`MESSAGE_BYTES`], at least one per message.
+pub(crate) fn message_sizes(shapes: &[(usize, usize)]) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let (mut count, mut bytes) = (0usize, 0usize);
+    for &(rows, cols) in shapes {
+        let size = rows * cols * 8;
+        if count > 0 && bytes + size > MESSAGE_BYTES {
+            sizes.push(count);
+            (count, bytes) = (0, 0);
+        }
+        count += 1;
+        bytes += size;
+    }
+    if count > 0 {
+        sizes.push(count);
+    }
+    sizes
+}
+
+/// Explicit matrices holder 0 receives per truncation triple (`⌊r/2^s⌋` and `b`).
+pub(crate) const TRUNCATION_EXPLICIT: usize = 2;
+/// Explicit matrices holder 0 receives per element-wise triple (`a∘b`).
+pub(crate) const PRODUCT_EXPLICIT: usize = 1;
+/// Explicit matrices holder 0 receives per comparison (the mask's 63 bits).
+pub(crate) const COMPARISON_EXPLICIT: usize = spnn_crypto::compare::COMPARISON_MATRICES - 1;
+
+/// The shapes of holder 0's explicit matrices for items of `shapes`, `per` matrices each.
+pub(crate) fn explicit_shapes(shapes: &[(usize, usize)], per: usize) -> Vec<(usize, usize)> {
+    shapes
+        .iter()
+        .flat_map(|&s| std::iter::repeat_n(s, per))
+        .collect()
 }
 
 /// Shapes of the matrices of a bundle, in order.
@@ -87,92 +115,85 @@ pub(crate) fn deal_integer(
     (explicit, seeds)
 }
 
-/// Shapes of one holder's seeded truncation shares for `n` triples of `shape`: holder 0
-/// derives its share of each `r`; every other holder its shares of `r`, `⌊r/2^s⌋` and `b`
-/// ([`seeded_triples`] with one derived matrix per triple at holder 0).
-fn truncation_shapes(first: bool, shape: (usize, usize), n: usize) -> Shapes {
-    vec![shape; if first { n } else { 3 * n }]
-}
-
-/// The truncation triples `[r, ⌊r/2^s⌋, b]` of one command, one per shift, for values of
-/// `shape` below `2^62` (module [`spnn_crypto::beaver`]). Every holder derives its share of
-/// `r` from a seed, so `r` itself never travels; holders `i ≥ 1` derive their shares of the
-/// other two as well, and holder 0 receives its shares of `⌊r/2^s⌋` and `b` explicitly.
-/// Returns one seed per holder and holder 0's explicit matrices.
+/// The truncation triples `[r, ⌊r/2^s⌋, b]` of one command, one per `(shape, shift)`, for
+/// values below `2^62` (module [`spnn_crypto::beaver`]). Every holder derives its share of `r`
+/// from a seed, so `r` itself never travels; holders `i ≥ 1` derive their shares of the other
+/// two as well, and holder 0 receives its shares of `⌊r/2^s⌋` and `b` explicitly. Returns one
+/// seed per holder and holder 0's explicit matrices.
 pub(crate) fn deal_truncations(
-    shape: (usize, usize),
-    shifts: &[u32],
+    items: &[((usize, usize), u32)],
     holders: usize,
     rng: &mut SecureRng,
 ) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
     use spnn_crypto::beaver::{MAX_TRUNCATION_BITS, truncation_material};
-    let n = shifts.len();
-    let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
-    let derived: Vec<Vec<RingMatrix>> = seeds
-        .iter()
-        .enumerate()
-        .map(|(i, s)| derive(s, &truncation_shapes(i == 0, shape, n)))
-        .collect();
-    let mut explicit = Vec::with_capacity(2 * n);
-    for (t, &shift) in shifts.iter().enumerate() {
-        let mut r = derived[0][t].clone();
+    let shapes: Shapes = items.iter().map(|&(shape, _)| shape).collect();
+    let (seeds, derived) = derive_items(&shapes, 3, 1, holders, rng);
+    let mut explicit = Vec::with_capacity(TRUNCATION_EXPLICIT * items.len());
+    for (t, &(_, shift)) in items.iter().enumerate() {
+        let mut r = derived[0][t][0].clone();
         for d in &derived[1..] {
-            r.add_assign(&d[3 * t])?;
+            r.add_assign(&d[t][0])?;
         }
         let [_, mut high, mut danger] = truncation_material(r, shift, MAX_TRUNCATION_BITS)?;
         for d in &derived[1..] {
-            high.sub_assign(&d[3 * t + 1])?;
-            danger.sub_assign(&d[3 * t + 2])?;
+            high.sub_assign(&d[t][1])?;
+            danger.sub_assign(&d[t][2])?;
         }
         explicit.extend([high, danger]);
     }
     Ok((seeds, explicit))
 }
 
-/// Holder `me`'s shares of `n` truncation triples of `shape`, as `[r, ⌊r/2^s⌋, b]` per triple,
-/// from its seed and (holder 0) the explicit matrices of [`deal_truncations`].
+/// Holder `me`'s shares `[r, ⌊r/2^s⌋, b]` of the truncation triples of `shapes`, from its seed
+/// and (holder 0) the explicit matrices of [`deal_truncations`].
 pub(crate) fn truncation_shares(
     seed: &SecretSeed,
     me: usize,
     explicit: Vec<RingMatrix>,
-    shape: (usize, usize),
-    n: usize,
+    shapes: &[(usize, usize)],
 ) -> Vec<[RingMatrix; 3]> {
-    seeded_triples(seed, me, explicit, shape, n, 1)
+    triples(seeded_items(seed, me, explicit, shapes, 3, 1))
 }
 
-/// Holder `me`'s shares of `n` seeded triples of `shape`: holder 0 derives the first
-/// `first_derives` matrices of each triple from its seed and received the rest explicitly;
-/// every other holder derives all three ([`seeded_items`]).
-fn seeded_triples(
-    seed: &SecretSeed,
-    me: usize,
-    explicit: Vec<RingMatrix>,
-    shape: (usize, usize),
-    n: usize,
+/// One seed per holder and, by holder, the matrices each derives from it for items of
+/// `shapes` with `per` matrices each: holder 0 the first `first_derives` of each item, every
+/// other holder all of them.
+#[allow(clippy::type_complexity)]
+fn derive_items(
+    shapes: &[(usize, usize)],
+    per: usize,
     first_derives: usize,
-) -> Vec<[RingMatrix; 3]> {
-    seeded_items(seed, me, explicit, shape, (n, 3), first_derives)
-        .into_iter()
-        .map(|item| item.try_into().expect("three matrices per triple"))
-        .collect()
+    holders: usize,
+    rng: &mut SecureRng,
+) -> (Vec<SecretSeed>, Vec<Vec<Vec<RingMatrix>>>) {
+    let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
+    let derived = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, seed)| {
+            let derives = if i == 0 { first_derives } else { per };
+            seeded_items(seed, i, Vec::new(), shapes, derives, derives)
+        })
+        .collect();
+    (seeds, derived)
 }
 
-/// Holder `me`'s shares of `n` seeded items of `per` matrices of `shape` each: holder 0
-/// derives the first `first_derives` matrices of each item from its seed (one stream, item by
-/// item) and received the rest explicitly; every other holder derives all of them.
+/// Holder `me`'s shares of seeded items of `shapes`, `per` matrices of the item's shape each:
+/// holder 0 derives the first `first_derives` matrices of each item from its seed (one stream,
+/// item by item) and received the rest explicitly; every other holder derives all of them.
 fn seeded_items(
     seed: &SecretSeed,
     me: usize,
     explicit: Vec<RingMatrix>,
-    shape: (usize, usize),
-    (n, per): (usize, usize),
+    shapes: &[(usize, usize)],
+    per: usize,
     first_derives: usize,
 ) -> Vec<Vec<RingMatrix>> {
     let derives = if me == 0 { first_derives } else { per };
-    let mut derived = derive(seed, &vec![shape; derives * n]).into_iter();
+    let mut derived = derive(seed, &explicit_shapes(shapes, derives)).into_iter();
     let mut explicit = explicit.into_iter();
-    (0..n)
+    shapes
+        .iter()
         .map(|_| {
             (0..per)
                 .map(|i| {
@@ -187,37 +208,71 @@ fn seeded_items(
         .collect()
 }
 
-/// The material of `n` comparisons of `shape` ([`spnn_crypto::compare`]): every holder derives
-/// its share of the mask `r` from a seed, holders `i ≥ 1` their shares of `r`'s bits as well,
-/// and holder 0 receives its shares of the bits explicitly. Returns one seed per holder and
+/// Items of three matrices as arrays.
+fn triples(items: Vec<Vec<RingMatrix>>) -> Vec<[RingMatrix; 3]> {
+    items
+        .into_iter()
+        .map(|item| item.try_into().expect("three matrices per triple"))
+        .collect()
+}
+
+/// The element-wise triples `(a, b, c = a∘b)` of one update, one per shape of `shapes`: every
+/// holder derives its shares of `a` and `b` from a seed, holders `i ≥ 1` their share of `c` as
+/// well, and holder 0 receives its share of `c` explicitly. Returns one seed per holder and
 /// holder 0's explicit matrices.
+pub(crate) fn deal_products(
+    shapes: &[(usize, usize)],
+    holders: usize,
+    rng: &mut SecureRng,
+) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
+    let (seeds, derived) = derive_items(shapes, 3, 2, holders, rng);
+    let mut explicit = Vec::with_capacity(PRODUCT_EXPLICIT * shapes.len());
+    for t in 0..shapes.len() {
+        let (mut a, mut b) = (derived[0][t][0].clone(), derived[0][t][1].clone());
+        for d in &derived[1..] {
+            a.add_assign(&d[t][0])?;
+            b.add_assign(&d[t][1])?;
+        }
+        let mut c = a.hadamard(&b)?;
+        for d in &derived[1..] {
+            c.sub_assign(&d[t][2])?;
+        }
+        explicit.push(c);
+    }
+    Ok((seeds, explicit))
+}
+
+/// Holder `me`'s shares `[a, b, c]` of the element-wise triples of [`deal_products`].
+pub(crate) fn product_shares(
+    seed: &SecretSeed,
+    me: usize,
+    explicit: Vec<RingMatrix>,
+    shapes: &[(usize, usize)],
+) -> Vec<[RingMatrix; 3]> {
+    triples(seeded_items(seed, me, explicit, shapes, 3, 2))
+}
+
+/// The material of the comparisons of `shapes` ([`spnn_crypto::compare`]): every holder
+/// derives its share of the mask `r` from a seed, holders `i ≥ 1` their shares of `r`'s bits
+/// as well, and holder 0 receives its shares of the bits explicitly. Returns one seed per
+/// holder and holder 0's explicit matrices.
 pub(crate) fn deal_comparisons(
-    shape: (usize, usize),
-    n: usize,
+    shapes: &[(usize, usize)],
     holders: usize,
     rng: &mut SecureRng,
 ) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
     use spnn_crypto::compare::{COMPARISON_MATRICES, comparison_material};
-    let per = COMPARISON_MATRICES;
-    let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
-    let derived: Vec<Vec<RingMatrix>> = seeds
-        .iter()
-        .enumerate()
-        .map(|(i, s)| derive(s, &vec![shape; if i == 0 { n } else { per * n }]))
-        .collect();
-    let mut explicit = Vec::with_capacity((per - 1) * n);
-    for t in 0..n {
-        let mut r = derived[0][t].clone();
+    let (seeds, derived) = derive_items(shapes, COMPARISON_MATRICES, 1, holders, rng);
+    let mut explicit = Vec::with_capacity(COMPARISON_EXPLICIT * shapes.len());
+    for t in 0..shapes.len() {
+        let mut r = derived[0][t][0].clone();
         for d in &derived[1..] {
-            r.add_assign(&d[per * t])?;
+            r.add_assign(&d[t][0])?;
         }
-        let mut bits = comparison_material(r)
-            .into_iter()
-            .skip(1)
-            .collect::<Vec<_>>();
+        let mut bits: Vec<RingMatrix> = comparison_material(r).into_iter().skip(1).collect();
         for (j, bit) in bits.iter_mut().enumerate() {
             for d in &derived[1..] {
-                bit.sub_assign(&d[per * t + 1 + j])?;
+                bit.sub_assign(&d[t][1 + j])?;
             }
         }
         explicit.extend(bits);
@@ -225,59 +280,15 @@ pub(crate) fn deal_comparisons(
     Ok((seeds, explicit))
 }
 
-/// Holder `me`'s shares `[r, r_0, …, r_62]` of the `n` comparisons of [`deal_comparisons`].
+/// Holder `me`'s shares `[r, r_0, …, r_62]` of the comparisons of [`deal_comparisons`].
 pub(crate) fn comparison_shares(
     seed: &SecretSeed,
     me: usize,
     explicit: Vec<RingMatrix>,
-    shape: (usize, usize),
-    n: usize,
+    shapes: &[(usize, usize)],
 ) -> Vec<Vec<RingMatrix>> {
     let per = spnn_crypto::compare::COMPARISON_MATRICES;
-    seeded_items(seed, me, explicit, shape, (n, per), 1)
-}
-
-/// The element-wise triples `(a, b, c = a∘b)` of one update, `n` of `shape`: every holder
-/// derives its shares of `a` and `b` from a seed, holders `i ≥ 1` their share of `c` as well,
-/// and holder 0 receives its share of `c` explicitly. Returns one seed per holder and holder
-/// 0's explicit matrices.
-pub(crate) fn deal_products(
-    shape: (usize, usize),
-    n: usize,
-    holders: usize,
-    rng: &mut SecureRng,
-) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
-    let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
-    let derived: Vec<Vec<RingMatrix>> = seeds
-        .iter()
-        .enumerate()
-        .map(|(i, s)| derive(s, &vec![shape; if i == 0 { 2 * n } else { 3 * n }]))
-        .collect();
-    let mut explicit = Vec::with_capacity(n);
-    for t in 0..n {
-        let (mut a, mut b) = (derived[0][2 * t].clone(), derived[0][2 * t + 1].clone());
-        for d in &derived[1..] {
-            a.add_assign(&d[3 * t])?;
-            b.add_assign(&d[3 * t + 1])?;
-        }
-        let mut c = a.hadamard(&b)?;
-        for d in &derived[1..] {
-            c.sub_assign(&d[3 * t + 2])?;
-        }
-        explicit.push(c);
-    }
-    Ok((seeds, explicit))
-}
-
-/// Holder `me`'s shares `[a, b, c]` of the `n` element-wise triples of [`deal_products`].
-pub(crate) fn product_shares(
-    seed: &SecretSeed,
-    me: usize,
-    explicit: Vec<RingMatrix>,
-    shape: (usize, usize),
-    n: usize,
-) -> Vec<[RingMatrix; 3]> {
-    seeded_triples(seed, me, explicit, shape, n, 2)
+    seeded_items(seed, me, explicit, shapes, per, 1)
 }
 
 #[cfg(test)]
@@ -311,12 +322,13 @@ mod tests {
         let mut rng = SecureRng::insecure_from_seed_for_tests(3);
         let shifts = [16, 21, 5];
         for k in 2..=4 {
-            let (seeds, explicit) = deal_truncations((2, 3), &shifts, k, &mut rng).unwrap();
+            let items: Vec<_> = shifts.iter().map(|&s| ((2, 3), s)).collect();
+            let (seeds, explicit) = deal_truncations(&items, k, &mut rng).unwrap();
             assert_eq!(explicit.len(), 2 * shifts.len());
             let shares: Vec<Vec<[RingMatrix; 3]>> = (0..k)
                 .map(|i| {
                     let e = if i == 0 { explicit.clone() } else { vec![] };
-                    truncation_shares(&seeds[i], i, e, (2, 3), shifts.len())
+                    truncation_shares(&seeds[i], i, e, &[(2, 3); 3])
                 })
                 .collect();
             for (t, &shift) in shifts.iter().enumerate() {
@@ -338,17 +350,19 @@ mod tests {
     fn product_triples_reconstruct_to_element_wise_products() {
         let mut rng = SecureRng::insecure_from_seed_for_tests(4);
         for k in 2..=4 {
-            let (seeds, explicit) = deal_products((3, 2), 3, k, &mut rng).unwrap();
+            // Mixed shapes, as clipping by norm deals them.
+            let shapes = [(3, 2), (1, 1), (3, 2)];
+            let (seeds, explicit) = deal_products(&shapes, k, &mut rng).unwrap();
             assert_eq!(explicit.len(), 3);
             let shares: Vec<Vec<[RingMatrix; 3]>> = (0..k)
                 .map(|i| {
                     let e = if i == 0 { explicit.clone() } else { vec![] };
-                    product_shares(&seeds[i], i, e, (3, 2), 3)
+                    product_shares(&seeds[i], i, e, &shapes)
                 })
                 .collect();
-            for t in 0..3 {
+            for (t, &(rows, cols)) in shapes.iter().enumerate() {
                 let sum = |j: usize| {
-                    let mut s = RingMatrix::zeros(3, 2);
+                    let mut s = RingMatrix::zeros(rows, cols);
                     for h in &shares {
                         s.add_assign(&h[t][j]).unwrap();
                     }
@@ -356,7 +370,7 @@ mod tests {
                 };
                 let (a, b, c) = (sum(0), sum(1), sum(2));
                 assert_eq!(c, a.hadamard(&b).unwrap(), "k = {k}, triple {t}");
-                assert_ne!(a, RingMatrix::zeros(3, 2));
+                assert_ne!(a, RingMatrix::zeros(rows, cols));
             }
         }
     }
@@ -365,11 +379,11 @@ mod tests {
     fn comparison_material_reconstructs_to_a_mask_and_its_bits() {
         let mut rng = SecureRng::insecure_from_seed_for_tests(6);
         for k in 2..=4 {
-            let (seeds, explicit) = deal_comparisons((2, 2), 2, k, &mut rng).unwrap();
+            let (seeds, explicit) = deal_comparisons(&[(2, 2); 2], k, &mut rng).unwrap();
             let shares: Vec<Vec<Vec<RingMatrix>>> = (0..k)
                 .map(|i| {
                     let e = if i == 0 { explicit.clone() } else { vec![] };
-                    comparison_shares(&seeds[i], i, e, (2, 2), 2)
+                    comparison_shares(&seeds[i], i, e, &[(2, 2); 2])
                 })
                 .collect();
             for t in 0..2 {
@@ -395,14 +409,18 @@ mod tests {
 
     #[test]
     fn explicit_bundles_are_split_into_bounded_messages() {
-        assert_eq!(message_sizes(0, (30, 64)), Vec::<usize>::new());
-        assert_eq!(message_sizes(476, (30, 64)), vec![476]);
+        assert_eq!(message_sizes(&[]), Vec::<usize>::new());
+        assert_eq!(message_sizes(&[(30, 64); 476]), vec![476]);
         // 510 × 64 weights (census): 128 matrices per 32 MiB message.
-        let sizes = message_sizes(476, (510, 64));
+        let sizes = message_sizes(&[(510, 64); 476]);
         assert_eq!(sizes.iter().sum::<usize>(), 476);
         assert!(sizes.iter().all(|&s| s * 510 * 64 * 8 <= MESSAGE_BYTES));
+        assert_eq!(sizes[0], 128);
         // A matrix larger than a message still travels, alone.
-        assert_eq!(message_sizes(2, (4096, 4096)), vec![1, 1]);
+        assert_eq!(message_sizes(&[(4096, 4096); 2]), vec![1, 1]);
+        // Single values fill a message with the weight-shaped matrices around them.
+        let mixed = [vec![(510, 64); 127], vec![(1, 1); 3], vec![(510, 64); 2]].concat();
+        assert_eq!(message_sizes(&mixed), vec![131, 1]);
     }
 
     #[test]

@@ -21,46 +21,34 @@
 //!    otherwise — one product and one public multiplication; then `g ← g∘factor`, one product
 //!    and one truncation.
 //!
-//! The scalar steps run on the weights' `d × h` shape, every entry the same value, because the
-//! dealer's material has that shape: a norm clipping costs about what an Adam update's square
-//! root does ([`NormPlan::products`]).
+//! Steps 2–4 run on single values (the dealer's material for them is `1 × 1`): clipping by norm
+//! adds two weight-shaped products and one weight-shaped truncation to an update, and about
+//! 220 scalar products, mostly one round each ([`NormPlan::dealing`]).
 
 use spnn_crypto::compare::COMPARISON_PRODUCTS;
 
+use super::Dealing;
+use super::ItemShape::{self, Scalar, Weights};
 use super::adam::{max_rsqrt, rsqrt_plan};
 use super::scale::{PublicScale, truncation_shifts};
 use crate::config::SpnnConfig;
 use crate::error::{Result, SpnnError};
 
-/// Secure comparisons of one update: two per entry when clipping by value, one (on the norm)
-/// when clipping by norm, none otherwise.
-pub fn comparisons(config: &SpnnConfig) -> usize {
+/// The dealer's material for one update's clipping, in the holders' order: by value, two
+/// weight-shaped comparisons, their products and the two selections; by norm,
+/// [`NormPlan::dealing`]; nothing without clipping.
+pub fn dealing(config: &SpnnConfig) -> Result<Dealing> {
+    if config.grad_clip_norm > 0.0 {
+        return NormPlan::new(config)?.dealing();
+    }
     if config.grad_clip_value > 0.0 {
-        2
-    } else if config.grad_clip_norm > 0.0 {
-        1
-    } else {
-        0
+        return Ok(Dealing {
+            truncations: Vec::new(),
+            products: vec![Weights; 2 * COMPARISON_PRODUCTS + 2],
+            comparisons: vec![Weights; 2],
+        });
     }
-}
-
-/// Element-wise products of one update's clipping: by value, each comparison's and the two
-/// selections; by norm, [`NormPlan::products`].
-pub fn products(config: &SpnnConfig) -> Result<usize> {
-    if config.grad_clip_norm > 0.0 {
-        return Ok(NormPlan::new(config)?.products());
-    }
-    let comparisons = comparisons(config);
-    Ok(comparisons * COMPARISON_PRODUCTS + comparisons)
-}
-
-/// Truncation shifts of one update's clipping, in the holders' order: none by value, by norm
-/// [`NormPlan::shifts`].
-pub fn shifts(config: &SpnnConfig) -> Result<Vec<u32>> {
-    if config.grad_clip_norm > 0.0 {
-        return NormPlan::new(config)?.shifts();
-    }
-    Ok(Vec::new())
+    Ok(Dealing::default())
 }
 
 /// The public constants of clipping by norm (module docs).
@@ -118,14 +106,18 @@ impl NormPlan {
     }
 
     /// Element-wise products: `g∘g`, the comparison's, three per square-root step, `b·y`,
-    /// `g∘factor`.
-    pub fn products(&self) -> usize {
-        1 + COMPARISON_PRODUCTS + 3 * self.rsqrt_iterations as usize + 2
+    /// `g∘factor` — all but the first and the last on single values.
+    pub fn products(&self) -> Vec<ItemShape> {
+        let scalars = COMPARISON_PRODUCTS + 3 * self.rsqrt_iterations as usize + 1;
+        let mut products = vec![Weights];
+        products.extend(vec![Scalar; scalars]);
+        products.push(Weights);
+        products
     }
 
     /// Truncation shifts in the holders' order: `s/2^{2k}`, three per square-root step, the
-    /// public factor's, `g∘factor`.
-    pub fn shifts(&self) -> Result<Vec<u32>> {
+    /// public factor's (single values), `g∘factor` (the weights' shape).
+    pub fn shifts(&self) -> Result<Vec<(ItemShape, u32)>> {
         let f = self.frac_bits;
         let mut shifts = Vec::new();
         if self.k > 0 {
@@ -135,8 +127,19 @@ impl NormPlan {
             shifts.extend([f, 2 * f, f + 1]);
         }
         shifts.extend(truncation_shifts(f, f, &PublicScale::of(self.factor())?));
-        shifts.push(f);
-        Ok(shifts)
+        let mut shaped: Vec<(ItemShape, u32)> = shifts.into_iter().map(|s| (Scalar, s)).collect();
+        shaped.push((Weights, f));
+        Ok(shaped)
+    }
+
+    /// The dealer's material: [`NormPlan::shifts`], [`NormPlan::products`] and one comparison
+    /// of a single value.
+    pub fn dealing(&self) -> Result<Dealing> {
+        Ok(Dealing {
+            truncations: self.shifts()?,
+            products: self.products(),
+            comparisons: vec![Scalar],
+        })
     }
 
     /// The largest value (real) the square root's iterate reaches.

@@ -9,10 +9,7 @@ use std::thread::JoinHandle;
 use spnn_net::{Network, PartyId, Role};
 
 use super::policy::PartyPolicy;
-use super::{
-    backward_shifts, bundle, needs_truncations, pairwise, update_comparisons, update_products,
-    update_shifts,
-};
+use super::{Dealing, ItemShape, bundle, needs_truncations, pairwise};
 use crate::config::{Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
@@ -36,11 +33,12 @@ struct Prefetch {
     handle: JoinHandle<Result<pairwise::Dealt>>,
 }
 
-/// Truncation triples being prepared in the background for (purpose, step, shifts, products).
-type TruncationKey = (&'static str, u64, Vec<u32>, usize);
+/// A command's material being prepared in the background for (purpose, step, dealing).
+type TruncationKey = (&'static str, u64, Dealing);
 /// One dealt bundle: a seed per holder and holder 0's explicit matrices.
 type Dealt = (Vec<spnn_crypto::SecretSeed>, Vec<spnn_crypto::RingMatrix>);
-/// The truncation triples of one command, then its element-wise triples (if any).
+/// The truncation triples of one command, then its element-wise triples and its comparisons'
+/// material (each if any).
 type DealtTruncations = Vec<Dealt>;
 
 #[derive(Debug)]
@@ -64,49 +62,34 @@ pub(crate) struct DealerEngine {
 const BACKWARD: &str = "backward-truncations";
 const UPDATE: &str = "update-truncations";
 
-/// The secure comparisons of a command of `purpose`: an update's ([`update_comparisons`]).
-fn comparisons_of(config: &SpnnConfig, purpose: &str) -> usize {
-    if purpose == UPDATE {
-        update_comparisons(config)
-    } else {
-        0
-    }
-}
-
-/// Whether a command of `purpose` with these truncations and products has material to deal.
-fn anything_to_deal(config: &SpnnConfig, key: &TruncationKey) -> bool {
-    !key.2.is_empty() || key.3 > 0 || comparisons_of(config, key.0) > 0
-}
-
 impl DealerParams {
-    /// Truncation triples `[r, ⌊r/2^s⌋, b]` of the `d × h` weight shape, one per shift, for
-    /// values below `2^62` (module [`spnn_crypto::beaver`]; the holders check their own, tighter
-    /// bounds against it): a seed per holder and holder 0's explicit shares
-    /// ([`bundle::deal_truncations`]).
-    /// With `products > 0`, then that many element-wise triples of the same shape
-    /// ([`bundle::deal_products`], for gradient clipping and Adam); for an update, then the
-    /// material of its secure comparisons ([`bundle::deal_comparisons`], for gradient
-    /// clipping). Each part only if it is not empty, as the holders receive them.
-    fn deal_truncations(
-        &self,
-        purpose: &str,
-        step: u64,
-        shifts: &[u32],
-        products: usize,
-    ) -> Result<DealtTruncations> {
+    /// The material of one backward or update command ([`Dealing`]), for values below `2^62`
+    /// (module [`spnn_crypto::beaver`]; the holders check their own, tighter bounds against
+    /// it): its truncation triples `[r, ⌊r/2^s⌋, b]` ([`bundle::deal_truncations`]), its
+    /// element-wise triples ([`bundle::deal_products`], for gradient clipping and Adam) and its
+    /// comparisons' material ([`bundle::deal_comparisons`], for gradient clipping), each a seed
+    /// per holder and holder 0's explicit shares, and each only if it is not empty, as the
+    /// holders receive them.
+    fn deal(&self, purpose: &str, step: u64, dealing: &Dealing) -> Result<DealtTruncations> {
         let mut rng = self.config.randomness.rng(self.me, step, purpose);
-        let shape = (self.d, self.h);
+        let dims = |shape: &ItemShape| shape.dims(self.d, self.h);
         let k = self.holders.len();
         let mut dealt = Vec::new();
-        if !shifts.is_empty() {
-            dealt.push(bundle::deal_truncations(shape, shifts, k, &mut rng)?);
+        if !dealing.truncations.is_empty() {
+            let items: Vec<_> = dealing
+                .truncations
+                .iter()
+                .map(|(shape, shift)| (dims(shape), *shift))
+                .collect();
+            dealt.push(bundle::deal_truncations(&items, k, &mut rng)?);
         }
-        if products > 0 {
-            dealt.push(bundle::deal_products(shape, products, k, &mut rng)?);
+        if !dealing.products.is_empty() {
+            let shapes: Vec<_> = dealing.products.iter().map(dims).collect();
+            dealt.push(bundle::deal_products(&shapes, k, &mut rng)?);
         }
-        let comparisons = comparisons_of(&self.config, purpose);
-        if comparisons > 0 {
-            dealt.push(bundle::deal_comparisons(shape, comparisons, k, &mut rng)?);
+        if !dealing.comparisons.is_empty() {
+            let shapes: Vec<_> = dealing.comparisons.iter().map(dims).collect();
+            dealt.push(bundle::deal_comparisons(&shapes, k, &mut rng)?);
         }
         Ok(dealt)
     }
@@ -148,16 +131,14 @@ impl DealerEngine {
     /// Starts preparing the truncation triples of `key` on another thread.
     fn prefetch_truncations(&mut self, key: TruncationKey) {
         let p = &self.params;
-        if !needs_truncations(&p.config, p.kind) || !anything_to_deal(&p.config, &key) {
+        if !needs_truncations(&p.config, p.kind) || key.2.is_empty() {
             return;
         }
         let params = p.clone();
-        let (purpose, step, shifts, products) = key.clone();
+        let (purpose, step, dealing) = key.clone();
         self.truncations.push(TruncationPrefetch {
             key,
-            handle: std::thread::spawn(move || {
-                params.deal_truncations(purpose, step, &shifts, products)
-            }),
+            handle: std::thread::spawn(move || params.deal(purpose, step, &dealing)),
         });
     }
 
@@ -196,28 +177,26 @@ impl DealerEngine {
         });
         if train {
             let scale = self.params.config.gradient_scale.factor(batch);
-            let shifts = backward_shifts(&self.params.config, scale)?;
-            self.prefetch_truncations((BACKWARD, step, shifts, 0));
+            let dealing = Dealing::backward(&self.params.config, scale)?;
+            self.prefetch_truncations((BACKWARD, step, dealing));
         }
         Ok(())
     }
 
-    /// Sends the truncation triples of `(purpose, step, shifts)` and `products` element-wise
-    /// triples ([`DealerParams::deal_truncations`]): prepared in the background if they were
-    /// foreseen, dealt now otherwise.
+    /// Sends the material of `(purpose, step, dealing)` ([`DealerParams::deal`]): prepared in
+    /// the background if it was foreseen, dealt now otherwise.
     fn truncations(
         &mut self,
         net: &Network,
         purpose: &'static str,
         step: u64,
-        shifts: &[u32],
-        products: usize,
+        dealing: Dealing,
     ) -> Result<()> {
         let p = &self.params;
-        let key = (purpose, step, shifts.to_vec(), products);
-        if !needs_truncations(&p.config, p.kind) || !anything_to_deal(&p.config, &key) {
+        if !needs_truncations(&p.config, p.kind) || dealing.is_empty() {
             return Ok(());
         }
+        let key = (purpose, step, dealing);
         // What was prepared for this purpose is used if it is for this step and these shifts,
         // and stale otherwise (another step, or a learning rate that changed).
         let mut ready = None;
@@ -234,15 +213,16 @@ impl DealerEngine {
             Some(h) => h.join().map_err(|_| {
                 SpnnError::Config("the dealer's background thread panicked".into())
             })??,
-            None => p.deal_truncations(purpose, step, shifts, products)?,
+            None => p.deal(purpose, step, &key.2)?,
         };
         for (seeds, explicit) in dealt {
             for (seed, &holder) in seeds.into_iter().zip(&p.holders) {
                 net.send(holder, &DealerSeed(seed))?;
             }
             // In messages of bundle::message_sizes, which holder 0 expects.
+            let shapes: Vec<_> = explicit.iter().map(|m| m.shape()).collect();
             let mut rest = explicit.into_iter();
-            for size in bundle::message_sizes(rest.len(), (p.d, p.h)) {
+            for size in bundle::message_sizes(&shapes) {
                 net.send(
                     p.holders[0],
                     &DealerBundle(rest.by_ref().take(size).collect()),
@@ -262,23 +242,16 @@ impl DealerEngine {
                 self.forward(net, *step, batch, *train)
             }
             Command::Backward { step, scale } => {
-                let shifts = backward_shifts(&self.params.config, *scale)?;
-                self.truncations(net, BACKWARD, *step, &shifts, 0)
+                let dealing = Dealing::backward(&self.params.config, *scale)?;
+                self.truncations(net, BACKWARD, *step, dealing)
             }
             Command::Update { step, lr } => {
                 // Update `step` (from 0) is the `step + 1`-th: Adam's bias corrections.
                 let c = self.params.config;
                 let (t, next) = (step + 1, step + 2);
-                let products = update_products(&c, *lr, t)?;
-                self.truncations(net, UPDATE, *step, &update_shifts(&c, *lr, t)?, products)?;
+                self.truncations(net, UPDATE, *step, Dealing::update(&c, *lr, t)?)?;
                 // The next update most likely has the same learning rate.
-                let key = (
-                    UPDATE,
-                    step + 1,
-                    update_shifts(&c, *lr, next)?,
-                    update_products(&c, *lr, next)?,
-                );
-                self.prefetch_truncations(key);
+                self.prefetch_truncations((UPDATE, step + 1, Dealing::update(&c, *lr, next)?));
                 Ok(())
             }
             _ => Ok(()),

@@ -22,59 +22,95 @@ use crate::config::{Protocol, SpnnConfig};
 use crate::messages::LayerKind;
 use scale::{PublicScale, truncation_shifts};
 
-/// Truncation shifts of the backward step (`Xᵀ·cG` at `2f` times `1/c` into `f`).
-pub(crate) fn backward_shifts(config: &SpnnConfig, scale: f64) -> crate::error::Result<Vec<u32>> {
-    let f = config.frac_bits;
-    Ok(truncation_shifts(2 * f, f, &PublicScale::of(1.0 / scale)?))
+/// The shape of one dealt item: the weights' `d × h`, or a single value (the scalar steps of
+/// clipping by norm, [`clip`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemShape {
+    /// The weights' `d × h`.
+    Weights,
+    /// One value.
+    Scalar,
 }
 
-/// Truncation shifts of update `t` (from 1) with learning rate `lr`, in the holders' order:
-/// gradient clipping's ([`clip::shifts`]), then weight decay, momentum, dampening, the
-/// Nesterov step, the learning rate (module [`holder`]'s SPNN-SS update), or Adam's
-/// ([`adam::Plan::shifts`]).
-pub(crate) fn update_shifts(
-    config: &SpnnConfig,
-    lr: f64,
-    t: u64,
-) -> crate::error::Result<Vec<u32>> {
-    let mut shifts = clip::shifts(config)?;
-    if config.adam.is_some() {
-        shifts.extend(adam::Plan::new(config, lr, t)?.shifts()?);
-        return Ok(shifts);
-    }
-    let f = config.frac_bits;
-    let by = |c: f64| -> crate::error::Result<Vec<u32>> {
-        Ok(truncation_shifts(f, f, &PublicScale::of(c)?))
-    };
-    if config.weight_decay > 0.0 {
-        shifts.extend(by(config.weight_decay)?);
-    }
-    if config.momentum > 0.0 {
-        shifts.extend(by(config.momentum)?);
-        if config.dampening > 0.0 {
-            shifts.extend(by(1.0 - config.dampening)?);
+impl ItemShape {
+    /// The matrix shape of this item for weights of `d × h`.
+    pub fn dims(self, d: usize, h: usize) -> (usize, usize) {
+        match self {
+            Self::Weights => (d, h),
+            Self::Scalar => (1, 1),
         }
-        if config.nesterov {
+    }
+}
+
+/// The dealer's material for one backward or update command, in the order the holders use
+/// it: truncation triples (with their shifts), element-wise triples, comparisons' material.
+/// It depends only on the public configuration, the learning rate and the update's number.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dealing {
+    /// The truncations' shapes and shifts.
+    pub truncations: Vec<(ItemShape, u32)>,
+    /// The element-wise products' shapes.
+    pub products: Vec<ItemShape>,
+    /// The secure comparisons' shapes.
+    pub comparisons: Vec<ItemShape>,
+}
+
+impl Dealing {
+    /// Whether there is nothing to deal.
+    pub fn is_empty(&self) -> bool {
+        self.truncations.is_empty() && self.products.is_empty() && self.comparisons.is_empty()
+    }
+
+    /// The backward step's: truncations of `Xᵀ·cG` at `2f` times `1/c` into `f`.
+    pub fn backward(config: &SpnnConfig, scale: f64) -> crate::error::Result<Self> {
+        let f = config.frac_bits;
+        Ok(Self {
+            truncations: weights(truncation_shifts(2 * f, f, &PublicScale::of(1.0 / scale)?)),
+            ..Self::default()
+        })
+    }
+
+    /// Update `t`'s (from 1) with learning rate `lr`, in the holders' order: gradient
+    /// clipping's ([`clip`]), then weight decay, momentum, dampening, the Nesterov step, the
+    /// learning rate (module [`holder`]'s SPNN-SS update), or Adam's ([`adam::Plan`]).
+    pub fn update(config: &SpnnConfig, lr: f64, t: u64) -> crate::error::Result<Self> {
+        let mut dealing = clip::dealing(config)?;
+        if config.adam.is_some() {
+            let plan = adam::Plan::new(config, lr, t)?;
+            dealing.truncations.extend(weights(plan.shifts()?));
+            dealing
+                .products
+                .extend(vec![ItemShape::Weights; plan.products()]);
+            return Ok(dealing);
+        }
+        let f = config.frac_bits;
+        let by = |c: f64| -> crate::error::Result<Vec<(ItemShape, u32)>> {
+            Ok(weights(truncation_shifts(f, f, &PublicScale::of(c)?)))
+        };
+        let shifts = &mut dealing.truncations;
+        if config.weight_decay > 0.0 {
+            shifts.extend(by(config.weight_decay)?);
+        }
+        if config.momentum > 0.0 {
             shifts.extend(by(config.momentum)?);
+            if config.dampening > 0.0 {
+                shifts.extend(by(1.0 - config.dampening)?);
+            }
+            if config.nesterov {
+                shifts.extend(by(config.momentum)?);
+            }
         }
+        shifts.extend(by(lr)?);
+        Ok(dealing)
     }
-    shifts.extend(by(lr)?);
-    Ok(shifts)
 }
 
-/// Element-wise products of update `t`, in the holders' order: gradient clipping's
-/// ([`clip::products`]), then Adam's ([`adam::Plan::products`]; none for SGD).
-pub(crate) fn update_products(config: &SpnnConfig, lr: f64, t: u64) -> crate::error::Result<usize> {
-    let adam = match config.adam {
-        Some(_) => adam::Plan::new(config, lr, t)?.products(),
-        None => 0,
-    };
-    Ok(clip::products(config)? + adam)
-}
-
-/// Secure comparisons of one update: gradient clipping's ([`clip::comparisons`]).
-pub fn update_comparisons(config: &SpnnConfig) -> usize {
-    clip::comparisons(config)
+/// Shifts of weight-shaped truncations.
+fn weights(shifts: Vec<u32>) -> Vec<(ItemShape, u32)> {
+    shifts
+        .into_iter()
+        .map(|s| (ItemShape::Weights, s))
+        .collect()
 }
 
 /// Whether holders need dealt truncation triples: SPNN-SS weights, any number of holders.

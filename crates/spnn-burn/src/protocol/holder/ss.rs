@@ -33,7 +33,7 @@
 //! dampening `τ`), the step `s = v` or, with Nesterov momentum, `s = g + μ·v`, and
 //! `⟨W⟩ ← ⟨W⟩ − η·s`; each product by a public constant truncated exactly. Every update
 //! performs the same truncations (the dampened gradient is computed at the first update too),
-//! so the dealer foresees them from the configuration alone ([`update_shifts`]).
+//! so the dealer foresees them from the configuration alone ([`Dealing::update`]).
 //!
 //! Every truncation's input has a public bound ([`crate::protocol::bounds`]) that the holder
 //! tracks and checks: a run that would exceed the ring stops with an error.
@@ -45,7 +45,7 @@ use spnn_crypto::beaver::{
     MAX_TRUNCATION_BITS, TruncationShare, hadamard_product, truncation_finish, truncation_open,
 };
 use spnn_crypto::derive::derive_matrix;
-use spnn_crypto::{RingMatrix, Share};
+use spnn_crypto::{RingMatrix, SecretSeed, Share};
 use spnn_net::codec::{Blob, Codec, Reader};
 
 use super::record::ShareRecord;
@@ -56,10 +56,11 @@ use crate::messages::{DealerBundle, DealerSeed};
 use crate::protocol::adam::{Pieces, Plan, split_factor, value_of};
 use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
+use crate::protocol::bundle::{COMPARISON_EXPLICIT, PRODUCT_EXPLICIT, TRUNCATION_EXPLICIT};
 use crate::protocol::clip::NormPlan;
 use crate::protocol::pairwise::{Material, StepShape};
 use crate::protocol::scale::{PublicScale, truncation_shifts};
-use crate::protocol::{backward_shifts, update_comparisons, update_products, update_shifts};
+use crate::protocol::{Dealing, ItemShape};
 
 /// What a training forward leaves for its backward.
 struct Saved {
@@ -192,86 +193,71 @@ impl SsEngine {
             .map_err(|e| protocol(p.dealer, e.to_string()))
     }
 
-    /// Receives the truncation triples of one command ([`bundle::deal_truncations`]): a seed,
-    /// and for holder 0 its explicit shares of `⌊r/2^s⌋` and `b`.
-    fn receive_truncations(&mut self, p: &Party, shifts: &[u32]) -> Result<()> {
-        if shifts.is_empty() {
-            return Ok(());
+    /// Receives the dealer's material for one backward or update command ([`Dealing`]), in the
+    /// dealer's order: truncation triples ([`bundle::deal_truncations`]), element-wise triples
+    /// ([`bundle::deal_products`]), comparisons' material ([`bundle::deal_comparisons`]) —
+    /// each a seed, and for holder 0 its explicit shares — each only if not empty.
+    fn receive_dealing(&mut self, p: &Party, dealing: &Dealing) -> Result<()> {
+        let dims = |shape: &ItemShape| shape.dims(p.d, p.h);
+        if !dealing.truncations.is_empty() {
+            let shapes: Vec<_> = dealing.truncations.iter().map(|(s, _)| dims(s)).collect();
+            let (seed, explicit) =
+                Self::receive_part(p, &shapes, TRUNCATION_EXPLICIT, "truncation")?;
+            let triples = bundle::truncation_shares(&seed, p.me, explicit, &shapes);
+            let shifts = dealing.truncations.iter().map(|&(_, shift)| shift);
+            self.truncations.extend(shifts.zip(triples));
         }
-        let DealerSeed(seed) = p.net.recv(p.dealer)?;
-        let explicit = if p.me == 0 {
-            Self::receive_explicit(p, 2 * shifts.len(), "truncation")?
-        } else {
-            Vec::new()
-        };
-        let triples = bundle::truncation_shares(&seed, p.me, explicit, (p.d, p.h), shifts.len());
-        self.truncations.extend(shifts.iter().copied().zip(triples));
+        if !dealing.products.is_empty() {
+            let shapes: Vec<_> = dealing.products.iter().map(dims).collect();
+            let (seed, explicit) = Self::receive_part(p, &shapes, PRODUCT_EXPLICIT, "product")?;
+            self.products
+                .extend(bundle::product_shares(&seed, p.me, explicit, &shapes));
+        }
+        if !dealing.comparisons.is_empty() {
+            let shapes: Vec<_> = dealing.comparisons.iter().map(dims).collect();
+            let (seed, explicit) =
+                Self::receive_part(p, &shapes, COMPARISON_EXPLICIT, "comparison")?;
+            self.comparisons
+                .extend(bundle::comparison_shares(&seed, p.me, explicit, &shapes));
+        }
         Ok(())
     }
 
-    /// Receives `n` element-wise triples of the weights' shape ([`bundle::deal_products`]): a
-    /// seed, and for holder 0 its explicit shares of the products.
-    fn receive_products(&mut self, p: &Party, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
+    /// One part of a command's material: its seed, and for holder 0 its `per` explicit matrices
+    /// per item of `shapes`, in the messages of [`bundle::message_sizes`], each checked.
+    fn receive_part(
+        p: &Party,
+        shapes: &[(usize, usize)],
+        per: usize,
+        what: &str,
+    ) -> Result<(SecretSeed, Vec<RingMatrix>)> {
         let DealerSeed(seed) = p.net.recv(p.dealer)?;
-        let explicit = if p.me == 0 {
-            Self::receive_explicit(p, n, "product")?
-        } else {
-            Vec::new()
-        };
-        self.products
-            .extend(bundle::product_shares(&seed, p.me, explicit, (p.d, p.h), n));
-        Ok(())
-    }
-
-    /// Receives the material of `n` comparisons of the weights' shape
-    /// ([`bundle::deal_comparisons`]): a seed, and for holder 0 its explicit shares of the bits.
-    fn receive_comparisons(&mut self, p: &Party, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
+        if p.me != 0 {
+            return Ok((seed, Vec::new()));
         }
-        let DealerSeed(seed) = p.net.recv(p.dealer)?;
-        let explicit = if p.me == 0 {
-            let per = spnn_crypto::compare::COMPARISON_MATRICES - 1;
-            Self::receive_explicit(p, per * n, "comparison")?
-        } else {
-            Vec::new()
-        };
-        self.comparisons.extend(bundle::comparison_shares(
-            &seed,
-            p.me,
-            explicit,
-            (p.d, p.h),
-            n,
-        ));
-        Ok(())
-    }
-
-    /// Holder 0's `n` explicit matrices of the weights' shape from the dealer, in the messages
-    /// of [`bundle::message_sizes`], each checked.
-    fn receive_explicit(p: &Party, n: usize, what: &str) -> Result<Vec<RingMatrix>> {
-        let mut all = Vec::with_capacity(n);
-        for size in bundle::message_sizes(n, (p.d, p.h)) {
+        let expected = bundle::explicit_shapes(shapes, per);
+        let mut all = Vec::with_capacity(expected.len());
+        let mut offset = 0;
+        for size in bundle::message_sizes(&expected) {
             let DealerBundle(mats) = p.net.recv(p.dealer)?;
-            if mats.len() != size || mats.iter().any(|m| m.shape() != (p.d, p.h)) {
+            let want = &expected[offset..offset + size];
+            if mats.len() != size || mats.iter().zip(want).any(|(m, &s)| m.shape() != s) {
                 return Err(protocol(
                     p.dealer,
                     format!(
-                        "a {what} bundle of {} matrices, expected {size} of shape {:?}",
-                        mats.len(),
-                        (p.d, p.h)
+                        "a {what} bundle of {} matrices, expected {size} of the dealt shapes",
+                        mats.len()
                     ),
                 ));
             }
+            offset += size;
             all.extend(mats);
         }
-        Ok(all)
+        Ok((seed, all))
     }
 
-    /// The element-wise product `x ∘ y` of two shared matrices of the weights' shape, at the
-    /// sum of their scales: one opening of `x − a`, `y − b` among the holders.
+    /// The element-wise product `x ∘ y` of two shared matrices of the same shape (the dealt
+    /// triple's), at the sum of their scales: one opening of `x − a`, `y − b` among the holders.
     fn mul_shares(&mut self, p: &Party, x: &Share, y: &Share) -> Result<Share> {
         let [a, b, c] = self
             .products
@@ -316,9 +302,9 @@ impl SsEngine {
         let f = p.fp.frac_bits();
         let t = (tau * 2f64.powi(f as i32)).round();
         let what = "the weight gradient clipped by value";
-        let threshold = self.constant(p, t as u64, f)?;
-        let one = self.constant(p, 1, f)?;
-        let zero = self.constant(p, 0, f)?;
+        let threshold = self.constant(p, (p.d, p.h), t as u64, f)?;
+        let one = self.constant(p, (p.d, p.h), 1, f)?;
+        let zero = self.constant(p, (p.d, p.h), 0, f)?;
         // [g > τ] = [g − τ − 1 ≥ 0] and [g < −τ] = [−g − τ − 1 ≥ 0]: integers in ring units.
         let bound = g_bound + t + 1.0;
         let above = g.sub(&threshold)?.sub(&one)?;
@@ -392,11 +378,18 @@ impl SsEngine {
 }
 
 impl SsEngine {
-    /// A share of the public constant `value` (ring units at scale `2^frac`) in every entry:
+    /// A share of the public constant `value` (ring units at scale `2^frac`) in every entry of
+    /// a `rows × cols` matrix:
     /// holder 0 holds it, the others zero.
-    fn constant(&self, p: &Party, value: u64, frac: u32) -> Result<Share> {
-        let zero = Share::new(p.me, p.k(), frac, RingMatrix::zeros(p.d, p.h))?;
-        Ok(zero.add_public(&RingMatrix::from_vec(p.d, p.h, vec![value; p.d * p.h])?)?)
+    fn constant(
+        &self,
+        p: &Party,
+        (rows, cols): (usize, usize),
+        value: u64,
+        frac: u32,
+    ) -> Result<Share> {
+        let zero = Share::new(p.me, p.k(), frac, RingMatrix::zeros(rows, cols))?;
+        Ok(zero.add_public(&RingMatrix::from_vec(rows, cols, vec![value; rows * cols])?)?)
     }
 
     /// `a · c` for a public `c` given as 8-bit [`Pieces`], at `a`'s own scale, with the public
@@ -430,8 +423,8 @@ impl SsEngine {
     /// three products and three truncations per step. The caller checks the bounds first.
     fn rsqrt(&mut self, p: &Party, x: &Share, c: u32, iterations: u32) -> Result<Share> {
         let f = p.fp.frac_bits();
-        let three = self.constant(p, 3 << f, f)?;
-        let mut y = self.constant(p, 1 << (f - c), f)?;
+        let three = self.constant(p, x.shape(), 3 << f, f)?;
+        let mut y = self.constant(p, x.shape(), 1 << (f - c), f)?;
         for _ in 0..iterations {
             let xy = self.mul_shares(p, x, &y)?;
             let xy = self.truncate(p, &xy, f)?;
@@ -486,18 +479,18 @@ impl SsEngine {
         ] {
             ring_bits(bound, what)?;
         }
-        // s = ‖g‖² at 2^{2f}, every entry: each holder sums its own share of g∘g.
+        // s = ‖g‖² at 2^{2f}, a single value: each holder sums its own share of g∘g.
         let g2 = self.mul_shares(p, &g, &g)?;
         let total = g2
             .value()
             .as_slice()
             .iter()
             .fold(0u64, |a, &v| a.wrapping_add(v));
-        let s = g2.with_value(RingMatrix::from_vec(p.d, p.h, vec![total; p.d * p.h])?);
+        let s = g2.with_value(RingMatrix::from_vec(1, 1, vec![total])?);
         // b = [s > τ²] = [s − τ² − 1 ≥ 0]
         let above = s
-            .sub(&self.constant(p, plan.tau_squared_units, 2 * f)?)?
-            .sub(&self.constant(p, 1, 2 * f)?)?;
+            .sub(&self.constant(p, (1, 1), plan.tau_squared_units, 2 * f)?)?
+            .sub(&self.constant(p, (1, 1), 1, 2 * f)?)?;
         let b = self.non_negative(p, &above, s_bound + t + 1.0, "the squared norm")?;
         // y ≈ 2^k/‖g‖ from s/2^{2k}, read at 2^{2f}.
         let v = if plan.k > 0 {
@@ -507,11 +500,14 @@ impl SsEngine {
             s
         };
         let y = self.rsqrt(p, &v, plan.c, plan.rsqrt_iterations)?;
-        // factor = b·(τ·2^{−k})·y + (1 − b), at 2^f.
+        // factor = b·(τ·2^{−k})·y + (1 − b), at 2^f; every holder spreads its share of it over
+        // the weights' shape (a sharing of the factor in every entry).
         let by = self.mul_shares(p, &b, &y)?;
         let (scaled, _) = self.mul_public(p, by, y_max, plan.factor(), "the clipping factor")?;
-        let keep = self.constant(p, 1, 0)?.sub(&b)?.scalar_mul(1 << f);
+        let keep = self.constant(p, (1, 1), 1, 0)?.sub(&b)?.scalar_mul(1 << f);
         let factor = scaled.add(&keep.with_value_and_scale(keep.value().clone(), f))?;
+        let spread = vec![factor.value().as_slice()[0]; p.d * p.h];
+        let factor = factor.with_value(RingMatrix::from_vec(p.d, p.h, spread)?);
         let clipped = self.mul_shares(p, &g, &factor)?;
         let clipped = self.truncate(p, &clipped, f)?;
         Ok((clipped, g_bound * (1.0 + 16.0 / unit(f)) + 1.0))
@@ -610,9 +606,9 @@ impl SsEngine {
         // u = √v + ε' at 2^{2f}; q ≈ 1/u from below: u·q ≤ 2, q ≤ max_reciprocal.
         let root = self.mul_shares(p, &x, &y)?;
         let root = self.truncate(p, &root, f)?;
-        let u = root.add(&self.constant(p, plan.epsilon_units, 2 * f)?)?;
-        let two = self.constant(p, 2 << f, f)?;
-        let mut q = self.constant(p, 1 << (f - plan.c - 2), f)?;
+        let u = root.add(&self.constant(p, (p.d, p.h), plan.epsilon_units, 2 * f)?)?;
+        let two = self.constant(p, (p.d, p.h), 2 << f, f)?;
+        let mut q = self.constant(p, (p.d, p.h), 1 << (f - plan.c - 2), f)?;
         for _ in 0..plan.reciprocal_iterations {
             let uq = self.mul_shares(p, &u, &q)?;
             let uq = self.truncate(p, &uq, 2 * f)?;
@@ -727,7 +723,7 @@ impl Engine for SsEngine {
             GradientPart::Explicit(g) => g,
             GradientPart::Seed(seed) => bundle::derive(&seed, &[(b, h)]).remove(0),
         };
-        self.receive_truncations(p, &backward_shifts(&p.config, scale)?)?;
+        self.receive_dealing(p, &Dealing::backward(&p.config, scale)?)?;
         // 2. open F': ⟨cG⟩_m − V'_{o,m} to holder o
         let m = &saved.material;
         let received = p.exchange(|o| Ok(vec![g.sub(m.v2_of(o)?)?]))?;
@@ -780,9 +776,7 @@ impl Engine for SsEngine {
             ));
         }
         let t = step + 1;
-        self.receive_truncations(p, &update_shifts(&c, lr, t)?)?;
-        self.receive_products(p, update_products(&c, lr, t)?)?;
-        self.receive_comparisons(p, update_comparisons(&c))?;
+        self.receive_dealing(p, &Dealing::update(&c, lr, t)?)?;
         let zero = self.w.with_value(RingMatrix::zeros(p.d, p.h));
         let mut g = std::mem::replace(&mut self.pending, zero);
         let mut g_bound = std::mem::take(&mut self.pending_bound);
