@@ -10,6 +10,10 @@
 //! - `cargo bench -p spnn-bench --bench spnn_ss -- --adam` — breast cancer with Burn's Adam
 //!   (defaults, learning rate 0.001) for plaintext Burn, split learning and SPNN-SS (in-memory
 //!   and TLS), then SPNN-SS with the default SGD in the same run: what Adam on shares costs.
+//! - `cargo bench -p spnn-bench --bench spnn_ss -- --clip` — breast cancer with Burn's SGD and
+//!   gradient clipping by value (0.01), then by norm (0.1), for plaintext Burn, split learning
+//!   and SPNN-SS (in-memory and TLS), then SPNN-SS unclipped in the same run: what clipping on
+//!   shares costs.
 //! - `cargo bench -p spnn-bench --bench spnn_ss -- --census DATA_DIR` — Census-Income (from
 //!   `scripts/fetch-data.sh DATA_DIR`), batch 256, one epoch, without SPNN-HE (hours).
 //!   With `--adam`: plaintext Burn's Adam against SPNN-SS's Adam on shares (in-memory), the
@@ -99,6 +103,8 @@ fn main() {
         ]
     } else if flag("--adam").is_some() {
         adam(holders, epochs.unwrap_or(Setup::default().epochs))
+    } else if flag("--clip").is_some() {
+        clipping(holders, epochs.unwrap_or(Setup::default().epochs))
     } else {
         let defaults = Setup::default();
         let setup = Setup {
@@ -148,6 +154,43 @@ fn adam(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
         &data,
         &sgd,
         "SPNN-SS, in-memory, SGD",
+        Default::default(),
+        spnn::net::Network::in_memory(&roster, net),
+    ));
+    rows
+}
+
+/// Breast cancer with Burn's SGD and gradient clipping, by value then by norm, under every
+/// system but SPNN-HE (which refuses it), then SPNN-SS unclipped on the same data.
+fn clipping(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
+    let data = Data::new(spnn::data::embedded::breast_cancer(), holders).expect("embedded data");
+    let mut rows = Vec::new();
+    for (clipping, what) in [
+        ((0.01, 0.0), "clip by value 0.01"),
+        ((0.0, 0.1), "clip by norm 0.1"),
+    ] {
+        let setup = Setup {
+            holders,
+            epochs,
+            clipping,
+            ..Default::default()
+        };
+        for mut row in run(&data, &setup) {
+            row.system = format!("{}, {what}", row.system);
+            rows.push(row);
+        }
+    }
+    let roster = spnn::net::Roster::spnn(holders as u16, false).expect("k ≥ 2 holders");
+    let net = spnn::net::NetworkConfig::new(26).with_timeout(std::time::Duration::from_secs(600));
+    let unclipped = Setup {
+        holders,
+        epochs,
+        ..Setup::default()
+    };
+    rows.push(spnn(
+        &data,
+        &unclipped,
+        "SPNN-SS, in-memory, unclipped",
         Default::default(),
         spnn::net::Network::in_memory(&roster, net),
     ));

@@ -91,10 +91,12 @@ pub fn run(epochs: usize, accumulation: usize, artifacts: &std::path::Path) -> (
         .collect();
     let sim = simulation::start(
         holders,
-        // Burn's Adam with gradient clipping by value: the holders clip W's gradient on shares.
+        // ANCHOR: optimizer
+        // Burn's Adam with gradient clipping by norm: the holders clip W's gradient on shares.
         SessionSpec::new(32).with_optimizer(
-            AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Value(1.0))),
+            AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))),
         ),
+        // ANCHOR_END: optimizer
         NetworkConfig::new(1).with_timeout(Duration::from_secs(60)),
     )
     .expect("in-process parties");

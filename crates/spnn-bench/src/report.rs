@@ -71,7 +71,7 @@ pub fn scalability() -> Vec<ScalePoint> {
                 epochs: 1,
                 lr: 0.1,
                 holders,
-                adam: None,
+                ..Setup::default()
             };
             let data =
                 Data::synthetic(rows * 5 / 4, features, holders, 11).expect("synthetic data");

@@ -41,6 +41,9 @@ pub struct Setup {
     /// Burn's Adam with these parameters instead of SGD, for every system (SPNN-SS runs it on
     /// shares; SPNN-HE refuses it).
     pub adam: Option<AdamParams>,
+    /// Burn's gradient clipping `(by value, by norm)` for every system (zeros: none; SPNN-SS
+    /// runs it on shares; SPNN-HE refuses it).
+    pub clipping: (f64, f64),
 }
 
 impl Setup {
@@ -48,6 +51,8 @@ impl Setup {
     pub fn session_config(&self, config: SpnnConfig) -> SpnnConfig {
         SpnnConfig {
             adam: self.adam,
+            grad_clip_value: self.clipping.0,
+            grad_clip_norm: self.clipping.1,
             ..config
         }
     }
@@ -69,6 +74,7 @@ impl Default for Setup {
             lr: 0.1,
             holders: 2,
             adam: None,
+            clipping: (0.0, 0.0),
         }
     }
 }

@@ -404,8 +404,9 @@ fn clipped(g: &[f64], err_g: f64, tau: f64, u: f64, counts: &mut [usize; 2]) -> 
 /// holders' `g̃` is within `e` of `g` per entry, so `‖g̃ − g‖ ≤ √n·e`, and `min(1, τ/x)` moves
 /// by at most `τ/max(τ, x_min)²` per unit of `x` (`x_min = ‖g‖ − √n·e`). Computing the factor
 /// adds the square root's rounding (each truncation a unit, which moves `y ≈ 2^k/‖g̃‖` by at
-/// most `8·u·(1 + y)`) times `τ·2^{−k}`, the 16-bit multiplier's relative `2^{−16}` and a
-/// unit; the last product one more unit. Counts the updates clipped and seen.
+/// most `8·u·(1 + y)`) times `τ·2^{−k}`, the 16-bit multiplier's relative `2^{−16}`, the
+/// relative `u²·2^{2k}/‖g‖²` of `‖g‖²/2^{2k}`'s rounding and a unit; the last product one
+/// more unit. Counts the updates clipped and seen.
 fn norm_clipped(
     g: &[f64],
     err_g: f64,
@@ -420,7 +421,8 @@ fn norm_clipped(
     let factor = (tau / norm).min(1.0);
     let y = 2f64.powi(plan.k as i32) / (norm - e_norm).max(tau);
     let lipschitz = tau * e_norm / (norm - e_norm).max(tau).powi(2);
-    let computed = plan.factor() * 8.0 * u * (1.0 + y) + factor * 2f64.powi(-16) + 2.0 * u;
+    let coarse = factor * u * u * 2f64.powi(2 * plan.k as i32) / (norm - e_norm).max(tau).powi(2);
+    let computed = plan.factor() * 8.0 * u * (1.0 + y) + factor * 2f64.powi(-16) + 2.0 * u + coarse;
     let delta = lipschitz + computed;
     let g_abs = g.iter().fold(0f64, |m, v| m.max(v.abs()));
     counts[0] += usize::from(norm > tau);

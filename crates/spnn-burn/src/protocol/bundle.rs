@@ -51,6 +51,9 @@ pub(crate) fn explicit_shapes(shapes: &[(usize, usize)], per: usize) -> Vec<(usi
 /// Shapes of the matrices of a bundle, in order.
 pub(crate) type Shapes = Vec<(usize, usize)>;
 
+/// One holder's matrices of a bundle, item by item.
+type Items = Vec<Vec<RingMatrix>>;
+
 /// Derives the matrices of `shapes` from `seed` (what holder `i ≥ 1` does).
 pub(crate) fn derive(seed: &SecretSeed, shapes: &[(usize, usize)]) -> Vec<RingMatrix> {
     let mut rng = SecureRng::from_secret_seed(seed);
@@ -127,19 +130,41 @@ pub(crate) fn deal_truncations(
 ) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
     use spnn_crypto::beaver::{MAX_TRUNCATION_BITS, truncation_material};
     let shapes: Shapes = items.iter().map(|&(shape, _)| shape).collect();
-    let (seeds, derived) = derive_items(&shapes, 3, 1, holders, rng);
-    let mut explicit = Vec::with_capacity(TRUNCATION_EXPLICIT * items.len());
-    for (t, &(_, shift)) in items.iter().enumerate() {
-        let mut r = derived[0][t][0].clone();
-        for d in &derived[1..] {
-            r.add_assign(&d[t][0])?;
+    deal_items(&shapes, (3, 1), holders, rng, |t, derived| {
+        let r = derived.into_iter().next().expect("one derived matrix");
+        let [_, high, danger] = truncation_material(r, items[t].1, MAX_TRUNCATION_BITS)?;
+        Ok(vec![high, danger])
+    })
+}
+
+/// Deals items of `shapes`, `per` matrices each (`(per, derived)`): the first `derived` of
+/// each item are the sums of what every holder derives from its seed, so they never travel;
+/// `rest(t, those sums)` gives item `t`'s other matrices, of which holder 0 receives the value
+/// minus what the other holders derive. Returns one seed per holder and holder 0's explicit
+/// matrices.
+fn deal_items(
+    shapes: &[(usize, usize)],
+    (per, derived): (usize, usize),
+    holders: usize,
+    rng: &mut SecureRng,
+    rest: impl Fn(usize, Vec<RingMatrix>) -> Result<Vec<RingMatrix>>,
+) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
+    let (seeds, all) = derive_items(shapes, per, derived, holders, rng);
+    let mut explicit = Vec::with_capacity((per - derived) * shapes.len());
+    for t in 0..shapes.len() {
+        let mut sums = all[0][t].clone();
+        for (j, sum) in sums.iter_mut().enumerate() {
+            for other in &all[1..] {
+                sum.add_assign(&other[t][j])?;
+            }
         }
-        let [_, mut high, mut danger] = truncation_material(r, shift, MAX_TRUNCATION_BITS)?;
-        for d in &derived[1..] {
-            high.sub_assign(&d[t][1])?;
-            danger.sub_assign(&d[t][2])?;
+        let mut values = rest(t, sums)?;
+        for (j, value) in values.iter_mut().enumerate() {
+            for other in &all[1..] {
+                value.sub_assign(&other[t][derived + j])?;
+            }
         }
-        explicit.extend([high, danger]);
+        explicit.extend(values);
     }
     Ok((seeds, explicit))
 }
@@ -158,14 +183,13 @@ pub(crate) fn truncation_shares(
 /// One seed per holder and, by holder, the matrices each derives from it for items of
 /// `shapes` with `per` matrices each: holder 0 the first `first_derives` of each item, every
 /// other holder all of them.
-#[allow(clippy::type_complexity)]
 fn derive_items(
     shapes: &[(usize, usize)],
     per: usize,
     first_derives: usize,
     holders: usize,
     rng: &mut SecureRng,
-) -> (Vec<SecretSeed>, Vec<Vec<Vec<RingMatrix>>>) {
+) -> (Vec<SecretSeed>, Vec<Items>) {
     let seeds: Vec<SecretSeed> = (0..holders).map(|_| rng.secret_seed()).collect();
     let derived = seeds
         .iter()
@@ -225,21 +249,9 @@ pub(crate) fn deal_products(
     holders: usize,
     rng: &mut SecureRng,
 ) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
-    let (seeds, derived) = derive_items(shapes, 3, 2, holders, rng);
-    let mut explicit = Vec::with_capacity(PRODUCT_EXPLICIT * shapes.len());
-    for t in 0..shapes.len() {
-        let (mut a, mut b) = (derived[0][t][0].clone(), derived[0][t][1].clone());
-        for d in &derived[1..] {
-            a.add_assign(&d[t][0])?;
-            b.add_assign(&d[t][1])?;
-        }
-        let mut c = a.hadamard(&b)?;
-        for d in &derived[1..] {
-            c.sub_assign(&d[t][2])?;
-        }
-        explicit.push(c);
-    }
-    Ok((seeds, explicit))
+    deal_items(shapes, (3, 2), holders, rng, |_, ab| {
+        Ok(vec![ab[0].hadamard(&ab[1])?])
+    })
 }
 
 /// Holder `me`'s shares `[a, b, c]` of the element-wise triples of [`deal_products`].
@@ -262,22 +274,10 @@ pub(crate) fn deal_comparisons(
     rng: &mut SecureRng,
 ) -> Result<(Vec<SecretSeed>, Vec<RingMatrix>)> {
     use spnn_crypto::compare::{COMPARISON_MATRICES, comparison_material};
-    let (seeds, derived) = derive_items(shapes, COMPARISON_MATRICES, 1, holders, rng);
-    let mut explicit = Vec::with_capacity(COMPARISON_EXPLICIT * shapes.len());
-    for t in 0..shapes.len() {
-        let mut r = derived[0][t][0].clone();
-        for d in &derived[1..] {
-            r.add_assign(&d[t][0])?;
-        }
-        let mut bits: Vec<RingMatrix> = comparison_material(r).into_iter().skip(1).collect();
-        for (j, bit) in bits.iter_mut().enumerate() {
-            for d in &derived[1..] {
-                bit.sub_assign(&d[t][1 + j])?;
-            }
-        }
-        explicit.extend(bits);
-    }
-    Ok((seeds, explicit))
+    deal_items(shapes, (COMPARISON_MATRICES, 1), holders, rng, |_, r| {
+        let r = r.into_iter().next().expect("one derived matrix");
+        Ok(comparison_material(r).into_iter().skip(1).collect())
+    })
 }
 
 /// Holder `me`'s shares `[r, r_0, …, r_62]` of the comparisons of [`deal_comparisons`].

@@ -17,9 +17,10 @@
 //! 3. `y ≈ 2^k/√s`: Adam's Newton inverse square root ([`super::adam`], its start and length
 //!    from [`super::adam::rsqrt_plan`]) of `s/2^{2k}`, `k = max(0, 2f − 29)`, which puts every
 //!    `s` the ring holds inside the iteration's domain `4^c`;
-//! 4. the factor `b·(τ·2^{−k})·y + (1 − b)` — `τ/‖g‖` when the norm exceeds `τ`, exactly 1
-//!    otherwise — one product and one public multiplication; then `g ← g∘factor`, one product
-//!    and one truncation.
+//! 4. the factor `b·(τ·2^{−k})·y + (1 − b)` — `τ/‖g‖` when the norm exceeds `τ`, 1 otherwise
+//!    (each up to rounding: [`NormPlan::max_factor`] bounds it, and a `τ` whose rounding could
+//!    push it more than [`MAX_FACTOR_EXCESS`] above 1 is refused) — one product and one public
+//!    multiplication; then `g ← g∘factor`, one product and one truncation.
 //!
 //! Steps 2–4 run on single values (the dealer's material for them is `1 × 1`): clipping by norm
 //! adds two weight-shaped products and one weight-shaped truncation to an update, and about
@@ -50,6 +51,10 @@ pub fn dealing(config: &SpnnConfig) -> Result<Dealing> {
     }
     Ok(Dealing::default())
 }
+
+/// How far above 1 the computed factor of clipping by norm may be ([`NormPlan::max_factor`]):
+/// a threshold whose rounding could amplify a gradient by more is refused.
+pub const MAX_FACTOR_EXCESS: f64 = 1.0 / 256.0;
 
 /// The public constants of clipping by norm (module docs).
 #[derive(Clone, Debug, PartialEq)]
@@ -97,7 +102,46 @@ impl NormPlan {
             rsqrt_iterations,
         };
         PublicScale::of(plan.factor())?;
+        let largest = plan.max_factor();
+        if largest.is_nan() || largest > 1.0 + MAX_FACTOR_EXCESS {
+            // Near a small τ, ‖g‖²/2^{2k} keeps few units; a large τ·2^{−k} multiplies the
+            // square root's rounding.
+            let small = plan.tau * 2f64.powi(-(plan.k as i32)) < 2f64.powi(-(f as i32) / 2);
+            return Err(SpnnError::Config(format!(
+                "gradient clipping by norm {tau} at {f} fractional bits: the factor τ/‖g‖ on \
+                 shares could reach {largest:.4}, more than {MAX_FACTOR_EXCESS:.4} above 1, \
+                 because {}: use {}",
+                if small {
+                    "its square root runs on ‖g‖²/2^{2k}, which keeps too few units near so \
+                     small a τ"
+                } else {
+                    "so large a τ multiplies the square root's rounding"
+                },
+                if small {
+                    "a larger τ or fewer fractional bits"
+                } else {
+                    "a smaller τ or more fractional bits"
+                }
+            )));
+        }
         Ok(plan)
+    }
+
+    /// The largest factor the holders can compute (module docs, step 4), rounding included.
+    /// Where the norm is below `τ` it is 1 plus at most a unit `u = 2^{−f}` (the truncation of
+    /// `b·y = 0` may round up). Where it is above, `s > τ²`, so `s/2^{2k}`, truncated, is at
+    /// least `v = τ²·2^{−2k} − u²`; the square root from below ends within `8u·(1 + y)` of
+    /// `1/√v` (a unit per truncation, as Adam's tracking bound); the public factor `τ·2^{−k}`
+    /// is a 16-bit multiplier (relative `2^{−16}`) and its truncation another unit.
+    pub fn max_factor(&self) -> f64 {
+        let u = 2f64.powi(-(self.frac_bits as i32));
+        let v = self.tau * self.tau * 2f64.powi(-2 * self.k as i32) - u * u;
+        if v <= 0.0 {
+            return f64::INFINITY;
+        }
+        let y = 1.0 / v.sqrt();
+        let y = y + 8.0 * u * (1.0 + y);
+        (self.factor() * y * (1.0 + 2f64.powi(-16)) + u).max(1.0 + u)
     }
 
     /// The public factor `τ·2^{−k}` that turns `y ≈ 2^k/‖g‖` into `τ/‖g‖`.
@@ -188,6 +232,56 @@ mod tests {
         }
     }
 
+    /// The holders' scalar steps simulated in integers (every truncation a floor, rounded up
+    /// by one unit at random, as the exact truncation may), for norms from just above `τ` to
+    /// far above: the factor never exceeds [`NormPlan::max_factor`], and stays within
+    /// `8u·(τ·2^{−k} + τ/‖g‖) + 2u` (`u = 2^{−f}`), the multiplier's relative `2^{−16}` and the
+    /// relative `u²·2^{2k}/‖g‖²` of `‖g‖²/2^{2k}`'s rounding, of Burn's `τ/‖g‖`.
+    #[test]
+    fn the_factor_in_fixed_point_stays_below_its_bound() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for (f, tau) in [(16, 0.002), (16, 1.0), (16, 200.0), (17, 0.01), (19, 4.0)] {
+            let config = SpnnConfig {
+                grad_clip_norm: tau,
+                ..SpnnConfig::default().with_frac_bits(f)
+            };
+            let plan = NormPlan::new(&config).unwrap();
+            let one = 1i128 << f;
+            let mut trunc = |v: i128, s: u32| (v >> s) + i128::from(rng.random_bool(0.5));
+            for ratio in [1.0 + 1e-9, 1.0001, 1.01, 1.5, 10.0, 1e3] {
+                let norm = tau * ratio;
+                let s = (norm * norm * 2f64.powi(2 * f as i32)).round() as i128;
+                if s >= 1 << 62 {
+                    continue;
+                }
+                let v = trunc(s, 2 * plan.k);
+                let mut y = 1i128 << (f - plan.c);
+                for _ in 0..plan.rsqrt_iterations {
+                    let xy = trunc(v * y, f);
+                    let xyy = trunc(xy * y, 2 * f);
+                    y = trunc(y * (3 * one - xyy), f + 1);
+                }
+                let scale = PublicScale::of(plan.factor()).unwrap();
+                let factor = trunc(y * scale.m as i128, scale.shift) as f64 / one as f64;
+                assert!(
+                    factor <= plan.max_factor(),
+                    "f {f}, τ {tau}, ‖g‖/τ {ratio}: {factor} > {}",
+                    plan.max_factor()
+                );
+                let burn = (tau / norm).min(1.0);
+                let u = 1.0 / one as f64;
+                let coarse = burn * u * u * 2f64.powi(2 * plan.k as i32) / (norm * norm);
+                let within =
+                    8.0 * u * (plan.factor() + burn) + burn * 2f64.powi(-16) + 2.0 * u + coarse;
+                assert!(
+                    (factor - burn).abs() <= within,
+                    "f {f}, τ {tau}, ‖g‖/τ {ratio}: {factor} vs Burn's {burn}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_thresholds_and_scales_are_refused() {
         for (f, tau) in [
@@ -201,7 +295,8 @@ mod tests {
                 grad_clip_norm: tau,
                 ..SpnnConfig::default().with_frac_bits(f)
             };
-            assert!(NormPlan::new(&config).is_err(), "f {f}, τ {tau}");
+            let e = NormPlan::new(&config).unwrap_err().to_string();
+            assert!(e.contains("norm"), "f {f}, τ {tau}: {e}");
         }
     }
 }

@@ -440,8 +440,8 @@ impl SsEngine {
 
     /// Burn's gradient clipping by norm on the shares (module [`crate::protocol::clip`]):
     /// `g·min(1, τ/‖g‖)` for `g` with bound `g_bound` (ring units at `2^f`). Every bound is
-    /// checked before anything is computed; the result's bound is `g_bound` grown by the
-    /// factor's rounding (it never exceeds 1 by more than a few units of `2^{−f}`).
+    /// checked before anything is computed; the result's bound is `g_bound` times the largest
+    /// factor rounding allows ([`NormPlan::max_factor`], at most `1 + 2^{−8}`), plus a unit.
     fn clip_norm(
         &mut self,
         p: &Party,
@@ -475,7 +475,10 @@ impl SsEngine {
                 "y·(3 − x·y²) in the norm's square root",
             ),
             (y_max * 256.0 * 256.0, "the clipping factor"),
-            (g_bound * (unit(f) + 16.0), "the clipped gradient"),
+            (
+                g_bound * plan.max_factor() * unit(f),
+                "the clipped gradient",
+            ),
         ] {
             ring_bits(bound, what)?;
         }
@@ -510,7 +513,7 @@ impl SsEngine {
         let factor = factor.with_value(RingMatrix::from_vec(p.d, p.h, spread)?);
         let clipped = self.mul_shares(p, &g, &factor)?;
         let clipped = self.truncate(p, &clipped, f)?;
-        Ok((clipped, g_bound * (1.0 + 16.0 / unit(f)) + 1.0))
+        Ok((clipped, g_bound * plan.max_factor() + 1.0))
     }
 
     /// Adam's update on the shares (module [`crate::protocol::adam`]): AdamW's decay, the
