@@ -143,21 +143,27 @@ fn adam(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
     for row in &mut rows {
         row.system = format!("{}, Adam", row.system);
     }
+    rows.push(in_memory_sgd(&data, epochs, "SPNN-SS, in-memory, SGD", 24));
+    rows
+}
+
+/// SPNN-SS in memory with the default SGD for `epochs` on `data`: a run's reference row.
+fn in_memory_sgd(data: &Data, epochs: usize, label: &str, seed: u64) -> spnn_bench::systems::Row {
+    let holders = data.holders.len();
     let roster = spnn::net::Roster::spnn(holders as u16, false).expect("k ≥ 2 holders");
-    let net = spnn::net::NetworkConfig::new(24).with_timeout(std::time::Duration::from_secs(600));
+    let net = spnn::net::NetworkConfig::new(seed).with_timeout(std::time::Duration::from_secs(600));
     let sgd = Setup {
         holders,
         epochs,
         ..Setup::default()
     };
-    rows.push(spnn(
-        &data,
+    spnn(
+        data,
         &sgd,
-        "SPNN-SS, in-memory, SGD",
+        label,
         Default::default(),
         spnn::net::Network::in_memory(&roster, net),
-    ));
-    rows
+    )
 }
 
 /// Breast cancer with Burn's SGD and gradient clipping, by value then by norm, under every
@@ -180,19 +186,11 @@ fn clipping(holders: usize, epochs: usize) -> Vec<spnn_bench::systems::Row> {
             rows.push(row);
         }
     }
-    let roster = spnn::net::Roster::spnn(holders as u16, false).expect("k ≥ 2 holders");
-    let net = spnn::net::NetworkConfig::new(26).with_timeout(std::time::Duration::from_secs(600));
-    let unclipped = Setup {
-        holders,
-        epochs,
-        ..Setup::default()
-    };
-    rows.push(spnn(
+    rows.push(in_memory_sgd(
         &data,
-        &unclipped,
+        epochs,
         "SPNN-SS, in-memory, unclipped",
-        Default::default(),
-        spnn::net::Network::in_memory(&roster, net),
+        26,
     ));
     rows
 }

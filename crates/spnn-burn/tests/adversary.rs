@@ -995,7 +995,7 @@ fn a_holder_learns_nothing_of_the_gradient_from_clippings_comparisons() {
         let r = run(k, clipped, |d| d);
         let truth = plaintext_weight_gradient(&r);
         // The first comparison's input is g − τ − 1.
-        let tau = (r.config.grad_clip_value * 2f64.powi(r.config.frac_bits as i32)) as u64;
+        let tau = (r.config.grad_clip_value * 2f64.powi(r.config.frac_bits as i32)).round() as u64;
         let attack = |o, others| {
             holder_comparison_attack(&r, o, ((r.data.d(), HIDDEN[0]), 0), others)
                 .map(|v| v.wrapping_add(tau + 1))
