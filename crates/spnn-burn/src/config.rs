@@ -655,7 +655,7 @@ impl SpnnConfig {
     }
 
     /// The element-wise products (each one opening among the holders and one dealt triple) an
-    /// SPNN-SS update performs: gradient clipping's ([`crate::protocol::clip::products`]) and
+    /// SPNN-SS update performs: gradient clipping's ([`crate::protocol::clip::dealing`]) and
     /// Adam's ([`crate::protocol::adam::Plan::products`]); none for plain SGD.
     pub fn update_products(&self, lr: f64) -> Result<u64> {
         Ok(self.update_dealing(lr)?.products.len() as u64)
