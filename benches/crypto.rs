@@ -121,6 +121,43 @@ fn paillier(c: &mut Criterion) {
     g.finish();
 }
 
+/// Okamoto–Uchiyama at 2048 bits, the operations of `paillier` above (its plaintexts hold a
+/// third of the bits: `plaintext_bits` is printed).
+fn okamoto_uchiyama(c: &mut Criterion) {
+    use spnn_crypto::ou;
+    let mut rng = SecureRng::insecure_from_seed_for_tests(5);
+    let kp = ou::Keypair::generate(KeySize::Bits2048, &mut rng);
+    let (pk, sk) = (&kp.public, &kp.secret);
+    println!(
+        "ou_2048: modulus {} bits, plaintexts below 2^{}",
+        pk.bits(),
+        pk.plaintext_bits()
+    );
+    let m = Integer::from(0x1234_5678_9abc_def0u64);
+    let ct = pk.encrypt(&m, &mut rng).unwrap();
+    let ct2 = pk.encrypt(&m, &mut rng).unwrap();
+    let mut g = c.benchmark_group("ou_2048");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function("keygen", |b| {
+        b.iter(|| black_box(ou::Keypair::generate(KeySize::Bits2048, &mut rng)))
+    });
+    g.bench_function("encrypt_fixed_base", |b| {
+        b.iter(|| black_box(pk.encrypt(&m, &mut rng).unwrap()))
+    });
+    g.bench_function("decrypt", |b| b.iter(|| black_box(sk.decrypt(&ct))));
+    g.bench_function("add", |b| b.iter(|| black_box(pk.add(&ct, &ct2))));
+    let scalar = Integer::from(u64::MAX - 12345);
+    g.bench_function("mul_scalar_64bit", |b| {
+        b.iter(|| black_box(pk.mul_scalar(&ct, &scalar).unwrap()))
+    });
+    let feature = Integer::from((1u64 << 21) + 12345);
+    g.bench_function("mul_scalar_22bit", |b| {
+        b.iter(|| black_box(pk.mul_scalar(&ct, &feature).unwrap()))
+    });
+    g.finish();
+}
+
 /// SPNN-HE's products at the breast-cancer shapes (batch 64, a holder's 15 features encoded
 /// below 2^22, `h` = 64 in packed cells of the protocol's slot width): the forward
 /// `X_j (64 × 15) ⊗ Enc(W) (15 × ⌈64 / slots⌉)` and the backward
@@ -197,5 +234,12 @@ fn psi(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ring_matmul, paillier, he_products, psi);
+criterion_group!(
+    benches,
+    ring_matmul,
+    paillier,
+    okamoto_uchiyama,
+    he_products,
+    psi
+);
 criterion_main!(benches);

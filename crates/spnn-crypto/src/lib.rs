@@ -23,6 +23,7 @@ pub mod derive;
 pub mod error;
 pub mod fixed;
 pub mod integer;
+pub mod ou;
 pub mod paillier;
 pub mod psi;
 pub mod ring;

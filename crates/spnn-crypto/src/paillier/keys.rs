@@ -400,7 +400,9 @@ pub struct Keypair {
 
 /// A random prime of exactly `bits` bits whose top two bits are set (so a product of two has
 /// exactly `2·bits` bits).
-fn random_prime(bits: u32, rng: &mut SecureRng) -> Integer {
+/// A random prime of exactly `bits` bits, its top two bits set (so products of two have exactly
+/// twice the bits).
+pub(crate) fn random_prime(bits: u32, rng: &mut SecureRng) -> Integer {
     loop {
         let mut bytes = vec![0u8; bits.div_ceil(8) as usize];
         rng.fill_bytes(&mut bytes);

@@ -23,12 +23,13 @@
 //! exponentiation in decryption) are outside the semi-honest, remote threat model of spnn.
 
 mod ciphertext;
-mod fixed_base;
+pub(crate) mod fixed_base;
 mod keys;
 mod matrix;
 mod packing;
 
 pub use ciphertext::Ciphertext;
+pub(crate) use keys::random_prime;
 pub use keys::{
     CIRCUIT_PRIVACY_MARGIN_BITS, KeyId, KeySize, Keypair, MIN_SECURE_BITS, PublicKey,
     PublicKeyData, SecretKey, SecretKeyData,
