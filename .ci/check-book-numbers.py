@@ -20,7 +20,7 @@ BOOK = Path(__file__).resolve().parent.parent / "book" / "src"
 PAGES = {
     "performance.md": (["bench/results.md", "bench/suite-output.txt", "bench/criterion.md",
                         "bench/before-issue-13.md", "bench/cold-build.md",
-                        "bench/synthetic.md", "bench/align-million.txt", "bench/he-holders.txt", "bench/he-synthetic-3.txt", "bench/adam.txt", "bench/census-adam.txt", "bench/clip.txt",
+                        "bench/synthetic.md", "bench/align-million.txt", "bench/he-holders.txt", "bench/he-synthetic-3.txt", "bench/adam.txt", "bench/census-adam.txt", "bench/clip.txt", "bench/ou-kernels.txt",
                         "privynet/run-output.txt",
                         "privynet/quick-output.txt", "privynet/quickstart-output.txt"], None),
     "label-holder.md": (["bench/labels/results.md"], "Measured trade-off"),
