@@ -222,13 +222,27 @@ fn launch(
         None
     };
     let server = networks[0].clone();
-    let session = match (bottoms > 0, unmasked) {
+    let established = match (bottoms > 0, unmasked) {
         #[cfg(feature = "insecure-test-hooks")]
-        (true, true) => {
-            ServerSession::establish_unmasked_bottom_models_for_baselines(server, spec)?
+        (true, true) => ServerSession::establish_unmasked_bottom_models_for_baselines(server, spec),
+        (true, _) => ServerSession::establish_bottom_models(server, spec),
+        (false, _) => ServerSession::establish(server, spec),
+    };
+    let session = match established {
+        Ok(session) => session,
+        Err(e) => {
+            // The server's end closes, so every party still waiting for it stops now; each is
+            // joined before the error returns (a holder left running would keep its files,
+            // such as a forward ledger's lock, from the next session).
+            networks[0].close();
+            for h in handles {
+                let _ = h.join();
+            }
+            if let Some(d) = dealer {
+                let _ = d.join();
+            }
+            return Err(e);
         }
-        (true, _) => ServerSession::establish_bottom_models(server, spec)?,
-        (false, _) => ServerSession::establish(server, spec)?,
     };
     Ok(Simulation {
         session,
@@ -254,18 +268,22 @@ impl Simulation {
     pub fn finish(self) -> Result<Vec<HolderSummary>> {
         let shutdown = self.session.shutdown();
         drop(self.session);
-        let summaries = self
+        // Every party's thread is joined before any error is returned: a holder still running
+        // after `finish` would keep its files (a forward ledger's lock) from the next session.
+        let holders: Vec<Result<HolderSummary>> = self
             .holders
             .into_iter()
             .map(|h| {
                 h.join()
                     .map_err(|_| SpnnError::Config("a holder thread panicked".into()))?
             })
-            .collect::<Result<Vec<_>>>()?;
-        if let Some(d) = self.dealer {
+            .collect();
+        let dealer = self.dealer.map(|d| {
             d.join()
-                .map_err(|_| SpnnError::Config("the dealer thread panicked".into()))??;
-        }
+                .map_err(|_| SpnnError::Config("the dealer thread panicked".into()))?
+        });
+        let summaries = holders.into_iter().collect::<Result<Vec<_>>>()?;
+        dealer.transpose()?;
         shutdown?;
         Ok(summaries)
     }
