@@ -145,6 +145,12 @@ fn okamoto_uchiyama(c: &mut Criterion) {
     g.bench_function("encrypt_fixed_base", |b| {
         b.iter(|| black_box(pk.encrypt(&m, &mut rng).unwrap()))
     });
+    // What SPNN-HE would encrypt: five packed 133-bit slots (and, as a re-randomisation's
+    // mask, the same size again: g^M·h^r).
+    let packed = (Integer::from(1) << 665) - 12345u32;
+    g.bench_function("encrypt_665bit", |b| {
+        b.iter(|| black_box(pk.encrypt(&packed, &mut rng).unwrap()))
+    });
     g.bench_function("decrypt", |b| b.iter(|| black_box(sk.decrypt(&ct))));
     g.bench_function("add", |b| b.iter(|| black_box(pk.add(&ct, &ct2))));
     let scalar = Integer::from(u64::MAX - 12345);

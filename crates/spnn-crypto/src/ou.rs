@@ -8,19 +8,30 @@
 //! result stays below `p` — only about a third of the modulus, against Paillier's whole `n`: a
 //! ciphertext of the same size carries a third of the slots.
 //!
-//! **Speed-ups**, as for Paillier ([`crate::paillier`]): `h^r` from a fixed-base table with a
-//! short exponent `r` of four times the security level (DJN-style; the same argument as
-//! Paillier's `h_s^a`), and a decryption that only the key owner can run, one exponentiation
-//! mod `p²` with a `|p|`-bit exponent. Negative plaintexts are `m mod p`, read back as signed.
+//! **Speed-ups.** `g^m` and `h^r` both come from fixed-base tables (8-bit windows, as
+//! Paillier's `h_s^a`, [`crate::paillier`]): `g`'s covers every plaintext, `h`'s a short
+//! exponent `r` of four times the security level; a negative plaintext uses `g^{−|m|}` by an
+//! inversion. Decryption, which only the key owner can run, is one exponentiation mod `p²` with
+//! a `|p|`-bit exponent. Negative plaintexts decrypt as `m mod p`, read back as signed.
 //!
-//! **Security.** Breaking it means factoring `n = p²·q`; no method factors such a modulus
-//! faster than an RSA modulus of the same size (the lattice method of Boneh, Durfee and
-//! Howgrave-Graham helps only for `p^r·q` with large `r`). So 2048-bit moduli give about 112
-//! bits, 3072-bit about 128 ([`crate::paillier::KeySize`]), as SecretFlow's HEU ships them.
+//! **Security.** Recovering a plaintext is as hard as factoring `n = p²·q`, and no known
+//! method factors such a modulus faster than an RSA modulus of the same size (the lattice
+//! method of Boneh, Durfee and Howgrave-Graham helps only for `p^r·q` with large `r`): 2048-bit
+//! moduli for about 112-bit security, 3072-bit for about 128 ([`crate::paillier::KeySize`]),
+//! as SecretFlow's HEU ships them. Semantic security rests on the *p-subgroup* assumption of
+//! Okamoto and Uchiyama's paper, and the short `r` on a further, heuristic one: that
+//! `h^r` for a 448-bit `r` is indistinguishable from `h^r` for a uniform `r` in a group of
+//! unknown order (Pollard-λ on the exponent costs about `2^224`). OU is **not** secure against
+//! chosen ciphertexts: one decryption of a plaintext `M ≥ p` reveals `M mod p` and so `p`. A
+//! protocol may use it only where every decrypted value is below `p` by construction and the
+//! parties are semi-honest; the checks of [`PublicKey::ciphertext_from_bytes`] cannot prevent
+//! that attack. Timing side channels (table lookups indexed by secret exponents, GMP's
+//! variable-time exponentiation in decryption) are outside the semi-honest, remote threat
+//! model, as for Paillier.
 //!
 //! **Status.** Kernels only (keys, encryption, decryption, the homomorphic operations, checked
 //! ciphertexts), benchmarked beside Paillier in `cargo bench --bench crypto`; SPNN-HE does not
-//! use them yet (no scheme trait).
+//! use them (no scheme trait), and ciphertexts carry no key id yet.
 
 use rug::integer::Order;
 use rug::{Complete, Integer};
@@ -32,10 +43,10 @@ use crate::paillier::random_prime;
 use crate::rng::SecureRng;
 use rand::RngCore;
 
-/// An Okamoto–Uchiyama public key `(n, g, h)` with the fixed-base table of `h`.
+/// An Okamoto–Uchiyama public key `(n, g, h)` with the fixed-base tables of `g` and `h`.
 pub struct PublicKey {
     n: Integer,
-    g: Integer,
+    g_table: FixedBaseTable,
     h_table: FixedBaseTable,
     randomness_bits: u32,
     plaintext_bits: u32,
@@ -106,13 +117,14 @@ impl Keypair {
             }
         };
         let h = g.clone().pow_mod(&n, &n).expect("positive exponent");
+        // Every plaintext below 2^{|p| − 2} in magnitude is below p/2.
+        let plaintext_bits = prime_bits - 2;
         let public = PublicKey {
+            g_table: FixedBaseTable::new(&g, &n, plaintext_bits),
             h_table: FixedBaseTable::new(&h, &n, randomness_bits),
             n,
-            g,
             randomness_bits,
-            // Every plaintext below 2^{|p| − 2} in magnitude is below p/2.
-            plaintext_bits: prime_bits - 2,
+            plaintext_bits,
         };
         Self {
             public,
@@ -139,7 +151,7 @@ impl PublicKey {
 
     fn check_plaintext(&self, m: &Integer) -> Result<()> {
         if m.significant_bits() > self.plaintext_bits {
-            return Err(CryptoError::InvalidKey(format!(
+            return Err(CryptoError::PlaintextOutOfRange(format!(
                 "an Okamoto–Uchiyama plaintext of {} bits, above the key's {}",
                 m.significant_bits(),
                 self.plaintext_bits
@@ -148,16 +160,17 @@ impl PublicKey {
         Ok(())
     }
 
-    /// `g^m·h^r mod n` with a fresh short `r` from the fixed-base table.
+    /// `g^m·h^r mod n` with a fresh short `r`, both powers from the fixed-base tables.
     pub fn encrypt(&self, m: &Integer, rng: &mut impl RngCore) -> Result<Ciphertext> {
         self.check_plaintext(m)?;
         let mut r = vec![0u8; self.randomness_bits.div_ceil(8) as usize];
         rng.fill_bytes(&mut r);
-        let gm = self
-            .g
-            .clone()
-            .pow_mod(m, &self.n)
-            .map_err(|_| CryptoError::InvalidKey("g is not a unit mod n".into()))?;
+        let mut gm = self.g_table.pow(&m.to_digits::<u8>(Order::Lsf));
+        if *m < 0 {
+            gm = gm
+                .invert(&self.n)
+                .map_err(|_| CryptoError::InvalidKey("g is not a unit mod n".into()))?;
+        }
         Ok(Ciphertext(gm * self.h_table.pow(&r) % &self.n))
     }
 
@@ -172,14 +185,14 @@ impl PublicKey {
         c.0.clone()
             .pow_mod(k, &self.n)
             .map(Ciphertext)
-            .map_err(|_| CryptoError::InvalidKey("a ciphertext that is not a unit".into()))
+            .map_err(|_| CryptoError::InvalidCiphertext("a ciphertext that is not a unit".into()))
     }
 
     /// A ciphertext from outside: refused unless `0 < c < n` and `gcd(c, n) = 1`.
     pub fn ciphertext_from_bytes(&self, bytes: &[u8]) -> Result<Ciphertext> {
         let c = Integer::from_digits(bytes, Order::Msf);
         if c <= 0 || c >= self.n || c.gcd_ref(&self.n).complete() != 1 {
-            return Err(CryptoError::InvalidKey(
+            return Err(CryptoError::InvalidCiphertext(
                 "an Okamoto–Uchiyama ciphertext outside the units mod n".into(),
             ));
         }
