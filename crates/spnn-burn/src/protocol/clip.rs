@@ -2,7 +2,9 @@
 //!
 //! Burn clips a parameter's gradient before its optimiser's step (`GradientClippingConfig`);
 //! the holders do the same with the accumulated gradient `g` of `W`, first in every update,
-//! before SGD or Adam uses it. Nobody sees `g` or whether an entry was clipped.
+//! before SGD or Adam uses it. Every opening is masked by a fresh dealt value no single holder
+//! has, and the server receives nothing new: no holder learns `g`, `‖g‖` or whether an entry
+//! (or the norm) was clipped (what the next `Z` reflects is the security chapter's question).
 //!
 //! **By value** (`Value(τ)`): `g ← g + [g > τ]·(τ − g) + [g < −τ]·(−τ − g)`, each bracket a
 //! secure comparison with zero ([`spnn_crypto::compare`]) per entry, the two selections one
