@@ -7,7 +7,7 @@
 
 use spnn_net::frame::{HEADER_LEN, LENGTH_PREFIX};
 
-use crate::protocol::{Dealing, ItemShape, bundle};
+use crate::protocol::{Dealing, DealtShapes, bundle};
 
 /// Bytes of framing around every message.
 pub const FRAME_OVERHEAD: u64 = (LENGTH_PREFIX + HEADER_LEN) as u64;
@@ -79,7 +79,6 @@ fn step(s: &StepShape, train: bool) -> StepCost {
     // two, two otherwise; one per public factor in the update.
     let backward = if b.is_power_of_two() { 1 } else { 2 };
     let weights = (d, h);
-    let dims = |shape: &ItemShape| shape.dims(d, h);
     let no_update = Dealing::default();
     let update = if train { &s.update } else { &no_update };
     let backward_truncs = if train { backward } else { 0 };
@@ -102,9 +101,11 @@ fn step(s: &StepShape, train: bool) -> StepCost {
         (_, 0) => frame(SEED) + explicit(bundle::explicit_shapes(shapes, per)),
         _ => frame(SEED),
     };
-    let update_truncs: Vec<_> = update.truncations.iter().map(|(s, _)| dims(s)).collect();
-    let products: Vec<_> = update.products.iter().map(dims).collect();
-    let comparisons: Vec<_> = update.comparisons.iter().map(dims).collect();
+    let DealtShapes {
+        truncations: update_truncs,
+        products,
+        comparisons,
+    } = update.dims(d, h);
     let material_of_commands = |m: usize| {
         part(
             &vec![weights; backward_truncs],

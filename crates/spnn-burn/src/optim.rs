@@ -191,8 +191,9 @@ impl AdamFields {
         let s: Self = serde_json::from_value(value).map_err(unreadable)?;
         let refuse = |what: &str| {
             Err(SpnnError::Config(format!(
-                "{what} needs a comparison of secret values, which the holders do not compute on \
-                 shares: configure Adam without it"
+                "{what} needs comparisons of Adam's secret moments or weights, which the holders \
+                 do not run on shares (they compare only the gradient, for clipping): configure \
+                 Adam without it"
             )))
         };
         let clip = clipping_of(s.grad_clipping)?;

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use spnn_net::{Network, PartyId, Role};
 
 use super::policy::PartyPolicy;
-use super::{Dealing, ItemShape, bundle, needs_truncations, pairwise};
+use super::{Dealing, bundle, needs_truncations, pairwise};
 use crate::config::{Protocol, SpnnConfig};
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{Ack, Command, DealerBundle, DealerSeed, LayerKind, Setup};
@@ -72,24 +72,19 @@ impl DealerParams {
     /// holders receive them.
     fn deal(&self, purpose: &str, step: u64, dealing: &Dealing) -> Result<DealtTruncations> {
         let mut rng = self.config.randomness.rng(self.me, step, purpose);
-        let dims = |shape: &ItemShape| shape.dims(self.d, self.h);
+        let shapes = dealing.dims(self.d, self.h);
         let k = self.holders.len();
         let mut dealt = Vec::new();
-        if !dealing.truncations.is_empty() {
-            let items: Vec<_> = dealing
-                .truncations
-                .iter()
-                .map(|(shape, shift)| (dims(shape), *shift))
-                .collect();
+        if !shapes.truncations.is_empty() {
+            let shifts = dealing.truncations.iter().map(|&(_, shift)| shift);
+            let items: Vec<_> = shapes.truncations.into_iter().zip(shifts).collect();
             dealt.push(bundle::deal_truncations(&items, k, &mut rng)?);
         }
-        if !dealing.products.is_empty() {
-            let shapes: Vec<_> = dealing.products.iter().map(dims).collect();
-            dealt.push(bundle::deal_products(&shapes, k, &mut rng)?);
+        if !shapes.products.is_empty() {
+            dealt.push(bundle::deal_products(&shapes.products, k, &mut rng)?);
         }
-        if !dealing.comparisons.is_empty() {
-            let shapes: Vec<_> = dealing.comparisons.iter().map(dims).collect();
-            dealt.push(bundle::deal_comparisons(&shapes, k, &mut rng)?);
+        if !shapes.comparisons.is_empty() {
+            dealt.push(bundle::deal_comparisons(&shapes.comparisons, k, &mut rng)?);
         }
         Ok(dealt)
     }

@@ -55,7 +55,29 @@ pub struct Dealing {
     pub comparisons: Vec<ItemShape>,
 }
 
+/// A [`Dealing`]'s items as matrix shapes for weights of `d × h`, part by part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DealtShapes {
+    /// The truncations' shapes.
+    pub truncations: Vec<(usize, usize)>,
+    /// The element-wise products' shapes.
+    pub products: Vec<(usize, usize)>,
+    /// The comparisons' shapes.
+    pub comparisons: Vec<(usize, usize)>,
+}
+
 impl Dealing {
+    /// The items' matrix shapes for weights of `d × h` (what the dealer deals, the holders
+    /// receive and the cost model counts).
+    pub fn dims(&self, d: usize, h: usize) -> DealtShapes {
+        let dims = |s: ItemShape| s.dims(d, h);
+        DealtShapes {
+            truncations: self.truncations.iter().map(|&(s, _)| dims(s)).collect(),
+            products: self.products.iter().map(|&s| dims(s)).collect(),
+            comparisons: self.comparisons.iter().map(|&s| dims(s)).collect(),
+        }
+    }
+
     /// Whether there is nothing to deal.
     pub fn is_empty(&self) -> bool {
         self.truncations.is_empty() && self.products.is_empty() && self.comparisons.is_empty()

@@ -53,6 +53,7 @@ use super::{Engine, GradientPart, Party};
 use crate::config::AdamParams;
 use crate::error::{Result, SpnnError, protocol};
 use crate::messages::{DealerBundle, DealerSeed};
+use crate::protocol::Dealing;
 use crate::protocol::adam::{Pieces, Plan, split_factor, value_of};
 use crate::protocol::bounds::{Bounds, decayed_weight_bound, ring_bits};
 use crate::protocol::bundle;
@@ -60,7 +61,6 @@ use crate::protocol::bundle::{COMPARISON_EXPLICIT, PRODUCT_EXPLICIT, TRUNCATION_
 use crate::protocol::clip::NormPlan;
 use crate::protocol::pairwise::{Material, StepShape};
 use crate::protocol::scale::{PublicScale, truncation_shifts};
-use crate::protocol::{Dealing, ItemShape};
 
 /// What a training forward leaves for its backward.
 struct Saved {
@@ -198,27 +198,33 @@ impl SsEngine {
     /// ([`bundle::deal_products`]), comparisons' material ([`bundle::deal_comparisons`]) —
     /// each a seed, and for holder 0 its explicit shares — each only if not empty.
     fn receive_dealing(&mut self, p: &Party, dealing: &Dealing) -> Result<()> {
-        let dims = |shape: &ItemShape| shape.dims(p.d, p.h);
-        if !dealing.truncations.is_empty() {
-            let shapes: Vec<_> = dealing.truncations.iter().map(|(s, _)| dims(s)).collect();
+        let shapes = dealing.dims(p.d, p.h);
+        if !shapes.truncations.is_empty() {
             let (seed, explicit) =
-                Self::receive_part(p, &shapes, TRUNCATION_EXPLICIT, "truncation")?;
-            let triples = bundle::truncation_shares(&seed, p.me, explicit, &shapes);
+                Self::receive_part(p, &shapes.truncations, TRUNCATION_EXPLICIT, "truncation")?;
+            let triples = bundle::truncation_shares(&seed, p.me, explicit, &shapes.truncations);
             let shifts = dealing.truncations.iter().map(|&(_, shift)| shift);
             self.truncations.extend(shifts.zip(triples));
         }
-        if !dealing.products.is_empty() {
-            let shapes: Vec<_> = dealing.products.iter().map(dims).collect();
-            let (seed, explicit) = Self::receive_part(p, &shapes, PRODUCT_EXPLICIT, "product")?;
-            self.products
-                .extend(bundle::product_shares(&seed, p.me, explicit, &shapes));
-        }
-        if !dealing.comparisons.is_empty() {
-            let shapes: Vec<_> = dealing.comparisons.iter().map(dims).collect();
+        if !shapes.products.is_empty() {
             let (seed, explicit) =
-                Self::receive_part(p, &shapes, COMPARISON_EXPLICIT, "comparison")?;
-            self.comparisons
-                .extend(bundle::comparison_shares(&seed, p.me, explicit, &shapes));
+                Self::receive_part(p, &shapes.products, PRODUCT_EXPLICIT, "product")?;
+            self.products.extend(bundle::product_shares(
+                &seed,
+                p.me,
+                explicit,
+                &shapes.products,
+            ));
+        }
+        if !shapes.comparisons.is_empty() {
+            let (seed, explicit) =
+                Self::receive_part(p, &shapes.comparisons, COMPARISON_EXPLICIT, "comparison")?;
+            self.comparisons.extend(bundle::comparison_shares(
+                &seed,
+                p.me,
+                explicit,
+                &shapes.comparisons,
+            ));
         }
         Ok(())
     }
@@ -273,11 +279,9 @@ impl SsEngine {
     /// borrow chain's products (module [`spnn_crypto::compare`]).
     fn non_negative(&mut self, p: &Party, x: &Share, bound: f64, what: &str) -> Result<Share> {
         use spnn_crypto::compare::{COMPARISON_BITS, comparison_open, non_negative};
-        if ring_bits(bound, what)? > COMPARISON_BITS {
-            return Err(SpnnError::Config(format!(
-                "{what} is beyond a comparison's range"
-            )));
-        }
+        // A comparison takes what an exact truncation takes: |x| < 2^62, which ring_bits checks.
+        const _: () = assert!(COMPARISON_BITS == MAX_TRUNCATION_BITS);
+        ring_bits(bound, what)?;
         let material = self
             .comparisons
             .pop_front()
@@ -507,8 +511,8 @@ impl SsEngine {
         // the weights' shape (a sharing of the factor in every entry).
         let by = self.mul_shares(p, &b, &y)?;
         let (scaled, _) = self.mul_public(p, by, y_max, plan.factor(), "the clipping factor")?;
-        let keep = self.constant(p, (1, 1), 1, 0)?.sub(&b)?.scalar_mul(1 << f);
-        let factor = scaled.add(&keep.with_value_and_scale(keep.value().clone(), f))?;
+        let keep = self.constant(p, (1, 1), 1, 0)?.sub(&b)?;
+        let factor = scaled.add(&keep.with_value_and_scale(keep.value().scalar_mul(1 << f), f))?;
         let spread = vec![factor.value().as_slice()[0]; p.d * p.h];
         let factor = factor.with_value(RingMatrix::from_vec(p.d, p.h, spread)?);
         let clipped = self.mul_shares(p, &g, &factor)?;
