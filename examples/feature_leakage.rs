@@ -15,8 +15,8 @@
 //! (`tradeoff-<data>.png`) into the output directory (relative paths from the workspace root).
 
 use spnn_bench::features::{Defence, Point, chance_r2, markdown, plot, run, truth};
-use spnn_bench::sweep_args;
 use spnn_bench::systems::{Data, Setup};
+use spnn_bench::{sweep_args, write_results};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spnn_bench::SweepArgs { out, census } = sweep_args("feature_leakage")?;
@@ -82,11 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         json.push(("census", points));
     }
-    std::fs::write(out.join("results.md"), &md)?;
-    std::fs::write(
-        out.join("results.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    write_results(&out, "results", &md, &json)?;
     println!("{md}");
     Ok(())
 }

@@ -16,8 +16,8 @@
 //! `digits.md` and `digits.json`.
 
 use spnn_bench::labels::{Point, class_markdown, markdown, plot, sweep, sweep_classes};
-use spnn_bench::sweep_args;
 use spnn_bench::systems::{Data, Setup};
+use spnn_bench::{sweep_args, write_results};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spnn_bench::SweepArgs { out, census } = sweep_args("label_leakage")?;
@@ -32,11 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let points = sweep_classes(&data, &setup, 10);
         let md = class_markdown(&points);
-        std::fs::write(out.join("digits.md"), &md)?;
-        std::fs::write(
-            out.join("digits.json"),
-            serde_json::to_string_pretty(&points)?,
-        )?;
+        write_results(&out, "digits", &md, &points)?;
         println!("{md}");
         return Ok(());
     }
@@ -67,11 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         json.push((name, points));
     }
-    std::fs::write(out.join("results.md"), &md)?;
-    std::fs::write(
-        out.join("results.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
+    write_results(&out, "results", &md, &json)?;
     println!("{md}");
     Ok(())
 }

@@ -43,6 +43,19 @@ pub fn user_path(arg: &str) -> std::path::PathBuf {
     }
 }
 
+/// Writes a run's results into `dir`: the table as `{stem}.md` and the data as pretty JSON in
+/// `{stem}.json`, the files the guide's tables include and the checks read.
+pub fn write_results(
+    dir: &std::path::Path,
+    stem: &str,
+    md: &str,
+    data: &impl serde::Serialize,
+) -> std::io::Result<()> {
+    std::fs::write(dir.join(format!("{stem}.md")), md)?;
+    let json = serde_json::to_string_pretty(data).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join(format!("{stem}.json")), json)
+}
+
 /// What the leakage sweeps were asked for ([`sweep_args`]).
 #[cfg(feature = "insecure-baselines")]
 pub struct SweepArgs {

@@ -124,11 +124,7 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
             p.spnn_ss / p.split_learning
         );
     }
-    std::fs::write(dir.join("results.md"), md)?;
-    std::fs::write(
-        dir.join("results.json"),
-        serde_json::to_string_pretty(report).expect("plain data"),
-    )?;
+    crate::write_results(dir, "results", &md, report)?;
     for axis in ["rows", "features", "width", "holders"] {
         let pts: Vec<&ScalePoint> = report
             .scalability
